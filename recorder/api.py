@@ -1,0 +1,137 @@
+"""A small typed Python API for embedding Durascope and for tests.
+
+    ds = Durascope.open("sqlite:///durascope.db")
+    ds.register_function("orders", "orders.handler:main", code_dir="./src")
+    arn = ds.start("orders", '{"id": 42}')
+    print(ds.wait(arn).status)
+    ds.close()
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from recorder.config import Settings
+from recorder.engine.control import ControlPlane, FunctionSpec, now_ms
+from recorder.engine.engine import Engine
+from recorder.engine.invoker import InProcessInvoker
+from recorder.queries import TERMINAL, execution_description, find_execution, iter_history
+from recorder.store.db import Database
+from recorder.wire import ErrorObject
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ExecutionSummary:
+    arn: str
+    name: str
+    function: str
+    status: str
+    result: str | None
+    error: dict[str, Any] | None
+    start_ms: int
+    end_ms: int | None
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL
+
+
+class Durascope:
+    def __init__(self, settings: Settings, run_engine: bool = True) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url)
+        self.db.check_schema(settings.auto_upgrade)
+        self.control = ControlPlane(self.db, settings)
+        self.engine: Engine | None = None
+        if run_engine:
+            self.engine = Engine(self.control, InProcessInvoker(self.control))
+            self.engine.start()
+
+    @classmethod
+    def open(cls, database_url: str | None = None, run_engine: bool = True, **settings: Any) -> Durascope:
+        overrides = dict(settings)
+        if database_url:
+            overrides["database_url"] = database_url
+        return cls(Settings.from_env(**overrides), run_engine=run_engine)
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.stop(wait=True)
+        self.db.dispose()
+
+    def __enter__(self) -> Durascope:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- functions ---------------------------------------------------------------------
+
+    def register_function(self, name: str, handler: str, code_dir: str | None = None,
+                          env: dict[str, str] | None = None, timeout: int = 900,
+                          execution_timeout: int | None = None, retention_days: int | None = None) -> FunctionSpec:
+        spec = FunctionSpec(name, handler, code_dir, dict(env or {}), timeout,
+                            execution_timeout or self.settings.default_execution_timeout,
+                            retention_days or self.settings.default_retention_days)
+        self.control.register_function(spec)
+        return spec
+
+    # --- executions ---------------------------------------------------------------------
+
+    def start(self, function: str, payload: str | bytes | None = None, name: str | None = None) -> str:
+        return self.control.start_execution(function, payload, name).arn
+
+    def describe(self, arn: str) -> ExecutionSummary:
+        with self.db.read() as s:
+            e = find_execution(s, arn)
+            return ExecutionSummary(e.arn, e.name, e.function_name, e.status, e.result,
+                                    json.loads(e.error_json) if e.error_json else None, e.start_ms, e.end_ms)
+
+    def get_execution(self, arn: str, include_data: bool = True) -> dict[str, Any]:
+        with self.db.read() as s:
+            e = find_execution(s, arn)
+            return execution_description(e, self.control.function_arn(e.function_name, e.function_version), include_data)
+
+    def wait(self, arn: str, timeout: float = 60.0) -> ExecutionSummary:
+        return self.wait_for(lambda: (d := self.describe(arn)).done and d, timeout,
+                             f"execution {arn} did not finish within {timeout} s")
+
+    def wait_for(self, predicate: Callable[[], T], timeout: float = 30.0, message: str = "condition not met") -> T:
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError(message)
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.1)
+
+    def history(self, arn: str, include_data: bool = True) -> list[dict[str, Any]]:
+        return list(iter_history(self.db, arn, include_data))
+
+    # --- callbacks and stop -----------------------------------------------------------------
+
+    def callback_success(self, callback_id: str, result: bytes | str | None = None) -> None:
+        data = result.encode() if isinstance(result, str) else result
+        self.control.callback_complete(callback_id, True, result=data)
+
+    def callback_failure(self, callback_id: str, error: dict[str, Any] | None = None) -> None:
+        self.control.callback_complete(callback_id, False, error=ErrorObject.parse(error or {}))
+
+    def callback_heartbeat(self, callback_id: str) -> None:
+        self.control.callback_heartbeat(callback_id)
+
+    def stop(self, arn: str, error: dict[str, Any] | None = None) -> int:
+        return self.control.stop_execution(arn, ErrorObject.parse(error) if error else None)
+
+    @staticmethod
+    def now_ms() -> int:
+        return now_ms()

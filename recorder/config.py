@@ -1,0 +1,70 @@
+"""Settings, read once from ``DURASCOPE_*`` environment variables.
+
+Every setting has a default that works on one laptop: a SQLite file in the working
+directory, region ``us-east-1`` and a fixed dummy account id, so ARNs look like the
+ones users see in AWS.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+DEFAULT_DATABASE_URL = "sqlite:///durascope.db"
+
+
+def _int(env: dict[str, str], key: str, default: int) -> int:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{key} must be a whole number, got {raw!r}") from exc
+
+
+def _float(env: dict[str, str], key: str, default: float) -> float:
+    raw = env.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{key} must be a number, got {raw!r}") from exc
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+    # How long an engine owns an in-flight invocation without renewing its lease.
+    lease_seconds: float = 30.0
+    # In-process invocations running at once (the SDK idles ~100 ms at the end of
+    # each invocation, so throughput needs many executions in flight).
+    max_concurrent_invocations: int = 64
+    # Consecutive failed invocations (handler crash) before the execution fails.
+    max_invocation_attempts: int = 5
+    invocation_retry_seconds: float = 1.0
+    default_execution_timeout: int = 86400
+    default_retention_days: int = 14
+    auto_upgrade: bool = True
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        env = dict(os.environ if env is None else env)
+        values: dict[str, object] = {
+            "database_url": env.get("DURASCOPE_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            "region": env.get("DURASCOPE_REGION") or "us-east-1",
+            "account_id": env.get("DURASCOPE_ACCOUNT_ID") or "123456789012",
+            "lease_seconds": _float(env, "DURASCOPE_LEASE_SECONDS", 30.0),
+            "max_concurrent_invocations": _int(env, "DURASCOPE_MAX_CONCURRENT_INVOCATIONS", 64),
+            "max_invocation_attempts": _int(env, "DURASCOPE_MAX_INVOCATION_ATTEMPTS", 5),
+            "invocation_retry_seconds": _float(env, "DURASCOPE_INVOCATION_RETRY_SECONDS", 1.0),
+            "default_execution_timeout": _int(env, "DURASCOPE_DEFAULT_EXECUTION_TIMEOUT", 86400),
+            "default_retention_days": _int(env, "DURASCOPE_DEFAULT_RETENTION_DAYS", 14),
+            "auto_upgrade": env.get("DURASCOPE_AUTO_UPGRADE", "1") not in ("0", "false", "no"),
+        }
+        values.update(overrides)
+        return cls(**values)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""The control plane, the invokers and the engine loop."""

@@ -1,0 +1,157 @@
+"""The engine: decides when invocations run and when timers fire.
+
+The database holds every due time and every owed invocation; this class only keeps
+the process busy with them. Commits tell it (through the control plane's listener)
+which executions want an invocation and when the next timer is due; APScheduler
+wakes it at that time; a periodic sweep picks up work that other processes wrote
+and, after a restart, everything overdue fires at once (DESIGN invariant 6).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Protocol
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from recorder.engine.control import ControlPlane, InvocationInput, InvocationOutcome, now_ms
+
+log = logging.getLogger("durascope.engine")
+
+
+class Invoker(Protocol):
+    def invoke(self, inv: InvocationInput) -> InvocationOutcome: ...
+
+
+class Engine:
+    def __init__(self, control: ControlPlane, invoker: Invoker, sweep_seconds: float = 1.0,
+                 owner: str | None = None) -> None:
+        self.control = control
+        self.invoker = invoker
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.sweep_seconds = sweep_seconds
+        self._pool = ThreadPoolExecutor(control.settings.max_concurrent_invocations,
+                                        thread_name_prefix="durascope-invoke")
+        self._lock = threading.Lock()
+        self._inflight: set[str] = set()
+        self._again: set[str] = set()
+        self._scheduler = BackgroundScheduler(timezone=UTC)
+        self._next_wake: int | None = None
+        self._tick_lock = threading.Lock()
+        self._started = False
+        self._stopping = False
+        control.add_listener(self._on_commit)
+
+    # --- lifecycle --------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._scheduler.start()
+        self._scheduler.add_job(self._tick, "interval", seconds=self.sweep_seconds, id="sweep",
+                                max_instances=1, coalesce=True)
+        # Overdue timers and owed invocations from before a restart run at once.
+        self._scheduler.add_job(self._tick, "date", run_date=datetime.now(UTC), id="recover")
+
+    def stop(self, wait: bool = True) -> None:
+        self._stopping = True
+        if self._started:
+            self._scheduler.shutdown(wait=False)
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._inflight
+
+    # --- signals from commits ----------------------------------------------------------
+
+    def _on_commit(self, invoke: set[str], dues: list[int]) -> None:
+        if self._stopping:
+            return
+        now = now_ms()
+        for execution_id in invoke:
+            self.submit(execution_id)
+        later = [d for d in dues if d > now]
+        if later:
+            self._wake_at(min(later))
+
+    def submit(self, execution_id: str) -> None:
+        with self._lock:
+            if execution_id in self._inflight:
+                self._again.add(execution_id)
+                return
+            self._inflight.add(execution_id)
+        try:
+            self._pool.submit(self._run, execution_id)
+        except RuntimeError:  # pool shut down
+            with self._lock:
+                self._inflight.discard(execution_id)
+
+    def _run(self, execution_id: str) -> None:
+        try:
+            while not self._stopping:
+                inv = self.control.begin_invocation(execution_id, self.owner)
+                if inv is None:
+                    break
+                outcome = self.invoker.invoke(inv)
+                self.control.end_invocation(inv, outcome)
+        except Exception:  # noqa: BLE001 - keep the engine alive; the sweep retries
+            log.exception("invocation of %s failed in the engine", execution_id)
+        finally:
+            with self._lock:
+                self._inflight.discard(execution_id)
+                again = execution_id in self._again
+                self._again.discard(execution_id)
+            if again and not self._stopping:
+                self.submit(execution_id)
+
+    # --- time --------------------------------------------------------------------------
+
+    def _wake_at(self, due_ms: int) -> None:
+        with self._lock:
+            if self._next_wake is not None and self._next_wake <= due_ms and self._next_wake > now_ms():
+                return
+            self._next_wake = due_ms
+        try:
+            self._scheduler.add_job(self._tick, "date", run_date=datetime.fromtimestamp(due_ms / 1000, UTC),
+                                    id="wake", replace_existing=True, misfire_grace_time=None)
+        except Exception:  # noqa: BLE001 - scheduler shut down
+            pass
+
+    def _tick(self) -> None:
+        if self._stopping or not self._tick_lock.acquire(blocking=False):
+            return
+        try:
+            with self._lock:
+                self._next_wake = None
+            now = now_ms()
+            while True:
+                due = self.control.due_timers(now)
+                for execution_id, kind, op_id in due:
+                    try:
+                        self.control.fire_timer(execution_id, kind, op_id)
+                    except Exception:  # noqa: BLE001
+                        log.exception("timer %s/%s/%s failed", execution_id, kind, op_id)
+                if len(due) < 500:
+                    break
+            later = []
+            for execution_id, due_ms in self.control.owed_invocations():
+                if due_ms <= now:
+                    self.submit(execution_id)
+                else:
+                    later.append(due_ms)
+            next_timer = self.control.next_timer_due()
+            candidates = [d for d in [next_timer, *later] if d is not None]
+            if candidates:
+                self._wake_at(max(min(candidates), now_ms() + 5))
+        except Exception:  # noqa: BLE001
+            log.exception("engine tick failed")
+        finally:
+            self._tick_lock.release()

@@ -1,0 +1,177 @@
+"""The in-process invoker: runs a handler on a thread of the engine process.
+
+It hands the SDK a ``DurableExecutionInvocationInputWithClient`` whose service client
+calls the control plane directly (no HTTP), and maps control-plane errors to the SDK's
+``CheckpointError``/``GetExecutionStateError`` exactly as botocore errors would be
+mapped, so the SDK classifies retries the same way on both paths (spec 2.1).
+This is the fast path; it shares the process (and ``os.environ``) with the engine, so
+per-function environment variables and timeouts need worker processes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from aws_durable_execution_sdk_python.exceptions import CheckpointError, GetExecutionStateError
+from aws_durable_execution_sdk_python.execution import (
+    DurableExecutionInvocationInputWithClient,
+    InitialExecutionState,
+)
+from aws_durable_execution_sdk_python.lambda_service import (
+    CheckpointOutput,
+    Operation,
+    OperationUpdate,
+    StateOutput,
+)
+
+from recorder.engine.control import ControlPlane, FunctionSpec, InvocationInput, InvocationOutcome, _render_op
+from recorder.errors import ServiceError
+from recorder.wire import ts_datetime
+
+
+class _BotoShaped(Exception):
+    """Carries a boto-style ``response`` so the SDK's from_exception classifies it."""
+
+    def __init__(self, message: str, response: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.response = response
+
+
+def _as_boto(exc: Exception) -> _BotoShaped:
+    if isinstance(exc, ServiceError):
+        return _BotoShaped(exc.message, exc.to_boto_response())
+    return _BotoShaped(f"{type(exc).__name__}: {exc}", {
+        "Error": {"Code": "ServiceException", "Message": str(exc)},
+        "ResponseMetadata": {"HTTPStatusCode": 500}})
+
+
+class InProcessServiceClient:
+    """The SDK's ``DurableServiceClient`` protocol, served by the control plane."""
+
+    def __init__(self, control: ControlPlane) -> None:
+        self.control = control
+
+    def checkpoint(self, durable_execution_arn: str, checkpoint_token: str, updates: list[OperationUpdate],
+                   client_token: str | None) -> CheckpointOutput:
+        try:
+            response = self.control.checkpoint(durable_execution_arn, checkpoint_token,
+                                               [u.to_dict() for u in updates], client_token, ts=ts_datetime)
+        except Exception as exc:  # noqa: BLE001 - every failure must reach the SDK classified
+            raise CheckpointError.from_exception(_as_boto(exc)) from None
+        return CheckpointOutput.from_dict(response)
+
+    def get_execution_state(self, durable_execution_arn: str, checkpoint_token: str, next_marker: str,
+                            max_items: int = 1000) -> StateOutput:
+        try:
+            response = self.control.get_state(durable_execution_arn, checkpoint_token, next_marker or None,
+                                              max_items, ts=ts_datetime)
+        except Exception as exc:  # noqa: BLE001
+            raise GetExecutionStateError.from_exception(_as_boto(exc)) from None
+        return StateOutput.from_dict(response)
+
+
+@dataclass
+class LambdaContext:
+    """The parts of the Lambda context object the SDK and handlers read."""
+
+    aws_request_id: str
+    function_name: str
+    function_version: str
+    invoked_function_arn: str
+    memory_limit_in_mb: int
+    deadline_ms: int
+    tenant_id: str | None = None
+    log_group_name: str = "/aws/lambda/durascope"
+    log_stream_name: str = "durascope"
+    client_context: Any = None
+    identity: Any = None
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, self.deadline_ms - int(time.time() * 1000))
+
+
+def error_from_exception(exc: BaseException) -> dict[str, Any]:
+    cls = type(exc)
+    name = cls.__name__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return {
+        "ErrorType": name,
+        "ErrorMessage": str(exc),
+        "StackTrace": traceback.format_exception(exc)[-20:],
+    }
+
+
+def split_handler(handler: str) -> tuple[str, str]:
+    """``pkg.module:function`` or Lambda's ``pkg.module.function``."""
+    if ":" in handler:
+        module, _, attr = handler.partition(":")
+    else:
+        module, _, attr = handler.rpartition(".")
+    if not module or not attr:
+        raise ValueError(f"handler {handler!r} must be written pkg.module.function or pkg.module:function")
+    return module, attr
+
+
+class HandlerCache:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str | None], Any] = {}
+
+    def resolve(self, spec: FunctionSpec) -> Any:
+        key = (spec.handler, spec.code_dir)
+        with self._lock:
+            fn = self._cache.get(key)
+            if fn is not None:
+                return fn
+            if spec.code_dir and spec.code_dir not in sys.path:
+                sys.path.insert(0, spec.code_dir)
+            module_name, attr = split_handler(spec.handler)
+            module = importlib.import_module(module_name)
+            fn = getattr(module, attr)
+            self._cache[key] = fn
+            return fn
+
+
+class InProcessInvoker:
+    def __init__(self, control: ControlPlane, memory_mb: int = 512) -> None:
+        self.control = control
+        self.client = InProcessServiceClient(control)
+        self.handlers = HandlerCache()
+        self.memory_mb = memory_mb
+
+    def invoke(self, inv: InvocationInput) -> InvocationOutcome:
+        try:
+            handler = self.handlers.resolve(inv.function)
+        except Exception as exc:  # noqa: BLE001 - an import error is a failed invocation (Runtime.ImportModuleError)
+            err = error_from_exception(exc)
+            err["ErrorType"] = "Runtime.ImportModuleError"
+            return InvocationOutcome("ERROR", error=err)
+        event = DurableExecutionInvocationInputWithClient(
+            durable_execution_arn=inv.arn,
+            checkpoint_token=inv.token,
+            initial_execution_state=InitialExecutionState(
+                operations=[Operation.from_dict(_render_op(o, ts_datetime)) for o in inv.operations],
+                next_marker=inv.next_marker,
+            ),
+            updated_operation_ids=inv.updated_operation_ids,
+            service_client=self.client,
+        )
+        fn_arn = self.control.function_arn(inv.function.name, "$LATEST")
+        context = LambdaContext(
+            aws_request_id=inv.request_id,
+            function_name=inv.function.name,
+            function_version="$LATEST",
+            invoked_function_arn=fn_arn,
+            memory_limit_in_mb=self.memory_mb,
+            deadline_ms=int(time.time() * 1000) + inv.function.timeout * 1000,
+        )
+        try:
+            output = handler(event, context)
+        except Exception as exc:  # noqa: BLE001 - the invocation failed; the engine retries it
+            return InvocationOutcome("ERROR", error=error_from_exception(exc))
+        return InvocationOutcome.from_envelope(output)

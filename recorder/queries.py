@@ -1,0 +1,122 @@
+"""Read-only views of the store in the shapes the Lambda API returns.
+
+Timestamps come back through a renderer: epoch seconds for REST/JSON
+(``ts_seconds``), aware datetimes for Python callers, epoch ms raw.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from recorder.arns import ExecutionArn
+from recorder.engine import tokens
+from recorder.errors import InvalidParameterValueException, ResourceNotFoundException
+from recorder.store.db import Database
+from recorder.store.events import strip_execution_data
+from recorder.store.log import row_to_stored
+from recorder.store.models import Event, Execution
+from recorder.wire import ts_seconds
+
+TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
+
+# Detail fields that hold instants (stored in epoch ms).
+_DETAIL_TS = {
+    "InvocationCompleted": ("StartTimestamp", "EndTimestamp"),
+    "WaitStarted": ("ScheduledEndTimestamp",),
+    "ExecutionPaused": ("PauseRequestTimestamp",),
+    "ExecutionResumed": ("ResumeRequestTimestamp",),
+}
+
+
+def render_event(row: Event, ts: Callable[[int], Any] = ts_seconds, include_data: bool = True) -> dict[str, Any]:
+    event = row_to_stored(row).to_history()
+    event["EventTimestamp"] = ts(event["EventTimestamp"])
+    fields = _DETAIL_TS.get(row.event_type)
+    if fields:
+        key = f"{row.event_type}Details"
+        details = dict(event[key])
+        for f in fields:
+            if f in details and details[f] is not None:
+                details[f] = ts(int(details[f]))
+        event[key] = details
+    return event if include_data else strip_execution_data(event)
+
+
+def find_execution(s: Session, arn: str) -> Execution:
+    parsed = ExecutionArn.parse(arn)
+    execution = s.get(Execution, parsed.execution_id)
+    if execution is None or execution.arn != arn:
+        raise ResourceNotFoundException(f"Durable execution not found: {arn}")
+    return execution
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    events: list[dict[str, Any]]
+    next_marker: str | None
+
+
+def history_page(db: Database, arn: str, include_data: bool = True, marker: str | None = None,
+                 max_items: int | None = None, reverse: bool = False,
+                 ts: Callable[[int], Any] = ts_seconds) -> HistoryPage:
+    limit = 100 if max_items is None else max_items
+    if not 1 <= limit <= 1000:
+        raise InvalidParameterValueException("MaxItems must be from 1 to 1000")
+    with db.read() as s:
+        execution = find_execution(s, arn)
+        q = select(Event).where(Event.execution_id == execution.execution_id, Event.event_id.is_not(None))
+        if marker:
+            after = tokens.parse_history_marker(marker)
+            q = q.where(Event.event_id < after if reverse else Event.event_id > after)
+        q = q.order_by(Event.event_id.desc() if reverse else Event.event_id).limit(limit + 1)
+        rows = s.scalars(q).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    events = [render_event(r, ts, include_data) for r in rows]
+    next_marker = tokens.history_marker(rows[-1].event_id or 0) if more and rows else None
+    return HistoryPage(events, next_marker)
+
+
+def iter_history(db: Database, arn: str, include_data: bool = True,
+                 ts: Callable[[int], Any] = ts_seconds, page: int = 1000) -> Iterator[dict[str, Any]]:
+    marker = None
+    while True:
+        p = history_page(db, arn, include_data, marker, page, False, ts)
+        yield from p.events
+        if not p.next_marker:
+            return
+        marker = p.next_marker
+
+
+def execution_description(execution: Execution, function_arn: str, include_data: bool = True,
+                          ts: Callable[[int], Any] = ts_seconds) -> dict[str, Any]:
+    """GetDurableExecution's response body."""
+    out: dict[str, Any] = {
+        "DurableExecutionArn": execution.arn,
+        "DurableExecutionName": execution.name,
+        "FunctionArn": function_arn,
+        "Status": execution.status,
+        "StartTimestamp": ts(execution.start_ms),
+        "Version": execution.function_version,
+        "ExecutionDataIncluded": include_data,
+        "DurableConfig": {"ExecutionTimeout": execution.execution_timeout,
+                          "RetentionPeriodInDays": execution.retention_days},
+    }
+    if execution.end_ms is not None:
+        out["EndTimestamp"] = ts(execution.end_ms)
+    elif execution.execution_timeout:
+        out["ExpectedExecutionTimeoutTimestamp"] = ts(execution.start_ms + execution.execution_timeout * 1000)
+    if include_data:
+        if execution.input_payload is not None:
+            out["InputPayload"] = execution.input_payload
+        if execution.status == "SUCCEEDED" and execution.result is not None:
+            out["Result"] = execution.result
+        if execution.status in ("FAILED", "TIMED_OUT", "STOPPED") and execution.error_json:
+            out["Error"] = json.loads(execution.error_json)
+    return out

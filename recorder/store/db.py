@@ -1,0 +1,152 @@
+"""Connections, transactions and the schema check.
+
+Writers are serialized per execution by row locks and, for the global log position,
+by one lock for every append (see ``recorder.store.log``). On SQLite the database
+file is itself the lock: write transactions start with ``BEGIN IMMEDIATE`` so two
+writers never deadlock upgrading a read lock, and a process-local mutex keeps this
+process's threads from spinning on ``SQLITE_BUSY``. Reads use a second engine that
+begins deferred transactions, so in WAL mode they never wait for a writer.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+
+class SchemaOutdated(RuntimeError):
+    pass
+
+
+def _sqlite_engine(url: str, immediate: bool) -> Engine:
+    eng = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 60},
+        pool_size=32 if immediate else 64,
+        max_overflow=0,
+    )
+
+    @event.listens_for(eng, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        # Take transaction control away from pysqlite so BEGIN is ours to emit.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=60000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(eng, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return eng
+
+
+class Database:
+    """One store: a SQLite file or a PostgreSQL database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = _sqlite_engine(url, immediate=True)
+            self.read_engine = _sqlite_engine(url, immediate=False)
+            self._write_mutex: threading.Lock | None = threading.Lock()
+        elif self.dialect == "postgresql":
+            self.engine = create_engine(url, pool_size=40, max_overflow=40, pool_pre_ping=True)
+            self.read_engine = self.engine
+            self._write_mutex = None
+        else:
+            raise ValueError(f"unsupported database {self.dialect!r}: use sqlite:/// or postgresql+psycopg://")
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.dialect == "sqlite"
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A write transaction: commits on success, rolls back on any exception."""
+        mutex = self._write_mutex
+        if mutex is not None:
+            mutex.acquire()
+        try:
+            with Session(self.engine, expire_on_commit=False, autoflush=False) as session:
+                with session.begin():
+                    yield session
+        finally:
+            if mutex is not None:
+                mutex.release()
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self.read_engine, expire_on_commit=False, autoflush=False) as session:
+            with session.begin():
+                yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()
+
+    # --- schema -----------------------------------------------------------------
+
+    def alembic_config(self):  # type: ignore[no-untyped-def]
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        cfg.attributes["database"] = self
+        return cfg
+
+    def head_revision(self) -> str:
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+        assert head is not None
+        return head
+
+    def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            rev = MigrationContext.configure(conn).get_current_revision()
+            conn.rollback()
+            return rev
+
+    def upgrade(self) -> None:
+        from alembic import command
+
+        command.upgrade(self.alembic_config(), "head")
+
+    def check_schema(self, auto_upgrade: bool) -> None:
+        """Refuse to run on an out-of-date schema; the SQLite default may upgrade itself."""
+        current = self.current_revision()
+        head = self.head_revision()
+        if current == head:
+            return
+        if auto_upgrade and (self.is_sqlite or current is None):
+            self.upgrade()
+            return
+        raise SchemaOutdated(
+            f"the database schema is at revision {current or 'none'}, this Durascope needs {head}: "
+            f"run `durascope db upgrade` (DURASCOPE_DATABASE_URL={make_url(self.url).render_as_string(hide_password=True)})"
+        )
+
+    def ping(self) -> None:
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+            conn.rollback()

@@ -1,0 +1,117 @@
+"""The append path and the one purge path of the event log.
+
+Positions must be safe for followers: once a reader has seen position N it must
+never later find a committed row below N. PostgreSQL hands out sequence values at
+insert time but transactions commit in any order, so, as the eventsourcing library
+does, every append takes one transaction-scoped lock just before inserting: the next
+appender cannot draw a position until this transaction has committed. The lock is
+taken as late as possible (after validation and reads) to keep it short. SQLite has
+one writer at a time, so its positions are already in commit order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.orm import Session
+
+from recorder.store.events import NewEvent, StoredEvent
+from recorder.store.models import Callback, EngineState, Event, Execution, LogLine, Operation, PurgeGrant, Timer
+
+# Arbitrary constant naming the application-wide append lock.
+APPEND_LOCK_KEY = 0x64757261  # "dura"
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def append(
+    session: Session,
+    execution_id: str,
+    execution: Execution | None,
+    events: Sequence[NewEvent],
+    now_ms: int,
+) -> list[StoredEvent]:
+    """Insert ``events`` for one execution and return them numbered.
+
+    The caller holds the execution's row lock (or is creating the execution), so
+    EventIds continue from ``execution.last_event_id`` without gaps. Timestamps never
+    go backwards within an execution.
+    """
+    if not events:
+        return []
+    last_id = execution.last_event_id if execution else 0
+    ts = max(now_ms, execution.last_ts_ms if execution else 0)
+    rows = []
+    prepared = []
+    for ev in events:
+        event_id = None
+        if ev.history:
+            last_id += 1
+            event_id = last_id
+        body = ev.body()
+        rows.append(
+            {
+                "execution_id": execution_id,
+                "event_id": event_id,
+                "event_type": ev.event_type,
+                "op_id": ev.op_id,
+                "ts_ms": ts,
+                "body": _dumps(body),
+                "extra": _dumps(ev.extra) if ev.extra is not None else None,
+            }
+        )
+        prepared.append((event_id, body, ev))
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK_KEY})
+    positions = session.scalars(
+        insert(Event).returning(Event.position, sort_by_parameter_order=True), rows
+    ).all()
+    return [
+        StoredEvent(pos, execution_id, event_id, ev.event_type, ev.op_id, ts, body, ev.extra)
+        for pos, (event_id, body, ev) in zip(positions, prepared, strict=True)
+    ]
+
+
+def row_to_stored(row: Event) -> StoredEvent:
+    return StoredEvent(
+        position=row.position,
+        execution_id=row.execution_id,
+        event_id=row.event_id,
+        event_type=row.event_type,
+        op_id=row.op_id,
+        ts_ms=row.ts_ms,
+        body=json.loads(row.body),
+        extra=json.loads(row.extra) if row.extra else None,
+    )
+
+
+def read_execution_events(session: Session, execution_id: str) -> list[StoredEvent]:
+    rows = session.scalars(
+        select(Event).where(Event.execution_id == execution_id).order_by(Event.position)
+    ).all()
+    return [row_to_stored(r) for r in rows]
+
+
+def purge_execution(session: Session, execution_id: str) -> int:
+    """Remove a closed execution and everything derived from it (retention purge).
+
+    The only code that deletes events: it writes a purge grant, which the
+    append-only trigger checks, deletes, and removes the grant again, all in the
+    caller's transaction.
+    """
+    execution = session.get(Execution, execution_id)
+    if execution is not None and execution.end_ms is None:
+        raise ValueError(f"execution {execution_id} is not closed; only closed executions are purged")
+    session.add(PurgeGrant(execution_id=execution_id))
+    session.flush()
+    deleted = session.execute(delete(Event).where(Event.execution_id == execution_id)).rowcount
+    for model in (Operation, Callback, Timer, EngineState, LogLine):
+        session.execute(delete(model).where(model.execution_id == execution_id))
+    session.execute(delete(Execution).where(Execution.execution_id == execution_id))
+    session.execute(delete(PurgeGrant).where(PurgeGrant.execution_id == execution_id))
+    return deleted or 0
