@@ -20,7 +20,7 @@ from recorder.errors import InvalidParameterValueException, ResourceNotFoundExce
 from recorder.store.db import Database
 from recorder.store.events import strip_execution_data
 from recorder.store.log import row_to_stored
-from recorder.store.models import Event, Execution
+from recorder.store.models import Event, Execution, LogLine
 from recorder.wire import ts_seconds
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
@@ -120,3 +120,45 @@ def execution_description(execution: Execution, function_arn: str, include_data:
         if execution.status in ("FAILED", "TIMED_OUT", "STOPPED") and execution.error_json:
             out["Error"] = json.loads(execution.error_json)
     return out
+
+
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    ts_ms: int
+    level: str
+    logger: str | None
+    message: str
+    request_id: str | None
+    op_id: str | None
+
+
+def execution_logs(db: Database, arn: str, min_level: str | None = None, request_id: str | None = None,
+                   op_id: str | None = None, limit: int = 10_000) -> list[LogEntry]:
+    """Captured handler output of one execution, oldest first. ``min_level`` keeps
+    records at or above it (stdout/stderr lines count as INFO/ERROR)."""
+    if min_level is not None and min_level.upper() not in LEVELS:
+        raise InvalidParameterValueException(f"level must be one of {', '.join(LEVELS)}")
+    with db.read() as s:
+        execution = find_execution(s, arn)
+        q = select(LogLine).where(LogLine.execution_id == execution.execution_id)
+        if request_id:
+            q = q.where(LogLine.request_id == request_id)
+        if op_id:
+            q = q.where(LogLine.op_id == op_id)
+        rows = s.scalars(q.order_by(LogLine.id).limit(limit)).all()
+    entries = [LogEntry(r.ts_ms, r.level, r.logger, r.message, r.request_id, r.op_id) for r in rows]
+    if min_level is not None:
+        floor = LEVELS.index(min_level.upper())
+        entries = [e for e in entries if _level_rank(e.level) >= floor]
+    return entries
+
+
+def _level_rank(level: str) -> int:
+    if level == "STDOUT":
+        return LEVELS.index("INFO")
+    if level == "STDERR":
+        return LEVELS.index("ERROR")
+    return LEVELS.index(level) if level in LEVELS else 0

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from recorder.errors import InvalidParameterValueException, RequestTooLargeException
+from recorder.errors import InvalidParameterValueException
 
 OP_TYPES = frozenset({"EXECUTION", "CONTEXT", "STEP", "WAIT", "CALLBACK", "CHAINED_INVOKE"})
 ACTIONS = frozenset({"START", "SUCCEED", "FAIL", "RETRY", "CANCEL"})
@@ -57,7 +57,7 @@ class ErrorObject:
         err = cls(raw.get("ErrorMessage"), raw.get("ErrorType"), raw.get("ErrorData"),
                   tuple(trace) if trace is not None else None)
         if len(json.dumps(err.to_dict())) > MAX_ERROR:
-            raise RequestTooLargeException(f"{where} is larger than {MAX_ERROR} bytes")
+            raise _bad(f"{where} is larger than {MAX_ERROR} bytes")
         return err
 
     def to_dict(self) -> dict[str, Any]:
@@ -122,7 +122,7 @@ class Update:
                 raise _bad(f"{where}.Payload must be a string")
             limit = MAX_EXECUTION_PAYLOAD if op_type == "EXECUTION" else MAX_PAYLOAD
             if len(payload.encode("utf-8")) > limit:
-                raise RequestTooLargeException(f"{where}.Payload is larger than {limit} bytes")
+                raise _bad(f"{where}.Payload is larger than {limit} bytes")
         error = ErrorObject.parse(raw["Error"], f"{where}.Error") if raw.get("Error") is not None else None
 
         def opts(key: str) -> dict[str, Any] | None:

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from recorder.arns import NAME_RE, ExecutionArn, function_arn, parse_function_name
@@ -62,7 +62,7 @@ from recorder.store.events import (
     payload_envelope,
 )
 from recorder.store.log import append, purge_execution
-from recorder.store.models import Callback, EngineState, Execution, Function, Operation, Timer
+from recorder.store.models import Callback, EngineState, Execution, Function, LogLine, Operation, Timer
 from recorder.store.projector import (
     CALLBACK_HEARTBEAT_TIMEOUT,
     CALLBACK_TIMEOUT,
@@ -935,6 +935,15 @@ class ControlPlane:
             end = execution.end_ms or now
         self._emit(tx)
         return end
+
+    # --- captured logs -----------------------------------------------------------------
+
+    def store_logs(self, execution_id: str, request_id: str, lines: Iterable[Any]) -> None:
+        rows = [{"execution_id": execution_id, "request_id": request_id, "op_id": ln.op_id, "ts_ms": ln.ts_ms,
+                 "level": ln.level, "logger": ln.logger, "message": ln.message} for ln in lines]
+        if rows:
+            with self.db.write() as s:
+                s.execute(insert(LogLine), rows)
 
     # --- owed work after a restart -----------------------------------------------------
 

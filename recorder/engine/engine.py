@@ -61,6 +61,8 @@ class Engine:
         self._scheduler.add_job(self._tick, "date", run_date=datetime.now(UTC), id="recover")
 
     def stop(self, wait: bool = True) -> None:
+        if self._stopping:
+            return
         self._stopping = True
         if self._started:
             self._scheduler.shutdown(wait=False)

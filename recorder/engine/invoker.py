@@ -30,6 +30,7 @@ from aws_durable_execution_sdk_python.lambda_service import (
     StateOutput,
 )
 
+from recorder.engine import logs
 from recorder.engine.control import ControlPlane, FunctionSpec, InvocationInput, InvocationOutcome, _render_op
 from recorder.errors import ServiceError
 from recorder.wire import ts_datetime
@@ -170,8 +171,13 @@ class InProcessInvoker:
             memory_limit_in_mb=self.memory_mb,
             deadline_ms=int(time.time() * 1000) + inv.function.timeout * 1000,
         )
-        try:
-            output = handler(event, context)
-        except Exception as exc:  # noqa: BLE001 - the invocation failed; the engine retries it
-            return InvocationOutcome("ERROR", error=error_from_exception(exc))
-        return InvocationOutcome.from_envelope(output)
+        with logs.capture(inv.execution_id, inv.request_id) as sink:
+            try:
+                output = handler(event, context)
+                outcome = InvocationOutcome.from_envelope(output)
+            except Exception as exc:  # noqa: BLE001 - the invocation failed; the engine retries it
+                outcome = InvocationOutcome("ERROR", error=error_from_exception(exc))
+        lines = sink.finish()
+        if lines:
+            self.control.store_logs(inv.execution_id, inv.request_id, lines)
+        return outcome

@@ -1,0 +1,313 @@
+"""The ``durascope`` command.
+
+Every command reads ``DURASCOPE_DATABASE_URL`` (default: ``durascope.db`` in the
+working directory) unless ``--database-url`` is given. Errors are printed as one
+readable line and exit with status 1 (2 for bad usage, as click does).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+
+from recorder.config import Settings
+from recorder.errors import ServiceError
+from recorder.store.db import SchemaOutdated
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _settings(ctx: click.Context) -> Settings:
+    url = ctx.obj.get("database_url") if ctx.obj else None
+    return Settings.from_env(**({"database_url": url} if url else {}))
+
+
+@contextmanager
+def _friendly_errors() -> Iterator[None]:
+    try:
+        yield
+    except ServiceError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.message}") from None
+    except SchemaOutdated as exc:
+        raise click.ClickException(str(exc)) from None
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@contextmanager
+def _durascope(ctx: click.Context, run_engine: bool = False) -> Iterator[Any]:
+    from recorder.api import Durascope
+
+    with _friendly_errors():
+        ds = Durascope(_settings(ctx), run_engine=run_engine)
+        try:
+            yield ds
+        finally:
+            ds.close()
+
+
+def _iso(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+@click.group()
+@click.option("--database-url", envvar="DURASCOPE_DATABASE_URL", default=None,
+              help="SQLite file URL or PostgreSQL URL (default: sqlite:///durascope.db).")
+@click.pass_context
+def main(ctx: click.Context, database_url: str | None) -> None:
+    """Durascope: run and inspect durable executions written with the AWS durable functions SDK."""
+    ctx.ensure_object(dict)
+    ctx.obj["database_url"] = database_url
+
+
+# --- db ------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Schema and projections."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Create or upgrade the schema to the latest revision (Alembic)."""
+    from recorder.store.db import Database
+
+    with _friendly_errors():
+        database = Database(_settings(ctx).database_url)
+        database.upgrade()
+        click.echo(f"schema at revision {database.current_revision()}")
+        database.dispose()
+
+
+@db.command("current")
+@click.pass_context
+def db_current(ctx: click.Context) -> None:
+    """Print the schema revision of the database and the one this version needs."""
+    from recorder.store.db import Database
+
+    with _friendly_errors():
+        database = Database(_settings(ctx).database_url)
+        click.echo(f"database: {database.current_revision() or 'empty'}; needed: {database.head_revision()}")
+        database.dispose()
+
+
+@db.command("rebuild-projections")
+@click.pass_context
+def db_rebuild(ctx: click.Context) -> None:
+    """Recompute executions, operations, callbacks and timers from the event log."""
+    from recorder.store.projector import rebuild
+
+    with _durascope(ctx) as ds:
+        with ds.db.write() as s:
+            count = rebuild(s)
+        click.echo(f"rebuilt projections from {count} events")
+
+
+# --- functions -------------------------------------------------------------------------
+
+
+@main.group()
+def functions() -> None:
+    """The function registry."""
+
+
+def _parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected K=V, got {pair!r}", param_hint="--env")
+        env[key] = value
+    return env
+
+
+@functions.command("register")
+@click.argument("name")
+@click.argument("handler")
+@click.option("--code-dir", type=click.Path(exists=True, file_okay=False, resolve_path=True),
+              help="Directory put on sys.path to import the handler.")
+@click.option("--env", "env_pairs", multiple=True, metavar="K=V", help="Environment variable (repeatable).")
+@click.option("--timeout", type=click.IntRange(1, 900), default=900, show_default=True,
+              help="Invocation timeout in seconds.")
+@click.option("--execution-timeout", type=click.IntRange(1, 31_622_400), default=None,
+              help="Execution timeout in seconds (default 86400).")
+@click.option("--retention-days", type=click.IntRange(1, 90), default=None, help="Days a closed execution is kept (default 14).")
+@click.pass_context
+def functions_register(ctx: click.Context, name: str, handler: str, code_dir: str | None, env_pairs: tuple[str, ...],
+                       timeout: int, execution_timeout: int | None, retention_days: int | None) -> None:
+    """Register NAME with HANDLER written as pkg.module.function or pkg.module:function."""
+    from recorder.engine.invoker import split_handler
+
+    env = _parse_env(env_pairs)
+    try:
+        split_handler(handler)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="HANDLER") from None
+    with _durascope(ctx) as ds:
+        ds.register_function(name, handler, code_dir=code_dir, env=env, timeout=timeout,
+                             execution_timeout=execution_timeout, retention_days=retention_days)
+        click.echo(ds.control.function_arn(name))
+
+
+@functions.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def functions_list(ctx: click.Context, as_json: bool) -> None:
+    """List registered functions."""
+    with _durascope(ctx) as ds:
+        specs = ds.control.list_functions()
+        if as_json:
+            click.echo(json.dumps([{"FunctionName": f.name, "FunctionArn": ds.control.function_arn(f.name),
+                                    "Handler": f.handler, "CodeDir": f.code_dir, "Environment": f.env,
+                                    "Timeout": f.timeout, "ExecutionTimeout": f.execution_timeout,
+                                    "RetentionPeriodInDays": f.retention_days} for f in specs], indent=2))
+            return
+        if not specs:
+            click.echo("no functions registered; add one with `durascope functions register NAME HANDLER`")
+            return
+        click.echo(f"{'NAME':<24} {'HANDLER':<40} {'TIMEOUT':>7} {'EXEC TIMEOUT':>12} {'RETENTION':>9}")
+        for f in specs:
+            click.echo(f"{f.name:<24} {f.handler:<40} {f.timeout:>7} {f.execution_timeout:>12} {f.retention_days:>8}d")
+
+
+# --- executions -----------------------------------------------------------------------------
+
+
+@main.command("invoke")
+@click.argument("name")
+@click.option("--payload", default=None, help="Input as JSON text.")
+@click.option("--name", "execution_name", default=None, help="Durable execution name (idempotency key).")
+@click.option("--wait", is_flag=True, help="Run an engine here until the execution ends, then print its outcome.")
+@click.option("--timeout", type=float, default=900.0, show_default=True, help="With --wait: seconds to wait.")
+@click.pass_context
+def invoke(ctx: click.Context, name: str, payload: str | None, execution_name: str | None, wait: bool,
+           timeout: float) -> None:
+    """Start an execution of function NAME and print its ARN."""
+    if payload is not None:
+        try:
+            json.loads(payload)
+        except ValueError as exc:
+            raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--payload") from None
+    with _durascope(ctx, run_engine=wait) as ds:
+        with _friendly_errors():
+            arn = ds.start(name, payload, execution_name)
+        click.echo(arn)
+        if not wait:
+            click.echo("queued: an engine (`durascope engine` or `durascope serve`) on this database runs it", err=True)
+            return
+        try:
+            summary = ds.wait(arn, timeout)
+        except TimeoutError:
+            raise click.ClickException(f"the execution did not finish within {timeout} s; it goes on "
+                                       "when an engine runs against this database") from None
+        out: dict[str, Any] = {"DurableExecutionArn": arn, "Status": summary.status}
+        if summary.result is not None:
+            out["Result"] = summary.result
+        if summary.error is not None:
+            out["Error"] = summary.error
+        click.echo(json.dumps(out, indent=2))
+
+
+@main.command("history")
+@click.argument("arn")
+@click.option("--no-data", is_flag=True, help="IncludeExecutionData=false: payloads left out.")
+@click.pass_context
+def history(ctx: click.Context, arn: str, no_data: bool) -> None:
+    """Print the history of ARN as GetDurableExecutionHistory returns it (all pages joined)."""
+    with _durascope(ctx) as ds, _friendly_errors():
+        events = ds.history(arn, include_data=not no_data)
+        click.echo(json.dumps({"Events": events}, indent=2, ensure_ascii=False))
+
+
+@main.command("executions")
+@click.option("--function", "function_name", default=None, help="Only this function.")
+@click.option("--status", type=click.Choice(["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"],
+                                            case_sensitive=False), default=None)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def executions(ctx: click.Context, function_name: str | None, status: str | None, limit: int, as_json: bool) -> None:
+    """List executions, newest first."""
+    from sqlalchemy import select
+
+    from recorder.store.models import Execution
+
+    with _durascope(ctx) as ds:
+        with ds.db.read() as s:
+            q = select(Execution)
+            if function_name:
+                q = q.where(Execution.function_name == function_name)
+            if status:
+                q = q.where(Execution.status == status.upper())
+            rows = s.scalars(q.order_by(Execution.start_ms.desc(), Execution.execution_id.desc()).limit(limit)).all()
+        if as_json:
+            click.echo(json.dumps([{"DurableExecutionArn": r.arn, "DurableExecutionName": r.name,
+                                    "FunctionName": r.function_name, "Status": r.status,
+                                    "StartTimestamp": r.start_ms / 1000,
+                                    **({"EndTimestamp": r.end_ms / 1000} if r.end_ms else {})} for r in rows], indent=2))
+            return
+        for r in rows:
+            click.echo(f"{_iso(r.start_ms)}  {r.status:<9}  {r.function_name:<20}  {r.arn}")
+
+
+@main.command("logs")
+@click.argument("arn")
+@click.option("--level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+              default=None, help="Only lines at or above this level.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.pass_context
+def logs_cmd(ctx: click.Context, arn: str, level: str | None, as_json: bool) -> None:
+    """Print what the handler of ARN wrote (logging, print, the SDK's context logger)."""
+    from recorder.queries import execution_logs
+
+    with _durascope(ctx) as ds, _friendly_errors():
+        for e in execution_logs(ds.db, arn, level):
+            if as_json:
+                click.echo(json.dumps({"Timestamp": e.ts_ms / 1000, "Level": e.level, "Logger": e.logger,
+                                       "Message": e.message, "RequestId": e.request_id, "OperationId": e.op_id}))
+            else:
+                click.echo(f"{_iso(e.ts_ms)} {e.level:<8} {(e.request_id or '')[:8]} {e.message}")
+
+
+@main.command("stop")
+@click.argument("arn")
+@click.option("--message", default=None, help="Error message recorded with the stop.")
+@click.pass_context
+def stop(ctx: click.Context, arn: str, message: str | None) -> None:
+    """Stop a running execution."""
+    with _durascope(ctx) as ds, _friendly_errors():
+        end = ds.stop(arn, {"ErrorMessage": message} if message else None)
+        click.echo(f"stopped at {_iso(end)}")
+
+
+@main.command("engine")
+@click.pass_context
+def engine_cmd(ctx: click.Context) -> None:
+    """Run the engine in the foreground (invocations and timers), without the viewer."""
+    stopped = threading.Event()
+
+    def _stop(*_: object) -> None:
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    with _durascope(ctx, run_engine=True) as ds:
+        click.echo(f"engine {ds.engine.owner if ds.engine else ''} running on {ds.settings.database_url}", err=True)
+        sys.stderr.flush()
+        stopped.wait()
+
+
+if __name__ == "__main__":
+    main()

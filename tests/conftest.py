@@ -1,0 +1,93 @@
+"""Fixtures: every store test runs on a SQLite file and on a real PostgreSQL database.
+
+PostgreSQL: the server of the machine (``DURASCOPE_TEST_PG_URL``, default
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``). One migrated template database is
+made per test session; each test gets a fresh copy (CREATE DATABASE ... TEMPLATE),
+dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import make_url
+
+from recorder.api import Durascope
+from recorder.store.db import Database
+
+HANDLERS = str(Path(__file__).parent / "handlers")
+PG_URL = os.environ.get("DURASCOPE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _pg_admin() -> psycopg.Connection:
+    url = make_url(PG_URL)
+    return psycopg.connect(host=url.host, port=url.port or 5432, user=url.username, dbname=url.database,
+                           password=url.password, autocommit=True)
+
+
+def pg_database_url(name: str) -> str:
+    return make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+
+def create_pg_database(template: str | None = None) -> str:
+    name = f"dura_{uuid.uuid4().hex[:12]}"
+    with _pg_admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+    return name
+
+
+def drop_pg_database(name: str) -> None:
+    with _pg_admin() as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    name = create_pg_database()
+    db = Database(pg_database_url(name))
+    db.upgrade()
+    db.dispose()
+    yield name
+    drop_pg_database(name)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/durascope.db"
+        return
+    template = request.getfixturevalue("pg_template")
+    name = create_pg_database(template)
+    try:
+        yield pg_database_url(name)
+    finally:
+        drop_pg_database(name)
+
+
+@pytest.fixture
+def ds(database_url: str) -> Iterator[Durascope]:
+    d = Durascope.open(database_url)
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+@pytest.fixture
+def control_only(database_url: str) -> Iterator[Durascope]:
+    """A store and control plane with no engine: tests drive invocations by hand."""
+    d = Durascope.open(database_url, run_engine=False)
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+def register(d: Durascope, name: str, handler: str, **kw: object) -> None:
+    d.register_function(name, handler, code_dir=HANDLERS, **kw)  # type: ignore[arg-type]

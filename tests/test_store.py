@@ -1,0 +1,136 @@
+"""The event store: schema by Alembic, append-only triggers, gap-free numbering, gap-safe positions."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
+
+from recorder.api import Durascope
+from recorder.store.db import Database, SchemaOutdated
+from recorder.store.log import purge_execution
+from recorder.store.models import Event, Execution
+from tests.conftest import register
+
+
+def test_schema_is_at_alembic_head(control_only: Durascope) -> None:
+    db = control_only.db
+    assert db.current_revision() == db.head_revision()
+    with db.read() as s:
+        tables = {"events", "executions", "operations", "callbacks", "timers", "engine_state", "functions", "log_lines"}
+        for table in tables:
+            s.execute(text(f"SELECT COUNT(*) FROM {table}"))
+
+
+def test_out_of_date_schema_says_what_to_run(database_url: str) -> None:
+    d = Durascope.open(database_url, run_engine=False)
+    with d.db.engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0000old'"))
+    d.close()
+    with pytest.raises(SchemaOutdated, match="durascope db upgrade"):
+        Durascope.open(database_url, run_engine=False, auto_upgrade=False)
+
+
+def _one_execution(d: Durascope) -> str:
+    register(d, "add-one", "th_basic:add_one")
+    return d.start("add-one", '{"a": 1}')
+
+
+def test_update_of_an_event_is_refused(control_only: Durascope) -> None:
+    _one_execution(control_only)
+    with pytest.raises(DBAPIError, match="append-only"):
+        with control_only.db.write() as s:
+            s.execute(text("UPDATE events SET body = '{}'"))
+    with control_only.db.read() as s:
+        assert s.scalar(select(Event.body).where(Event.event_id == 1)) != "{}"
+
+
+def test_delete_of_an_event_is_refused_outside_the_purge(control_only: Durascope) -> None:
+    _one_execution(control_only)
+    with pytest.raises(DBAPIError, match="append-only"):
+        with control_only.db.write() as s:
+            s.execute(text("DELETE FROM events"))
+    with control_only.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Event)) == 1
+
+
+def test_purge_removes_a_closed_execution_only(ds: Durascope) -> None:
+    register(ds, "add-one", "th_basic:add_one")
+    done = ds.start("add-one", '{"a": 1}')
+    ds.wait(done, 30)
+    eid = done.rsplit("/", 1)[1]
+    ds.engine.stop()  # type: ignore[union-attr]
+    running = ds.control.start_execution("add-one", "{}").execution_id
+    with pytest.raises(ValueError, match="not closed"):
+        with ds.db.write() as s:
+            purge_execution(s, running)
+    with ds.db.write() as s:
+        assert purge_execution(s, eid) > 0
+    with ds.db.read() as s:
+        assert s.get(Execution, eid) is None
+        assert s.scalar(select(func.count()).select_from(Event).where(Event.execution_id == eid)) == 0
+
+
+def test_event_ids_are_gap_free_and_positions_increase(ds: Durascope) -> None:
+    register(ds, "flaky", "th_basic:flaky")
+    arns = [ds.start("flaky", f'{{"key": "gap-{i}-{time.time()}"}}') for i in range(3)]
+    for arn in arns:
+        assert ds.wait(arn, 30).status == "SUCCEEDED"
+    with ds.db.read() as s:
+        for arn in arns:
+            eid = arn.rsplit("/", 1)[1]
+            rows = s.execute(select(Event.event_id, Event.position, Event.ts_ms).where(
+                Event.execution_id == eid, Event.event_id.is_not(None)).order_by(Event.position)).all()
+            assert [r.event_id for r in rows] == list(range(1, len(rows) + 1))
+            assert [r.ts_ms for r in rows] == sorted(r.ts_ms for r in rows)
+        positions = s.scalars(select(Event.position).order_by(Event.position)).all()
+        assert positions == sorted(set(positions))
+
+
+def test_concurrent_writers_never_commit_below_a_seen_position(control_only: Durascope) -> None:
+    """A reader that has seen position N must never later find a committed row below N."""
+    d = control_only
+    register(d, "add-one", "th_basic:add_one")
+    stop = threading.Event()
+    violations: list[str] = []
+    seen: set[int] = set()
+
+    def reader() -> None:
+        high = 0
+        while not stop.is_set():
+            with d.db.read() as s:
+                rows = s.scalars(select(Event.position).where(Event.position <= high)).all()
+                missing = [p for p in rows if p not in seen]
+                if missing:
+                    violations.append(f"positions {missing[:5]} committed after {high} was seen")
+                new = s.scalars(select(Event.position).where(Event.position > high).order_by(Event.position)).all()
+            seen.update(new)
+            if new:
+                high = new[-1]
+
+    def writer(k: int) -> None:
+        for i in range(25):
+            d.control.start_execution("add-one", f'{{"a": {i}}}', name=f"w{k}-{i}")
+
+    r = threading.Thread(target=reader)
+    r.start()
+    writers = [threading.Thread(target=writer, args=(k,)) for k in range(8)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join()
+    time.sleep(0.05)  # let the reader take one more pass over the final state
+    stop.set()
+    r.join()
+    assert not violations
+    with d.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Event)) == 200
+    assert len(seen) == 200
+
+
+def test_unsupported_database_url_is_refused() -> None:
+    with pytest.raises(ValueError, match="unsupported database"):
+        Database("mysql://root@127.0.0.1/test")
