@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from recorder.api import Durascope
-from recorder.engine.control import InvocationInput
+from recorder.engine.control import InvocationInput, InvocationOutcome
 from recorder.errors import (
     DurableExecutionAlreadyStartedException,
     InvalidParameterValueException,
@@ -86,10 +86,9 @@ def test_a_token_is_consumed_by_each_accepted_checkpoint(control_only: Durascope
 
 def test_tokens_of_an_earlier_invocation_are_invalid(control_only: Durascope, inv: InvocationInput) -> None:
     c = control_only.control
-    c.end_invocation(inv, __import__("recorder.engine.control", fromlist=["InvocationOutcome"]).InvocationOutcome("ERROR", error={}))
-    with control_only.db.write() as s:
-        from recorder.store.models import EngineState
-        s.get(EngineState, inv.execution_id).next_invoke_ms = 0  # type: ignore[union-attr]
+    c.end_invocation(inv, InvocationOutcome("ERROR", error={}))
+    with control_only.db.write() as conn:  # skip the retry back-off
+        conn.execute(text("UPDATE engine_state SET next_invoke_ms = 0"))
     second = c.begin_invocation(inv.execution_id, "test-owner")
     assert second is not None and second.token != inv.token
     err = _rejected(control_only, inv, [step("START")])

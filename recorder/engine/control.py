@@ -36,8 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, func, insert, select, update
 
 from recorder.arns import NAME_RE, ExecutionArn, function_arn, parse_function_name
 from recorder.config import Settings
@@ -63,6 +62,7 @@ from recorder.store.events import (
 )
 from recorder.store.log import append, purge_execution
 from recorder.store.models import Callback, EngineState, Execution, Function, LogLine, Operation, Timer
+from recorder.store.workset import OPERATIONS, TIMERS, ExecRow, OpRow, StateRow, Workset
 from recorder.store.projector import (
     CALLBACK_HEARTBEAT_TIMEOUT,
     CALLBACK_TIMEOUT,
@@ -210,28 +210,23 @@ class ControlPlane:
 
     # --- common transaction pieces ------------------------------------------------------
 
-    def _lock(self, s: Session, execution_id: str) -> tuple[Execution, EngineState]:
-        state = s.scalars(
-            select(EngineState).where(EngineState.execution_id == execution_id).with_for_update()
-        ).one_or_none()
-        execution = s.get(Execution, execution_id)
-        if state is None or execution is None:
+    def _lock(self, ws: Workset, execution_id: str) -> tuple[ExecRow, StateRow, int | None]:
+        got = ws.lock(execution_id)
+        if got is None:
             raise ResourceNotFoundException(f"Durable execution not found: {execution_id}")
-        return execution, state
+        return got
 
-    def _append(self, s: Session, tx: _Tx, execution: Execution | None, execution_id: str,
-                events: list[NewEvent], now: int, projector: Projector | None = None) -> list[StoredEvent]:
-        projector = projector or Projector(s)
-        if execution is not None:
-            projector.remember(execution)
-        stored = append(s, execution_id, execution, events, now)
+    def _append(self, ws: Workset, tx: _Tx, execution_id: str, events: list[NewEvent], now: int) -> list[StoredEvent]:
+        stored = append(ws.conn, execution_id, ws.execution(execution_id) if events[0].event_type != "ExecutionStarted"
+                        else None, events, now)
+        projector = Projector(ws)
         for ev in stored:
             projector.apply(ev)
-        tx.timer_dues.extend(projector.timer_dues)
-        projector.timer_dues.clear()
+        tx.timer_dues.extend(ws.timer_dues)
+        ws.timer_dues.clear()
         return stored
 
-    def _mark_changed(self, state: EngineState, tx: _Tx, op_ids: Iterable[str], now: int) -> None:
+    def _mark_changed(self, ws: Workset, state: StateRow, tx: _Tx, op_ids: Iterable[str], now: int) -> None:
         """An op changed behind the handler's back: deliver it, and invoke if idle."""
         ids = list(op_ids)
         updated = _loads(state.updated_ops_json, [])
@@ -244,31 +239,32 @@ class ControlPlane:
             state.changed_while_running = True
         else:
             self._want_invoke(state, tx, now)
+        ws.touch_state(state)
 
     @staticmethod
-    def _want_invoke(state: EngineState, tx: _Tx, at_ms: int) -> None:
+    def _want_invoke(state: StateRow, tx: _Tx, at_ms: int) -> None:
         state.invoke_wanted = True
         state.next_invoke_ms = at_ms
         tx.invoke.add(state.execution_id)
         tx.timer_dues.append(at_ms)
 
-    def _close(self, s: Session, tx: _Tx, execution: Execution, state: EngineState, event: NewEvent,
-               now: int, projector: Projector | None = None) -> None:
+    def _close(self, ws: Workset, tx: _Tx, execution: ExecRow, state: StateRow, event: NewEvent, now: int) -> None:
         """Append a terminal execution event, revoke tokens, tell a parent execution."""
-        self._append(s, tx, execution, execution.execution_id, [event], now, projector)
+        self._append(ws, tx, execution.execution_id, [event], now)
         state.token = None
         state.invoke_wanted = False
         state.pending_ops_json = "[]"
+        ws.touch_state(state)
         if execution.parent_arn and execution.parent_op_id:
-            self._complete_parent(s, tx, execution, now)
+            self._complete_parent(ws, tx, execution, now)
 
-    def _complete_parent(self, s: Session, tx: _Tx, child: Execution, now: int) -> None:
+    def _complete_parent(self, ws: Workset, tx: _Tx, child: ExecRow, now: int) -> None:
         parent_id = ExecutionArn.parse(child.parent_arn or "").execution_id
-        try:
-            parent, pstate = self._lock(s, parent_id)
-        except ResourceNotFoundException:
+        got = ws.lock(parent_id)
+        if got is None:
             return
-        op = s.get(Operation, (parent_id, child.parent_op_id))
+        parent, pstate, _ = got
+        op = ws.op(parent_id, child.parent_op_id or "")
         if parent.status != "RUNNING" or op is None or op.status != "STARTED":
             return
         ident = _identity(op)
@@ -282,8 +278,8 @@ class ControlPlane:
                 error or {"ErrorType": "ChainedInvoke.Timeout", "ErrorMessage": "Chained execution timed out"})})
         else:
             ev = NewEvent("ChainedInvokeStopped", ident, {"Error": error_envelope(error)})
-        self._append(s, tx, parent, parent_id, [ev], now)
-        self._mark_changed(pstate, tx, [op.op_id], now)
+        self._append(ws, tx, parent_id, [ev], now)
+        self._mark_changed(ws, pstate, tx, [op.op_id], now)
 
     # --- function registry ----------------------------------------------------------------
 
@@ -298,19 +294,16 @@ class ControlPlane:
             if not lo <= value <= hi:
                 raise InvalidParameterValueException(f"{label} must be from {lo} to {hi}, got {value}")
         now = now_ms()
-        with self.db.write() as s:
-            row = s.get(Function, spec.name)
-            if row is None:
-                row = Function(name=spec.name, created_ms=now)
-                s.add(row)
-            row.handler = spec.handler
-            row.code_dir = spec.code_dir
-            row.env_json = json.dumps(spec.env, sort_keys=True)
-            row.timeout_seconds = spec.timeout
-            row.execution_timeout_seconds = spec.execution_timeout
-            row.retention_days = spec.retention_days
-            row.concurrency = spec.concurrency
-            row.updated_ms = now
+        values = {"handler": spec.handler, "code_dir": spec.code_dir, "env_json": json.dumps(spec.env, sort_keys=True),
+                  "timeout_seconds": spec.timeout, "execution_timeout_seconds": spec.execution_timeout,
+                  "retention_days": spec.retention_days, "concurrency": spec.concurrency, "updated_ms": now}
+        table = Function.__table__
+        with self.db.write() as conn:
+            exists = conn.execute(select(table.c.name).where(table.c.name == spec.name)).first()
+            if exists:
+                conn.execute(update(table).where(table.c.name == spec.name).values(values))
+            else:
+                conn.execute(insert(table).values(name=spec.name, created_ms=now, **values))
         with self._fn_lock:
             self._fn_cache.pop(spec.name, None)
 
@@ -318,18 +311,19 @@ class ControlPlane:
         with self.db.read() as s:
             return [FunctionSpec.from_row(r) for r in s.scalars(select(Function).order_by(Function.name))]
 
-    def get_function(self, name: str, s: Session | None = None) -> FunctionSpec | None:
+    def get_function(self, name: str, conn: Connection | None = None) -> FunctionSpec | None:
         with self._fn_lock:
             cached = self._fn_cache.get(name)
         if cached is not None:
             return cached
-        if s is not None:
-            row = s.get(Function, name)
-            spec = FunctionSpec.from_row(row) if row else None
+        table = Function.__table__
+        stmt = select(table).where(table.c.name == name)
+        if conn is not None:
+            row = conn.execute(stmt).first()
         else:
-            with self.db.read() as rs:
-                row = rs.get(Function, name)
-                spec = FunctionSpec.from_row(row) if row else None
+            with self.db.read() as s:
+                row = s.execute(stmt).first()
+        spec = FunctionSpec.from_row(row) if row else None
         if spec is not None:
             with self._fn_lock:
                 self._fn_cache[name] = spec
@@ -353,20 +347,22 @@ class ControlPlane:
         if data is not None and len(data.encode("utf-8")) > 6 * 1024 * 1024:
             raise RequestTooLargeException("Payload is larger than 6 MB")
         tx = _Tx()
-        with self.db.write() as s:
-            result = self._start_in(s, tx, ref.name, data, name, now_ms())
+        with self.db.write() as conn:
+            ws = Workset(conn)
+            result = self._start_in(ws, tx, ref.name, data, name, now_ms())
+            ws.flush()
         self._emit(tx)
         return result
 
-    def _start_in(self, s: Session, tx: _Tx, function: str, data: str | None, name: str | None, now: int,
+    def _start_in(self, ws: Workset, tx: _Tx, function: str, data: str | None, name: str | None, now: int,
                   parent: tuple[str, str] | None = None, execution_id: str | None = None) -> StartResult:
-        spec = self.get_function(function, s)
+        spec = self.get_function(function, ws.conn)
         if spec is None:
             raise ResourceNotFoundException(f"Function not found: {self.function_arn(function)}")
         if name is not None:
-            existing = s.scalars(
-                select(Execution).where(Execution.function_name == function, Execution.name == name)
-            ).one_or_none()
+            ex = Execution.__table__
+            existing = ws.conn.execute(select(ex.c.arn, ex.c.execution_id, ex.c.input_payload).where(
+                ex.c.function_name == function, ex.c.name == name)).first()
             if existing is not None:
                 if existing.input_payload == data:
                     return StartResult(existing.arn, existing.execution_id, False)
@@ -387,11 +383,13 @@ class ControlPlane:
             {"Input": payload_envelope(data), "ExecutionTimeout": spec.execution_timeout},
             extra,
         )
-        state = EngineState(execution_id=execution_id, token=None, token_seq=0, invocation_seq=0,
-                            invoke_wanted=False, next_invoke_ms=0, pending_ops_json="[]", updated_ops_json="[]",
-                            changed_while_running=False, consecutive_failures=0, invalid_pending=0)
-        s.add(state)
-        self._append(s, tx, None, execution_id, [started], now)
+        state = StateRow(execution_id=execution_id, token=None, token_seq=0, invocation_seq=0, request_id=None,
+                         invocation_start_ms=None, lease_owner=None, lease_expires_ms=None, invoke_wanted=False,
+                         next_invoke_ms=0, pending_ops_json="[]", updated_ops_json="[]", changed_while_running=False,
+                         consecutive_failures=0, invalid_pending=0, last_client_token=None, last_client_inbound=None,
+                         last_client_response=None, last_client_ms=None)
+        self._append(ws, tx, execution_id, [started], now)
+        ws.add_state(state)
         self._want_invoke(state, tx, now)
         return StartResult(arn, execution_id, True)
 
@@ -406,8 +404,9 @@ class ControlPlane:
             raise InvalidParameterValueException("ClientToken must be a string of 1 to 64 characters")
         updates = parse_updates(raw_updates)
         tx = _Tx()
-        with self.db.write() as s:
-            execution, state = self._lock(s, execution_id)
+        with self.db.write() as conn:
+            ws = Workset(conn)
+            execution, state, next_op_timer = self._lock(ws, execution_id)
             now = now_ms()
             if (client_token is not None and state.last_client_token == client_token
                     and state.last_client_inbound == token and state.last_client_ms is not None
@@ -415,50 +414,46 @@ class ControlPlane:
                 return _render_ops(json.loads(state.last_client_response), ts)
             if state.token is None or token != state.token or execution.status != "RUNNING":
                 raise invalid_token()
-            response = self._apply_checkpoint(s, tx, execution, state, updates, now)
+            response = self._apply_checkpoint(ws, tx, execution, state, updates, now, next_op_timer)
             if client_token is not None:
                 state.last_client_token = client_token
                 state.last_client_inbound = token
                 state.last_client_ms = now
                 state.last_client_response = json.dumps(response)
+            ws.touch_state(state)
+            ws.flush()
         self._emit(tx)
         return _render_ops(response, ts)
 
-    def _apply_checkpoint(self, s: Session, tx: _Tx, execution: Execution, state: EngineState,
-                          updates: list[Update], now: int) -> dict[str, Any]:
+    def _apply_checkpoint(self, ws: Workset, tx: _Tx, execution: ExecRow, state: StateRow,
+                          updates: list[Update], now: int, next_op_timer: int | None) -> dict[str, Any]:
         eid = execution.execution_id
         wanted = {u.id for u in updates if u.type != "EXECUTION"} | {u.parent_id for u in updates if u.parent_id}
-        rows: dict[str, Operation] = {}
-        if wanted:
-            for row in s.scalars(select(Operation).where(Operation.execution_id == eid,
-                                                         Operation.op_id.in_(wanted))):
-                rows[row.op_id] = row
+        rows = ws.preload_ops(eid, wanted) if wanted else {}
         sim = {op_id: _Sim(r.type, r.status, r.sub_type, r.name, r.parent_id, r.attempt) for op_id, r in rows.items()}
 
         # Due waits and retries first: the batch is validated against the state they leave.
-        timer_events, timer_ops = self._due_op_timers(s, execution, now, sim, rows)
+        timer_events: list[NewEvent] = []
+        timer_ops: list[str] = []
+        if next_op_timer is not None and next_op_timer <= now:
+            timer_events, timer_ops = self._due_op_timers(ws, eid, now, sim)
         events, children, closing = self._plan(execution, updates, sim, now)
 
-        projector = Projector(s)
-        for row in rows.values():
-            projector.remember(row)
-        self._append(s, tx, execution, eid, timer_events + [e for e in events if e is not closing], now, projector)
+        body = timer_events + [e for e in events if e is not closing]
+        if body:
+            self._append(ws, tx, eid, body, now)
         for op_id, fn, data, child_id in children:
-            self._start_in(s, tx, fn, data, _child_name(eid, op_id), now, parent=(execution.arn, op_id),
+            self._start_in(ws, tx, fn, data, _child_name(eid, op_id), now, parent=(execution.arn, op_id),
                            execution_id=child_id)
         if closing is not None:
-            self._close(s, tx, execution, state, closing, now, projector)
+            self._close(ws, tx, execution, state, closing, now)
 
         touched = [u.id for u in updates if u.type != "EXECUTION"]
         pending = _loads(state.pending_ops_json, [])
-        ids = list(dict.fromkeys(touched + timer_ops + pending))
+        ops = [op for i in dict.fromkeys(touched + timer_ops + pending) if (op := ws.op(eid, i)) is not None]
+        ops.sort(key=lambda o: o.seq)
+        response: dict[str, Any] = {"NewExecutionState": {"Operations": [operation_to_wire(o) for o in ops]}}
         state.pending_ops_json = "[]"
-        s.flush()
-        ops = []
-        if ids:
-            ops = [operation_to_wire(r) for r in s.scalars(
-                select(Operation).where(Operation.execution_id == eid, Operation.op_id.in_(ids)).order_by(Operation.seq))]
-        response: dict[str, Any] = {"NewExecutionState": {"Operations": ops}}
         if closing is None:
             state.token_seq += 1
             state.token = tokens.new_token(eid, state.invocation_seq, state.token_seq)
@@ -466,28 +461,27 @@ class ControlPlane:
             response["CheckpointToken"] = state.token
         return response
 
-    def _due_op_timers(self, s: Session, execution: Execution, now: int, sim: dict[str, _Sim],
-                       rows: dict[str, Operation]) -> tuple[list[NewEvent], list[str]]:
-        due = s.scalars(select(Timer).where(Timer.execution_id == execution.execution_id,
-                                            Timer.kind.in_((WAIT, RETRY)), Timer.due_ms <= now)
-                        .order_by(Timer.due_ms)).all()
+    def _due_op_timers(self, ws: Workset, execution_id: str, now: int,
+                       sim: dict[str, _Sim]) -> tuple[list[NewEvent], list[str]]:
+        due = ws.conn.execute(select(TIMERS.c.kind, TIMERS.c.op_id).where(
+            TIMERS.c.execution_id == execution_id, TIMERS.c.kind.in_((WAIT, RETRY)), TIMERS.c.due_ms <= now)
+            .order_by(TIMERS.c.due_ms)).all()
         events: list[NewEvent] = []
         ids: list[str] = []
-        for timer in due:
-            row = rows.get(timer.op_id) or s.get(Operation, (execution.execution_id, timer.op_id))
+        for kind, op_id in due:
+            row = ws.op(execution_id, op_id)
             if row is None:
                 continue
-            rows[row.op_id] = row
-            ev = _timer_event(timer.kind, row)
+            ev = _timer_event(kind, row)
             if ev is None:
                 continue
             events.append(ev)
             ids.append(row.op_id)
-            sim[row.op_id] = _Sim(row.type, "SUCCEEDED" if timer.kind == WAIT else "READY",
+            sim[row.op_id] = _Sim(row.type, "SUCCEEDED" if kind == WAIT else "READY",
                                   row.sub_type, row.name, row.parent_id, row.attempt)
         return events, ids
 
-    def _plan(self, execution: Execution, updates: list[Update], sim: dict[str, _Sim],
+    def _plan(self, execution: ExecRow, updates: list[Update], sim: dict[str, _Sim],
               now: int) -> tuple[list[NewEvent], list[tuple[str, str, str | None, str]], NewEvent | None]:
         """Validate the whole batch against ``sim`` and decide its events (nothing is written)."""
         events: list[NewEvent] = []
@@ -548,7 +542,7 @@ class ControlPlane:
                 sim[u.id].attempt = attempt + 1
         return events, children, closing
 
-    def _plan_one(self, execution: Execution, u: Update, ident: OpIdentity, status: str | None, attempt: int,
+    def _plan_one(self, execution: ExecRow, u: Update, ident: OpIdentity, status: str | None, attempt: int,
                   where: str, now: int, children: list[tuple[str, str, str | None, str]]) -> tuple[str, list[NewEvent]]:
         t, a = u.type, u.action
 
@@ -676,7 +670,7 @@ class ControlPlane:
             if state.token is None or token != state.token:
                 raise invalid_token()
             start = tokens.parse_state_marker(marker, token) if marker else 0
-            ops, next_seq = _navigable_page(s, execution_id, start, limit)
+            ops, next_seq = _navigable_page(s.connection(), execution_id, start, limit)
         out: dict[str, Any] = {"Operations": [_render_op(o, ts) for o in ops]}
         if next_seq is not None:
             out["NextMarker"] = tokens.state_marker(token, next_seq)
@@ -687,27 +681,31 @@ class ControlPlane:
     def begin_invocation(self, execution_id: str, owner: str) -> InvocationInput | None:
         """Claim an owed invocation; None when there is nothing to run (or another engine runs it)."""
         tx = _Tx()
-        with self.db.write() as s:
-            execution, state = self._lock(s, execution_id)
+        with self.db.write() as conn:
+            ws = Workset(conn)
+            execution, state, _ = self._lock(ws, execution_id)
             now = now_ms()
             if execution.status != "RUNNING":
-                state.invoke_wanted = False
+                if state.invoke_wanted:
+                    state.invoke_wanted = False
+                    ws.touch_state(state)
+                    ws.flush()
                 return None
             if state.request_id is not None:
-                if (state.lease_expires_ms or 0) > now and state.lease_owner != owner:
-                    return None  # another engine's invocation is alive
-                if (state.lease_expires_ms or 0) > now and state.lease_owner == owner:
-                    return None  # ours, still running
-                self._record_lost_invocation(s, tx, execution, state, now)
+                if (state.lease_expires_ms or 0) > now:
+                    return None  # an invocation (ours or another engine's) is alive
+                self._record_lost_invocation(ws, tx, execution, state, now)
+                ws.flush()
                 if execution.status != "RUNNING":
                     return None
             if not state.invoke_wanted or state.next_invoke_ms > now:
                 return None
-            spec = self.get_function(execution.function_name, s)
+            spec = self.get_function(execution.function_name, conn)
             if spec is None:
-                self._close(s, tx, execution, state, NewEvent("ExecutionFailed", _exec_ident(execution), {
+                self._close(ws, tx, execution, state, NewEvent("ExecutionFailed", _exec_ident(execution), {
                     "Error": error_envelope({"ErrorType": "ResourceNotFoundException",
                                              "ErrorMessage": f"Function not found: {execution.function_name}"})}), now)
+                ws.flush()
                 return None
             request_id = str(uuid.uuid4())
             state.invocation_seq += 1
@@ -722,9 +720,11 @@ class ControlPlane:
             updated = _loads(state.updated_ops_json, [])
             state.updated_ops_json = "[]"
             state.pending_ops_json = "[]"
-            self._append(s, tx, execution, execution_id, [NewEvent(INVOCATION_STARTED, None, {
+            ws.touch_state(state)
+            self._append(ws, tx, execution_id, [NewEvent(INVOCATION_STARTED, None, {
                 "RequestId": request_id, "StartTimestamp": now})], now)
-            ops, next_seq = _navigable_page(s, execution_id, 0, 1000, STATE_PAGE_BYTES)
+            ws.flush()
+            ops, next_seq = _navigable_page(conn, execution_id, 0, 1000, STATE_PAGE_BYTES)
             token = state.token
             arn = execution.arn
         self._emit(tx)
@@ -734,74 +734,83 @@ class ControlPlane:
             updated_operation_ids=updated, function=spec, start_ms=now,
         )
 
-    def _record_lost_invocation(self, s: Session, tx: _Tx, execution: Execution, state: EngineState, now: int) -> None:
+    def _record_lost_invocation(self, ws: Workset, tx: _Tx, execution: ExecRow, state: StateRow, now: int) -> None:
         """An invocation whose engine died (lease expired): record it as failed."""
         error = {"ErrorType": "Runtime.ExitError",
                  "ErrorMessage": "The invocation was lost: its engine stopped before it returned"}
-        self._finish(s, tx, execution, state, state.request_id or "", state.invocation_start_ms or now,
+        self._finish(ws, tx, execution, state, state.request_id or "", state.invocation_start_ms or now,
                      InvocationOutcome("ERROR", error=error), now)
 
     def renew_lease(self, execution_id: str, request_id: str, owner: str) -> bool:
-        with self.db.write() as s:
-            state = s.scalars(select(EngineState).where(EngineState.execution_id == execution_id).with_for_update()).one_or_none()
-            if state is None or state.request_id != request_id:
-                return False
-            state.lease_owner = owner
-            state.lease_expires_ms = now_ms() + int(self.settings.lease_seconds * 1000)
-            return True
+        table = EngineState.__table__
+        with self.db.write() as conn:
+            done = conn.execute(update(table).where(table.c.execution_id == execution_id,
+                                                    table.c.request_id == request_id)
+                                .values(lease_owner=owner,
+                                        lease_expires_ms=now_ms() + int(self.settings.lease_seconds * 1000)))
+            return bool(done.rowcount)
 
-    def end_invocation(self, inv: InvocationInput, outcome: InvocationOutcome) -> None:
+    def end_invocation(self, inv: InvocationInput, outcome: InvocationOutcome) -> bool:
+        """Record the invocation's end. True when the execution wants another invocation now
+        (the caller may run it at once instead of waiting for the dispatcher)."""
         tx = _Tx()
-        with self.db.write() as s:
-            execution, state = self._lock(s, inv.execution_id)
+        with self.db.write() as conn:
+            ws = Workset(conn)
+            execution, state, _ = self._lock(ws, inv.execution_id)
             now = now_ms()
             if state.request_id != inv.request_id:
                 # Superseded (its lease expired and another invocation took over): the
                 # invocation still happened, so it is still recorded.
-                self._append(s, tx, execution, inv.execution_id,
+                self._append(ws, tx, inv.execution_id,
                              [_invocation_completed(inv.request_id, inv.start_ms, now, outcome)], now)
-                return
-            self._finish(s, tx, execution, state, inv.request_id, inv.start_ms, outcome, now)
+                ws.flush()
+                return False
+            self._finish(ws, tx, execution, state, inv.request_id, inv.start_ms, outcome, now)
+            ws.flush()
+        again = inv.execution_id in tx.invoke and state.next_invoke_ms <= now
+        tx.invoke.discard(inv.execution_id) if again else None
         self._emit(tx)
+        return again
 
-    def _finish(self, s: Session, tx: _Tx, execution: Execution, state: EngineState, request_id: str,
+    def _finish(self, ws: Workset, tx: _Tx, execution: ExecRow, state: StateRow, request_id: str,
                 start_ms: int, outcome: InvocationOutcome, now: int) -> None:
         eid = execution.execution_id
-        self._append(s, tx, execution, eid, [_invocation_completed(request_id, start_ms, now, outcome)], now)
+        self._append(ws, tx, eid, [_invocation_completed(request_id, start_ms, now, outcome)], now)
         state.request_id = None
         state.lease_owner = None
         state.lease_expires_ms = None
         state.token = None
         changed = state.changed_while_running or bool(_loads(state.pending_ops_json, []))
         state.changed_while_running = False
+        ws.touch_state(state)
         if execution.status != "RUNNING":
             return  # closed by a checkpoint, a stop or a timeout: the output is ignored
         ident = _exec_ident(execution)
         st = outcome.status
         if st == "SUCCEEDED" and not outcome.has_error:
             state.consecutive_failures = 0
-            self._close(s, tx, execution, state, NewEvent("ExecutionSucceeded", ident,
-                                                          {"Result": payload_envelope(outcome.result)}), now)
+            self._close(ws, tx, execution, state, NewEvent("ExecutionSucceeded", ident,
+                                                           {"Result": payload_envelope(outcome.result)}), now)
         elif st == "FAILED" and not outcome.has_result:
             state.consecutive_failures = 0
-            self._close(s, tx, execution, state, NewEvent("ExecutionFailed", ident,
-                                                          {"Error": error_envelope(outcome.error)}), now)
+            self._close(ws, tx, execution, state, NewEvent("ExecutionFailed", ident,
+                                                           {"Error": error_envelope(outcome.error)}), now)
         elif st in ("SUCCEEDED", "FAILED", "INVALID"):
             error = outcome.error if st == "INVALID" else {
                 "ErrorType": "InvalidParameterValueException",
                 "ErrorMessage": f"Invalid handler output: {st} with {'Error' if st == 'SUCCEEDED' else 'Result'}"}
-            self._close(s, tx, execution, state, NewEvent("ExecutionFailed", ident, {"Error": error_envelope(error)}), now)
+            self._close(ws, tx, execution, state, NewEvent("ExecutionFailed", ident, {"Error": error_envelope(error)}), now)
         elif st == "PENDING":
             state.consecutive_failures = 0
             if changed:
                 state.invalid_pending = 0
                 self._want_invoke(state, tx, now)
-            elif self._has_backend_wait(s, eid):
+            elif self._has_backend_wait(ws, eid):
                 state.invalid_pending = 0
             else:
                 state.invalid_pending += 1
                 if state.invalid_pending > MAX_INVALID_PENDING:
-                    self._close(s, tx, execution, state, NewEvent("ExecutionFailed", ident, {"Error": error_envelope({
+                    self._close(ws, tx, execution, state, NewEvent("ExecutionFailed", ident, {"Error": error_envelope({
                         "ErrorType": "InvalidParameterValueException",
                         "ErrorMessage": "The handler returned PENDING but nothing is waiting on the backend"})}), now)
                 else:
@@ -809,18 +818,20 @@ class ControlPlane:
         else:  # ERROR: the invocation itself failed; Lambda retries it
             state.consecutive_failures += 1
             if state.consecutive_failures >= self.settings.max_invocation_attempts:
-                self._close(s, tx, execution, state, NewEvent("ExecutionFailed", ident,
-                                                              {"Error": error_envelope(outcome.error)}), now)
+                self._close(ws, tx, execution, state, NewEvent("ExecutionFailed", ident,
+                                                               {"Error": error_envelope(outcome.error)}), now)
             else:
                 delay = int(self.settings.invocation_retry_seconds * 1000 * state.consecutive_failures)
                 self._want_invoke(state, tx, now + delay)
 
     @staticmethod
-    def _has_backend_wait(s: Session, execution_id: str) -> bool:
-        row = s.scalars(select(Operation.op_id).where(
-            Operation.execution_id == execution_id,
-            ((Operation.type == "STEP") & Operation.status.in_(("PENDING", "READY")))
-            | (Operation.type.in_(("WAIT", "CALLBACK", "CHAINED_INVOKE")) & (Operation.status == "STARTED")),
+    def _has_backend_wait(ws: Workset, execution_id: str) -> bool:
+        ws.flush()
+        o = OPERATIONS.c
+        row = ws.conn.execute(select(o.op_id).where(
+            o.execution_id == execution_id,
+            ((o.type == "STEP") & o.status.in_(("PENDING", "READY")))
+            | (o.type.in_(("WAIT", "CALLBACK", "CHAINED_INVOKE")) & (o.status == "STARTED")),
         ).limit(1)).first()
         return row is not None
 
@@ -834,36 +845,36 @@ class ControlPlane:
         return [(r[0], r[1], r[2]) for r in rows]
 
     def next_timer_due(self) -> int | None:
-        from sqlalchemy import func
-
         with self.db.read() as s:
             return s.scalar(select(func.min(Timer.due_ms)))
 
     def fire_timer(self, execution_id: str, kind: str, op_id: str) -> None:
         tx = _Tx()
-        with self.db.write() as s:
+        with self.db.write() as conn:
             now = now_ms()
-            timer = s.get(Timer, (execution_id, kind, op_id))
-            if timer is None or timer.due_ms > now:
+            due = conn.execute(select(TIMERS.c.due_ms).where(
+                TIMERS.c.execution_id == execution_id, TIMERS.c.kind == kind, TIMERS.c.op_id == op_id)).scalar()
+            if due is None or due > now:
                 return
             if kind == PURGE:
-                purge_execution(s, execution_id)
+                purge_execution(conn, execution_id)
                 return
-            execution, state = self._lock(s, execution_id)
+            ws = Workset(conn)
+            execution, state, _ = self._lock(ws, execution_id)
             if execution.status != "RUNNING":
-                s.delete(timer)
-                return
-            if kind == EXECUTION_TIMEOUT:
-                self._close(s, tx, execution, state, NewEvent("ExecutionTimedOut", _exec_ident(execution), {
+                ws.clear_timer(execution_id, kind, op_id)
+            elif kind == EXECUTION_TIMEOUT:
+                self._close(ws, tx, execution, state, NewEvent("ExecutionTimedOut", _exec_ident(execution), {
                     "Error": error_envelope({"ErrorMessage": f"Execution timed out after {execution.execution_timeout} seconds."})}), now)
             else:
-                row = s.get(Operation, (execution_id, op_id))
+                row = ws.op(execution_id, op_id)
                 ev = _timer_event(kind, row) if row is not None else None
                 if ev is None:
-                    s.delete(timer)
-                    return
-                self._append(s, tx, execution, execution_id, [ev], now)
-                self._mark_changed(state, tx, [op_id], now)
+                    ws.clear_timer(execution_id, kind, op_id)
+                else:
+                    self._append(ws, tx, execution_id, [ev], now)
+                    self._mark_changed(ws, state, tx, [op_id], now)
+            ws.flush()
         self._emit(tx)
 
     # --- callbacks -------------------------------------------------------------------------
@@ -878,15 +889,17 @@ class ControlPlane:
             return cb.execution_id, cb.op_id
 
     def callback_heartbeat(self, callback_id: str) -> None:
-        execution_id, _ = self._callback_target(callback_id)
+        execution_id, op_id = self._callback_target(callback_id)
         tx = _Tx()
-        with self.db.write() as s:
-            execution, _state = self._lock(s, execution_id)
-            cb = s.get(Callback, callback_id)
+        with self.db.write() as conn:
+            ws = Workset(conn)
+            execution, _state, _ = self._lock(ws, execution_id)
+            cb = ws.callback(callback_id)
             if cb is None or cb.status != "STARTED" or execution.status != "RUNNING":
                 raise CallbackTimeoutException(f"Callback {callback_id} is already closed")
-            self._append(s, tx, execution, execution_id,
-                         [NewEvent(CALLBACK_HEARTBEAT, OpIdentity(cb.op_id, "CALLBACK"), {"CallbackId": callback_id})], now_ms())
+            self._append(ws, tx, execution_id,
+                         [NewEvent(CALLBACK_HEARTBEAT, OpIdentity(op_id, "CALLBACK"), {"CallbackId": callback_id})], now_ms())
+            ws.flush()
         self._emit(tx)
 
     def callback_complete(self, callback_id: str, success: bool, result: bytes | None = None,
@@ -901,10 +914,11 @@ class ControlPlane:
             except UnicodeDecodeError as exc:
                 raise InvalidParameterValueException("Callback result must be UTF-8 text") from exc
         tx = _Tx()
-        with self.db.write() as s:
-            execution, state = self._lock(s, execution_id)
-            cb = s.get(Callback, callback_id)
-            op = s.get(Operation, (execution_id, op_id))
+        with self.db.write() as conn:
+            ws = Workset(conn)
+            execution, state, _ = self._lock(ws, execution_id)
+            cb = ws.callback(callback_id)
+            op = ws.op(execution_id, op_id)
             if cb is None or op is None or cb.status != "STARTED" or execution.status != "RUNNING":
                 raise CallbackTimeoutException(f"Callback {callback_id} is already closed")
             now = now_ms()
@@ -913,8 +927,9 @@ class ControlPlane:
                 ev = NewEvent("CallbackSucceeded", ident, {"Result": payload_envelope(payload)})
             else:
                 ev = NewEvent("CallbackFailed", ident, {"Error": error_envelope(error.to_dict() if error else {})})
-            self._append(s, tx, execution, execution_id, [ev], now)
-            self._mark_changed(state, tx, [op_id], now)
+            self._append(ws, tx, execution_id, [ev], now)
+            self._mark_changed(ws, state, tx, [op_id], now)
+            ws.flush()
         self._emit(tx)
 
     # --- stop ------------------------------------------------------------------------------
@@ -922,16 +937,18 @@ class ControlPlane:
     def stop_execution(self, arn: str, error: ErrorObject | None = None) -> int:
         execution_id = ExecutionArn.parse(arn).execution_id
         tx = _Tx()
-        with self.db.write() as s:
-            execution, state = self._lock(s, execution_id)
+        with self.db.write() as conn:
+            ws = Workset(conn)
+            execution, state, _ = self._lock(ws, execution_id)
             if execution.arn != arn:
                 raise ResourceNotFoundException(f"Durable execution not found: {arn}")
             if execution.status != "RUNNING":
                 return execution.end_ms or execution.last_ts_ms
             now = now_ms()
             err = error.to_dict() if error else {"ErrorMessage": "Execution stopped by user request"}
-            self._close(s, tx, execution, state, NewEvent("ExecutionStopped", _exec_ident(execution),
-                                                          {"Error": error_envelope(err)}), now)
+            self._close(ws, tx, execution, state, NewEvent("ExecutionStopped", _exec_ident(execution),
+                                                           {"Error": error_envelope(err)}), now)
+            ws.flush()
             end = execution.end_ms or now
         self._emit(tx)
         return end
@@ -942,8 +959,8 @@ class ControlPlane:
         rows = [{"execution_id": execution_id, "request_id": request_id, "op_id": ln.op_id, "ts_ms": ln.ts_ms,
                  "level": ln.level, "logger": ln.logger, "message": ln.message} for ln in lines]
         if rows:
-            with self.db.write() as s:
-                s.execute(insert(LogLine), rows)
+            with self.db.write() as conn:
+                conn.execute(insert(LogLine), rows)
 
     # --- owed work after a restart -----------------------------------------------------
 
@@ -971,15 +988,15 @@ def _err(u: Update) -> dict[str, Any] | None:
     return u.error.to_dict() if u.error is not None else None
 
 
-def _identity(op: Operation) -> OpIdentity:
+def _identity(op: OpRow) -> OpIdentity:
     return OpIdentity(op.op_id, op.type, op.sub_type, op.name, op.parent_id)
 
 
-def _exec_ident(execution: Execution) -> OpIdentity:
+def _exec_ident(execution: ExecRow) -> OpIdentity:
     return OpIdentity(execution.execution_id, "EXECUTION", name=execution.name)
 
 
-def _timer_event(kind: str, row: Operation) -> NewEvent | None:
+def _timer_event(kind: str, row: OpRow) -> NewEvent | None:
     ident = _identity(row)
     if kind == WAIT and row.status == "STARTED":
         details = _loads(row.details_json, {})
@@ -1012,16 +1029,16 @@ def _max_items(value: Any, default: int, cap: int) -> int:
     return min(n, cap)
 
 
-def _navigable_page(s: Session, execution_id: str, start_seq: int, limit: int,
+def _navigable_page(conn: Connection, execution_id: str, start_seq: int, limit: int,
                     max_bytes: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
     """Ops in first-START order from ``start_seq``, without the children of closed
     contexts that do not replay them (spec 4.4). Returns (page, next seq or None)."""
-    rows = s.scalars(select(Operation).where(Operation.execution_id == execution_id)
-                     .order_by(Operation.seq)).all()
+    rows = conn.execute(select(OPERATIONS).where(OPERATIONS.c.execution_id == execution_id)
+                        .order_by(OPERATIONS.c.seq)).all()
     by_id = {r.op_id: r for r in rows}
     hidden: dict[str, bool] = {}
 
-    def is_hidden(op: Operation) -> bool:
+    def is_hidden(op: Any) -> bool:
         parent_id = op.parent_id
         if not parent_id:
             return False

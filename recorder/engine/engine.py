@@ -23,6 +23,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from recorder.engine.control import ControlPlane, InvocationInput, InvocationOutcome, now_ms
 
 log = logging.getLogger("durascope.engine")
+# Root logging runs at INFO for handler output (Lambda's default); the scheduler's
+# per-job INFO lines are noise.
+logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 class Invoker(Protocol):
@@ -103,7 +106,8 @@ class Engine:
                 if inv is None:
                     break
                 outcome = self.invoker.invoke(inv)
-                self.control.end_invocation(inv, outcome)
+                if not self.control.end_invocation(inv, outcome):
+                    break
         except Exception:  # noqa: BLE001 - keep the engine alive; the sweep retries
             log.exception("invocation of %s failed in the engine", execution_id)
         finally:

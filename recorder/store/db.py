@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
@@ -77,15 +77,14 @@ class Database:
         return self.dialect == "sqlite"
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A write transaction: commits on success, rolls back on any exception."""
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (SQLAlchemy Core): commits on success, rolls back on any exception."""
         mutex = self._write_mutex
         if mutex is not None:
             mutex.acquire()
         try:
-            with Session(self.engine, expire_on_commit=False, autoflush=False) as session:
-                with session.begin():
-                    yield session
+            with self.engine.begin() as conn:
+                yield conn
         finally:
             if mutex is not None:
                 mutex.release()

@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from sqlalchemy import delete, insert, select, text
+from typing import Any
+
+from sqlalchemy import Connection, delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from recorder.store.events import NewEvent, StoredEvent
@@ -24,12 +26,17 @@ from recorder.store.models import Callback, EngineState, Event, Execution, LogLi
 APPEND_LOCK_KEY = 0x64757261  # "dura"
 
 
+_EVENTS = Event.__table__
+_APPEND_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
+_INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.position, sort_by_parameter_order=True)
+
+
 def _dumps(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def append(
-    session: Session,
+    conn: Connection,
     execution_id: str,
     execution: Execution | None,
     events: Sequence[NewEvent],
@@ -65,19 +72,17 @@ def append(
             }
         )
         prepared.append((event_id, body, ev))
-    bind = session.get_bind()
-    if bind.dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": APPEND_LOCK_KEY})
-    positions = session.scalars(
-        insert(Event).returning(Event.position, sort_by_parameter_order=True), rows
-    ).all()
+    if conn.dialect.name == "postgresql":
+        conn.execute(_APPEND_LOCK, {"k": APPEND_LOCK_KEY})
+    positions = conn.execute(_INSERT_EVENTS, rows).scalars().all()
     return [
         StoredEvent(pos, execution_id, event_id, ev.event_type, ev.op_id, ts, body, ev.extra)
         for pos, (event_id, body, ev) in zip(positions, prepared, strict=True)
     ]
 
 
-def row_to_stored(row: Event) -> StoredEvent:
+def row_to_stored(row: Any) -> StoredEvent:
+    """An ``events`` row (ORM object or Core row) as a StoredEvent."""
     return StoredEvent(
         position=row.position,
         execution_id=row.execution_id,
@@ -90,28 +95,27 @@ def row_to_stored(row: Event) -> StoredEvent:
     )
 
 
-def read_execution_events(session: Session, execution_id: str) -> list[StoredEvent]:
-    rows = session.scalars(
-        select(Event).where(Event.execution_id == execution_id).order_by(Event.position)
+def read_execution_events(conn: Connection | Session, execution_id: str) -> list[StoredEvent]:
+    rows = conn.execute(
+        select(_EVENTS).where(_EVENTS.c.execution_id == execution_id).order_by(_EVENTS.c.position)
     ).all()
     return [row_to_stored(r) for r in rows]
 
 
-def purge_execution(session: Session, execution_id: str) -> int:
+def purge_execution(conn: Connection, execution_id: str) -> int:
     """Remove a closed execution and everything derived from it (retention purge).
 
     The only code that deletes events: it writes a purge grant, which the
     append-only trigger checks, deletes, and removes the grant again, all in the
     caller's transaction.
     """
-    execution = session.get(Execution, execution_id)
-    if execution is not None and execution.end_ms is None:
+    end = conn.execute(select(Execution.end_ms).where(Execution.execution_id == execution_id)).first()
+    if end is not None and end[0] is None:
         raise ValueError(f"execution {execution_id} is not closed; only closed executions are purged")
-    session.add(PurgeGrant(execution_id=execution_id))
-    session.flush()
-    deleted = session.execute(delete(Event).where(Event.execution_id == execution_id)).rowcount
+    conn.execute(insert(PurgeGrant), {"execution_id": execution_id})
+    deleted = conn.execute(delete(Event).where(Event.execution_id == execution_id)).rowcount
     for model in (Operation, Callback, Timer, EngineState, LogLine):
-        session.execute(delete(model).where(model.execution_id == execution_id))
-    session.execute(delete(Execution).where(Execution.execution_id == execution_id))
-    session.execute(delete(PurgeGrant).where(PurgeGrant.execution_id == execution_id))
+        conn.execute(delete(model).where(model.execution_id == execution_id))
+    conn.execute(delete(Execution).where(Execution.execution_id == execution_id))
+    conn.execute(delete(PurgeGrant).where(PurgeGrant.execution_id == execution_id))
     return deleted or 0
