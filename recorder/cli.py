@@ -112,7 +112,7 @@ def db_rebuild(ctx: click.Context) -> None:
     with _durascope(ctx) as ds:
         with ds.db.write() as s:
             count = rebuild(s)
-        click.echo(f"rebuilt projections from {count} events")
+        click.echo(f"rebuilt projections from {count} log records")
 
 
 # --- functions -------------------------------------------------------------------------
@@ -307,6 +307,19 @@ def engine_cmd(ctx: click.Context) -> None:
         click.echo(f"engine {ds.engine.owner if ds.engine else ''} running on {ds.settings.database_url}", err=True)
         sys.stderr.flush()
         stopped.wait()
+
+
+@main.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--no-engine", is_flag=True, help="Serve the API and viewer only; another process runs the engine.")
+@click.pass_context
+def serve(ctx: click.Context, host: str, port: int, no_engine: bool) -> None:
+    """Serve the Lambda-compatible API and the viewer, and run the engine."""
+    from viewer.server import run_server
+
+    with _friendly_errors():
+        run_server(_settings(ctx), host=host, port=port, run_engine=not no_engine)
 
 
 if __name__ == "__main__":
