@@ -19,7 +19,7 @@ from recorder.config import Settings
 from recorder.engine.control import ControlPlane, FunctionSpec, now_ms
 from recorder.engine.engine import Engine
 from recorder.engine.invoker import InProcessInvoker
-from recorder.queries import TERMINAL, execution_description, find_execution, iter_history
+from recorder.queries import TERMINAL, execution_description, find_execution, iter_history, pause_details
 from recorder.store.db import Database
 from recorder.wire import ErrorObject
 
@@ -96,7 +96,8 @@ class Durascope:
     def get_execution(self, arn: str, include_data: bool = True) -> dict[str, Any]:
         with self.db.read() as s:
             e = find_execution(s, arn)
-            return execution_description(e, self.control.function_arn(e.function_name, e.function_version), include_data)
+            return execution_description(e, self.control.function_arn(e.function_name, e.function_version),
+                                         include_data, pause=pause_details(s, e))
 
     def wait(self, arn: str, timeout: float = 60.0) -> ExecutionSummary:
         return self.wait_for(lambda: (d := self.describe(arn)).done and d, timeout,
@@ -131,6 +132,15 @@ class Durascope:
 
     def stop(self, arn: str, error: dict[str, Any] | None = None) -> int:
         return self.control.stop_execution(arn, ErrorObject.parse(error) if error else None)
+
+    def pause(self, arn: str, reason: str | None = None, timeout_paused: bool | None = None) -> None:
+        self.control.pause_execution(arn, reason, timeout_paused)
+
+    def resume(self, arn: str, reason: str | None = None) -> None:
+        self.control.resume_execution(arn, reason)
+
+    def delete(self, arn: str) -> int:
+        return self.control.delete_execution(arn)
 
     @staticmethod
     def now_ms() -> int:

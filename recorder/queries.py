@@ -56,6 +56,16 @@ def find_execution(s: Session, arn: str) -> Execution:
     return execution
 
 
+def pause_details(s: Session, execution: Execution) -> dict[str, Any] | None:
+    """The pause request of a PAUSING/PAUSED execution (kept on its EXECUTION op)."""
+    if execution.status not in ("PAUSING", "PAUSED"):
+        return None
+    from recorder.store.models import Operation
+
+    op = s.get(Operation, (execution.execution_id, execution.execution_id))
+    return json.loads(op.details_json or "{}").get("Pause") if op else None
+
+
 @dataclass(frozen=True)
 class HistoryPage:
     events: list[dict[str, Any]]
@@ -95,8 +105,8 @@ def iter_history(db: Database, arn: str, include_data: bool = True,
 
 
 def execution_description(execution: Execution, function_arn: str, include_data: bool = True,
-                          ts: Callable[[int], Any] = ts_seconds) -> dict[str, Any]:
-    """GetDurableExecution's response body."""
+                          ts: Callable[[int], Any] = ts_seconds, pause: dict[str, Any] | None = None) -> dict[str, Any]:
+    """GetDurableExecution's response body. ``pause``: see ``pause_details``."""
     out: dict[str, Any] = {
         "DurableExecutionArn": execution.arn,
         "DurableExecutionName": execution.name,
@@ -112,6 +122,13 @@ def execution_description(execution: Execution, function_arn: str, include_data:
         out["EndTimestamp"] = ts(execution.end_ms)
     elif execution.execution_timeout:
         out["ExpectedExecutionTimeoutTimestamp"] = ts(execution.start_ms + execution.execution_timeout * 1000)
+    if execution.status in ("PAUSING", "PAUSED") and pause:
+        details: dict[str, Any] = {"PauseRequestTimestamp": ts(int(pause["PauseRequestTimestamp"])),
+                                   "ExecutionTimeoutPaused": bool(pause.get("ExecutionTimeoutPaused", True))}
+        reason = (pause.get("Reason") or {}).get("Payload")
+        if include_data and reason is not None:
+            details["Reason"] = reason
+        out["PauseDetails"] = details
     if include_data:
         if execution.input_payload is not None:
             out["InputPayload"] = execution.input_payload

@@ -209,3 +209,71 @@ def test_overdue_timers_fire_at_once_after_a_restart(database_url: str) -> None:
         assert time.monotonic() - t0 < 2.0
     finally:
         second.close()
+
+
+def test_pause_and_resume_a_suspended_execution(ds: Durascope) -> None:
+    register(ds, "approval", "th_basic:approval", execution_timeout=2)
+    arn = ds.start("approval", "{}")
+    cid = callback_id(ds, arn)
+    suspended(ds, arn)
+    ds.pause(arn, reason="maintenance window")
+    described = ds.get_execution(arn)
+    assert described["Status"] == "PAUSED"
+    assert described["PauseDetails"]["Reason"] == "maintenance window"
+    assert described["PauseDetails"]["ExecutionTimeoutPaused"] is True
+    ds.pause(arn)  # pausing again changes nothing
+    # Callbacks still complete while paused, but nothing is invoked.
+    ds.callback_success(cid, b'"ok"')
+    time.sleep(2.5)  # longer than the execution timeout: a paused execution does not time out
+    assert ds.describe(arn).status == "PAUSED"
+    assert types(ds.history(arn))[-2:] == ["ExecutionPaused", "CallbackSucceeded"]
+    ds.resume(arn, reason="done")
+    assert ds.wait(arn, 15).status == "SUCCEEDED"
+    h = ds.history(arn)
+    resumed = next(e for e in h if e["EventType"] == "ExecutionResumed")
+    assert resumed["ExecutionResumedDetails"]["Reason"] == {"Payload": "done", "Truncated": False}
+    with pytest.raises(Exception, match="only running executions pause"):
+        ds.pause(arn)
+
+
+def test_paused_time_does_not_count_against_the_timeout_cap(ds: Durascope) -> None:
+    register(ds, "approval", "th_basic:approval", execution_timeout=2)
+    arn = ds.start("approval", "{}")
+    callback_id(ds, arn)
+    suspended(ds, arn)
+    ds.pause(arn)
+    time.sleep(1)
+    ds.resume(arn)
+    # The timeout still fires: the pause only extended it by the paused time.
+    assert ds.wait(arn, 15).status == "TIMED_OUT"
+
+
+def test_delete_only_closed_executions(ds: Durascope) -> None:
+    from recorder.errors import ResourceConflictException
+
+    register(ds, "approval", "th_basic:approval")
+    arn = ds.start("approval", "{}")
+    callback_id(ds, arn)
+    with pytest.raises(ResourceConflictException):
+        ds.delete(arn)
+    ds.stop(arn)
+    ds.delete(arn)
+    with pytest.raises(ResourceNotFoundException):
+        ds.describe(arn)
+
+
+def test_pause_during_an_invocation_takes_effect_when_it_returns(ds: Durascope, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    register(ds, "gated", "th_basic:gated")
+    gate = tmp_path / "gate"
+    arn = ds.start("gated", f'{{"gate": "{gate}"}}')
+    ds.wait_for(lambda: "StepStarted" in types(ds.history(arn)), 15, "gate step not started")
+    ds.pause(arn, reason="hold")
+    assert ds.get_execution(arn)["Status"] == "PAUSING"
+    gate.touch()
+    ds.wait_for(lambda: ds.describe(arn).status == "PAUSED", 15, "pause did not take effect")
+    h = types(ds.history(arn))
+    # The gate step's result was applied (answered without a token), then the pause took effect.
+    assert h[-3:] == ["StepSucceeded", "InvocationCompleted", "ExecutionPaused"]
+    ds.resume(arn)
+    done = ds.wait(arn, 15)
+    assert done.status == "SUCCEEDED" and done.result == '["opened", "after"]'

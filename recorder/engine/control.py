@@ -46,6 +46,7 @@ from recorder.errors import (
     DurableExecutionAlreadyStartedException,
     InvalidParameterValueException,
     RequestTooLargeException,
+    ResourceConflictException,
     ResourceNotFoundException,
     invalid_token,
 )
@@ -54,6 +55,9 @@ from recorder.store.events import (
     CALLBACK_HEARTBEAT,
     INVOCATION_STARTED,
     STEP_READY,
+    OPEN_STATUSES,
+    PAUSE_CANCELLED,
+    PAUSE_REQUESTED,
     NewEvent,
     OpIdentity,
     StoredEvent,
@@ -265,7 +269,7 @@ class ControlPlane:
             return
         parent, pstate, _ = got
         op = ws.op(parent_id, child.parent_op_id or "")
-        if parent.status != "RUNNING" or op is None or op.status != "STARTED":
+        if parent.status not in OPEN_STATUSES or op is None or op.status != "STARTED":
             return
         ident = _identity(op)
         error = _loads(child.error_json, None)
@@ -412,7 +416,7 @@ class ControlPlane:
                     and state.last_client_inbound == token and state.last_client_ms is not None
                     and now - state.last_client_ms < CLIENT_TOKEN_WINDOW_MS and state.last_client_response):
                 return _render_ops(json.loads(state.last_client_response), ts)
-            if state.token is None or token != state.token or execution.status != "RUNNING":
+            if state.token is None or token != state.token or execution.status not in OPEN_STATUSES:
                 raise invalid_token()
             response = self._apply_checkpoint(ws, tx, execution, state, updates, now, next_op_timer)
             if client_token is not None:
@@ -454,7 +458,10 @@ class ControlPlane:
         ops.sort(key=lambda o: o.seq)
         response: dict[str, Any] = {"NewExecutionState": {"Operations": [operation_to_wire(o) for o in ops]}}
         state.pending_ops_json = "[]"
-        if closing is None:
+        if closing is None and execution.status == "PAUSING":
+            # Applied, but answered without a token: the SDK stops and returns PENDING.
+            state.token = None
+        elif closing is None:
             state.token_seq += 1
             state.token = tokens.new_token(eid, state.invocation_seq, state.token_seq)
             state.lease_expires_ms = now + int(self.settings.lease_seconds * 1000)
@@ -685,7 +692,9 @@ class ControlPlane:
             ws = Workset(conn)
             execution, state, _ = self._lock(ws, execution_id)
             now = now_ms()
-            if execution.status != "RUNNING":
+            if execution.status in ("PAUSING", "PAUSED") and state.request_id is None:
+                return None  # no new invocations while paused; resume re-arms them
+            if execution.status not in OPEN_STATUSES:
                 if state.invoke_wanted:
                     state.invoke_wanted = False
                     ws.touch_state(state)
@@ -783,7 +792,7 @@ class ControlPlane:
         changed = state.changed_while_running or bool(_loads(state.pending_ops_json, []))
         state.changed_while_running = False
         ws.touch_state(state)
-        if execution.status != "RUNNING":
+        if execution.status not in OPEN_STATUSES:
             return  # closed by a checkpoint, a stop or a timeout: the output is ignored
         ident = _exec_ident(execution)
         st = outcome.status
@@ -800,6 +809,12 @@ class ControlPlane:
                 "ErrorType": "InvalidParameterValueException",
                 "ErrorMessage": f"Invalid handler output: {st} with {'Error' if st == 'SUCCEEDED' else 'Result'}"}
             self._close(ws, tx, execution, state, NewEvent("ExecutionFailed", ident, {"Error": error_envelope(error)}), now)
+        elif st in ("PENDING", "ERROR") and execution.status == "PAUSING":
+            # The pause waited for this invocation; it takes effect now. Resume
+            # invokes again (the pause may have cut the invocation short).
+            state.consecutive_failures = 0
+            state.invoke_wanted = True
+            self._append(ws, tx, eid, [self._paused_event(ws, execution)], now)
         elif st == "PENDING":
             state.consecutive_failures = 0
             if changed:
@@ -861,7 +876,7 @@ class ControlPlane:
                 return
             ws = Workset(conn)
             execution, state, _ = self._lock(ws, execution_id)
-            if execution.status != "RUNNING":
+            if execution.status not in OPEN_STATUSES:
                 ws.clear_timer(execution_id, kind, op_id)
             elif kind == EXECUTION_TIMEOUT:
                 self._close(ws, tx, execution, state, NewEvent("ExecutionTimedOut", _exec_ident(execution), {
@@ -895,7 +910,7 @@ class ControlPlane:
             ws = Workset(conn)
             execution, _state, _ = self._lock(ws, execution_id)
             cb = ws.callback(callback_id)
-            if cb is None or cb.status != "STARTED" or execution.status != "RUNNING":
+            if cb is None or cb.status != "STARTED" or execution.status not in OPEN_STATUSES:
                 raise CallbackTimeoutException(f"Callback {callback_id} is already closed")
             self._append(ws, tx, execution_id,
                          [NewEvent(CALLBACK_HEARTBEAT, OpIdentity(op_id, "CALLBACK"), {"CallbackId": callback_id})], now_ms())
@@ -919,7 +934,7 @@ class ControlPlane:
             execution, state, _ = self._lock(ws, execution_id)
             cb = ws.callback(callback_id)
             op = ws.op(execution_id, op_id)
-            if cb is None or op is None or cb.status != "STARTED" or execution.status != "RUNNING":
+            if cb is None or op is None or cb.status != "STARTED" or execution.status not in OPEN_STATUSES:
                 raise CallbackTimeoutException(f"Callback {callback_id} is already closed")
             now = now_ms()
             ident = _identity(op)
@@ -942,7 +957,7 @@ class ControlPlane:
             execution, state, _ = self._lock(ws, execution_id)
             if execution.arn != arn:
                 raise ResourceNotFoundException(f"Durable execution not found: {arn}")
-            if execution.status != "RUNNING":
+            if execution.status not in OPEN_STATUSES:
                 return execution.end_ms or execution.last_ts_ms
             now = now_ms()
             err = error.to_dict() if error else {"ErrorMessage": "Execution stopped by user request"}
@@ -952,6 +967,80 @@ class ControlPlane:
             end = execution.end_ms or now
         self._emit(tx)
         return end
+
+    # --- pause, resume, delete ------------------------------------------------------
+
+    def _locked_by_arn(self, ws: Workset, arn: str) -> tuple[ExecRow, StateRow]:
+        execution, state, _ = self._lock(ws, ExecutionArn.parse(arn).execution_id)
+        if execution.arn != arn:
+            raise ResourceNotFoundException(f"Durable execution not found: {arn}")
+        return execution, state
+
+    @staticmethod
+    def _pause_details(ws: Workset, execution: ExecRow) -> dict[str, Any]:
+        op = ws.op(execution.execution_id, execution.execution_id)
+        return (_loads(op.details_json, {}) if op else {}).get("Pause", {})
+
+    def _paused_event(self, ws: Workset, execution: ExecRow) -> NewEvent:
+        return NewEvent("ExecutionPaused", _exec_ident(execution), self._pause_details(ws, execution))
+
+    def pause_execution(self, arn: str, reason: str | None = None, timeout_paused: bool | None = None) -> None:
+        """PauseDurableExecution. Choices (spec 10.13, unconfirmed): pausing a paused or
+        pausing execution changes nothing; pausing a closed one is a ResourceConflictException."""
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 1024):
+            raise InvalidParameterValueException("Reason must be a string of at most 1024 characters")
+        tx = _Tx()
+        with self.db.write() as conn:
+            ws = Workset(conn)
+            execution, state = self._locked_by_arn(ws, arn)
+            if execution.status in ("PAUSING", "PAUSED"):
+                return
+            if execution.status != "RUNNING":
+                raise ResourceConflictException(f"Durable execution is {execution.status}; only running executions pause")
+            now = now_ms()
+            details: dict[str, Any] = {"PauseRequestTimestamp": now, "Reason": payload_envelope(reason),
+                                       "ExecutionTimeoutPaused": True if timeout_paused is None else bool(timeout_paused)}
+            if state.request_id is not None:
+                self._append(ws, tx, execution.execution_id, [NewEvent(PAUSE_REQUESTED, None, details)], now)
+            else:
+                self._append(ws, tx, execution.execution_id,
+                             [NewEvent("ExecutionPaused", _exec_ident(execution), details)], now)
+            ws.flush()
+        self._emit(tx)
+
+    def resume_execution(self, arn: str, reason: str | None = None) -> None:
+        """ResumeDurableExecution. Resuming a PAUSING execution cancels the pause (an
+        engine record, since no ExecutionPaused was written); resuming a running one is a
+        ResourceConflictException (unconfirmed)."""
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 1024):
+            raise InvalidParameterValueException("Reason must be a string of at most 1024 characters")
+        tx = _Tx()
+        with self.db.write() as conn:
+            ws = Workset(conn)
+            execution, state = self._locked_by_arn(ws, arn)
+            now = now_ms()
+            if execution.status == "PAUSING":
+                self._append(ws, tx, execution.execution_id, [NewEvent(PAUSE_CANCELLED, None, {})], now)
+            elif execution.status == "PAUSED":
+                self._append(ws, tx, execution.execution_id, [NewEvent("ExecutionResumed", _exec_ident(execution), {
+                    "ResumeRequestTimestamp": now, "Reason": payload_envelope(reason)})], now)
+                if state.invoke_wanted or _loads(state.updated_ops_json, []):
+                    self._want_invoke(state, tx, now)
+                    ws.touch_state(state)
+            else:
+                raise ResourceConflictException(f"Durable execution is {execution.status}, not paused")
+            ws.flush()
+        self._emit(tx)
+
+    def delete_execution(self, arn: str) -> int:
+        """DeleteDurableExecution: a closed execution leaves the store through the purge path."""
+        with self.db.write() as conn:
+            ws = Workset(conn)
+            execution, _ = self._locked_by_arn(ws, arn)
+            if execution.status in OPEN_STATUSES:
+                raise ResourceConflictException(f"Durable execution is {execution.status}; stop it before deleting it")
+            purge_execution(conn, execution.execution_id)
+        return now_ms()
 
     # --- captured logs -----------------------------------------------------------------
 
@@ -970,7 +1059,7 @@ class ControlPlane:
             rows = s.execute(
                 select(EngineState.execution_id, EngineState.next_invoke_ms, EngineState.lease_expires_ms)
                 .join(Execution, Execution.execution_id == EngineState.execution_id)
-                .where(Execution.status == "RUNNING",
+                .where(Execution.status.in_(OPEN_STATUSES),
                        (EngineState.invoke_wanted.is_(True)) | (EngineState.request_id.is_not(None)))
                 .limit(limit)).all()
         return [(r[0], max(r[1] or 0, r[2] or 0) if r[2] else (r[1] or 0)) for r in rows]

@@ -16,7 +16,12 @@ from typing import Any
 INVOCATION_STARTED = "InvocationStarted"
 STEP_READY = "StepReady"
 CALLBACK_HEARTBEAT = "CallbackHeartbeat"
-ENGINE_RECORDS = frozenset({INVOCATION_STARTED, STEP_READY, CALLBACK_HEARTBEAT})
+# A pause that waits for the running invocation (status PAUSING), and a resume
+# that cancels such a pause before it took effect.
+PAUSE_REQUESTED = "PauseRequested"
+PAUSE_CANCELLED = "PauseCancelled"
+ENGINE_RECORDS = frozenset({INVOCATION_STARTED, STEP_READY, CALLBACK_HEARTBEAT, PAUSE_REQUESTED, PAUSE_CANCELLED})
+OPEN_STATUSES = frozenset({"RUNNING", "PAUSING", "PAUSED"})
 
 TERMINAL_EXECUTION_EVENTS = {
     "ExecutionSucceeded": "SUCCEEDED",

@@ -16,6 +16,8 @@ from sqlalchemy import Connection, delete, select
 from recorder.store.events import (
     CALLBACK_HEARTBEAT,
     INVOCATION_STARTED,
+    PAUSE_CANCELLED,
+    PAUSE_REQUESTED,
     STEP_READY,
     TERMINAL_EXECUTION_EVENTS,
     StoredEvent,
@@ -115,6 +117,9 @@ class Projector:
             execution.invocation_count += 1
             return
         if t == INVOCATION_STARTED:
+            return
+        if t in (PAUSE_REQUESTED, PAUSE_CANCELLED, "ExecutionPaused", "ExecutionResumed"):
+            self._pause_change(ev, execution)
             return
         if t == CALLBACK_HEARTBEAT:
             cb = ws.callback(d["CallbackId"])
@@ -233,6 +238,44 @@ class Projector:
         self.ws.clear_all_timers(ev.execution_id)
         if not execution.imported:
             self.ws.set_timer(ev.execution_id, PURGE, "", ev.ts_ms + execution.retention_days * DAY_MS)
+
+    def _pause_change(self, ev: StoredEvent, execution: ExecRow) -> None:
+        """Pause bookkeeping lives in the EXECUTION op's details: the pause request
+        (for GetDurableExecution's PauseDetails) and, while an effective pause holds the
+        execution timeout, the time the timeout had left."""
+        t = ev.event_type
+        d = ev.details
+        op = self.ws.op(ev.execution_id, ev.execution_id)
+        assert op is not None
+        details = self._details(op)
+        if t == PAUSE_REQUESTED:
+            execution.status = "PAUSING"
+            details["Pause"] = {k: d[k] for k in ("PauseRequestTimestamp", "Reason", "ExecutionTimeoutPaused") if k in d}
+        elif t == PAUSE_CANCELLED:
+            execution.status = "RUNNING"
+            details.pop("Pause", None)
+        elif t == "ExecutionPaused":
+            execution.status = "PAUSED"
+            details["Pause"] = {k: d[k] for k in ("PauseRequestTimestamp", "Reason", "ExecutionTimeoutPaused") if k in d}
+            if d.get("ExecutionTimeoutPaused", True) and execution.execution_timeout > 0:
+                due = execution.start_ms + execution.execution_timeout * 1000 + int(details.get("TimeoutExtendedMs", 0))
+                details["TimeoutRemainingMs"] = max(0, due - ev.ts_ms)
+                details["PausedAtMs"] = ev.ts_ms
+                self.ws.clear_timer(ev.execution_id, EXECUTION_TIMEOUT, "")
+        else:  # ExecutionResumed
+            execution.status = "RUNNING"
+            details.pop("Pause", None)
+            remaining = details.pop("TimeoutRemainingMs", None)
+            paused_at = details.pop("PausedAtMs", None)
+            if remaining is not None and paused_at is not None:
+                # The paused time extends the timeout, at most to 366 days after the start.
+                cap = execution.start_ms + 366 * DAY_MS
+                due = min(ev.ts_ms + int(remaining), cap)
+                details["TimeoutExtendedMs"] = due - (execution.start_ms + execution.execution_timeout * 1000)
+                self.ws.set_timer(ev.execution_id, EXECUTION_TIMEOUT, "", due)
+        op.details_json = _dumps(details)
+        op.changed_position = ev.position
+        self.ws.touch_op(op)
 
     def _step_outcome(self, ev: StoredEvent, execution: ExecRow) -> OpRow:
         d = ev.details

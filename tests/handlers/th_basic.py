@@ -98,3 +98,21 @@ def many_steps(event, context: DurableContext):
     for i in range(n):
         total += context.step(make(i), name=f"step-{i}")
     return total
+
+
+@durable_execution
+def gated(event, context: DurableContext):
+    """A step that blocks until a file exists, then another step."""
+    import time as _time
+
+    gate = Path(event["gate"])
+
+    def wait_for_gate(_):
+        deadline = _time.monotonic() + 30
+        while not gate.exists() and _time.monotonic() < deadline:
+            _time.sleep(0.01)
+        return "opened"
+
+    first = context.step(wait_for_gate, name="gate")
+    second = context.step(lambda _: "after", name="after-gate")
+    return [first, second]
