@@ -148,19 +148,18 @@ _NEXT_OP_TIMER = (
 )
 
 
-_SELECT_WITH_STATE = (
+# Locks both rows (plain FOR UPDATE, not FOR UPDATE OF one table): a locking SELECT
+# that had to wait re-reads the rows it locks, so both come back as the lock holder
+# committed them. Only the timers subquery may be from before the wait, and it is a
+# hint: a due timer it misses is still fired by the engine's timer loop.
+_SELECT_LOCKED = (
     select(*[EXECUTIONS.c[c] for c in EXEC_COLS],
            *[ENGINE_STATE.c[c].label(f"s_{c}") for c in STATE_COLS],
            _NEXT_OP_TIMER.label("next_op_timer"))
     .join_from(EXECUTIONS, ENGINE_STATE, ENGINE_STATE.c.execution_id == EXECUTIONS.c.execution_id)
     .where(EXECUTIONS.c.execution_id == bindparam("eid"))
+    .with_for_update()
 )
-# On PostgreSQL the row lock is taken by a statement of its own: a locking SELECT
-# that waited re-reads only the locked row, so a join would return the other
-# table's row as it was before the lock holder committed. The SELECT after it
-# starts a new READ COMMITTED snapshot and sees everything committed.
-_LOCK_STATE = select(ENGINE_STATE.c.execution_id).where(
-    ENGINE_STATE.c.execution_id == bindparam("eid")).with_for_update()
 _SELECT_OPS_IN = select(OPERATIONS).where(
     OPERATIONS.c.execution_id == bindparam("eid"), OPERATIONS.c.op_id.in_(bindparam("ids", expanding=True)))
 _SELECT_OP = select(OPERATIONS).where(
@@ -189,9 +188,7 @@ class Workset:
 
     def lock(self, execution_id: str) -> tuple[ExecRow, StateRow, int | None] | None:
         """Load (and on PostgreSQL row-lock) an execution with its engine state."""
-        if self.conn.dialect.name == "postgresql":
-            self.conn.execute(_LOCK_STATE, {"eid": execution_id})
-        row = self.conn.execute(_SELECT_WITH_STATE, {"eid": execution_id}).first()
+        row = self.conn.execute(_SELECT_LOCKED, {"eid": execution_id}).first()
         if row is None:
             return None
         m = row._mapping

@@ -1,0 +1,1 @@
+"""Seed workflows, written with the official SDK and the standard library only."""
