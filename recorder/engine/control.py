@@ -66,7 +66,8 @@ from recorder.store.events import (
 )
 from recorder.store.log import append, purge_execution
 from recorder.store.models import Callback, EngineState, Execution, Function, LogLine, Operation, Timer
-from recorder.store.workset import OPERATIONS, TIMERS, ExecRow, OpRow, StateRow, Workset
+from recorder.store.sql import Raw
+from recorder.store.workset import OP_COLS, TIMERS, ExecRow, OpRow, StateRow, Workset
 from recorder.store.projector import (
     CALLBACK_HEARTBEAT_TIMEOUT,
     CALLBACK_TIMEOUT,
@@ -470,9 +471,8 @@ class ControlPlane:
 
     def _due_op_timers(self, ws: Workset, execution_id: str, now: int,
                        sim: dict[str, _Sim]) -> tuple[list[NewEvent], list[str]]:
-        due = ws.conn.execute(select(TIMERS.c.kind, TIMERS.c.op_id).where(
-            TIMERS.c.execution_id == execution_id, TIMERS.c.kind.in_((WAIT, RETRY)), TIMERS.c.due_ms <= now)
-            .order_by(TIMERS.c.due_ms)).all()
+        due = ws.raw.all("SELECT kind, op_id FROM timers WHERE execution_id = :eid AND kind IN ('wait', 'retry') "
+                         "AND due_ms <= :now ORDER BY due_ms", {"eid": execution_id, "now": now})
         events: list[NewEvent] = []
         ids: list[str] = []
         for kind, op_id in due:
@@ -677,7 +677,7 @@ class ControlPlane:
             if state.token is None or token != state.token:
                 raise invalid_token()
             start = tokens.parse_state_marker(marker, token) if marker else 0
-            ops, next_seq = _navigable_page(s.connection(), execution_id, start, limit)
+            ops, next_seq = _navigable_page(Raw(s.connection()), execution_id, start, limit)
         out: dict[str, Any] = {"Operations": [_render_op(o, ts) for o in ops]}
         if next_seq is not None:
             out["NextMarker"] = tokens.state_marker(token, next_seq)
@@ -733,7 +733,7 @@ class ControlPlane:
             self._append(ws, tx, execution_id, [NewEvent(INVOCATION_STARTED, None, {
                 "RequestId": request_id, "StartTimestamp": now})], now)
             ws.flush()
-            ops, next_seq = _navigable_page(conn, execution_id, 0, 1000, STATE_PAGE_BYTES)
+            ops, next_seq = _navigable_page(ws.raw, execution_id, 0, 1000, STATE_PAGE_BYTES)
             token = state.token
             arn = execution.arn
         self._emit(tx)
@@ -842,12 +842,10 @@ class ControlPlane:
     @staticmethod
     def _has_backend_wait(ws: Workset, execution_id: str) -> bool:
         ws.flush()
-        o = OPERATIONS.c
-        row = ws.conn.execute(select(o.op_id).where(
-            o.execution_id == execution_id,
-            ((o.type == "STEP") & o.status.in_(("PENDING", "READY")))
-            | (o.type.in_(("WAIT", "CALLBACK", "CHAINED_INVOKE")) & (o.status == "STARTED")),
-        ).limit(1)).first()
+        row = ws.raw.one(
+            "SELECT op_id FROM operations WHERE execution_id = :eid AND ("
+            "(type = 'STEP' AND status IN ('PENDING', 'READY')) OR "
+            "(type IN ('WAIT', 'CALLBACK', 'CHAINED_INVOKE') AND status = 'STARTED')) LIMIT 1", {"eid": execution_id})
         return row is not None
 
     # --- timers ----------------------------------------------------------------------------
@@ -1118,12 +1116,12 @@ def _max_items(value: Any, default: int, cap: int) -> int:
     return min(n, cap)
 
 
-def _navigable_page(conn: Connection, execution_id: str, start_seq: int, limit: int,
+def _navigable_page(raw: Raw, execution_id: str, start_seq: int, limit: int,
                     max_bytes: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
     """Ops in first-START order from ``start_seq``, without the children of closed
     contexts that do not replay them (spec 4.4). Returns (page, next seq or None)."""
-    rows = conn.execute(select(OPERATIONS).where(OPERATIONS.c.execution_id == execution_id)
-                        .order_by(OPERATIONS.c.seq)).all()
+    rows = [OpRow(*r) for r in raw.all(f"SELECT {', '.join(OP_COLS)} FROM operations WHERE execution_id = :eid "
+                                       "ORDER BY seq", {"eid": execution_id})]
     by_id = {r.op_id: r for r in rows}
     hidden: dict[str, bool] = {}
 

@@ -16,10 +16,11 @@ from collections.abc import Sequence
 
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, text
+from sqlalchemy import Connection, delete, insert, select
 from sqlalchemy.orm import Session
 
 from recorder.store.events import NewEvent, StoredEvent
+from recorder.store.sql import Raw
 from recorder.store.models import Callback, EngineState, Event, Execution, LogLine, Operation, PurgeGrant, Timer
 
 # Arbitrary constant naming the application-wide append lock.
@@ -27,8 +28,7 @@ APPEND_LOCK_KEY = 0x64757261  # "dura"
 
 
 _EVENTS = Event.__table__
-_APPEND_LOCK = text("SELECT pg_advisory_xact_lock(:k)")
-_INSERT_EVENTS = insert(_EVENTS).returning(_EVENTS.c.position, sort_by_parameter_order=True)
+_EVENT_COLS = ("execution_id", "event_id", "event_type", "op_id", "ts_ms", "body", "extra")
 
 
 def _dumps(value: object) -> str:
@@ -72,9 +72,19 @@ def append(
             }
         )
         prepared.append((event_id, body, ev))
-    if conn.dialect.name == "postgresql":
-        conn.execute(_APPEND_LOCK, {"k": APPEND_LOCK_KEY})
-    positions = conn.execute(_INSERT_EVENTS, rows).scalars().all()
+    raw = Raw(conn)
+    if raw.postgres:
+        raw.one("SELECT pg_advisory_xact_lock(:k)", {"k": APPEND_LOCK_KEY})
+    params: dict[str, object] = {}
+    values = []
+    for i, r in enumerate(rows):
+        values.append("(" + ", ".join(f":{c}{i}" for c in _EVENT_COLS) + ")")
+        params.update({f"{c}{i}": r[c] for c in _EVENT_COLS})
+    returned = raw.all(f"INSERT INTO events ({', '.join(_EVENT_COLS)}) VALUES {', '.join(values)} RETURNING position",
+                       params)
+    # Rows of one INSERT take consecutive positions in VALUES order (appends are
+    # serialized), so the sorted positions line up with the rows.
+    positions = sorted(r[0] for r in returned)
     return [
         StoredEvent(pos, execution_id, event_id, ev.event_type, ev.op_id, ts, body, ev.extra)
         for pos, (event_id, body, ev) in zip(positions, prepared, strict=True)

@@ -1,11 +1,12 @@
-"""The rows one write transaction reads and changes, flushed with SQLAlchemy Core.
+"""The rows one write transaction reads and changes.
 
 The control plane's hot path (one transaction per checkpoint) cannot afford the ORM's
 unit of work: profiling showed ~5 ms of the ORM's bookkeeping around a handful of
-SQLite statements that take ~0.2 ms. So a transaction loads plain row objects into a
+SQLite statements that take ~0.2 ms (and SQLAlchemy Core still ~150 us per statement,
+see ``recorder.store.sql``). So a transaction loads plain row objects into a
 ``Workset``, the projector mutates them and marks them, and ``flush`` writes what
-changed with a few pre-built statements (executemany where it can). The ORM models
-stay the schema's definition and serve the read side.
+changed with a few fixed statements (executemany where it can). The ORM models stay
+the schema's definition and serve the read side.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Connection
 
 from recorder.store.models import Callback, EngineState, Execution, Operation, Timer
+from recorder.store.sql import Raw, placeholders
 
 EXECUTIONS = Execution.__table__
 OPERATIONS = Operation.__table__
@@ -120,59 +122,60 @@ CB_COLS = _names(CallbackRow)
 STATE_COLS = _names(StateRow)
 
 
-def _update_by_pk(table: Any, pk: list[str], cols: list[str]) -> Any:
-    stmt = update(table)
-    for k in pk:
-        stmt = stmt.where(table.c[k] == bindparam(f"pk_{k}"))
-    return stmt.values({c: bindparam(c) for c in cols if c not in pk})
+def _insert_sql(table: str, cols: list[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join(':' + c for c in cols)})"
 
 
-_UPDATE_EXEC = _update_by_pk(EXECUTIONS, ["execution_id"], EXEC_COLS)
-_UPDATE_OP = _update_by_pk(OPERATIONS, ["execution_id", "op_id"], OP_COLS)
-_UPDATE_CB = _update_by_pk(CALLBACKS, ["callback_id"], CB_COLS)
-_UPDATE_STATE = _update_by_pk(ENGINE_STATE, ["execution_id"], STATE_COLS)
-_UPSERT_TIMER = text(
+def _update_sql(table: str, pk: list[str], cols: list[str]) -> str:
+    sets = ", ".join(f"{c} = :{c}" for c in cols if c not in pk)
+    where = " AND ".join(f"{k} = :{k}" for k in pk)
+    return f"UPDATE {table} SET {sets} WHERE {where}"
+
+
+_EXEC_SELECT = ", ".join(f"e.{c}" for c in EXEC_COLS)
+_STATE_SELECT = ", ".join(f"s.{c}" for c in STATE_COLS)
+_OP_SELECT = ", ".join(OP_COLS)
+_CB_SELECT = ", ".join(CB_COLS)
+
+# The first statement of most transactions: the execution, its engine state and the
+# earliest due WAIT/retry timer, in one round trip. On PostgreSQL it locks both rows
+# (plain FOR UPDATE): a locking SELECT that had to wait re-reads the rows it locks, so
+# both come back as the lock holder committed them. Only the timers subquery may be
+# from before the wait, and it is a hint: a due timer it misses is still fired by the
+# engine's timer loop.
+_LOCK_SQL = (
+    f"SELECT {_EXEC_SELECT}, {_STATE_SELECT}, "
+    "(SELECT MIN(t.due_ms) FROM timers t WHERE t.execution_id = e.execution_id AND t.kind IN ('wait', 'retry')) "
+    "FROM executions e JOIN engine_state s ON s.execution_id = e.execution_id WHERE e.execution_id = :eid"
+)
+_SELECT_EXEC = f"SELECT {', '.join(EXEC_COLS)} FROM executions WHERE execution_id = :eid"
+_SELECT_OP = f"SELECT {_OP_SELECT} FROM operations WHERE execution_id = :eid AND op_id = :op"
+_SELECT_CB = f"SELECT {_CB_SELECT} FROM callbacks WHERE callback_id = :cb"
+_INSERT = {
+    "exec": _insert_sql("executions", EXEC_COLS),
+    "op": _insert_sql("operations", OP_COLS),
+    "cb": _insert_sql("callbacks", CB_COLS),
+    "state": _insert_sql("engine_state", STATE_COLS),
+}
+_UPDATE = {
+    "exec": _update_sql("executions", ["execution_id"], EXEC_COLS),
+    "op": _update_sql("operations", ["execution_id", "op_id"], OP_COLS),
+    "cb": _update_sql("callbacks", ["callback_id"], CB_COLS),
+    "state": _update_sql("engine_state", ["execution_id"], STATE_COLS),
+}
+_COLS = {"exec": EXEC_COLS, "op": OP_COLS, "cb": CB_COLS, "state": STATE_COLS}
+_UPSERT_TIMER = (
     "INSERT INTO timers (execution_id, kind, op_id, due_ms) VALUES (:execution_id, :kind, :op_id, :due_ms) "
     "ON CONFLICT (execution_id, kind, op_id) DO UPDATE SET due_ms = excluded.due_ms"
 )
-_DELETE_TIMER = delete(TIMERS).where(
-    TIMERS.c.execution_id == bindparam("execution_id"), TIMERS.c.kind == bindparam("kind"),
-    TIMERS.c.op_id == bindparam("op_id"))
-
-# The first statement of most transactions: the execution, its engine state and the
-# earliest due WAIT/retry timer, in one round trip (row-locked on PostgreSQL).
-_NEXT_OP_TIMER = (
-    select(func.min(TIMERS.c.due_ms))
-    .where(TIMERS.c.execution_id == EXECUTIONS.c.execution_id, TIMERS.c.kind.in_(("wait", "retry")))
-    .scalar_subquery()
-)
-
-
-# Locks both rows (plain FOR UPDATE, not FOR UPDATE OF one table): a locking SELECT
-# that had to wait re-reads the rows it locks, so both come back as the lock holder
-# committed them. Only the timers subquery may be from before the wait, and it is a
-# hint: a due timer it misses is still fired by the engine's timer loop.
-_SELECT_LOCKED = (
-    select(*[EXECUTIONS.c[c] for c in EXEC_COLS],
-           *[ENGINE_STATE.c[c].label(f"s_{c}") for c in STATE_COLS],
-           _NEXT_OP_TIMER.label("next_op_timer"))
-    .join_from(EXECUTIONS, ENGINE_STATE, ENGINE_STATE.c.execution_id == EXECUTIONS.c.execution_id)
-    .where(EXECUTIONS.c.execution_id == bindparam("eid"))
-    .with_for_update()
-)
-_SELECT_OPS_IN = select(OPERATIONS).where(
-    OPERATIONS.c.execution_id == bindparam("eid"), OPERATIONS.c.op_id.in_(bindparam("ids", expanding=True)))
-_SELECT_OP = select(OPERATIONS).where(
-    OPERATIONS.c.execution_id == bindparam("eid"), OPERATIONS.c.op_id == bindparam("op"))
-_SELECT_EXEC = select(EXECUTIONS).where(EXECUTIONS.c.execution_id == bindparam("eid"))
-_SELECT_CB = select(CALLBACKS).where(CALLBACKS.c.callback_id == bindparam("cb"))
-
-_MISSING = object()
+_DELETE_TIMER = "DELETE FROM timers WHERE execution_id = :execution_id AND kind = :kind AND op_id = :op_id"
+_DELETE_TIMERS_OF = "DELETE FROM timers WHERE execution_id = :execution_id"
 
 
 class Workset:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        self.raw = Raw(conn)
         self._execs: dict[str, ExecRow | None] = {}
         self._ops: dict[tuple[str, str], OpRow | None] = {}
         self._cbs: dict[str, CallbackRow | None] = {}
@@ -188,27 +191,31 @@ class Workset:
 
     def lock(self, execution_id: str) -> tuple[ExecRow, StateRow, int | None] | None:
         """Load (and on PostgreSQL row-lock) an execution with its engine state."""
-        row = self.conn.execute(_SELECT_LOCKED, {"eid": execution_id}).first()
+        sql = _LOCK_SQL + (" FOR UPDATE" if self.raw.postgres else "")
+        row = self.raw.one(sql, {"eid": execution_id})
         if row is None:
             return None
-        m = row._mapping
-        ex = ExecRow(**{c: m[c] for c in EXEC_COLS})
-        st = StateRow(**{c: m[f"s_{c}"] for c in STATE_COLS})
+        n = len(EXEC_COLS)
+        ex = ExecRow(*row[:n])
+        st = StateRow(*row[n:n + len(STATE_COLS)])
         self._execs[execution_id] = ex
         self._states[execution_id] = st
-        return ex, st, m["next_op_timer"]
+        return ex, st, row[-1]
 
     def execution(self, execution_id: str) -> ExecRow | None:
         if execution_id not in self._execs:
-            row = self.conn.execute(_SELECT_EXEC, {"eid": execution_id}).first()
-            self._execs[execution_id] = ExecRow(**{c: row._mapping[c] for c in EXEC_COLS}) if row else None
+            row = self.raw.one(_SELECT_EXEC, {"eid": execution_id})
+            self._execs[execution_id] = ExecRow(*row) if row else None
         return self._execs[execution_id]
 
     def preload_ops(self, execution_id: str, ids: set[str]) -> dict[str, OpRow]:
         missing = [i for i in ids if (execution_id, i) not in self._ops]
         if missing:
-            for row in self.conn.execute(_SELECT_OPS_IN, {"eid": execution_id, "ids": missing}):
-                op = OpRow(**{c: row._mapping[c] for c in OP_COLS})
+            params: dict[str, Any] = {"eid": execution_id}
+            in_list = placeholders("i", missing, params)
+            for row in self.raw.all(f"SELECT {_OP_SELECT} FROM operations WHERE execution_id = :eid "
+                                    f"AND op_id IN ({in_list})", params):
+                op = OpRow(*row)
                 self._ops[(execution_id, op.op_id)] = op
             for i in missing:
                 self._ops.setdefault((execution_id, i), None)
@@ -217,14 +224,14 @@ class Workset:
     def op(self, execution_id: str, op_id: str) -> OpRow | None:
         key = (execution_id, op_id)
         if key not in self._ops:
-            row = self.conn.execute(_SELECT_OP, {"eid": execution_id, "op": op_id}).first()
-            self._ops[key] = OpRow(**{c: row._mapping[c] for c in OP_COLS}) if row else None
+            row = self.raw.one(_SELECT_OP, {"eid": execution_id, "op": op_id})
+            self._ops[key] = OpRow(*row) if row else None
         return self._ops[key]
 
     def callback(self, callback_id: str) -> CallbackRow | None:
         if callback_id not in self._cbs:
-            row = self.conn.execute(_SELECT_CB, {"cb": callback_id}).first()
-            self._cbs[callback_id] = CallbackRow(**{c: row._mapping[c] for c in CB_COLS}) if row else None
+            row = self.raw.one(_SELECT_CB, {"cb": callback_id})
+            self._cbs[callback_id] = CallbackRow(*row) if row else None
         return self._cbs[callback_id]
 
     def adopt_ops(self, ops: list[OpRow]) -> None:
@@ -282,42 +289,25 @@ class Workset:
     # --- writing ----------------------------------------------------------------------
 
     def flush(self) -> None:
-        c = self.conn
-        if self._new["exec"]:
-            c.execute(insert(EXECUTIONS), [_values(r, EXEC_COLS) for r in self._new["exec"].values()])
-        if self._new["state"]:
-            c.execute(insert(ENGINE_STATE), [_values(r, STATE_COLS) for r in self._new["state"].values()])
-        if self._new["op"]:
-            c.execute(insert(OPERATIONS), [_values(r, OP_COLS) for r in self._new["op"].values()])
-        if self._new["cb"]:
-            c.execute(insert(CALLBACKS), [_values(r, CB_COLS) for r in self._new["cb"].values()])
-        for kind, stmt, cols, pk in (("exec", _UPDATE_EXEC, EXEC_COLS, ["execution_id"]),
-                                     ("op", _UPDATE_OP, OP_COLS, ["execution_id", "op_id"]),
-                                     ("cb", _UPDATE_CB, CB_COLS, ["callback_id"]),
-                                     ("state", _UPDATE_STATE, STATE_COLS, ["execution_id"])):
+        raw = self.raw
+        for kind in ("exec", "state", "op", "cb"):
+            rows = self._new[kind]
+            if rows:
+                raw.many(_INSERT[kind], [_values(r, _COLS[kind]) for r in rows.values()])
+        for kind in ("exec", "op", "cb", "state"):
             rows = self._dirty[kind]
             if rows:
-                params = []
-                for r in rows.values():
-                    p = _values(r, cols)
-                    for k in pk:
-                        p[f"pk_{k}"] = p.pop(k)
-                    params.append(p)
-                c.execute(stmt, params)
-        if self._clear_timers:
-            c.execute(delete(TIMERS).where(TIMERS.c.execution_id.in_(list(self._clear_timers))))
+                raw.many(_UPDATE[kind], [_values(r, _COLS[kind]) for r in rows.values()])
+        for execution_id in self._clear_timers:
+            raw.run(_DELETE_TIMERS_OF, {"execution_id": execution_id})
         deletes = [{"execution_id": k[0], "kind": k[1], "op_id": k[2]} for k, v in self._timers.items() if v is None]
         upserts = [{"execution_id": k[0], "kind": k[1], "op_id": k[2], "due_ms": v}
                    for k, v in self._timers.items() if v is not None]
-        if deletes:
-            c.execute(_DELETE_TIMER, deletes)
-        if upserts:
-            c.execute(_UPSERT_TIMER, upserts)
+        raw.many(_DELETE_TIMER, deletes)
+        raw.many(_UPSERT_TIMER, upserts)
         for d in self._new.values():
             d.clear()
         for d in self._dirty.values():
             d.clear()
         self._timers.clear()
         self._clear_timers.clear()
-
-
