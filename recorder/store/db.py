@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import StaticPool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -27,12 +28,14 @@ class SchemaOutdated(RuntimeError):
 
 
 def _sqlite_engine(url: str, immediate: bool) -> Engine:
-    eng = create_engine(
-        url,
-        connect_args={"check_same_thread": False, "timeout": 60},
-        pool_size=32 if immediate else 64,
-        max_overflow=0,
-    )
+    if immediate:
+        # Writers are serialized by the process mutex, so one connection serves them
+        # all; no pool checkout or reset-on-return per transaction.
+        eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
+                            poolclass=StaticPool, pool_reset_on_return=None)
+    else:
+        eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
+                            pool_size=64, max_overflow=0)
 
     @event.listens_for(eng, "connect")
     def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
@@ -45,9 +48,11 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
 
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
     @event.listens_for(eng, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        conn.connection.driver_connection.execute(begin)
 
     return eng
 
@@ -121,7 +126,7 @@ class Database:
     def current_revision(self) -> str | None:
         from alembic.runtime.migration import MigrationContext
 
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             rev = MigrationContext.configure(conn).get_current_revision()
             conn.rollback()
             return rev
@@ -146,6 +151,6 @@ class Database:
         )
 
     def ping(self) -> None:
-        with self.engine.connect() as conn:
+        with self.read_engine.connect() as conn:
             conn.execute(text("SELECT 1"))
             conn.rollback()
