@@ -179,3 +179,108 @@ def _level_rank(level: str) -> int:
     if level == "STDERR":
         return LEVELS.index("ERROR")
     return LEVELS.index(level) if level in LEVELS else 0
+
+
+# --- ListDurableExecutionsByFunction --------------------------------------------------
+
+LIST_STATUSES = frozenset({"RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED", "DELETING", "PAUSING", "PAUSED"})
+
+
+@dataclass(frozen=True)
+class ExecutionListPage:
+    executions: list[dict[str, Any]]
+    next_marker: str | None
+
+
+def _list_fingerprint(*parts: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _list_marker(start_ms: int, execution_id: str, fingerprint: str) -> str:
+    import base64
+
+    raw = json.dumps({"s": start_ms, "i": execution_id, "f": fingerprint}, separators=(",", ":"))
+    return base64.b64encode(raw.encode()).decode("ascii")
+
+
+def _parse_list_marker(marker: str, fingerprint: str) -> tuple[int, str]:
+    import base64
+    import binascii
+
+    try:
+        data = json.loads(base64.b64decode(marker, validate=True))
+        start_ms, execution_id = int(data["s"]), data["i"]
+        if not isinstance(execution_id, str) or data["f"] != fingerprint:
+            raise ValueError("marker belongs to another query")
+        if not -(2**63) <= start_ms < 2**63 or len(execution_id) > 64:
+            raise ValueError("marker out of range")
+        return start_ms, execution_id
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise InvalidParameterValueException("Invalid Marker: it is unknown or belongs to another query") from exc
+
+
+def list_executions(db: Database, function_name: str, function_arn: Callable[[str, str], str],
+                    version: str | None = None, name: str | None = None,
+                    statuses: list[str] | tuple[str, ...] | None = None,
+                    started_after_ms: int | None = None, started_before_ms: int | None = None,
+                    reverse: bool = False, marker: str | None = None, max_items: int | None = None,
+                    ts: Callable[[int], Any] = ts_seconds) -> ExecutionListPage:
+    """One page of a function's executions with keyset pagination on (start, id).
+
+    Default order is newest first; ``reverse`` gives oldest first (spec 7.2, the opposite
+    of history). ``started_after_ms``/``started_before_ms`` are inclusive. The marker is
+    opaque and pinned to the filters it was issued for. ``function_arn(name, version)``
+    renders the qualified FunctionArn of each item."""
+    limit = 100 if max_items is None else max_items
+    if not 1 <= limit <= 1000:
+        raise InvalidParameterValueException("MaxItems must be from 1 to 1000")
+    status_list = sorted(set(statuses)) if statuses else []
+    bad = [s for s in status_list if s not in LIST_STATUSES]
+    if bad:
+        raise InvalidParameterValueException(
+            f"Statuses must be among {', '.join(sorted(LIST_STATUSES))}; got {', '.join(bad)[:200]}")
+    fingerprint = _list_fingerprint(function_name, version, name, status_list, started_after_ms,
+                                    started_before_ms, bool(reverse))
+    q = select(Execution).where(Execution.function_name == function_name)
+    if version is not None:
+        q = q.where(Execution.function_version == version)
+    if name is not None:
+        q = q.where(Execution.name == name)
+    if status_list:
+        q = q.where(Execution.status.in_(status_list))
+    if started_after_ms is not None:
+        q = q.where(Execution.start_ms >= started_after_ms)
+    if started_before_ms is not None:
+        q = q.where(Execution.start_ms <= started_before_ms)
+    if marker:
+        m_start, m_id = _parse_list_marker(marker, fingerprint)
+        if reverse:
+            q = q.where((Execution.start_ms > m_start)
+                        | ((Execution.start_ms == m_start) & (Execution.execution_id > m_id)))
+        else:
+            q = q.where((Execution.start_ms < m_start)
+                        | ((Execution.start_ms == m_start) & (Execution.execution_id < m_id)))
+    if reverse:
+        q = q.order_by(Execution.start_ms, Execution.execution_id)
+    else:
+        q = q.order_by(Execution.start_ms.desc(), Execution.execution_id.desc())
+    with db.read() as s:
+        rows = s.scalars(q.limit(limit + 1)).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items: list[dict[str, Any]] = []
+    for r in rows:
+        item: dict[str, Any] = {
+            "DurableExecutionArn": r.arn,
+            "DurableExecutionName": r.name,
+            "FunctionArn": function_arn(r.function_name, r.function_version),
+            "Status": r.status,
+            "StartTimestamp": ts(r.start_ms),
+        }
+        if r.end_ms is not None:
+            item["EndTimestamp"] = ts(r.end_ms)
+        items.append(item)
+    next_marker = _list_marker(rows[-1].start_ms, rows[-1].execution_id, fingerprint) if more and rows else None
+    return ExecutionListPage(items, next_marker)

@@ -1,0 +1,63 @@
+"""``durascope serve``: the API (and later the viewer) on one port, plus the engine.
+
+The WSGI server is werkzeug's **threaded** server (``make_server(threaded=True)``):
+one thread per request, no extra dependency (it closes the connection after each response). It is acceptable
+for now: the handler SDK and the AWS CLI make few, short requests, and a
+RequestResponse Invoke only parks its own thread while it polls the store. For heavy
+production traffic, put the app (``viewer.create_app``) behind a dedicated WSGI server
+(gunicorn with threads, waitress) — it needs a server that passes the raw request URI
+(``RAW_URI``/``REQUEST_URI``), or ARNs fall back to the decoded-path heuristic.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+from recorder.api import Durascope
+from recorder.config import Settings
+from viewer import create_app
+
+
+def build_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, run_engine: bool = True,
+                 durascope: Durascope | None = None) -> tuple[BaseWSGIServer, Durascope]:
+    """Open the store (and the engine), build the app and bind the threaded server.
+    ``port=0`` picks a free port (``server.server_port``). The caller closes both."""
+    ds = durascope if durascope is not None else Durascope(settings, run_engine=run_engine)
+    try:
+        app = create_app(settings, durascope=ds)
+        server = make_server(host, port, app, threaded=True)
+    except BaseException:
+        if durascope is None:
+            ds.close()
+        raise
+    server.daemon_threads = True
+    return server, ds
+
+
+def run_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, run_engine: bool = True) -> None:
+    """Serve until SIGINT/SIGTERM, then stop accepting, stop the engine and close the store."""
+    server, ds = build_server(settings, host, port, run_engine)
+    stopping = threading.Event()
+
+    def _stop(*_: Any) -> None:
+        if not stopping.is_set():
+            stopping.set()
+            # shutdown() waits for serve_forever to return: call it off the serving thread.
+            threading.Thread(target=server.shutdown, daemon=True).start()
+
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    engine = "with engine" if ds.engine is not None else "without engine"
+    print(f"durascope serving http://{host}:{server.server_port} ({engine}) on {settings.database_url}",
+          file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        server.server_close()
+        ds.close()
