@@ -163,3 +163,19 @@ def test_execution_names_are_idempotent(control_only: Durascope) -> None:
     with pytest.raises(InvalidParameterValueException, match="DurableExecutionName"):
         control_only.start("add-one", "{}", name="bad name")
     assert _log_size(control_only) == size
+
+
+def test_forged_markers_are_invalid_not_a_crash(control_only: Durascope, inv: InvocationInput) -> None:
+    import base64
+
+    from recorder.queries import history_page
+
+    huge = base64.b64encode(json.dumps({"p": 10**30}).encode()).decode()
+    with pytest.raises(InvalidParameterValueException, match="Invalid Marker"):
+        history_page(control_only.db, inv.arn, marker=huge)
+    forged = base64.b64encode(json.dumps({"t": inv.token[-16:], "s": -1}).encode()).decode()
+    with pytest.raises(InvalidParameterValueException, match="Invalid Marker"):
+        control_only.control.get_state(inv.arn, inv.token, marker=forged)
+    other_name = inv.arn.replace("/durable-execution/", "/durable-execution/x").rsplit("/", 2)
+    with pytest.raises(ResourceNotFoundException):
+        control_only.control.get_state("/".join([other_name[0], "other", other_name[2]]), inv.token)

@@ -272,19 +272,41 @@ class ControlPlane:
         op = ws.op(parent_id, child.parent_op_id or "")
         if parent.status not in OPEN_STATUSES or op is None or op.status != "STARTED":
             return
-        ident = _identity(op)
-        error = _loads(child.error_json, None)
-        if child.status == "SUCCEEDED":
-            ev = NewEvent("ChainedInvokeSucceeded", ident, {"Result": payload_envelope(child.result)})
-        elif child.status == "FAILED":
-            ev = NewEvent("ChainedInvokeFailed", ident, {"Error": error_envelope(error)})
-        elif child.status == "TIMED_OUT":
-            ev = NewEvent("ChainedInvokeTimedOut", ident, {"Error": error_envelope(
-                error or {"ErrorType": "ChainedInvoke.Timeout", "ErrorMessage": "Chained execution timed out"})})
-        else:
-            ev = NewEvent("ChainedInvokeStopped", ident, {"Error": error_envelope(error)})
-        self._append(ws, tx, parent_id, [ev], now)
+        if pstate.request_id is not None:
+            return  # settled when the parent's running invocation ends (see _settle)
+        self._append(ws, tx, parent_id, [_chained_outcome(op, child)], now)
         self._mark_changed(ws, pstate, tx, [op.op_id], now)
+
+    def _settle(self, ws: Workset, tx: _Tx, execution: ExecRow, state: StateRow, now: int) -> None:
+        """After an invocation ends: what came due while it ran, in order.
+
+        While an invocation is in flight the backend does not complete its op timers
+        or chained invokes on its own: the SDK only observes such completions when it
+        polls (an empty refresh checkpoint, which does complete due timers), and
+        otherwise suspends on them. Recording them after the InvocationCompleted keeps
+        the history in the order the conformance requirements give, whatever the
+        timing of the invocation's tail.
+        """
+        eid = execution.execution_id
+        events: list[NewEvent] = []
+        for kind, op_id in ws.raw.all(
+                "SELECT kind, op_id FROM timers WHERE execution_id = :eid AND kind IN "
+                "('wait', 'retry', 'callback-timeout', 'callback-heartbeat') AND due_ms <= :now ORDER BY due_ms",
+                {"eid": eid, "now": now}):
+            row = ws.op(eid, op_id)
+            ev = _timer_event(kind, row) if row is not None else None
+            if ev is not None and all(e.op_id != op_id for e in events):
+                events.append(ev)
+        for (op_id,) in ws.raw.all("SELECT op_id FROM operations WHERE execution_id = :eid "
+                                   "AND type = 'CHAINED_INVOKE' AND status = 'STARTED'", {"eid": eid}):
+            op = ws.op(eid, op_id)
+            child_arn = _loads(op.details_json, {}).get("DurableExecutionArn") if op else None
+            child = ws.execution(ExecutionArn.parse(child_arn).execution_id) if child_arn else None
+            if op is not None and child is not None and child.status not in OPEN_STATUSES:
+                events.append(_chained_outcome(op, child))
+        if events:
+            self._append(ws, tx, eid, events, now)
+            self._mark_changed(ws, state, tx, [e.op_id for e in events if e.op_id], now)
 
     # --- function registry ----------------------------------------------------------------
 
@@ -437,10 +459,12 @@ class ControlPlane:
         rows = ws.preload_ops(eid, wanted) if wanted else {}
         sim = {op_id: _Sim(r.type, r.status, r.sub_type, r.name, r.parent_id, r.attempt) for op_id, r in rows.items()}
 
-        # Due waits and retries first: the batch is validated against the state they leave.
+        # An empty checkpoint is the SDK polling for branches suspended until a time
+        # (spec 4.5): it completes the waits and retries due by now. Other checkpoints
+        # leave timers to the end of the invocation (see _settle).
         timer_events: list[NewEvent] = []
         timer_ops: list[str] = []
-        if next_op_timer is not None and next_op_timer <= now:
+        if not updates and next_op_timer is not None and next_op_timer <= now:
             timer_events, timer_ops = self._due_op_timers(ws, eid, now, sim)
         events, children, closing = self._plan(execution, updates, sim, now)
 
@@ -672,8 +696,9 @@ class ControlPlane:
         limit = _max_items(max_items, 100, 1000)
         with self.db.read() as s:
             state = s.get(EngineState, execution_id)
-            if state is None:
-                raise ResourceNotFoundException(f"Durable execution not found: {execution_id}")
+            known = s.get(Execution, execution_id)
+            if state is None or known is None or known.arn != arn:
+                raise ResourceNotFoundException(f"Durable execution not found: {arn}")
             if state.token is None or token != state.token:
                 raise invalid_token()
             start = tokens.parse_state_marker(marker, token) if marker else 0
@@ -794,6 +819,9 @@ class ControlPlane:
         ws.touch_state(state)
         if execution.status not in OPEN_STATUSES:
             return  # closed by a checkpoint, a stop or a timeout: the output is ignored
+        if outcome.status in ("PENDING", "ERROR"):
+            self._settle(ws, tx, execution, state, now)
+            changed = changed or state.invoke_wanted
         ident = _exec_ident(execution)
         st = outcome.status
         if st == "SUCCEEDED" and not outcome.has_error:
@@ -851,15 +879,23 @@ class ControlPlane:
     # --- timers ----------------------------------------------------------------------------
 
     def due_timers(self, now: int | None = None, limit: int = 500) -> list[tuple[str, str, str]]:
+        """Timers the engine should fire now. Op timers of an execution whose invocation
+        is running wait for it to end (``_settle``); its timeout and purge do not."""
         now = now if now is not None else now_ms()
         with self.db.read() as s:
-            rows = s.execute(select(Timer.execution_id, Timer.kind, Timer.op_id).where(Timer.due_ms <= now)
-                             .order_by(Timer.due_ms).limit(limit)).all()
+            rows = Raw(s.connection()).all(
+                "SELECT t.execution_id, t.kind, t.op_id FROM timers t "
+                "LEFT JOIN engine_state s ON s.execution_id = t.execution_id "
+                "WHERE t.due_ms <= :now AND (s.request_id IS NULL OR t.kind IN ('execution-timeout', 'purge')) "
+                "ORDER BY t.due_ms LIMIT :lim", {"now": now, "lim": limit})
         return [(r[0], r[1], r[2]) for r in rows]
 
     def next_timer_due(self) -> int | None:
         with self.db.read() as s:
-            return s.scalar(select(func.min(Timer.due_ms)))
+            row = Raw(s.connection()).one(
+                "SELECT MIN(t.due_ms) FROM timers t LEFT JOIN engine_state s ON s.execution_id = t.execution_id "
+                "WHERE s.request_id IS NULL OR t.kind IN ('execution-timeout', 'purge')")
+            return row[0] if row else None
 
     def fire_timer(self, execution_id: str, kind: str, op_id: str) -> None:
         tx = _Tx()
@@ -879,6 +915,8 @@ class ControlPlane:
             elif kind == EXECUTION_TIMEOUT:
                 self._close(ws, tx, execution, state, NewEvent("ExecutionTimedOut", _exec_ident(execution), {
                     "Error": error_envelope({"ErrorMessage": f"Execution timed out after {execution.execution_timeout} seconds."})}), now)
+            elif state.request_id is not None:
+                return  # an invocation is running: _settle records it when it ends
             else:
                 row = ws.op(execution_id, op_id)
                 ev = _timer_event(kind, row) if row is not None else None
@@ -1064,6 +1102,19 @@ class ControlPlane:
 
 
 # --- helpers -------------------------------------------------------------------------
+
+
+def _chained_outcome(op: OpRow, child: ExecRow) -> NewEvent:
+    ident = _identity(op)
+    error = _loads(child.error_json, None)
+    if child.status == "SUCCEEDED":
+        return NewEvent("ChainedInvokeSucceeded", ident, {"Result": payload_envelope(child.result)})
+    if child.status == "FAILED":
+        return NewEvent("ChainedInvokeFailed", ident, {"Error": error_envelope(error)})
+    if child.status == "TIMED_OUT":
+        return NewEvent("ChainedInvokeTimedOut", ident, {"Error": error_envelope(
+            error or {"ErrorType": "ChainedInvoke.Timeout", "ErrorMessage": "Chained execution timed out"})})
+    return NewEvent("ChainedInvokeStopped", ident, {"Error": error_envelope(error)})
 
 
 def _child_name(execution_id: str, op_id: str) -> str:

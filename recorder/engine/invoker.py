@@ -107,6 +107,14 @@ def error_from_exception(exc: BaseException) -> dict[str, Any]:
     }
 
 
+def _crash_error(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, SystemExit):
+        # What Lambda reports when the runtime process exits during an invocation.
+        return {"ErrorType": "Runtime.ExitError",
+                "ErrorMessage": f"RequestId: the handler exited with status {exc.code!r}"}
+    return error_from_exception(exc)
+
+
 def split_handler(handler: str) -> tuple[str, str]:
     """``pkg.module:function`` or Lambda's ``pkg.module.function``."""
     if ":" in handler:
@@ -175,8 +183,8 @@ class InProcessInvoker:
             try:
                 output = handler(event, context)
                 outcome = InvocationOutcome.from_envelope(output)
-            except Exception as exc:  # noqa: BLE001 - the invocation failed; the engine retries it
-                outcome = InvocationOutcome("ERROR", error=error_from_exception(exc))
+            except BaseException as exc:  # noqa: BLE001 - sys.exit() in a handler is a crashed invocation too
+                outcome = InvocationOutcome("ERROR", error=_crash_error(exc))
         lines = sink.finish()
         if lines:
             self.control.store_logs(inv.execution_id, inv.request_id, lines)

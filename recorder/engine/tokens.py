@@ -35,9 +35,9 @@ def parse_state_marker(marker: str, token: str) -> int:
         data = json.loads(base64.b64decode(marker, validate=True))
         if data["t"] != token[-16:]:
             raise ValueError("marker belongs to another token")
-        seq = int(data["s"])
-        if seq < 0:
-            raise ValueError("negative")
+        seq = data["s"]
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**31:
+            raise ValueError("out of range")
         return seq
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidParameterValueException("Invalid Marker: it is unknown or belongs to another checkpoint token") from exc
@@ -49,6 +49,9 @@ def history_marker(position: int) -> str:
 
 def parse_history_marker(marker: str) -> int:
     try:
-        return int(json.loads(base64.b64decode(marker, validate=True))["p"])
+        value = json.loads(base64.b64decode(marker, validate=True))["p"]
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31:
+            raise ValueError("out of range")
+        return value
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidParameterValueException("Invalid Marker") from exc
