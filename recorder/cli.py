@@ -322,5 +322,35 @@ def serve(ctx: click.Context, host: str, port: int, no_engine: bool) -> None:
         run_server(_settings(ctx), host=host, port=port, run_engine=not no_engine)
 
 
+@main.command("demo")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="0 picks a free port.")
+@click.option("--executions", type=click.IntRange(1, 1000), default=30, show_default=True,
+              help="Executions in the batch (cycling through the demo scenarios).")
+@click.option("--seed", type=int, default=7, show_default=True, help="Seed of the sample inputs.")
+@click.option("--no-serve", is_flag=True, help="Run the batch until it settles, print a summary and exit.")
+@click.option("--settle-timeout", type=float, default=180.0, show_default=True,
+              help="With --no-serve: seconds to wait for the batch to settle.")
+@click.pass_context
+def demo(ctx: click.Context, host: str, port: int, executions: int, seed: int, no_serve: bool,
+         settle_timeout: float) -> None:
+    """Register the sample workflows, start a mixed batch, answer its callbacks, and serve it."""
+    from recorder.demo import run_batch, serve_demo
+
+    settings = _settings(ctx)
+    if not no_serve:
+        with _friendly_errors():
+            try:
+                serve_demo(settings, host, port, executions, seed, echo=click.echo)
+            except OSError as exc:
+                raise click.ClickException(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
+        return
+    with _durascope(ctx, run_engine=True) as ds:
+        outcome = run_batch(ds, executions, seed, settle_timeout, echo=click.echo)
+        click.echo(outcome.summary())
+        if not outcome.ok:
+            raise click.ClickException("the demo batch did not end as planned")
+
+
 if __name__ == "__main__":
     main()

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from recorder.arns import NAME_RE, ExecutionArn, function_arn, parse_function_name
 from recorder.config import Settings
@@ -53,11 +53,12 @@ from recorder.errors import (
 from recorder.store.db import Database
 from recorder.store.events import (
     CALLBACK_HEARTBEAT,
+    CALLBACK_RECEIVED,
     INVOCATION_STARTED,
-    STEP_READY,
     OPEN_STATUSES,
     PAUSE_CANCELLED,
     PAUSE_REQUESTED,
+    STEP_READY,
     NewEvent,
     OpIdentity,
     StoredEvent,
@@ -65,7 +66,7 @@ from recorder.store.events import (
     payload_envelope,
 )
 from recorder.store.log import append, purge_execution
-from recorder.store.models import Callback, EngineState, Execution, Function, LogLine, Operation, Timer
+from recorder.store.models import Callback, EngineState, Execution, Function, LogLine
 from recorder.store.sql import Raw
 from recorder.store.workset import OP_COLS, TIMERS, ExecRow, OpRow, StateRow, Workset
 from recorder.store.projector import (
@@ -297,6 +298,13 @@ class ControlPlane:
             ev = _timer_event(kind, row) if row is not None else None
             if ev is not None and all(e.op_id != op_id for e in events):
                 events.append(ev)
+        for (op_id,) in ws.raw.all("SELECT op_id FROM callbacks WHERE execution_id = :eid AND status = 'RECEIVED'",
+                                   {"eid": eid}):
+            op = ws.op(eid, op_id)
+            received = ws.raw.one("SELECT body FROM events WHERE execution_id = :eid AND op_id = :op AND event_type = "
+                                  f"'{CALLBACK_RECEIVED}' ORDER BY position DESC LIMIT 1", {"eid": eid, "op": op_id})
+            if op is not None and op.status == "STARTED" and received is not None:
+                events.append(_callback_outcome(op, json.loads(received[0])))
         for (op_id,) in ws.raw.all("SELECT op_id FROM operations WHERE execution_id = :eid "
                                    "AND type = 'CHAINED_INVOKE' AND status = 'STARTED'", {"eid": eid}):
             op = ws.op(eid, op_id)
@@ -973,13 +981,17 @@ class ControlPlane:
             if cb is None or op is None or cb.status != "STARTED" or execution.status not in OPEN_STATUSES:
                 raise CallbackTimeoutException(f"Callback {callback_id} is already closed")
             now = now_ms()
-            ident = _identity(op)
+            details: dict[str, Any] = {"CallbackId": callback_id, "Success": success}
             if success:
-                ev = NewEvent("CallbackSucceeded", ident, {"Result": payload_envelope(payload)})
+                details["Result"] = payload_envelope(payload)
             else:
-                ev = NewEvent("CallbackFailed", ident, {"Error": error_envelope(error.to_dict() if error else {})})
-            self._append(ws, tx, execution_id, [ev], now)
-            self._mark_changed(ws, state, tx, [op_id], now)
+                details["Error"] = error_envelope(error.to_dict() if error else {})
+            if state.request_id is not None:
+                # The running invocation cannot observe it; _settle records it after it ends.
+                self._append(ws, tx, execution_id, [NewEvent(CALLBACK_RECEIVED, OpIdentity(op_id, "CALLBACK"), details)], now)
+            else:
+                self._append(ws, tx, execution_id, [_callback_outcome(op, details)], now)
+                self._mark_changed(ws, state, tx, [op_id], now)
             ws.flush()
         self._emit(tx)
 
@@ -1102,6 +1114,12 @@ class ControlPlane:
 
 
 # --- helpers -------------------------------------------------------------------------
+
+
+def _callback_outcome(op: OpRow, details: dict[str, Any]) -> NewEvent:
+    if details["Success"]:
+        return NewEvent("CallbackSucceeded", _identity(op), {"Result": details["Result"]})
+    return NewEvent("CallbackFailed", _identity(op), {"Error": details["Error"]})
 
 
 def _chained_outcome(op: OpRow, child: ExecRow) -> NewEvent:

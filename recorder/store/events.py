@@ -20,7 +20,11 @@ CALLBACK_HEARTBEAT = "CallbackHeartbeat"
 # that cancels such a pause before it took effect.
 PAUSE_REQUESTED = "PauseRequested"
 PAUSE_CANCELLED = "PauseCancelled"
-ENGINE_RECORDS = frozenset({INVOCATION_STARTED, STEP_READY, CALLBACK_HEARTBEAT, PAUSE_REQUESTED, PAUSE_CANCELLED})
+# A callback result that arrived while an invocation was running; it becomes the
+# CallbackSucceeded/CallbackFailed event once that invocation has ended.
+CALLBACK_RECEIVED = "CallbackResultReceived"
+ENGINE_RECORDS = frozenset({INVOCATION_STARTED, STEP_READY, CALLBACK_HEARTBEAT, PAUSE_REQUESTED, PAUSE_CANCELLED,
+                            CALLBACK_RECEIVED})
 OPEN_STATUSES = frozenset({"RUNNING", "PAUSING", "PAUSED"})
 
 TERMINAL_EXECUTION_EVENTS = {

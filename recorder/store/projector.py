@@ -15,6 +15,7 @@ from sqlalchemy import Connection, delete, select
 
 from recorder.store.events import (
     CALLBACK_HEARTBEAT,
+    CALLBACK_RECEIVED,
     INVOCATION_STARTED,
     PAUSE_CANCELLED,
     PAUSE_REQUESTED,
@@ -120,6 +121,16 @@ class Projector:
             return
         if t in (PAUSE_REQUESTED, PAUSE_CANCELLED, "ExecutionPaused", "ExecutionResumed"):
             self._pause_change(ev, execution)
+            return
+        if t == CALLBACK_RECEIVED:
+            # Closed for the API (a second result is refused) and for its timers; the
+            # operation completes when the running invocation has ended.
+            cb = ws.callback(d["CallbackId"])
+            assert cb is not None
+            cb.status = "RECEIVED"
+            ws.touch_callback(cb)
+            ws.clear_timer(eid, CALLBACK_TIMEOUT, cb.op_id)
+            ws.clear_timer(eid, CALLBACK_HEARTBEAT_TIMEOUT, cb.op_id)
             return
         if t == CALLBACK_HEARTBEAT:
             cb = ws.callback(d["CallbackId"])

@@ -18,9 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aws_durable_execution_sdk_python.config import Duration
+from aws_durable_execution_sdk_python.config import Duration, JitterStrategy
 from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create_retry_strategy
-from aws_durable_execution_sdk_python.config import JitterStrategy
 
 LOG_DIR_ENV = "DURASCOPE_CONF_LOG_DIR"
 _write_lock = threading.Lock()
