@@ -19,9 +19,11 @@ from recorder.config import Settings
 from recorder.engine.control import ControlPlane, FunctionSpec, now_ms
 from recorder.engine.engine import Engine
 from recorder.engine.invoker import InProcessInvoker
+from recorder.engine.workers import WorkerPool
 from recorder.queries import TERMINAL, execution_description, find_execution, iter_history, pause_details
 from recorder.store.db import Database
 from recorder.wire import ErrorObject
+from recorder.worker import DirectBackend, FunctionConfig, WorkerHost
 
 T = TypeVar("T")
 
@@ -43,15 +45,43 @@ class ExecutionSummary:
 
 
 class Durascope:
-    def __init__(self, settings: Settings, run_engine: bool = True) -> None:
+    def __init__(self, settings: Settings, run_engine: bool = True, invoker: str = "in-process",
+                 engine_url: str | None = None) -> None:
+        """``invoker``: "in-process" runs handlers on the engine's threads (the fast path);
+        "workers" runs them in ``awslambdaric`` processes started on demand, which reach the
+        engine over HTTP at ``engine_url`` (settable later with ``set_engine_url``)."""
         self.settings = settings
         self.db = Database(settings.database_url)
         self.db.check_schema(settings.auto_upgrade)
         self.control = ControlPlane(self.db, settings)
         self.engine: Engine | None = None
+        self.workers: WorkerPool | None = None
+        self.local_workers: WorkerHost | None = None
+        if invoker not in ("in-process", "workers"):
+            raise ValueError(f"invoker must be in-process or workers, not {invoker!r}")
         if run_engine:
-            self.engine = Engine(self.control, InProcessInvoker(self.control))
+            if invoker == "workers":
+                self.workers = WorkerPool(self.control)
+                self.engine = Engine(self.control, self.workers)
+                if engine_url:
+                    self.set_engine_url(engine_url)
+            else:
+                self.engine = Engine(self.control, InProcessInvoker(self.control))
             self.engine.start()
+
+    def set_engine_url(self, engine_url: str) -> None:
+        """Start local worker processes on demand; they reach this engine at ``engine_url``."""
+        assert self.workers is not None
+        host = WorkerHost(DirectBackend(self.workers), engine_url, self.settings.region,
+                          self.settings.worker_concurrency)
+        self.local_workers = host
+
+        def on_demand(function: str) -> None:
+            spec = self.control.get_function(function)
+            if spec is not None:
+                host.ensure(FunctionConfig(spec.name, spec.handler, spec.code_dir, spec.env, spec.timeout))
+
+        self.workers.on_demand = on_demand
 
     @classmethod
     def open(cls, database_url: str | None = None, run_engine: bool = True, **settings: Any) -> Durascope:
@@ -61,8 +91,12 @@ class Durascope:
         return cls(Settings.from_env(**overrides), run_engine=run_engine)
 
     def close(self) -> None:
+        if self.workers is not None:
+            self.workers.close()
         if self.engine is not None:
             self.engine.stop(wait=True)
+        if self.local_workers is not None:
+            self.local_workers.stop()
         self.db.dispose()
 
     def __enter__(self) -> Durascope:

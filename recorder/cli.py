@@ -313,13 +313,33 @@ def engine_cmd(ctx: click.Context) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--no-engine", is_flag=True, help="Serve the API and viewer only; another process runs the engine.")
+@click.option("--invoker", type=click.Choice(["workers", "in-process"]), default="workers", show_default=True,
+              help="workers: each function runs in awslambdaric processes of its own, as in Lambda; "
+                   "in-process: handlers run on the engine's threads (fastest, no isolation).")
 @click.pass_context
-def serve(ctx: click.Context, host: str, port: int, no_engine: bool) -> None:
+def serve(ctx: click.Context, host: str, port: int, no_engine: bool, invoker: str) -> None:
     """Serve the Lambda-compatible API and the viewer, and run the engine."""
     from viewer.server import run_server
 
     with _friendly_errors():
-        run_server(_settings(ctx), host=host, port=port, run_engine=not no_engine)
+        run_server(_settings(ctx), host=host, port=port, run_engine=not no_engine, invoker=invoker)
+
+
+@main.command("worker")
+@click.option("--engine", "engine_url", required=True, help="URL of a durascope serve, e.g. http://10.0.0.5:8000")
+@click.option("--function", "functions", multiple=True, help="Function to serve (repeatable; default: all registered).")
+@click.option("--concurrency", type=click.IntRange(1, 256), default=2, show_default=True,
+              help="Runtime processes per function.")
+@click.option("--region", default="us-east-1", show_default=True)
+def worker_cmd(engine_url: str, functions: tuple[str, ...], concurrency: int, region: str) -> None:
+    """Run handlers in awslambdaric processes for an engine reached over HTTP (any host)."""
+    from recorder.worker import run_worker
+
+    with _friendly_errors():
+        try:
+            run_worker(engine_url, list(functions) or None, concurrency, region)
+        except (OSError, RuntimeError) as exc:
+            raise click.ClickException(f"cannot reach the engine at {engine_url}: {exc}") from None
 
 
 @main.command("demo")

@@ -49,6 +49,8 @@ class Settings:
     default_execution_timeout: int = 86400
     default_retention_days: int = 14
     auto_upgrade: bool = True
+    # Runtime processes per function when handlers run in worker processes.
+    worker_concurrency: int = 2
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -65,6 +67,7 @@ class Settings:
             "default_execution_timeout": _int(env, "DURASCOPE_DEFAULT_EXECUTION_TIMEOUT", 86400),
             "default_retention_days": _int(env, "DURASCOPE_DEFAULT_RETENTION_DAYS", 14),
             "auto_upgrade": env.get("DURASCOPE_AUTO_UPGRADE", "1") not in ("0", "false", "no"),
+            "worker_concurrency": _int(env, "DURASCOPE_WORKER_CONCURRENCY", 2),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from recorder.api import Durascope
+from recorder.api import Durascope, ExecutionSummary
 from recorder.config import Settings
 from recorder.errors import ServiceError
 from recorder.queries import TERMINAL
@@ -74,7 +74,7 @@ class PlannedExecution:
 class StartedExecution:
     plan: PlannedExecution
     arn: str
-    started_at: float  # time.monotonic()
+    started_at: float  # time.time(), the clock of the history's EventTimestamp
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,16 @@ def _approve(payload: dict[str, Any], delay: float = 2.0, heartbeats: int = 0) -
     return CallbackAnswer("approve", payload, delay, heartbeats)
 
 
-Scenario = tuple[str, str, Callable[[random.Random], dict[str, Any]], str, tuple[CallbackAnswer, ...], float | None]
+@dataclass(frozen=True)
+class Scenario:
+    """A kind of execution in the batch: which function, which input, what the humans do."""
+
+    label: str
+    function: str
+    make_input: Callable[[random.Random], dict[str, Any]]
+    expect: str
+    answers: tuple[CallbackAnswer, ...] = ()
+    stop_after: float | None = None
 
 
 def _good_loan(rng: random.Random) -> dict[str, Any]:
@@ -128,38 +137,42 @@ def _good_loan(rng: random.Random) -> dict[str, Any]:
             "amount": 15000, "fraud_flag": False}
 
 
-# (label, function, input factory, expected status, callback answers, stop after).
+def _leave() -> tuple[CallbackAnswer, ...]:
+    return (CallbackAnswer("leave"),)
+
+
 # The order interleaves outcomes, so a small --executions still shows all of them.
 SCENARIOS: tuple[Scenario, ...] = (
-    ("order", "orders", lambda r: {**orders.sample_input(r), "fail_first_attempts": 1}, "SUCCEEDED", (), None),
-    ("saga-rollback", "order-saga", lambda r: {**saga.sample_input(r), "fail_at": "ship-order"}, "FAILED", (), None),
-    ("order-approved", "orders-approval", orders.sample_input, "SUCCEEDED",
-     (_approve({"approved": True, "approver": "maria"}),), None),
-    ("etl-waiting", "document-etl", document_etl.sample_input, "RUNNING", (CallbackAnswer("leave"),), None),
-    ("loan-funded", "loan-origination", _good_loan, "SUCCEEDED",
-     (_approve({"approved": True, "underwriter": "omar"}), _approve({"accepted": True}, 3.0)), None),
-    ("exhausted", "exhausted-retries", lambda r: {}, "FAILED", (), None),
-    ("etl-heartbeat", "document-etl", lambda r: {**document_etl.sample_input(r), "heartbeat_timeout_seconds": 3},
-     "SUCCEEDED", (_approve({"approved": True, "reviewer": "lee"}, delay=6.0, heartbeats=4),), None),
-    ("order-rejected", "orders-approval", orders.sample_input, "FAILED",
-     (CallbackAnswer("fail", {"ErrorType": "ApprovalDenied", "ErrorMessage": "over the spending limit"}),), None),
-    ("retry-ok", "retry-then-succeed", lambda r: {}, "SUCCEEDED", (), None),
-    ("loan-offer-open", "loan-origination", _good_loan, "RUNNING",
-     (_approve({"approved": True, "underwriter": "omar"}), CallbackAnswer("leave")), None),
-    ("callback-timeout", "callback-timeout", lambda r: {"timeout_seconds": 2}, "FAILED", (), None),
-    ("exec-timeout", "execution-timeout", lambda r: {"seconds": 60}, "TIMED_OUT", (), None),
-    ("saga", "order-saga", lambda r: {**saga.sample_input(r), "fail_at": None}, "SUCCEEDED", (), None),
-    ("map", "map-with-failures", failures.sample_input, "SUCCEEDED", (), None),
-    ("stopped", "long-wait", lambda r: {"seconds": 3600}, "STOPPED", (), 3.0),
-    ("etl-rejected", "document-etl", document_etl.sample_input, "SUCCEEDED",
-     (CallbackAnswer("reject", {"approved": False, "reason": "totals do not match"}),), None),
-    ("order-invalid", "orders", lambda r: {**orders.sample_input(r), "items": []}, "FAILED", (), None),
-    ("loan-fraud", "loan-origination", lambda r: {**loan.sample_input(r), "fraud_flag": True}, "SUCCEEDED", (), None),
-    ("hello", "hello", lambda r: {"name": r.choice(["World", "Durascope", "Lambda"])}, "SUCCEEDED", (), None),
-    ("order-waiting", "orders-approval", orders.sample_input, "RUNNING", (CallbackAnswer("leave"),), None),
-    ("saga-payment", "order-saga", lambda r: {**saga.sample_input(r), "fail_at": "charge-payment"}, "FAILED",
-     (), None),
-    ("sleeper", "long-wait", lambda r: {"seconds": 3600}, "RUNNING", (), None),
+    Scenario("order", "orders", lambda r: {**orders.sample_input(r), "fail_first_attempts": 1}, "SUCCEEDED"),
+    Scenario("saga-rollback", "order-saga", lambda r: {**saga.sample_input(r), "fail_at": "ship-order"}, "FAILED"),
+    Scenario("order-approved", "orders-approval", orders.sample_input, "SUCCEEDED",
+             (_approve({"approved": True, "approver": "maria"}),)),
+    Scenario("etl-waiting", "document-etl", document_etl.sample_input, "RUNNING", _leave()),
+    Scenario("loan-funded", "loan-origination", _good_loan, "SUCCEEDED",
+             (_approve({"approved": True, "underwriter": "omar"}), _approve({"accepted": True}, 3.0))),
+    Scenario("exhausted", "exhausted-retries", lambda r: {}, "FAILED"),
+    # Heartbeats every 1.6 s keep a callback with a 5 s heartbeat timeout alive for 8 s.
+    Scenario("etl-heartbeat", "document-etl",
+             lambda r: {**document_etl.sample_input(r), "heartbeat_timeout_seconds": 5}, "SUCCEEDED",
+             (_approve({"approved": True, "reviewer": "lee"}, delay=8.0, heartbeats=4),)),
+    Scenario("order-rejected", "orders-approval", orders.sample_input, "FAILED",
+             (CallbackAnswer("fail", {"ErrorType": "ApprovalDenied", "ErrorMessage": "over the spending limit"}),)),
+    Scenario("retry-ok", "retry-then-succeed", lambda r: {}, "SUCCEEDED"),
+    Scenario("loan-offer-open", "loan-origination", _good_loan, "RUNNING",
+             (_approve({"approved": True, "underwriter": "omar"}), CallbackAnswer("leave"))),
+    Scenario("callback-timeout", "callback-timeout", lambda r: {"timeout_seconds": 2}, "FAILED"),
+    Scenario("exec-timeout", "execution-timeout", lambda r: {"seconds": 60}, "TIMED_OUT"),
+    Scenario("saga", "order-saga", lambda r: {**saga.sample_input(r), "fail_at": None}, "SUCCEEDED"),
+    Scenario("map", "map-with-failures", failures.sample_input, "SUCCEEDED"),
+    Scenario("stopped", "long-wait", lambda r: {"seconds": 3600}, "STOPPED", stop_after=3.0),
+    Scenario("etl-rejected", "document-etl", document_etl.sample_input, "SUCCEEDED",
+             (CallbackAnswer("reject", {"approved": False, "reason": "totals do not match"}),)),
+    Scenario("order-invalid", "orders", lambda r: {**orders.sample_input(r), "items": []}, "FAILED"),
+    Scenario("loan-fraud", "loan-origination", lambda r: {**loan.sample_input(r), "fraud_flag": True}, "SUCCEEDED"),
+    Scenario("hello", "hello", lambda r: {"name": r.choice(["World", "Durascope", "Lambda"])}, "SUCCEEDED"),
+    Scenario("order-waiting", "orders-approval", orders.sample_input, "RUNNING", _leave()),
+    Scenario("saga-payment", "order-saga", lambda r: {**saga.sample_input(r), "fail_at": "charge-payment"}, "FAILED"),
+    Scenario("sleeper", "long-wait", lambda r: {"seconds": 3600}, "RUNNING"),
 )
 
 
@@ -168,9 +181,9 @@ def plan_batch(n: int, seed: int, run_id: str) -> list[PlannedExecution]:
     rng = random.Random(seed)
     plan = []
     for i in range(n):
-        label, function, make_input, expect, answers, stop_after = SCENARIOS[i % len(SCENARIOS)]
-        plan.append(PlannedExecution(function, f"{label}-{i:03d}-{run_id}", make_input(rng), expect, answers,
-                                     stop_after))
+        sc = SCENARIOS[i % len(SCENARIOS)]
+        plan.append(PlannedExecution(sc.function, f"{sc.label}-{i:03d}-{run_id}", sc.make_input(rng), sc.expect,
+                                     sc.answers, sc.stop_after))
     return plan
 
 
@@ -185,7 +198,7 @@ def start_batch(ds: Durascope, executions: int, seed: int) -> DemoBatch:
     started = []
     for plan in plan_batch(executions, seed, run_id):
         arn = ds.start(plan.function, json.dumps(plan.payload), plan.name)
-        started.append(StartedExecution(plan, arn, time.monotonic()))
+        started.append(StartedExecution(plan, arn, time.time()))
     return DemoBatch(run_id, tuple(started))
 
 
@@ -196,7 +209,7 @@ class _Progress:
     """The approver's mutable view of one execution (private to the approver thread)."""
 
     started: StartedExecution
-    seen: dict[str, float] = field(default_factory=dict)  # callback id -> monotonic time first seen
+    seen: dict[str, float] = field(default_factory=dict)  # callback id -> its CallbackStarted time (epoch s)
     order: list[str] = field(default_factory=list)  # callback ids in creation order
     answered: int = 0  # answers consumed (given, or "leave" once its callback exists)
     heartbeats: int = 0  # heartbeats sent for the callback currently being answered
@@ -247,7 +260,9 @@ class Approver(threading.Thread):
             self.join(timeout=5)
 
     def tick(self) -> None:
-        now = time.monotonic()
+        # Delays count from the CallbackStarted event, not from when this (possibly slow,
+        # on a busy machine) poll noticed it: heartbeats must beat the heartbeat timeout.
+        now = time.time()
         for p in self.progress:
             if p.status in TERMINAL:
                 continue
@@ -256,8 +271,8 @@ class Approver(threading.Thread):
                 continue
             plan = p.started.plan
             if plan.stop_after is not None and not p.stopped and now - p.started.started_at >= plan.stop_after:
-                self._call(lambda: self.ds.stop(p.started.arn, {"ErrorType": "Demo.Stopped",
-                                                                "ErrorMessage": "stopped by the demo operator"}))
+                self._call(self.ds.stop, p.started.arn,
+                           {"ErrorType": "Demo.Stopped", "ErrorMessage": "stopped by the demo operator"})
                 p.stopped = True
                 self.log(f"stopped {plan.name}")
                 continue
@@ -273,7 +288,7 @@ class Approver(threading.Thread):
             if event["EventType"] == "CallbackStarted":
                 cid = event["CallbackStartedDetails"]["CallbackId"]
                 if cid not in p.seen:
-                    p.seen[cid] = now
+                    p.seen[cid] = min(float(event["EventTimestamp"]), now)
                     p.order.append(cid)
 
     def _answer(self, p: _Progress, now: float) -> None:
@@ -288,29 +303,29 @@ class Approver(threading.Thread):
             if answer.heartbeats and p.heartbeats < answer.heartbeats:
                 due = (p.heartbeats + 1) * answer.delay / (answer.heartbeats + 1)
                 if elapsed >= due:
-                    self._call(lambda: self.ds.callback_heartbeat(cid))
+                    self._call(self.ds.callback_heartbeat, cid)
                     p.heartbeats += 1
             if elapsed < answer.delay:
                 return
             if answer.action == "fail":
-                self._call(lambda: self.ds.callback_failure(cid, answer.payload))
+                self._call(self.ds.callback_failure, cid, answer.payload)
             else:
-                self._call(lambda: self.ds.callback_success(cid, json.dumps(answer.payload or {})))
+                self._call(self.ds.callback_success, cid, json.dumps(answer.payload or {}))
             self.log(f"{answer.action} callback {p.answered + 1} of {plan.name}")
             p.answered += 1
             p.heartbeats = 0
 
-    def _call(self, fn: Callable[[], object]) -> None:
+    def _call(self, fn: Callable[..., object], *args: Any) -> None:
         # The execution may have ended meanwhile (timed out, stopped): the service refuses
         # the call, which is a normal race for an approver, not a demo failure.
         try:
-            fn()
+            fn(*args)
         except ServiceError as exc:
             self.log(f"approver call refused: {exc.code}: {exc.message}")
 
-    def final_statuses(self) -> dict[str, str]:
-        """Execution name -> status, read fresh from the store."""
-        return {p.started.plan.name: self.ds.describe(p.started.arn).status for p in self.progress}
+    def final(self) -> dict[str, ExecutionSummary]:
+        """Execution name -> its summary, read fresh from the store."""
+        return {p.started.plan.name: self.ds.describe(p.started.arn) for p in self.progress}
 
 
 # --- entry points --------------------------------------------------------------------------
@@ -330,11 +345,11 @@ def run_batch(ds: Durascope, executions: int, seed: int, timeout: float = 180.0,
         approver.stop()
     for error in approver.errors[:5]:
         echo(f"approver error: {error}")
-    final = approver.final_statuses()
+    final = approver.final()
     expected = {s.plan.name: s.plan.expect for s in batch.executions}
-    unexpected = tuple(f"{name}: {expected[name]} -> {status}" for name, status in final.items()
-                       if status != expected[name])
-    return DemoOutcome(settled, time.monotonic() - t0, dict(Counter(final.values())), unexpected)
+    unexpected = tuple(f"{name}: {expected[name]} -> {d.status} ({(d.error or {}).get('ErrorMessage', '')})"
+                       for name, d in final.items() if d.status != expected[name])
+    return DemoOutcome(settled, time.monotonic() - t0, dict(Counter(d.status for d in final.values())), unexpected)
 
 
 def serve_demo(settings: Settings, host: str, port: int, executions: int, seed: int,
@@ -364,15 +379,34 @@ def serve_demo(settings: Settings, host: str, port: int, executions: int, seed: 
         approver = Approver(ds, batch)
         approver.start()
         url = f"http://{host}:{server.server_port}"
-        echo(f"Durascope demo at {url} (Lambda API; engine running on {settings.database_url})")
+        echo(f"Durascope demo at {url} (Lambda API; engine running on {_safe_url(settings.database_url)})")
         echo(batch.summary())
         echo(f"try: aws lambda list-durable-executions-by-function --function-name orders --endpoint-url {url}")
         sys.stdout.flush()
+        threading.Thread(target=_report_when_settled, args=(approver, echo), daemon=True).start()
         server.serve_forever()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         if approver is not None:
             approver.stop()
+            for error in approver.errors[:5]:
+                echo(f"approver error: {error}")
         server.server_close()
         ds.close()
+
+
+def _report_when_settled(approver: Approver, echo: Callable[[str], None]) -> None:
+    """One more line once the approver has nothing left to do, so the user knows the batch is done."""
+    while not approver.halt.is_set():
+        if approver.settled(1.0):
+            counts = Counter(d.status for d in approver.final().values())
+            echo("batch settled: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+            sys.stdout.flush()
+            return
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)

@@ -24,13 +24,18 @@ from viewer import create_app
 
 
 def build_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, run_engine: bool = True,
-                 durascope: Durascope | None = None) -> tuple[BaseWSGIServer, Durascope]:
+                 durascope: Durascope | None = None, invoker: str = "in-process",
+                 local_workers: bool = True) -> tuple[BaseWSGIServer, Durascope]:
     """Open the store (and the engine), build the app and bind the threaded server.
-    ``port=0`` picks a free port (``server.server_port``). The caller closes both."""
-    ds = durascope if durascope is not None else Durascope(settings, run_engine=run_engine)
+    ``port=0`` picks a free port (``server.server_port``). The caller closes both.
+    With ``invoker="workers"`` handlers run in local worker processes that reach this
+    server's API (their checkpoints go through it, over HTTP)."""
+    ds = durascope if durascope is not None else Durascope(settings, run_engine=run_engine, invoker=invoker)
     try:
         app = create_app(settings, durascope=ds)
         server = make_server(host, port, app, threaded=True)
+        if local_workers and ds.workers is not None and ds.local_workers is None:
+            ds.set_engine_url(f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{server.server_port}")
     except BaseException:
         if durascope is None:
             ds.close()
@@ -39,9 +44,10 @@ def build_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, 
     return server, ds
 
 
-def run_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, run_engine: bool = True) -> None:
+def run_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, run_engine: bool = True,
+               invoker: str = "in-process", durascope: Durascope | None = None) -> None:
     """Serve until SIGINT/SIGTERM, then stop accepting, stop the engine and close the store."""
-    server, ds = build_server(settings, host, port, run_engine)
+    server, ds = build_server(settings, host, port, run_engine, durascope=durascope, invoker=invoker)
     stopping = threading.Event()
 
     def _stop(*_: Any) -> None:
@@ -60,4 +66,5 @@ def run_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, ru
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         server.server_close()
-        ds.close()
+        if durascope is None:
+            ds.close()

@@ -1,0 +1,176 @@
+"""Invocations for worker processes: the engine side of Lambda's Runtime API.
+
+``WorkerPool`` is an invoker: ``invoke`` queues the invocation input under its
+function and blocks the engine thread until a worker host has taken it and answered
+(or it timed out). Worker hosts (``recorder.worker``) long-poll ``next`` over HTTP
+(``viewer.runtime_api``) or, for workers started by this process, directly. The
+queue is in memory on purpose: the store already knows which invocation is owed and
+leased; if this engine dies its leases expire and another engine re-drives them.
+
+Timeouts follow Lambda: the function's timeout counts from the moment a worker takes
+the invocation; a worker that has not answered by then is reported ``Sandbox.Timedout``
+and the invocation is retried like any failed one.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from recorder.engine.control import ControlPlane, InvocationInput, InvocationOutcome
+from recorder.errors import ResourceNotFoundException
+
+# Grace added to the function timeout before the engine gives up on a taken invocation
+# (the worker host itself kills its runtime at the deadline and reports it).
+TIMEOUT_GRACE_SECONDS = 5.0
+
+
+def invocation_event(inv: InvocationInput) -> dict[str, Any]:
+    """The Lambda event of a durable invocation (spec 2.1; timestamps in epoch ms)."""
+    return {
+        "DurableExecutionArn": inv.arn,
+        "CheckpointToken": inv.token,
+        "InitialExecutionState": {"Operations": inv.operations, "NextMarker": inv.next_marker},
+        "UpdatedOperationIds": inv.updated_operation_ids,
+    }
+
+
+@dataclass
+class Assignment:
+    """An invocation a worker has taken."""
+
+    request_id: str
+    function: str
+    event: dict[str, Any]
+    deadline_ms: int
+    function_arn: str
+
+
+@dataclass
+class _Pending:
+    inv: InvocationInput
+    enqueued: float = field(default_factory=time.monotonic)
+    taken_at: float | None = None
+    worker: str | None = None
+    outcome: InvocationOutcome | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class WorkerPool:
+    def __init__(self, control: ControlPlane) -> None:
+        self.control = control
+        self._cond = threading.Condition()
+        self._queues: dict[str, deque[_Pending]] = {}
+        self._by_request: dict[str, _Pending] = {}
+        self._last_poll: dict[str, float] = {}
+        # Called with a function name when an invocation for it is queued, so a local
+        # manager can start worker processes on demand.
+        self.on_demand: Callable[[str], None] | None = None
+        self._closed = False
+
+    # --- the Invoker side ------------------------------------------------------------
+
+    def invoke(self, inv: InvocationInput) -> InvocationOutcome:
+        pending = _Pending(inv)
+        with self._cond:
+            self._queues.setdefault(inv.function.name, deque()).append(pending)
+            self._by_request[inv.request_id] = pending
+            self._cond.notify_all()
+        if self.on_demand is not None:
+            self.on_demand(inv.function.name)
+        try:
+            while not pending.done.wait(0.5):
+                if self._closed:
+                    return InvocationOutcome("ERROR", error={"ErrorType": "Runtime.Unavailable",
+                                                             "ErrorMessage": "The engine stopped before a worker answered"})
+                if pending.taken_at is not None:
+                    limit = inv.function.timeout + TIMEOUT_GRACE_SECONDS
+                    if time.monotonic() - pending.taken_at > limit:
+                        return InvocationOutcome("ERROR", error={
+                            "ErrorType": "Sandbox.Timedout",
+                            "ErrorMessage": f"Task timed out after {inv.function.timeout:.2f} seconds"})
+            assert pending.outcome is not None
+            return pending.outcome
+        finally:
+            with self._cond:
+                self._by_request.pop(inv.request_id, None)
+                queue = self._queues.get(inv.function.name)
+                if queue and pending in queue:
+                    queue.remove(pending)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    # --- the worker side ---------------------------------------------------------------
+
+    def next(self, function: str, worker: str, wait_seconds: float) -> Assignment | None:
+        """Long-poll: the oldest queued invocation of ``function``, or None after ``wait_seconds``."""
+        if self.control.get_function(function) is None:
+            raise ResourceNotFoundException(f"Function not found: {function}")
+        deadline = time.monotonic() + wait_seconds
+        with self._cond:
+            self._last_poll[function] = time.monotonic()
+            while True:
+                queue = self._queues.get(function)
+                if queue:
+                    pending = queue.popleft()
+                    pending.taken_at = time.monotonic()
+                    pending.worker = worker
+                    inv = pending.inv
+                    return Assignment(
+                        request_id=inv.request_id,
+                        function=function,
+                        event=invocation_event(inv),
+                        deadline_ms=int(time.time() * 1000) + inv.function.timeout * 1000,
+                        function_arn=self.control.function_arn(function, "$LATEST"),
+                    )
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._closed:
+                    return None
+                self._cond.wait(remaining)
+
+    def respond(self, request_id: str, body: bytes) -> bool:
+        """The handler's output (the durable envelope as JSON)."""
+        try:
+            output = json.loads(body) if body else None
+        except ValueError:
+            output = None
+        outcome = InvocationOutcome.from_envelope(output)
+        return self._finish(request_id, outcome)
+
+    def fail(self, request_id: str, error: dict[str, Any]) -> bool:
+        """The invocation itself failed: the handler raised past the SDK, the runtime
+        crashed or timed out. Lambda's ``{errorType, errorMessage, stackTrace}``."""
+        converted = {
+            "ErrorType": str(error.get("errorType") or error.get("ErrorType") or "Runtime.Unknown"),
+            "ErrorMessage": str(error.get("errorMessage") or error.get("ErrorMessage") or ""),
+        }
+        trace = error.get("stackTrace") or error.get("StackTrace")
+        if isinstance(trace, list):
+            converted["StackTrace"] = [str(x) for x in trace][:50]
+        return self._finish(request_id, InvocationOutcome("ERROR", error=converted))
+
+    def _finish(self, request_id: str, outcome: InvocationOutcome) -> bool:
+        with self._cond:
+            pending = self._by_request.get(request_id)
+        if pending is None or pending.done.is_set():
+            return False
+        pending.outcome = outcome
+        pending.done.set()
+        return True
+
+    def execution_of(self, request_id: str) -> str | None:
+        with self._cond:
+            pending = self._by_request.get(request_id)
+            return pending.inv.execution_id if pending else None
+
+    def queued(self, function: str) -> int:
+        with self._cond:
+            return len(self._queues.get(function, ()))

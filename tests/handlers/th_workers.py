@@ -1,0 +1,50 @@
+"""Handlers for the worker-process tests (official SDK only)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from aws_durable_execution_sdk_python import DurableContext, durable_execution
+
+
+@durable_execution
+def whoami(event, context: DurableContext):
+    print(f"hello from pid {os.getpid()}")
+    return context.step(lambda _: {"pid": os.getpid(), "mode": os.environ.get("MODE"),
+                                   "fn": os.environ.get("AWS_LAMBDA_FUNCTION_NAME")}, name="whoami")
+
+
+def _first_time(marker: str) -> bool:
+    path = Path(marker)
+    if path.exists():
+        return False
+    path.touch()
+    return True
+
+
+@durable_execution
+def dies_once(event, context: DurableContext):
+    """The runtime process dies in the middle of a step, the first time only."""
+    context.step(lambda _: "before", name="before")
+
+    def crash(_):
+        if _first_time(event["marker"]):
+            if event.get("how") == "sigkill":
+                os.kill(os.getpid(), signal.SIGKILL)
+            os._exit(3)
+        return "survived"
+
+    return context.step(crash, name="crash")
+
+
+@durable_execution
+def hangs_once(event, context: DurableContext):
+    def slow(_):
+        if _first_time(event["marker"]):
+            time.sleep(30)
+        return "fast this time"
+
+    return context.step(slow, name="slow")
