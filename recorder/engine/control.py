@@ -290,28 +290,32 @@ class ControlPlane:
         """
         eid = execution.execution_id
         events: list[NewEvent] = []
-        for kind, op_id in ws.raw.all(
-                "SELECT kind, op_id FROM timers WHERE execution_id = :eid AND kind IN "
-                "('wait', 'retry', 'callback-timeout', 'callback-heartbeat') AND due_ms <= :now ORDER BY due_ms",
-                {"eid": eid, "now": now}):
-            row = ws.op(eid, op_id)
-            ev = _timer_event(kind, row) if row is not None else None
-            if ev is not None and all(e.op_id != op_id for e in events):
+        # One round trip for the three kinds of owed completion.
+        owed = ws.raw.all(
+            "SELECT 1, kind, op_id, due_ms FROM timers WHERE execution_id = :eid AND kind IN "
+            "('wait', 'retry', 'callback-timeout', 'callback-heartbeat') AND due_ms <= :now "
+            "UNION ALL SELECT 2, 'callback', op_id, 0 FROM callbacks WHERE execution_id = :eid AND status = 'RECEIVED' "
+            "UNION ALL SELECT 3, 'chained', op_id, 0 FROM operations WHERE execution_id = :eid "
+            "AND type = 'CHAINED_INVOKE' AND status = 'STARTED' ORDER BY 1, 4",
+            {"eid": eid, "now": now})
+        for source, kind, op_id, _ in owed:
+            op = ws.op(eid, op_id)
+            if op is None or any(e.op_id == op_id for e in events):
+                continue
+            ev: NewEvent | None = None
+            if source == 1:
+                ev = _timer_event(kind, op)
+            elif source == 2 and op.status == "STARTED":
+                received = ws.raw.one(
+                    "SELECT body FROM events WHERE execution_id = :eid AND op_id = :op AND event_type = "
+                    f"'{CALLBACK_RECEIVED}' ORDER BY position DESC LIMIT 1", {"eid": eid, "op": op_id})
+                ev = _callback_outcome(op, json.loads(received[0])) if received else None
+            elif source == 3:
+                child_arn = _loads(op.details_json, {}).get("DurableExecutionArn")
+                child = ws.execution(ExecutionArn.parse(child_arn).execution_id) if child_arn else None
+                ev = _chained_outcome(op, child) if child is not None and child.status not in OPEN_STATUSES else None
+            if ev is not None:
                 events.append(ev)
-        for (op_id,) in ws.raw.all("SELECT op_id FROM callbacks WHERE execution_id = :eid AND status = 'RECEIVED'",
-                                   {"eid": eid}):
-            op = ws.op(eid, op_id)
-            received = ws.raw.one("SELECT body FROM events WHERE execution_id = :eid AND op_id = :op AND event_type = "
-                                  f"'{CALLBACK_RECEIVED}' ORDER BY position DESC LIMIT 1", {"eid": eid, "op": op_id})
-            if op is not None and op.status == "STARTED" and received is not None:
-                events.append(_callback_outcome(op, json.loads(received[0])))
-        for (op_id,) in ws.raw.all("SELECT op_id FROM operations WHERE execution_id = :eid "
-                                   "AND type = 'CHAINED_INVOKE' AND status = 'STARTED'", {"eid": eid}):
-            op = ws.op(eid, op_id)
-            child_arn = _loads(op.details_json, {}).get("DurableExecutionArn") if op else None
-            child = ws.execution(ExecutionArn.parse(child_arn).execution_id) if child_arn else None
-            if op is not None and child is not None and child.status not in OPEN_STATUSES:
-                events.append(_chained_outcome(op, child))
         if events:
             self._append(ws, tx, eid, events, now)
             self._mark_changed(ws, state, tx, [e.op_id for e in events if e.op_id], now)
