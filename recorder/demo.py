@@ -6,7 +6,9 @@ parked on a callback or a long wait), and a built-in *approver* thread plays the
 it approves, rejects or fails callbacks after a short delay, sends heartbeats while it
 "reviews", stops one long wait, and deliberately leaves a few callbacks unanswered. The
 approver runs in the same process as the engine and the server, on the same ``Durascope``,
-because the in-process engine is what runs the handlers.
+because the in-process engine is what runs the handlers. The demo keeps the in-process
+invoker (not ``serve``'s worker processes): it starts in a second and needs nothing but the
+installed package.
 
 The plan is deterministic in ``--seed`` (inputs come from each sample's
 ``sample_input(rng)``); execution names carry a short run id, so the demo can run again on

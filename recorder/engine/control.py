@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import threading
 import time
 import uuid
@@ -202,6 +203,8 @@ class ControlPlane:
     def __init__(self, db: Database, settings: Settings) -> None:
         self.db = db
         self.settings = settings
+        # Names this process in notifications, so it can ignore its own.
+        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._listeners: list[Listener] = []
         self._fn_cache: dict[str, FunctionSpec] = {}
         self._fn_lock = threading.Lock()
@@ -213,6 +216,18 @@ class ControlPlane:
         if tx.invoke or tx.timer_dues:
             for listener in self._listeners:
                 listener(set(tx.invoke), list(tx.timer_dues))
+            if self.db.dialect == "postgresql":
+                self._notify(tx)
+
+    def _notify(self, tx: _Tx) -> None:
+        """Wake the other engines on this database (LISTEN durascope_work)."""
+        ids = sorted(tx.invoke)
+        payload = json.dumps({"o": self.owner, "i": ids[:100], "t": min(tx.timer_dues) if tx.timer_dues else None})
+        try:
+            with self.db.engine.begin() as conn:
+                Raw(conn).one("SELECT pg_notify('durascope_work', :p)", {"p": payload})
+        except Exception:  # noqa: BLE001 - a lost wake-up only delays work until the next sweep
+            pass
 
     # --- common transaction pieces ------------------------------------------------------
 
@@ -727,7 +742,10 @@ class ControlPlane:
         tx = _Tx()
         with self.db.write() as conn:
             ws = Workset(conn)
-            execution, state, _ = self._lock(ws, execution_id)
+            got = ws.lock(execution_id, skip_locked=True)
+            if got is None:
+                return None  # being claimed or changed by another transaction right now
+            execution, state, _ = got
             now = now_ms()
             if execution.status in ("PAUSING", "PAUSED") and state.request_id is None:
                 return None  # no new invocations while paused; resume re-arms them
@@ -768,7 +786,7 @@ class ControlPlane:
             state.pending_ops_json = "[]"
             ws.touch_state(state)
             self._append(ws, tx, execution_id, [NewEvent(INVOCATION_STARTED, None, {
-                "RequestId": request_id, "StartTimestamp": now})], now)
+                "RequestId": request_id, "StartTimestamp": now, "Engine": owner})], now)
             ws.flush()
             ops, next_seq = _navigable_page(ws.raw, execution_id, 0, 1000, STATE_PAGE_BYTES)
             token = state.token
@@ -913,9 +931,13 @@ class ControlPlane:
         tx = _Tx()
         with self.db.write() as conn:
             now = now_ms()
-            due = conn.execute(select(TIMERS.c.due_ms).where(
-                TIMERS.c.execution_id == execution_id, TIMERS.c.kind == kind, TIMERS.c.op_id == op_id)).scalar()
-            if due is None or due > now:
+            raw = Raw(conn)
+            # Claim the timer: on PostgreSQL an engine that sees it locked leaves it to
+            # the engine holding it (exactly one fires it).
+            row = raw.one("SELECT due_ms FROM timers WHERE execution_id = :eid AND kind = :kind AND op_id = :op"
+                          + (" FOR UPDATE SKIP LOCKED" if raw.postgres else ""),
+                          {"eid": execution_id, "kind": kind, "op": op_id})
+            if row is None or row[0] > now:
                 return
             if kind == PURGE:
                 purge_execution(conn, execution_id)

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -43,6 +44,8 @@ class Engine:
                                         thread_name_prefix="durascope-invoke")
         self._lock = threading.Lock()
         self._inflight: set[str] = set()
+        # Invocations running here, whose leases this engine keeps renewing.
+        self._running: dict[str, str] = {}
         self._again: set[str] = set()
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._next_wake: int | None = None
@@ -62,6 +65,11 @@ class Engine:
                                 max_instances=1, coalesce=True)
         # Overdue timers and owed invocations from before a restart run at once.
         self._scheduler.add_job(self._tick, "date", run_date=datetime.now(UTC), id="recover")
+        lease = self.control.settings.lease_seconds
+        self._scheduler.add_job(self._renew_leases, "interval", seconds=max(lease / 3, 0.2), id="leases",
+                                max_instances=1, coalesce=True)
+        if self.control.db.dialect == "postgresql":
+            threading.Thread(target=self._listen, name="durascope-listen", daemon=True).start()
 
     def stop(self, wait: bool = True) -> None:
         if self._stopping:
@@ -105,7 +113,13 @@ class Engine:
                 inv = self.control.begin_invocation(execution_id, self.owner)
                 if inv is None:
                     break
-                outcome = self.invoker.invoke(inv)
+                with self._lock:
+                    self._running[execution_id] = inv.request_id
+                try:
+                    outcome = self.invoker.invoke(inv)
+                finally:
+                    with self._lock:
+                        self._running.pop(execution_id, None)
                 if not self.control.end_invocation(inv, outcome):
                     break
         except Exception:  # noqa: BLE001 - keep the engine alive; the sweep retries
@@ -117,6 +131,42 @@ class Engine:
                 self._again.discard(execution_id)
             if again and not self._stopping:
                 self.submit(execution_id)
+
+    def _renew_leases(self) -> None:
+        """A long step checkpoints rarely; keep its invocation ours while it runs."""
+        with self._lock:
+            running = list(self._running.items())
+        for execution_id, request_id in running:
+            try:
+                self.control.renew_lease(execution_id, request_id, self.owner)
+            except Exception:  # noqa: BLE001
+                log.exception("lease renewal of %s failed", execution_id)
+
+    def _listen(self) -> None:
+        """PostgreSQL: other engines announce work they committed (NOTIFY durascope_work)."""
+        import json
+
+        import psycopg
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.control.db.url).set(drivername="postgresql").render_as_string(hide_password=False)
+        while not self._stopping:
+            try:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute("LISTEN durascope_work")
+                    while not self._stopping:
+                        for note in conn.notifies(timeout=1.0):
+                            data = json.loads(note.payload)
+                            if data.get("o") == self.control.owner:
+                                continue
+                            for execution_id in data.get("i") or []:
+                                self.submit(execution_id)
+                            if data.get("t"):
+                                self._wake_at(max(int(data["t"]), now_ms() + 1))
+            except Exception:  # noqa: BLE001 - reconnect; the sweep covers the gap
+                if not self._stopping:
+                    log.warning("LISTEN connection lost; reconnecting", exc_info=True)
+                    time.sleep(1.0)
 
     # --- time --------------------------------------------------------------------------
 

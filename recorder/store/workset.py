@@ -189,9 +189,12 @@ class Workset:
 
     # --- loading ----------------------------------------------------------------------
 
-    def lock(self, execution_id: str) -> tuple[ExecRow, StateRow, int | None] | None:
-        """Load (and on PostgreSQL row-lock) an execution with its engine state."""
-        sql = _LOCK_SQL + (" FOR UPDATE" if self.raw.postgres else "")
+    def lock(self, execution_id: str, skip_locked: bool = False) -> tuple[ExecRow, StateRow, int | None] | None:
+        """Load (and on PostgreSQL row-lock) an execution with its engine state. With
+        ``skip_locked`` a row another transaction holds reads as absent (claims that
+        another engine is already making are not waited for)."""
+        lock = (" FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE") if self.raw.postgres else ""
+        sql = _LOCK_SQL + lock
         row = self.raw.one(sql, {"eid": execution_id})
         if row is None:
             return None

@@ -116,3 +116,11 @@ def gated(event, context: DurableContext):
     first = context.step(wait_for_gate, name="gate")
     second = context.step(lambda _: "after", name="after-gate")
     return [first, second]
+
+
+@durable_execution
+def step_wait_step(event, context: DurableContext):
+    """Two steps around a one-second wait: an execution that spans invocations."""
+    first = context.step(lambda _: event.get("n", 0), name="first")
+    context.wait(Duration.from_seconds(1), name="gap")
+    return context.step(lambda _: first + 1, name="second")

@@ -1,0 +1,77 @@
+"""Several engine processes on one database share the work and survive a SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from sqlalchemy import text
+
+from recorder.api import Durascope
+from tests.conftest import HANDLERS, register
+
+N = 200
+
+
+def _engine(database_url: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DURASCOPE_DATABASE_URL": database_url, "DURASCOPE_LEASE_SECONDS": "2",
+           "DURASCOPE_INVOCATION_RETRY_SECONDS": "0.2", "PYTHONPATH": HANDLERS}
+    return subprocess.Popen([sys.executable, "-m", "recorder.cli", "engine"], env=env,
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+def _statuses(ds: Durascope) -> Counter[str]:
+    with ds.db.read() as s:
+        return Counter(dict(s.execute(text("SELECT status, COUNT(*) FROM executions GROUP BY status")).all()))
+
+
+def _wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_two_engines_share_executions_and_one_survives_the_other_being_killed(database_url: str, tmp_path: Path) -> None:
+    ds = Durascope.open(database_url, run_engine=False)
+    try:
+        register(ds, "sws", "th_basic:step_wait_step")
+        log = tmp_path / "engines.log"
+        a, b = _engine(database_url, log), _engine(database_url, log)
+        try:
+            arns = [ds.start("sws", json.dumps({"n": i}), name=f"m-{i}") for i in range(N)]
+            _wait_until(lambda: _statuses(ds)["SUCCEEDED"] >= N // 3, 120, "a third of the executions")
+            a.send_signal(signal.SIGKILL)
+            a.wait()
+            killed_at = time.time()
+            _wait_until(lambda: _statuses(ds)["SUCCEEDED"] == N, 240,
+                        f"all executions after the kill ({dict(_statuses(ds))}); log: {log.read_text()[-2000:]}")
+        finally:
+            for p in (a, b):
+                if p.poll() is None:
+                    p.terminate()
+                    p.wait(30)
+        engines_before, engines_after = set(), set()
+        for arn in arns:
+            history = ds.history(arn)
+            assert [e["EventId"] for e in history] == list(range(1, len(history) + 1)), arn
+            terminal = Counter(e["Id"] for e in history if e["EventType"] in ("StepSucceeded", "WaitSucceeded"))
+            assert all(v == 1 for v in terminal.values()), f"an operation completed twice in {arn}"
+            assert len(terminal) == 3
+            assert history[-1]["EventType"] == "ExecutionSucceeded"
+            assert history[-1]["ExecutionSucceededDetails"]["Result"]["Payload"] == str(int(arn.split("/m-")[1].split("/")[0]) + 1)
+        with ds.db.read() as s:
+            for body, ts in s.execute(text("SELECT body, ts_ms FROM events WHERE event_type = 'InvocationStarted'")):
+                engine = json.loads(body)["Engine"].rsplit(":", 1)[0]
+                (engines_before if ts / 1000 < killed_at else engines_after).add(engine)
+        assert len(engines_before) == 2, "both engines must have run invocations before the kill"
+        assert len(engines_after) == 1, "only the survivor runs invocations after the kill"
+    finally:
+        ds.close()
