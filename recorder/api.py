@@ -72,8 +72,9 @@ class Durascope:
     def set_engine_url(self, engine_url: str) -> None:
         """Start local worker processes on demand; they reach this engine at ``engine_url``."""
         assert self.workers is not None
+        credentials = next(iter(self.settings.access_keys.items()), None)
         host = WorkerHost(DirectBackend(self.workers), engine_url, self.settings.region,
-                          self.settings.worker_concurrency)
+                          self.settings.worker_concurrency, credentials)
         self.local_workers = host
 
         def on_demand(function: str) -> None:

@@ -33,6 +33,18 @@ def _float(env: dict[str, str], key: str, default: float) -> float:
         raise ValueError(f"{key} must be a number, got {raw!r}") from exc
 
 
+def _access_keys(text: str | None) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        key_id, sep, secret = item.strip().partition(":")
+        if not sep or not key_id or not secret:
+            raise ValueError("DURASCOPE_ACCESS_KEYS must be id:secret[,id:secret]")
+        keys[key_id] = secret
+    return keys
+
+
 @dataclass(frozen=True)
 class Settings:
     database_url: str = DEFAULT_DATABASE_URL
@@ -51,6 +63,9 @@ class Settings:
     auto_upgrade: bool = True
     # Runtime processes per function when handlers run in worker processes.
     worker_concurrency: int = 2
+    # DURASCOPE_ACCESS_KEYS=id:secret[,id:secret]: when set, every API request must be
+    # SigV4-signed with one of them (and the viewer asks for a login).
+    access_keys: dict[str, str] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -68,6 +83,7 @@ class Settings:
             "default_retention_days": _int(env, "DURASCOPE_DEFAULT_RETENTION_DAYS", 14),
             "auto_upgrade": env.get("DURASCOPE_AUTO_UPGRADE", "1") not in ("0", "false", "no"),
             "worker_concurrency": _int(env, "DURASCOPE_WORKER_CONCURRENCY", 2),
+            "access_keys": _access_keys(env.get("DURASCOPE_ACCESS_KEYS")),
         }
         values.update(overrides)
         return cls(**values)  # type: ignore[arg-type]

@@ -89,14 +89,22 @@ class Backend(Protocol):
 
 
 class HttpBackend:
-    """The engine's worker endpoints over HTTP (``viewer.runtime_api``)."""
+    """The engine's worker endpoints over HTTP (``viewer.runtime_api``), SigV4-signed
+    when credentials are given (engines with DURASCOPE_ACCESS_KEYS require it)."""
 
-    def __init__(self, engine_url: str) -> None:
+    def __init__(self, engine_url: str, credentials: tuple[str, str] | None = None, region: str = "us-east-1") -> None:
         self.base = engine_url.rstrip("/") + "/durascope/runtime"
+        self.credentials = credentials
+        self.region = region
 
     def _call(self, method: str, path: str, body: bytes | None = None, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
-        req = urllib.request.Request(self.base + path, data=body, method=method,
-                                     headers={"Content-Type": "application/json"} if body is not None else {})
+        url = self.base + path
+        headers = {"Content-Type": "application/json"} if body is not None else {}
+        if self.credentials is not None:
+            from viewer.auth import sign_headers
+
+            headers = sign_headers(method, url, body, self.credentials[0], self.credentials[1], self.region, headers)
+        req = urllib.request.Request(url, data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return resp.status, dict(resp.headers), resp.read()
@@ -430,11 +438,14 @@ def _handler_for(slot: RuntimeSlot) -> type[BaseHTTPRequestHandler]:
 class WorkerHost:
     """Several runtime slots per function (the function's concurrency)."""
 
-    def __init__(self, backend: Backend, engine_url: str, region: str, concurrency: int = 2) -> None:
+    def __init__(self, backend: Backend, engine_url: str, region: str, concurrency: int = 2,
+                 credentials: tuple[str, str] | None = None) -> None:
         self.backend = backend
         self.engine_url = engine_url
         self.region = region
         self.concurrency = max(1, concurrency)
+        # What the SDK inside the runtimes signs its checkpoints with.
+        self.credentials = credentials or ("durascope", "durascope")
         self.slots: dict[str, list[RuntimeSlot]] = {}
         self._lock = threading.Lock()
 
@@ -443,7 +454,8 @@ class WorkerHost:
             slots = self.slots.get(config.name)
             if slots:
                 return slots
-            slots = [RuntimeSlot(self.backend, config, self.engine_url, self.region) for _ in range(self.concurrency)]
+            slots = [RuntimeSlot(self.backend, config, self.engine_url, self.region, self.credentials)
+                     for _ in range(self.concurrency)]
             for slot in slots:
                 slot.start()
             self.slots[config.name] = slots
@@ -458,14 +470,17 @@ class WorkerHost:
 
 
 def run_worker(engine_url: str, functions: list[str] | None, concurrency: int, region: str) -> None:
-    """``durascope worker``: serve the named functions (or all registered) until SIGTERM."""
-    backend = HttpBackend(engine_url)
+    """``durascope worker``: serve the named functions (or all registered) until SIGTERM.
+    Credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, as for any AWS client."""
+    key_id, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    credentials = (key_id, secret) if key_id and secret else None
+    backend = HttpBackend(engine_url, credentials, region)
     known = {f.name: f for f in backend.functions()}
     wanted = functions or sorted(known)
     missing = [f for f in wanted if f not in known]
     if missing:
         raise ValueError(f"the engine at {engine_url} has no function {', '.join(missing)}")
-    host = WorkerHost(backend, engine_url, region, concurrency)
+    host = WorkerHost(backend, engine_url, region, concurrency, credentials)
     stopped = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopped.set())

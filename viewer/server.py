@@ -58,6 +58,10 @@ def run_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, ru
 
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     engine = "with engine" if ds.engine is not None else "without engine"
+    if host not in ("127.0.0.1", "localhost", "::1") and not settings.access_keys:
+        print(f"WARNING: listening on {host} without authentication: anyone who can reach this port can start, "
+              "stop and read executions. Set DURASCOPE_ACCESS_KEYS=id:secret to require SigV4-signed requests.",
+              file=sys.stderr, flush=True)
     print(f"durascope serving http://{host}:{server.server_port} ({engine}) on {settings.database_url}",
           file=sys.stderr, flush=True)
     try:
