@@ -309,6 +309,113 @@ def engine_cmd(ctx: click.Context) -> None:
         stopped.wait()
 
 
+def _since_ms(text: str | None) -> int | None:
+    """``7d``, ``12h``, ``30m`` or an ISO-8601 instant → epoch ms."""
+    import re
+    import time as _time
+
+    if not text:
+        return None
+    m = re.fullmatch(r"(\d+)([dhm])", text.strip())
+    if m:
+        seconds = int(m[1]) * {"d": 86400, "h": 3600, "m": 60}[m[2]]
+        return int((_time.time() - seconds) * 1000)
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter("use 7d, 12h, 30m or an ISO-8601 time", param_hint="--since") from None
+    return int((parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+@main.command("export")
+@click.argument("arn", required=False)
+@click.option("--function", "function_name", default=None, help="Bulk: only this function.")
+@click.option("--status", type=click.Choice(["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"],
+                                            case_sensitive=False), default=None, help="Bulk: only this status.")
+@click.option("--since", default=None, help="Bulk: started within (7d, 12h, 30m) or since an ISO-8601 time.")
+@click.option("--format", "fmt", type=click.Choice(["json", "ndjson", "csv", "zip"]), default=None,
+              help="One execution: json (AWS history), ndjson (events), csv (operations). Bulk: zip or ndjson. "
+                   "Default from the file name.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), required=True)
+@click.pass_context
+def export_cmd(ctx: click.Context, arn: str | None, function_name: str | None, status: str | None, since: str | None,
+               fmt: str | None, output: str) -> None:
+    """Export one history (ARN) or every execution matching the filters."""
+    from pathlib import Path
+
+    from recorder import transfer
+
+    path = Path(output)
+    suffix = path.suffix.lstrip(".").lower()
+    with _durascope(ctx) as ds, _friendly_errors():
+        if arn:
+            fmt = fmt or (suffix if suffix in ("json", "ndjson", "csv") else "json")
+            if fmt == "zip":
+                raise click.BadParameter("one execution exports as json, ndjson or csv", param_hint="--format")
+            from recorder.queries import find_execution
+
+            with ds.db.read() as s:
+                find_execution(s, arn)
+            with path.open("w", encoding="utf-8", newline="") as out:
+                {"json": transfer.write_json, "ndjson": transfer.write_ndjson, "csv": transfer.write_csv}[fmt](
+                    ds.db, arn, out)
+            click.echo(f"wrote {path}")
+            return
+        fmt = fmt or ("ndjson" if suffix == "ndjson" else "zip")
+        if fmt not in ("zip", "ndjson"):
+            raise click.BadParameter("bulk exports are zip or ndjson", param_hint="--format")
+        flt = transfer.ExportFilter(function_name, status.upper() if status else None, _since_ms(since))
+        total = transfer.count_matching(ds.db, flt)
+        with click.progressbar(length=total, label=f"exporting {total} executions", file=sys.stderr) as bar:
+            count = transfer.export_bulk(ds.db, transfer.matching_arns(ds.db, flt), path, fmt,
+                                         progress=lambda _arn: bar.update(1))
+        click.echo(f"wrote {count} executions to {path}")
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--arn", default=None, help="The execution's ARN, for JSON saved from "
+                                          "`aws lambda get-durable-execution-history` (it names none).")
+@click.pass_context
+def import_cmd(ctx: click.Context, file: str, arn: str | None) -> None:
+    """Import exported histories as read-only executions (all or nothing)."""
+    from pathlib import Path
+
+    from recorder import transfer
+
+    with _durascope(ctx) as ds, _friendly_errors():
+        try:
+            histories = transfer.read_import_file(Path(file), arn)
+            arns = transfer.import_histories(ds.db, histories)
+        except transfer.ImportRefused as exc:
+            raise click.ClickException(f"not imported: {exc}") from None
+        click.echo(f"imported {len(arns)} execution(s)")
+        for a in arns:
+            click.echo(a)
+
+
+@main.command("pull")
+@click.option("--endpoint-url", default=None, help="A Lambda-compatible endpoint (default: AWS itself).")
+@click.option("--function", "function_name", required=True)
+@click.option("--since", default=None, help="Only executions started within (7d, 12h) or since an ISO-8601 time.")
+@click.option("--region", default=None, help="Region (default: your AWS configuration).")
+@click.pass_context
+def pull_cmd(ctx: click.Context, endpoint_url: str | None, function_name: str, since: str | None,
+             region: str | None) -> None:
+    """Copy executions and histories of a function from AWS or another Durascope (your boto3 credentials)."""
+    from recorder import pull as pulling
+    from recorder import transfer
+
+    with _durascope(ctx) as ds, _friendly_errors():
+        try:
+            done, skipped = pulling.pull(ds.db, function_name, endpoint_url, region, _since_ms(since))
+        except transfer.ImportRefused as exc:
+            raise click.ClickException(f"not imported: {exc}") from None
+        except pulling.PullFailed as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"pulled {done} execution(s); {skipped} already here")
+
+
 @main.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
@@ -370,7 +477,6 @@ def demo(ctx: click.Context, host: str, port: int, executions: int, seed: int, n
         click.echo(outcome.summary())
         if not outcome.ok:
             raise click.ClickException("the demo batch did not end as planned")
-
 
 if __name__ == "__main__":
     main()

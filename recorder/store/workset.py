@@ -278,6 +278,9 @@ class Workset:
             self._dirty["cb"][row.callback_id] = row
 
     def set_timer(self, execution_id: str, kind: str, op_id: str, due_ms: int) -> None:
+        execution = self._execs.get(execution_id)
+        if execution is not None and execution.imported:
+            return  # imported histories are read-only: nothing is ever due for them
         self._timers[(execution_id, kind, op_id)] = due_ms
         self.timer_dues.append(due_ms)
 

@@ -1,0 +1,76 @@
+"""``durascope pull``: copy executions from any Lambda-compatible endpoint.
+
+Uses boto3 with the user's own credentials and configuration (real AWS, or another
+Durascope with ``--endpoint-url``): ListDurableExecutionsByFunction, then
+GetDurableExecutionHistory for each (all pages), imported through the same validated
+path as ``durascope import``. Executions already in the store are skipped, so a pull
+can be repeated to pick up new ones.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from recorder.store.db import Database
+from recorder.store.sql import Raw
+from recorder.transfer import ImportedHistory, import_histories, parse_history
+
+
+class PullFailed(RuntimeError):
+    pass
+
+
+def _plain(value: Any) -> Any:
+    """boto3 parses timestamps into datetimes; the import takes epoch seconds."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def pull(db: Database, function: str, endpoint_url: str | None, region: str | None,
+         since_ms: int | None) -> tuple[int, int]:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    client = boto3.client("lambda", endpoint_url=endpoint_url, region_name=region)
+    params: dict[str, Any] = {"FunctionName": function, "MaxItems": 100}
+    if since_ms is not None:
+        params["StartedAfter"] = datetime.fromtimestamp(since_ms / 1000, UTC)
+    histories: list[ImportedHistory] = []
+    skipped = 0
+    try:
+        while True:
+            page = client.list_durable_executions_by_function(**params)
+            for item in page.get("DurableExecutions", []):
+                arn = item["DurableExecutionArn"]
+                if _have(db, arn):
+                    skipped += 1
+                    continue
+                events: list[dict[str, Any]] = []
+                hparams: dict[str, Any] = {"DurableExecutionArn": arn, "MaxItems": 1000, "IncludeExecutionData": True}
+                while True:
+                    h = client.get_durable_execution_history(**hparams)
+                    events.extend(_plain(h.get("Events", [])))
+                    if not h.get("NextMarker"):
+                        break
+                    hparams["Marker"] = h["NextMarker"]
+                histories.append(parse_history({"DurableExecutionArn": arn, "Events": events}, arn))
+            if not page.get("NextMarker"):
+                break
+            params["Marker"] = page["NextMarker"]
+    except (BotoCoreError, ClientError) as exc:
+        raise PullFailed(f"could not read from {endpoint_url or 'AWS'}: {exc}") from None
+    if histories:
+        import_histories(db, histories)
+    return len(histories), skipped
+
+
+def _have(db: Database, arn: str) -> bool:
+    execution_id = arn.rsplit("/", 1)[-1]
+    with db.read() as s:
+        return Raw(s.connection()).one("SELECT 1 FROM executions WHERE execution_id = :e", {"e": execution_id}) is not None
