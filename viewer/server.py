@@ -1,7 +1,7 @@
 """``durascope serve``: the API (and later the viewer) on one port, plus the engine.
 
 The WSGI server is werkzeug's **threaded** server (``make_server(threaded=True)``):
-one thread per request, no extra dependency (it closes the connection after each response). It is acceptable
+one thread per connection (HTTP/1.1 keep-alive), no extra dependency. It is acceptable
 for now: the handler SDK and the AWS CLI make few, short requests, and a
 RequestResponse Invoke only parks its own thread while it polls the store. For heavy
 production traffic, put the app (``viewer.create_app``) behind a dedicated WSGI server
@@ -16,7 +16,19 @@ import sys
 import threading
 from typing import Any
 
-from werkzeug.serving import BaseWSGIServer, make_server
+import logging
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+# One access-log line per request costs more than a checkpoint and drowns the console
+# (the root logger runs at INFO for handler output); warnings still show.
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+class _KeepAliveHandler(WSGIRequestHandler):
+    # HTTP/1.1 keeps connections open between requests: the SDK's boto3 client and the
+    # AWS CLI reuse them instead of paying a TCP connection per checkpoint.
+    protocol_version = "HTTP/1.1"
 
 from recorder.api import Durascope
 from recorder.config import Settings
@@ -33,7 +45,7 @@ def build_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, 
     ds = durascope if durascope is not None else Durascope(settings, run_engine=run_engine, invoker=invoker)
     try:
         app = create_app(settings, durascope=ds)
-        server = make_server(host, port, app, threaded=True)
+        server = make_server(host, port, app, threaded=True, request_handler=_KeepAliveHandler)
         if local_workers and ds.workers is not None and ds.local_workers is None:
             ds.set_engine_url(f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{server.server_port}")
     except BaseException:

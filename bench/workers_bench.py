@@ -1,0 +1,247 @@
+"""Handlers in worker processes, over HTTP: W1, W4, two engines, checkpoint latency.
+
+    python bench/workers_bench.py                     # everything, SQLite and PostgreSQL
+    python bench/workers_bench.py --only latency,w4 --db sqlite
+
+* W1: one execution of 200 sequential steps through ``awslambdaric`` workers; every
+  checkpoint is an HTTP request from the worker's boto3 to ``durascope serve``.
+* W4: 100 executions of 3 steps started together, executions per second (the issue's goal
+  through workers: at least 150/s on this 2-core machine).
+* Two engines (PostgreSQL): W4 with 200 executions on one ``durascope serve`` and on two
+  (same database, two ports, executions split between them); prints the scaling factor
+  (goal at least 1.6x "where the cores allow it": two engines plus their workers on 2 cores
+  share the same two cores, which this script reports next to the figure).
+* Latency: CheckpointDurableExecution round trips over HTTP with boto3 (START+SUCCEED of a
+  step each), p50 and p99.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import boto3
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recorder.config import Settings  # noqa: E402
+from viewer.server import build_server  # noqa: E402
+
+BENCH_DIR = str(ROOT / "bench")
+PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _pg_db() -> tuple[str, str]:
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+
+
+def _drop(name: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _url_for(db: str, tmp: Path) -> tuple[str, str | None]:
+    if db == "sqlite":
+        return f"sqlite:///{tmp}/workers-{uuid.uuid4().hex[:6]}.db", None
+    name, url = _pg_db()
+    return url, name
+
+
+class Served:
+    def __init__(self, database_url: str, concurrency: int) -> None:
+        settings = Settings.from_env(database_url=database_url, worker_concurrency=concurrency,
+                                     max_concurrent_invocations=max(64, concurrency * 2))
+        self.server, self.ds = build_server(settings, port=0, invoker="workers")
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        for name, handler in (("w1", "workloads:sequential"), ("w4", "workloads:three_steps")):
+            self.ds.register_function(name, handler, code_dir=BENCH_DIR)
+
+    def warm(self, function: str, payload: str, n: int) -> None:
+        arns = [self.ds.start(function, payload) for _ in range(n)]
+        for arn in arns:
+            self.ds.wait(arn, 300)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.ds.close()
+
+
+def _all_done(ds, arns: list[str], timeout: float) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    for arn in arns:
+        ds.wait(arn, max(1.0, deadline - time.monotonic()))
+
+
+def bench_w1(db: str, tmp: Path) -> dict[str, float]:
+    url, name = _url_for(db, tmp)
+    s = Served(url, 1)
+    try:
+        s.warm("w1", '{"n": 5}', 1)
+        t = time.perf_counter()
+        arn = s.ds.start("w1", '{"n": 200}')
+        assert s.ds.wait(arn, 600).status == "SUCCEEDED"
+        el = time.perf_counter() - t
+        return {"seconds": el, "ms_per_step": el / 200 * 1000}
+    finally:
+        s.close()
+        if name:
+            _drop(name)
+
+
+def bench_w4(db: str, tmp: Path, concurrency: int, n: int = 100) -> dict[str, float]:
+    url, name = _url_for(db, tmp)
+    s = Served(url, concurrency)
+    try:
+        s.warm("w4", "{}", concurrency)  # every runtime process started and warm
+        t = time.perf_counter()
+        arns = [s.ds.start("w4", "{}") for _ in range(n)]
+        _all_done(s.ds, arns, 600)
+        el = time.perf_counter() - t
+        return {"seconds": el, "executions_per_s": n / el}
+    finally:
+        s.close()
+        if name:
+            _drop(name)
+
+
+def _serve_process(database_url: str, port: int, concurrency: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "DURASCOPE_DATABASE_URL": database_url, "DURASCOPE_WORKER_CONCURRENCY": str(concurrency)}
+    return subprocess.Popen([sys.executable, "-m", "recorder.cli", "serve", "--port", str(port)], env=env,
+                            stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=str(ROOT))
+
+
+def _wait_http(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/durascope/runtime/functions", timeout=1)
+            return
+        except Exception:  # noqa: BLE001
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def bench_engines(engines: int, tmp: Path, concurrency: int, n: int = 200) -> dict[str, float]:
+    name, url = _pg_db()
+    from recorder.api import Durascope
+
+    ds = Durascope.open(url, run_engine=False)
+    ds.register_function("w4", "workloads:three_steps", code_dir=BENCH_DIR)
+    procs, urls = [], []
+    try:
+        for i in range(engines):
+            port = 18700 + i
+            procs.append(_serve_process(url, port, concurrency, tmp / f"engine-{i}.log"))
+            urls.append(f"http://127.0.0.1:{port}")
+        for u in urls:
+            _wait_http(u)
+        clients = [boto3.client("lambda", endpoint_url=u, region_name="us-east-1", aws_access_key_id="x",
+                                aws_secret_access_key="x") for u in urls]
+        # Warm every engine's runtime processes.
+        warm = [c.invoke(FunctionName="w4", InvocationType="Event", Payload=b"{}")["ResponseMetadata"]["HTTPHeaders"][
+            "x-amz-durable-execution-arn"] for c in clients for _ in range(concurrency)]
+        _all_done(ds, warm, 300)
+        t = time.perf_counter()
+        arns = [clients[i % engines].invoke(FunctionName="w4", InvocationType="Event", Payload=b"{}")[
+            "ResponseMetadata"]["HTTPHeaders"]["x-amz-durable-execution-arn"] for i in range(n)]
+        _all_done(ds, arns, 600)
+        el = time.perf_counter() - t
+        return {"seconds": el, "executions_per_s": n / el}
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        ds.close()
+        _drop(name)
+
+
+def bench_latency(db: str, tmp: Path, n: int = 500) -> dict[str, float]:
+    url, name = _url_for(db, tmp)
+    settings = Settings.from_env(database_url=url)
+    server, ds = build_server(settings, port=0, run_engine=False)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ds.register_function("w1", "workloads:sequential", code_dir=BENCH_DIR)
+        started = ds.control.start_execution("w1", '{"n": 1}')
+        inv = ds.control.begin_invocation(started.execution_id, "bench")
+        assert inv is not None
+        lam = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{server.server_port}", region_name="us-east-1",
+                           aws_access_key_id="x", aws_secret_access_key="x")
+        token = inv.token
+        samples = []
+        for i in range(n + 20):
+            op = f"{i:064x}"
+            updates = [{"Id": op, "Type": "STEP", "Action": "START", "SubType": "Step", "Name": f"s{i}"},
+                       {"Id": op, "Type": "STEP", "Action": "SUCCEED", "Payload": "1"}]
+            t = time.perf_counter()
+            out = lam.checkpoint_durable_execution(DurableExecutionArn=inv.arn, CheckpointToken=token, Updates=updates)
+            if i >= 20:
+                samples.append((time.perf_counter() - t) * 1000)
+            token = out["CheckpointToken"]
+        samples.sort()
+        return {"p50_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1],
+                "mean_ms": statistics.fmean(samples)}
+    finally:
+        server.shutdown()
+        server.server_close()
+        ds.close()
+        if name:
+            _drop(name)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="latency,w1,w4,engines")
+    ap.add_argument("--db", default="sqlite,postgresql")
+    ap.add_argument("--concurrency", type=int, default=16, help="runtime processes per function (W4)")
+    args = ap.parse_args()
+    only = set(args.only.split(","))
+    dbs = args.db.split(",")
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"durascope-workers-bench-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    results: dict[str, object] = {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    for db in dbs:
+        if "latency" in only:
+            results[f"latency/{db}"] = bench_latency(db, tmp)
+            print(f"checkpoint over HTTP ({db}): {json.dumps(results[f'latency/{db}'])}", flush=True)
+        if "w1" in only:
+            results[f"w1/{db}"] = bench_w1(db, tmp)
+            print(f"W1 through workers ({db}): {json.dumps(results[f'w1/{db}'])}", flush=True)
+        if "w4" in only:
+            results[f"w4/{db}"] = bench_w4(db, tmp, args.concurrency)
+            print(f"W4 through workers ({db}, {args.concurrency} runtimes): {json.dumps(results[f'w4/{db}'])}  "
+                  f"goal >= 150/s: {'PASS' if results[f'w4/{db}']['executions_per_s'] >= 150 else 'MISS'}", flush=True)
+    if "engines" in only and "postgresql" in dbs:
+        one = bench_engines(1, tmp, args.concurrency // 2 or 1)
+        two = bench_engines(2, tmp, args.concurrency // 2 or 1)
+        factor = two["executions_per_s"] / one["executions_per_s"]
+        results["engines"] = {"one": one, "two": two, "scaling": factor}
+        print(f"W4 (200) one engine: {one['executions_per_s']:.1f}/s, two engines: {two['executions_per_s']:.1f}/s, "
+              f"scaling {factor:.2f}x (goal >= 1.6x where the cores allow it; {os.cpu_count()} cores shared by "
+              f"both engines, their workers and PostgreSQL)", flush=True)
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
