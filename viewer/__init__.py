@@ -48,10 +48,14 @@ def create_app(settings: Settings | None = None, durascope: Durascope | None = N
     app.extensions["durascope_owned"] = owned
     app.register_blueprint(lambda_api.bp)
     app.register_blueprint(runtime_api.bp)
+    from viewer import login
+
+    login.register_template_helpers(app)
     if settings.access_keys:
         from viewer import auth
 
         auth.install(app, settings.access_keys)
+        login.install(app, settings.access_keys)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:
