@@ -284,3 +284,177 @@ def list_executions(db: Database, function_name: str, function_arn: Callable[[st
         items.append(item)
     next_marker = _list_marker(rows[-1].start_ms, rows[-1].execution_id, fingerprint) if more and rows else None
     return ExecutionListPage(items, next_marker)
+
+
+# --- viewer read side (all functions, keyset pages, per-execution detail) ------------------
+#
+# The viewer's execution list spans every function and sorts by start, end or duration, so
+# it cannot reuse ``list_executions`` (one function, start order). Keyset pagination only:
+# the cursor holds the last row's sort key and id, never an offset, so page N costs the same
+# as page 1 on a large store.
+
+VIEW_SORTS = ("start", "end", "duration")
+# Running executions have no end and no duration yet; they sort as "later/longer than
+# anything finished" so the key is total and the keyset stays exact.
+_OPEN_END = 2**62
+
+
+def _view_sort_key(sort: str) -> Any:
+    from sqlalchemy import func
+
+    if sort == "end":
+        return func.coalesce(Execution.end_ms, _OPEN_END)
+    if sort == "duration":
+        return func.coalesce(Execution.end_ms - Execution.start_ms, _OPEN_END)
+    return Execution.start_ms
+
+
+def _like_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+@dataclass(frozen=True)
+class ExecutionQuery:
+    """Filters of the viewer's execution list (all optional; instants inclusive, epoch ms)."""
+
+    functions: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    text: str | None = None
+    started_from_ms: int | None = None
+    started_to_ms: int | None = None
+    error_type: str | None = None
+
+
+def _apply_execution_query(q: Any, f: ExecutionQuery, with_status: bool = True) -> Any:
+    if f.functions:
+        q = q.where(Execution.function_name.in_(f.functions))
+    if with_status and f.statuses:
+        q = q.where(Execution.status.in_(f.statuses))
+    if f.text:
+        pattern = f"%{_like_escape(f.text)}%"
+        q = q.where(Execution.name.like(pattern, escape="\\") | Execution.arn.like(pattern, escape="\\"))
+    if f.started_from_ms is not None:
+        q = q.where(Execution.start_ms >= f.started_from_ms)
+    if f.started_to_ms is not None:
+        q = q.where(Execution.start_ms <= f.started_to_ms)
+    if f.error_type:
+        q = q.where(Execution.error_type.like(f"%{_like_escape(f.error_type)}%", escape="\\"))
+    return q
+
+
+def browse_executions(db: Database, f: ExecutionQuery, sort: str = "start", descending: bool = True,
+                      after: tuple[int, str] | None = None, limit: int = 50) -> tuple[list[Execution], bool]:
+    """One keyset page of executions across all functions: rows after ``after`` (the
+    (sort key, execution_id) of the previous page's last row) and whether more follow."""
+    if sort not in VIEW_SORTS:
+        raise InvalidParameterValueException(f"sort must be one of {', '.join(VIEW_SORTS)}")
+    key = _view_sort_key(sort)
+    q = _apply_execution_query(select(Execution), f)
+    if after is not None:
+        k, i = after
+        if descending:
+            q = q.where((key < k) | ((key == k) & (Execution.execution_id < i)))
+        else:
+            q = q.where((key > k) | ((key == k) & (Execution.execution_id > i)))
+    order = (key.desc(), Execution.execution_id.desc()) if descending else (key, Execution.execution_id)
+    with db.read() as s:
+        rows = list(s.scalars(q.order_by(*order).limit(limit + 1)).all())
+        for r in rows:
+            s.expunge(r)
+    return rows[:limit], len(rows) > limit
+
+
+def execution_sort_value(row: Execution, sort: str) -> int:
+    if sort == "end":
+        return row.end_ms if row.end_ms is not None else _OPEN_END
+    if sort == "duration":
+        return row.end_ms - row.start_ms if row.end_ms is not None else _OPEN_END
+    return row.start_ms
+
+
+def execution_status_counts(db: Database, f: ExecutionQuery) -> dict[str, int]:
+    """Count per status under every filter except the status one (so the chips show what
+    each status would give)."""
+    from sqlalchemy import func
+
+    q = _apply_execution_query(select(Execution.status, func.count()), f, with_status=False)
+    with db.read() as s:
+        return {status: n for status, n in s.execute(q.group_by(Execution.status)).all()}
+
+
+def execution_facets(db: Database) -> tuple[list[str], list[str]]:
+    """Known function names and error types, for the filter drop-downs."""
+    from recorder.store.models import Function
+
+    with db.read() as s:
+        functions = sorted(set(s.scalars(select(Function.name)).all())
+                           | set(s.scalars(select(Execution.function_name).distinct()).all()))
+        errors = sorted(e for e in s.scalars(select(Execution.error_type).distinct()).all() if e)
+    return functions, errors[:200]
+
+
+@dataclass(frozen=True)
+class ExecutionDetail:
+    """Everything the viewer's execution page reads, in one read transaction."""
+
+    execution: Execution
+    function_arn_version: str
+    operations: list[Any]
+    callbacks: list[Any]
+    timers: list[Any]
+    events: list[dict[str, Any]]
+
+
+def execution_detail(db: Database, arn: str, ts: Callable[[int], Any] = lambda ms: ms) -> ExecutionDetail:
+    """The execution row, its operations, callbacks, timers and full history (instants in
+    epoch ms by default). One transaction, so the parts agree with each other."""
+    from recorder.store.models import Callback, Operation, Timer
+
+    with db.read() as s:
+        e = find_execution(s, arn)
+        ops = list(s.scalars(select(Operation).where(Operation.execution_id == e.execution_id)
+                             .order_by(Operation.seq)).all())
+        cbs = list(s.scalars(select(Callback).where(Callback.execution_id == e.execution_id)).all())
+        timers = list(s.scalars(select(Timer).where(Timer.execution_id == e.execution_id)).all())
+        rows = s.scalars(select(Event).where(Event.execution_id == e.execution_id, Event.event_id.is_not(None))
+                         .order_by(Event.event_id)).all()
+        events = [render_event(r, ts) for r in rows]
+        for obj in [e, *ops, *cbs, *timers]:
+            s.expunge(obj)
+    return ExecutionDetail(e, e.function_version, ops, cbs, timers, events)
+
+
+def history_window(db: Database, arn: str, types: tuple[str, ...] = (), op_id: str | None = None,
+                   text: str | None = None, from_event_id: int = 1, limit: int = 200,
+                   ts: Callable[[int], Any] = lambda ms: ms) -> tuple[list[dict[str, Any]], int, bool]:
+    """A filtered window of one execution's history, from ``from_event_id`` on (keyset on
+    EventId): (events, number of matching events in the whole history, more follow)."""
+    from sqlalchemy import func
+
+    with db.read() as s:
+        e = find_execution(s, arn)
+        q = select(Event).where(Event.execution_id == e.execution_id, Event.event_id.is_not(None))
+        if types:
+            q = q.where(Event.event_type.in_(types))
+        if op_id:
+            q = q.where(Event.op_id == op_id)
+        if text:
+            q = q.where(Event.body.like(f"%{_like_escape(text)}%", escape="\\"))
+        total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
+        rows = s.scalars(q.where(Event.event_id >= from_event_id).order_by(Event.event_id).limit(limit + 1)).all()
+        events = [render_event(r, ts) for r in rows[:limit]]
+    return events, total, len(rows) > limit
+
+
+def history_event_types(db: Database, arn: str) -> list[str]:
+    with db.read() as s:
+        e = find_execution(s, arn)
+        return sorted(s.scalars(select(Event.event_type).where(
+            Event.execution_id == e.execution_id, Event.event_id.is_not(None)).distinct()).all())
+
+
+def execution_by_id(db: Database, execution_id: str) -> str | None:
+    """The ARN of an execution id (chained invokes name their target by id), if stored."""
+    with db.read() as s:
+        e = s.get(Execution, execution_id)
+        return e.arn if e is not None else None

@@ -28,7 +28,7 @@ def create_app(settings: Settings | None = None, durascope: Durascope | None = N
     engine (API only; another process runs invocations and timers); ``run_server``
     passes one that runs the engine. Whoever passes a Durascope closes it; one opened
     here is marked ``app.extensions["durascope_owned"] = True`` for the app's owner to close."""
-    from viewer import lambda_api, runtime_api
+    from viewer import lambda_api, pages, runtime_api
 
     settings = settings or (durascope.settings if durascope is not None else Settings.from_env())
     owned = durascope is None
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None, durascope: Durascope | None = N
     app.extensions["durascope_owned"] = owned
     app.register_blueprint(lambda_api.bp)
     app.register_blueprint(runtime_api.bp)
+    app.register_blueprint(pages.bp)
     from viewer import login
 
     login.register_template_helpers(app)

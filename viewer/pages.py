@@ -1,0 +1,236 @@
+"""The HTML viewer: execution list, execution page (Gantt, operations, waiting-on,
+actions), event table, logs.
+
+Views only gather a view model (``viewer.view_models``) and render it; everything the
+templates show is prepared there, and ``/api/v1`` (``viewer.api_v1``, nested here so the
+app registers one blueprint) serves the same models as JSON.
+
+Errors: bad input is a readable HTML 400 page, an unknown execution a 404 page. Paths
+that are not the viewer's (the Lambda REST API, anything else) keep the AWS error shape
+of ``viewer.lambda_api`` — see ``_not_found``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from typing import Any
+from urllib.parse import quote
+
+import plotly
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    send_file,
+)
+from werkzeug.exceptions import HTTPException
+
+from recorder.api import Durascope
+from recorder.errors import ServiceError
+from recorder.queries import iter_history
+from viewer import api_v1, lambda_api
+from viewer.gantt import build_gantt
+from viewer.view_models import (
+    EventFilters,
+    ListFilters,
+    ViewError,
+    build_event_page,
+    build_execution,
+    build_execution_list,
+    build_logs,
+    full_payload,
+    validate_callback_payload,
+)
+
+bp = Blueprint("pages", __name__, template_folder="templates")
+bp.register_blueprint(api_v1.bp)
+
+VIEWER_PREFIXES = ("/executions/", "/api/v1/", "/assets/")
+# Notices after a successful action: fixed texts chosen by key, so nothing from the
+# query string is ever echoed into the page.
+NOTICES = {
+    "stopped": "Stop requested: the execution is stopping.",
+    "callback-success": "Callback success sent.",
+    "callback-failure": "Callback failure sent.",
+    "callback-heartbeat": "Heartbeat sent.",
+}
+PLOTLY_JS = os.path.join(os.path.dirname(plotly.__file__), "package_data", "plotly.min.js")
+
+
+def _ds() -> Durascope:
+    return current_app.extensions["durascope"]
+
+
+# --- template helpers -------------------------------------------------------------------------
+
+
+@bp.app_template_filter("instant")
+def _instant(ms: int | None) -> str:
+    if ms is None:
+        return "—"
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+@bp.app_template_filter("duration")
+def _duration(ms: int | None) -> str:
+    if ms is None:
+        return "—"
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.2f} s"
+    if ms < 3_600_000:
+        return f"{ms // 60_000} min {ms % 60_000 // 1000} s"
+    if ms < 86_400_000:
+        return f"{ms // 3_600_000} h {ms % 3_600_000 // 60_000} min"
+    return f"{ms // 86_400_000} d {ms % 86_400_000 // 3_600_000} h"
+
+
+@bp.app_template_global("execution_url")
+def execution_url(arn: str, page: str = "", **args: Any) -> str:
+    """Link to an execution page. ARNs hold '/' and '$'; quote the rest of them."""
+    return _with_args(f"/executions/{quote(arn, safe='/:')}" + (f"/{page}" if page else ""), args)
+
+
+def _with_args(path: str, args: dict[str, Any]) -> str:
+    from urllib.parse import urlencode
+
+    return path + ("?" + urlencode(args, doseq=True) if args else "")
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def _viewer_path(path: str) -> bool:
+    return path == "/" or path.startswith(VIEWER_PREFIXES)
+
+
+def error_page(status: int, message: str) -> tuple[str, int]:
+    return render_template("error.html", status=status, message=message), status
+
+
+@bp.errorhandler(ViewError)
+def _view_error(exc: ViewError) -> Any:
+    return error_page(exc.status, exc.message)
+
+
+@bp.errorhandler(ServiceError)
+def _service_error(exc: ServiceError) -> Any:
+    return error_page(min(500, exc.status), exc.message)
+
+
+@bp.app_errorhandler(404)
+@bp.app_errorhandler(405)
+def _not_found(exc: HTTPException) -> Any:
+    # Registered app-wide because routing errors belong to no blueprint. Only the viewer's
+    # own paths get the HTML page (or JSON under /api/v1); the rest keeps the AWS shape.
+    if request.path.startswith("/api/v1/"):
+        return api_v1.error_json(exc.code or 404, exc.description or exc.name)
+    if _viewer_path(request.path):
+        return error_page(exc.code or 404, "There is no page here." if exc.code == 404 else
+                          f"{request.method} is not allowed here.")
+    return lambda_api.http_exception_response(exc)
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def executions() -> Any:
+    view = build_execution_list(_ds(), ListFilters.from_args(request.args))
+    return render_template("list.html", v=view)
+
+
+@bp.get("/executions/<path:arn>")
+def execution(arn: str, form_error: dict[str, str] | None = None, status: int = 200) -> Any:
+    view = build_execution(_ds(), arn)
+    chart = build_gantt(view)
+    notice = NOTICES.get(request.args.get("notice", ""))
+    return render_template("execution.html", v=view, chart=chart, notice=notice,
+                           form_error=form_error or {}), status
+
+
+@bp.get("/executions/<path:arn>/history.json")
+def history_json(arn: str) -> Response:
+    # All pages joined, in the GetDurableExecutionHistory event shape (epoch seconds).
+    events = list(iter_history(_ds().db, arn, True))
+    body = json.dumps({"Events": events}, indent=1)
+    name = arn.rsplit("/", 1)[-1]
+    return Response(body, mimetype="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="history-{name}.json"'})
+
+
+@bp.get("/executions/<path:arn>/payload")
+def payload(arn: str) -> Response:
+    text = full_payload(_ds(), arn, request.args.get("kind", ""), request.args.get("op"))
+    return Response(text, mimetype="text/plain",
+                    headers={"Content-Disposition": 'attachment; filename="payload.json"',
+                             "X-Content-Type-Options": "nosniff"})
+
+
+@bp.get("/executions/<path:arn>/events")
+def events(arn: str) -> Any:
+    view = build_event_page(_ds(), arn, EventFilters.from_args(request.args))
+    return render_template("events.html", v=view, ex=build_execution_header(arn))
+
+
+@bp.get("/executions/<path:arn>/logs")
+def logs(arn: str) -> Any:
+    view = build_logs(_ds(), arn, request.args)
+    return render_template("logs.html", v=view, ex=build_execution_header(arn))
+
+
+def build_execution_header(arn: str) -> Any:
+    return _ds().describe(arn)
+
+
+# --- actions ----------------------------------------------------------------------------------
+
+
+@bp.post("/executions/<path:arn>/stop")
+def stop(arn: str) -> Any:
+    try:
+        _ds().stop(arn)
+    except ServiceError as exc:
+        return execution(arn, {"stop": exc.message}, 400)
+    return redirect(execution_url(arn, notice="stopped"), 303)
+
+
+@bp.post("/executions/<path:arn>/callback")
+def callback(arn: str) -> Any:
+    ds = _ds()
+    callback_id = request.form.get("callback_id", "")
+    action = request.form.get("action", "")
+    try:
+        if action not in ("success", "failure", "heartbeat"):
+            raise ViewError("Choose success, failure or heartbeat")
+        if action == "success":
+            body = validate_callback_payload(request.form.get("payload", ""))
+            ds.callback_success(callback_id, body or None)
+        elif action == "failure":
+            error: dict[str, Any] = {}
+            if request.form.get("error_type", "").strip():
+                error["ErrorType"] = request.form["error_type"].strip()
+            if request.form.get("error_message", "").strip():
+                error["ErrorMessage"] = request.form["error_message"].strip()
+            data = validate_callback_payload(request.form.get("payload", ""))
+            if data:
+                error["ErrorData"] = data
+            ds.callback_failure(callback_id, error)
+        else:
+            ds.callback_heartbeat(callback_id)
+    except (ViewError, ServiceError) as exc:
+        # Shown next to the form it came from, with the page around it.
+        return execution(arn, {callback_id: exc.message}, 400)
+    return redirect(execution_url(arn, notice=f"callback-{action}") + "#waiting", 303)
+
+
+@bp.get("/assets/plotly.min.js")
+def plotly_js() -> Response:
+    # Served from the installed plotly package: the viewer never loads code from a CDN.
+    return send_file(PLOTLY_JS, mimetype="text/javascript", max_age=86400)
