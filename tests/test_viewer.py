@@ -343,3 +343,37 @@ def test_user_markup_is_always_escaped(ds: Durascope, client) -> None:
     assert "<script>alert" not in body
     # The JSON twin returns the data as data.
     assert client.get(api(arn)).get_json()["error"]["message"] == XSS
+
+
+def test_download_all_matching_executions_as_a_zip(database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The list's "Download all" link exports exactly the filtered executions (issue: export buttons)."""
+    import io
+    import json as _json
+    import zipfile
+
+    from recorder.api import Durascope
+    from tests.conftest import register
+    from viewer import create_app
+
+    ds = Durascope.open(database_url)
+    try:
+        register(ds, "add-one", "th_basic:add_one")
+        register(ds, "doomed", "th_basic:always_fails")
+        ok = [ds.start("add-one", "{}") for _ in range(3)]
+        bad = ds.start("doomed", "{}")
+        for arn in [*ok, bad]:
+            ds.wait(arn, 60)
+        app = create_app(durascope=ds)
+        with app.test_client() as c:
+            page = c.get("/?status=SUCCEEDED").get_data(as_text=True)
+            assert "Download all 3" in page
+            r = c.get("/export.zip?status=SUCCEEDED")
+            assert r.status_code == 200 and r.mimetype == "application/zip"
+            with zipfile.ZipFile(io.BytesIO(r.get_data())) as zf:
+                manifest = _json.loads(zf.read("manifest.json"))
+                assert sorted(m["DurableExecutionArn"] for m in manifest["Executions"]) == sorted(ok)
+                doc = _json.loads(zf.read(manifest["Executions"][0]["File"]))
+                assert doc["Events"] == ds.history(doc["DurableExecutionArn"])
+            assert c.get("/export.zip?status=NOPE").status_code == 400
+    finally:
+        ds.close()

@@ -43,6 +43,7 @@ from viewer.view_models import (
     build_execution,
     build_execution_list,
     build_logs,
+    filtered_arns,
     full_payload,
     validate_callback_payload,
 )
@@ -144,6 +145,31 @@ def _not_found(exc: HTTPException) -> Any:
 def executions() -> Any:
     view = build_execution_list(_ds(), ListFilters.from_args(request.args))
     return render_template("list.html", v=view)
+
+
+@bp.get("/export.zip")
+def export_zip() -> Response:
+    """Every execution the list's filters match, as a zip of AWS history JSON files."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from flask import send_file
+
+    from recorder import transfer
+
+    filters = ListFilters.from_args(request.args)
+    fd, name = tempfile.mkstemp(prefix="durascope-export-", suffix=".zip")
+    os.close(fd)
+    try:
+        transfer.export_bulk(_ds().db, filtered_arns(_ds(), filters), Path(name), "zip")
+        resp = send_file(name, mimetype="application/zip", as_attachment=True,
+                         download_name="durascope-executions.zip")
+    except BaseException:
+        os.unlink(name)
+        raise
+    resp.call_on_close(lambda: os.unlink(name))
+    return resp
 
 
 @bp.get("/executions/<path:arn>")

@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -273,6 +274,20 @@ def build_execution_list(ds: Durascope, f: ListFilters) -> ExecutionList:
     ordered = tuple((s, counts.get(s, 0)) for s in STATUS_ORDER if counts.get(s) or s in f.statuses)
     total = sum(n for s, n in counts.items() if not f.statuses or s in f.statuses)
     return ExecutionList(f, items, cursor, ordered, total, tuple(functions), tuple(errors))
+
+
+def filtered_arns(ds: Durascope, f: ListFilters, page: int = 500) -> Iterator[str]:
+    """Every ARN the list's filters match, in the list's order, read page by page (keyset),
+    for bulk export: memory holds one page of ARNs, never the histories."""
+    query = f.query()
+    after = None
+    while True:
+        rows, more = browse_executions(ds.db, query, f.sort, f.order == "desc", after, page)
+        for r in rows:
+            yield r.arn
+        if not more or not rows:
+            return
+        after = (execution_sort_value(rows[-1], f.sort), rows[-1].execution_id)
 
 
 # --- one execution --------------------------------------------------------------------------
