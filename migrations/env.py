@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import create_engine, pool
 
 from recorder.store.models import Base
+import recorder.followers.models  # noqa: F401  (followers' tables, revision 0002)
 
 config = context.config
 target_metadata = Base.metadata

@@ -478,5 +478,144 @@ def demo(ctx: click.Context, host: str, port: int, executions: int, seed: int, n
         if not outcome.ok:
             raise click.ClickException("the demo batch did not end as planned")
 
+
+# --- webhooks -----------------------------------------------------------------------------------
+
+
+@main.group()
+def webhooks() -> None:
+    """Signed webhooks for execution status changes (Standard Webhooks)."""
+
+
+def _webhook_db(ctx: click.Context) -> Any:
+    from recorder.store.db import Database
+
+    settings = _settings(ctx)
+    database = Database(settings.database_url)
+    database.check_schema(settings.auto_upgrade)
+    return database
+
+
+@webhooks.command("add")
+@click.argument("url")
+@click.option("--status", "statuses", multiple=True,
+              type=click.Choice(["RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"], case_sensitive=False),
+              help="Only these statuses (repeatable; default: all five).")
+@click.option("--function", "function", default=None, help="Function name, name prefix or function-ARN prefix.")
+@click.option("--name-prefix", default=None, help="Only executions whose name starts with this.")
+@click.option("--on-change-only", is_flag=True,
+              help="Only when a terminal status differs from the function's previous terminal status.")
+@click.option("--max-failures", type=click.IntRange(1, 10_000), default=None,
+              help="Consecutive failed attempts before the subscription is disabled (default 20).")
+@click.option("--description", default=None)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def webhooks_add(ctx: click.Context, url: str, statuses: tuple[str, ...], function: str | None,
+                 name_prefix: str | None, on_change_only: bool, max_failures: int | None, description: str | None,
+                 as_json: bool) -> None:
+    """Subscribe URL to status changes; prints the signing secret (shown only once)."""
+    from recorder.followers import webhooks as wh
+
+    with _friendly_errors():
+        spec = wh.validate_spec(url, [s.upper() for s in statuses] or None, function, name_prefix, on_change_only,
+                                max_failures, description)
+        database = _webhook_db(ctx)
+        try:
+            sub = wh.create_subscription(database, spec)
+        finally:
+            database.dispose()
+    if as_json:
+        click.echo(json.dumps(sub, indent=2))
+        return
+    click.echo(f"webhook {sub['id']} -> {sub['url']}")
+    click.echo(f"secret {sub['secret']}  (shown only now; verify with standardwebhooks.Webhook(secret))")
+
+
+@webhooks.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def webhooks_list(ctx: click.Context, as_json: bool) -> None:
+    """List webhook subscriptions."""
+    from recorder.followers import webhooks as wh
+
+    with _friendly_errors():
+        database = _webhook_db(ctx)
+        try:
+            subs = wh.list_subscriptions(database)
+        finally:
+            database.dispose()
+    if as_json:
+        click.echo(json.dumps(subs, indent=2))
+        return
+    if not subs:
+        click.echo("no webhook subscriptions; add one with `durascope webhooks add URL`")
+        return
+    for w in subs:
+        state = "enabled" if w["enabled"] else f"disabled ({w['disabledReason']})"
+        filters = ",".join(w["statuses"] or ["*"])
+        if w["function"]:
+            filters += f" function={w['function']}"
+        if w["namePrefix"]:
+            filters += f" name={w['namePrefix']}*"
+        if w["onChangeOnly"]:
+            filters += " on-change-only"
+        click.echo(f"{w['id']}  {state:<9}  {w['deliveries']['succeeded']:>6} ok {w['deliveries']['pending']:>5} "
+                   f"pending  {w['url']}  [{filters}]")
+
+
+def _webhook_set(ctx: click.Context, sub_id: str, op: str) -> None:
+    from recorder.followers import webhooks as wh
+
+    with _friendly_errors():
+        database = _webhook_db(ctx)
+        try:
+            if op == "remove":
+                wh.delete_subscription(database, sub_id)
+            else:
+                wh.set_enabled(database, sub_id, op == "enable")
+        finally:
+            database.dispose()
+    click.echo(f"webhook {sub_id} {op}d" if op != "remove" else f"webhook {sub_id} removed")
+
+
+@webhooks.command("disable")
+@click.argument("subscription_id")
+@click.pass_context
+def webhooks_disable(ctx: click.Context, subscription_id: str) -> None:
+    """Stop delivering to a subscription (it keeps its position; enable resumes)."""
+    _webhook_set(ctx, subscription_id, "disable")
+
+
+@webhooks.command("enable")
+@click.argument("subscription_id")
+@click.pass_context
+def webhooks_enable(ctx: click.Context, subscription_id: str) -> None:
+    """Resume a disabled subscription where it stopped."""
+    _webhook_set(ctx, subscription_id, "enable")
+
+
+@webhooks.command("remove")
+@click.argument("subscription_id")
+@click.pass_context
+def webhooks_remove(ctx: click.Context, subscription_id: str) -> None:
+    """Delete a subscription and its delivery log."""
+    _webhook_set(ctx, subscription_id, "remove")
+
+
+@webhooks.command("dispatch")
+@click.pass_context
+def webhooks_dispatch(ctx: click.Context) -> None:
+    """Run the webhook dispatcher in the foreground (`durascope serve` runs one too)."""
+    from recorder.followers.dispatcher import run_dispatcher
+
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    signal.signal(signal.SIGINT, lambda *_: stopped.set())
+    with _friendly_errors():
+        click.echo(f"webhook dispatcher running on {_settings(ctx).database_url}", err=True)
+        sys.stderr.flush()
+        run_dispatcher(_settings(ctx).database_url, stopped)
+
+
 if __name__ == "__main__":
     main()

@@ -48,6 +48,8 @@ def create_app(settings: Settings | None = None, durascope: Durascope | None = N
     app.extensions["durascope_owned"] = owned
     app.register_blueprint(lambda_api.bp)
     app.register_blueprint(runtime_api.bp)
+    from viewer import feed  # status-change feed and webhooks admin
+    app.register_blueprint(feed.bp)
     app.register_blueprint(pages.bp)
     from viewer import login
 

@@ -60,6 +60,10 @@ def run_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, ru
                invoker: str = "in-process", durascope: Durascope | None = None) -> None:
     """Serve until SIGINT/SIGTERM, then stop accepting, stop the engine and close the store."""
     server, ds = build_server(settings, host, port, run_engine, durascope=durascope, invoker=invoker)
+    from recorder.followers.dispatcher import Dispatcher  # webhook deliveries run beside the engine
+    dispatcher = Dispatcher(ds.db, settings) if run_engine else None
+    if dispatcher is not None:
+        dispatcher.start()
     stopping = threading.Event()
 
     def _stop(*_: Any) -> None:
@@ -82,5 +86,7 @@ def run_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, ru
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         server.server_close()
+        if dispatcher is not None:
+            dispatcher.stop()
         if durascope is None:
             ds.close()
