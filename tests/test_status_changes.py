@@ -7,7 +7,7 @@ import re
 import uuid
 
 
-from conftest import register
+from tests.conftest import register
 from recorder.api import Durascope
 from viewer import create_app
 

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 from standardwebhooks import Webhook
 
-from conftest import register
+from tests.conftest import register
 from recorder.api import Durascope
 from recorder.cli import main as cli
 from recorder.followers.dispatcher import Dispatcher, backoff_ms
