@@ -141,18 +141,22 @@ class ExportFilter:
     since_ms: int | None = None
 
 
+def _filtered(q: Any, flt: ExportFilter) -> Any:
+    if flt.function:
+        q = q.where(Execution.function_name == flt.function)
+    if flt.status:
+        q = q.where(Execution.status == flt.status)
+    if flt.since_ms is not None:
+        q = q.where(Execution.start_ms >= flt.since_ms)
+    return q
+
+
 def matching_arns(db: Database, flt: ExportFilter) -> Iterator[str]:
     """ARNs matching the filter, oldest first, read in pages (keyset on start, id)."""
     last: tuple[int, str] | None = None
     while True:
         with db.read() as s:
-            q = select(Execution.arn, Execution.start_ms, Execution.execution_id)
-            if flt.function:
-                q = q.where(Execution.function_name == flt.function)
-            if flt.status:
-                q = q.where(Execution.status == flt.status)
-            if flt.since_ms is not None:
-                q = q.where(Execution.start_ms >= flt.since_ms)
+            q = _filtered(select(Execution.arn, Execution.start_ms, Execution.execution_id), flt)
             if last is not None:
                 q = q.where((Execution.start_ms > last[0])
                             | ((Execution.start_ms == last[0]) & (Execution.execution_id > last[1])))
@@ -168,14 +172,7 @@ def count_matching(db: Database, flt: ExportFilter) -> int:
     from sqlalchemy import func
 
     with db.read() as s:
-        q = select(func.count()).select_from(Execution)
-        if flt.function:
-            q = q.where(Execution.function_name == flt.function)
-        if flt.status:
-            q = q.where(Execution.status == flt.status)
-        if flt.since_ms is not None:
-            q = q.where(Execution.start_ms >= flt.since_ms)
-        return int(s.scalar(q) or 0)
+        return int(s.scalar(_filtered(select(func.count()).select_from(Execution), flt)) or 0)
 
 
 def export_bulk(db: Database, arns: Iterable[str], path: Path, fmt: str,

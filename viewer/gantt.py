@@ -23,7 +23,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from viewer.view_models import ExecutionView, OperationView
+from viewer.view_models import ExecutionView, OperationView, format_duration
 
 MAX_OP_LANES = 60
 MAX_INVOCATION_LANES = 12
@@ -62,15 +62,7 @@ def _esc(text: Any) -> str:
 
 
 def _dur(ms: int | None) -> str:
-    if ms is None:
-        return "—"
-    if ms < 1000:
-        return f"{ms} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.2f} s"
-    if ms < 3_600_000:
-        return f"{ms // 60_000} min {ms % 60_000 // 1000} s"
-    return f"{ms // 3_600_000} h {ms % 3_600_000 // 60_000} min"
+    return format_duration(ms)
 
 
 class _Bars:

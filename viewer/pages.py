@@ -44,6 +44,7 @@ from viewer.view_models import (
     build_execution_list,
     build_logs,
     filtered_arns,
+    format_duration,
     full_payload,
     validate_callback_payload,
 )
@@ -79,17 +80,7 @@ def _instant(ms: int | None) -> str:
 
 @bp.app_template_filter("duration")
 def _duration(ms: int | None) -> str:
-    if ms is None:
-        return "—"
-    if ms < 1000:
-        return f"{ms} ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.2f} s"
-    if ms < 3_600_000:
-        return f"{ms // 60_000} min {ms % 60_000 // 1000} s"
-    if ms < 86_400_000:
-        return f"{ms // 3_600_000} h {ms % 3_600_000 // 60_000} min"
-    return f"{ms // 86_400_000} d {ms % 86_400_000 // 3_600_000} h"
+    return format_duration(ms)
 
 
 @bp.app_template_global("execution_url")

@@ -61,6 +61,21 @@ def to_dict(obj: Any) -> Any:
     return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) else obj
 
 
+def format_duration(ms: int | None) -> str:
+    """A duration as people read it (the list, the execution page, the Gantt hover)."""
+    if ms is None:
+        return "—"
+    if ms < 1000:
+        return f"{ms} ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.2f} s"
+    if ms < 3_600_000:
+        return f"{ms // 60_000} min {ms % 60_000 // 1000} s"
+    if ms < 86_400_000:
+        return f"{ms // 3_600_000} h {ms % 3_600_000 // 60_000} min"
+    return f"{ms // 86_400_000} d {ms % 86_400_000 // 3_600_000} h"
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 

@@ -69,7 +69,7 @@ from recorder.store.events import (
 from recorder.store.log import append, purge_execution
 from recorder.store.models import Callback, EngineState, Execution, Function, LogLine
 from recorder.store.sql import Raw
-from recorder.store.workset import OP_COLS, TIMERS, ExecRow, OpRow, StateRow, Workset
+from recorder.store.workset import OP_COLS, ExecRow, OpRow, StateRow, Workset
 from recorder.store.projector import (
     CALLBACK_HEARTBEAT_TIMEOUT,
     CALLBACK_TIMEOUT,
@@ -1024,13 +1024,10 @@ class ControlPlane:
     # --- stop ------------------------------------------------------------------------------
 
     def stop_execution(self, arn: str, error: ErrorObject | None = None) -> int:
-        execution_id = ExecutionArn.parse(arn).execution_id
         tx = _Tx()
         with self.db.write() as conn:
             ws = Workset(conn)
-            execution, state, _ = self._lock(ws, execution_id)
-            if execution.arn != arn:
-                raise ResourceNotFoundException(f"Durable execution not found: {arn}")
+            execution, state = self._locked_by_arn(ws, arn)
             if execution.status not in OPEN_STATUSES:
                 return execution.end_ms or execution.last_ts_ms
             now = now_ms()
@@ -1061,8 +1058,7 @@ class ControlPlane:
     def pause_execution(self, arn: str, reason: str | None = None, timeout_paused: bool | None = None) -> None:
         """PauseDurableExecution. Choices (spec 10.13, unconfirmed): pausing a paused or
         pausing execution changes nothing; pausing a closed one is a ResourceConflictException."""
-        if reason is not None and (not isinstance(reason, str) or len(reason) > 1024):
-            raise InvalidParameterValueException("Reason must be a string of at most 1024 characters")
+        _check_reason(reason)
         tx = _Tx()
         with self.db.write() as conn:
             ws = Workset(conn)
@@ -1086,8 +1082,7 @@ class ControlPlane:
         """ResumeDurableExecution. Resuming a PAUSING execution cancels the pause (an
         engine record, since no ExecutionPaused was written); resuming a running one is a
         ResourceConflictException (unconfirmed)."""
-        if reason is not None and (not isinstance(reason, str) or len(reason) > 1024):
-            raise InvalidParameterValueException("Reason must be a string of at most 1024 characters")
+        _check_reason(reason)
         tx = _Tx()
         with self.db.write() as conn:
             ws = Workset(conn)
@@ -1146,6 +1141,11 @@ def _callback_outcome(op: OpRow, details: dict[str, Any]) -> NewEvent:
     if details["Success"]:
         return NewEvent("CallbackSucceeded", _identity(op), {"Result": details["Result"]})
     return NewEvent("CallbackFailed", _identity(op), {"Error": details["Error"]})
+
+
+def _check_reason(reason: Any) -> None:
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 1024):
+        raise InvalidParameterValueException("Reason must be a string of at most 1024 characters")
 
 
 def _chained_outcome(op: OpRow, child: ExecRow) -> NewEvent:
