@@ -198,3 +198,25 @@ def test_markup_in_user_data_never_runs(site, page) -> None:
     expect(page.locator(".error-box").first).to_contain_text("<script>alert('x')</script>")
     shot(page, "xss", full=True)
     assert page.dialogs == []
+
+
+def test_running_rows_update_live_without_a_reload(site, page) -> None:
+    from playwright.sync_api import expect
+
+    base, ds, _arns = site
+    arn = ds.start("approval", json.dumps({"timeout": 600}), name=f"live-{int(time.time() * 1000)}")
+    ds.wait_for(lambda: next((e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn)
+                              if e["EventType"] == "CallbackStarted"), None), 30)
+    callback_id = next(e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn)
+                       if e["EventType"] == "CallbackStarted")
+    page.goto(f"{base}/?function=approval")
+    row = page.locator(f'tr[data-arn="{arn}"]')
+    expect(row.locator(".badge")).to_have_text("RUNNING")
+    navigations = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    page.wait_for_timeout(500)  # let the page's EventSource connect before the change happens
+    ds.callback_success(callback_id, b'"live"')
+    expect(row.locator(".badge")).to_have_text("SUCCEEDED", timeout=20_000)
+    expect(row.locator("td.end")).not_to_have_text("—")
+    assert navigations == [], "the row must change without a reload"
+    shot(page, "list-live-update")
