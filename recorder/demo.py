@@ -381,7 +381,7 @@ def serve_demo(settings: Settings, host: str, port: int, executions: int, seed: 
         approver = Approver(ds, batch)
         approver.start()
         url = f"http://{host}:{server.server_port}"
-        echo(f"Durascope demo at {url} (Lambda API; engine running on {_safe_url(settings.database_url)})")
+        echo(f"Durascope demo at {url} (viewer and Lambda API; engine running on {_safe_url(settings.database_url)})")
         echo(batch.summary())
         echo(f"try: aws lambda list-durable-executions-by-function --function-name orders --endpoint-url {url}")
         sys.stdout.flush()
