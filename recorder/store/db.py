@@ -10,6 +10,7 @@ begins deferred transactions, so in WAL mode they never wait for a writer.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -71,7 +72,11 @@ class Database:
             self.read_engine = _sqlite_engine(url, immediate=False)
             self._write_mutex: threading.Lock | None = threading.Lock()
         elif self.dialect == "postgresql":
-            self.engine = create_engine(url, pool_size=40, max_overflow=40, pool_pre_ping=True)
+            # Connections are held only for a transaction, so a few serve many invocation
+            # threads; several engines (and their tools) must fit in max_connections (100 by
+            # default) together.
+            size = int(os.environ.get("DURASCOPE_PG_POOL_SIZE", "8"))
+            self.engine = create_engine(url, pool_size=size, max_overflow=size, pool_timeout=60, pool_pre_ping=True)
             self.read_engine = self.engine
             self._write_mutex = None
         else:
