@@ -1,0 +1,141 @@
+"""Viewer server time and bytes: execution pages of 100, 1,000 and 10,000 events, and the
+executions list at 100,000 executions, on SQLite and PostgreSQL.
+
+    python bench/viewer_bench.py [--db sqlite,postgresql] [--executions 100000]
+
+Histories are synthesized and loaded through the import path (the engine would take hours
+to produce 100,000 executions here); they are ordinary rows to the viewer. Server time is
+measured around the WSGI call (Flask's test client: no network), bytes are the HTML
+document; plotly.js (~4.7 MB, served from the installed package) is a separate, cacheable
+asset loaded once per browser and not counted. Goals (issue): the 10,000-event page under
+1 s and 2 MB, the list under 150 ms at 100,000 executions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from recorder.api import Durascope  # noqa: E402
+from recorder.transfer import import_histories, parse_history  # noqa: E402
+from viewer import create_app  # noqa: E402
+
+PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+T0 = 1_790_000_000.0
+
+
+def synthetic(function: str, n_events: int, t0: float) -> dict:
+    """A finished execution of ~n_events: steps (some retried) and an invocation every 50 steps."""
+    eid = str(uuid.uuid4())
+    arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function}:$LATEST/durable-execution/{eid}/{eid}"
+    events = [{"EventType": "ExecutionStarted", "EventId": 1, "Id": eid, "Name": eid, "EventTimestamp": t0,
+               "ExecutionStartedDetails": {"Input": {"Payload": '{"n": 1}', "Truncated": False}, "ExecutionTimeout": 3600}}]
+    t, step, inv_start = t0, 0, t0
+    while len(events) < n_events - 2:
+        op = f"{step:064x}"
+        t += 0.002
+        events.append({"EventType": "StepStarted", "SubType": "Step", "EventId": len(events) + 1, "Id": op,
+                       "Name": f"step-{step}", "EventTimestamp": t, "StepStartedDetails": {}})
+        t += 0.003
+        if step % 7 == 3:
+            events.append({"EventType": "StepFailed", "SubType": "Step", "EventId": len(events) + 1, "Id": op,
+                           "Name": f"step-{step}", "EventTimestamp": t, "StepFailedDetails": {
+                               "Error": {"Payload": {"ErrorType": "ValueError", "ErrorMessage": "flaky"}, "Truncated": False},
+                               "RetryDetails": {"CurrentAttempt": 1, "NextAttemptDelaySeconds": 1}}})
+            t += 1.0
+            events.append({"EventType": "StepStarted", "SubType": "Step", "EventId": len(events) + 1, "Id": op,
+                           "Name": f"step-{step}", "EventTimestamp": t, "StepStartedDetails": {}})
+        events.append({"EventType": "StepSucceeded", "SubType": "Step", "EventId": len(events) + 1, "Id": op,
+                       "Name": f"step-{step}", "EventTimestamp": t, "StepSucceededDetails": {
+                           "Result": {"Payload": str(step), "Truncated": False}, "RetryDetails": {"CurrentAttempt": 1}}})
+        step += 1
+        if step % 50 == 0:
+            events.append({"EventType": "InvocationCompleted", "EventId": len(events) + 1, "EventTimestamp": t,
+                           "InvocationCompletedDetails": {"StartTimestamp": inv_start, "EndTimestamp": t,
+                                                          "RequestId": str(uuid.uuid4())}})
+            t += 0.5
+            inv_start = t
+    events.append({"EventType": "InvocationCompleted", "EventId": len(events) + 1, "EventTimestamp": t,
+                   "InvocationCompletedDetails": {"StartTimestamp": inv_start, "EndTimestamp": t, "RequestId": "last"}})
+    events.append({"EventType": "ExecutionSucceeded", "EventId": len(events) + 1, "Id": eid, "Name": eid,
+                   "EventTimestamp": t, "ExecutionSucceededDetails": {"Result": {"Payload": str(step), "Truncated": False}}})
+    return {"DurableExecutionArn": arn, "Events": events}
+
+
+def timed(client, url: str, runs: int = 5) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
+    client.get(url)
+    samples, size, status = [], 0, 0
+    for _ in range(runs):
+        t = time.perf_counter()
+        r = client.get(url)
+        samples.append((time.perf_counter() - t) * 1000)
+        size, status = len(r.data), r.status_code
+    return statistics.median(samples), size, status
+
+
+def run(db: str, executions: int) -> None:
+    name = None
+    if db == "sqlite":
+        url = f"sqlite:////tmp/viewer-bench-{uuid.uuid4().hex[:6]}.db"
+    else:
+        name = f"vbench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+            c.execute(f'CREATE DATABASE "{name}"')
+        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    ds = Durascope.open(url, run_engine=False)
+    try:
+        big = {}
+        for n in (100, 1_000, 10_000):
+            doc = synthetic("pages", n, T0 + n)
+            import_histories(ds.db, [parse_history(doc, "bench")])
+            big[n] = doc["DurableExecutionArn"]
+        t = time.perf_counter()
+        batch = []
+        for i in range(executions):
+            batch.append(parse_history(synthetic(f"fn-{i % 20}", 4, T0 + 100_000 + i), "bench"))
+            if len(batch) == 2000:
+                import_histories(ds.db, batch)
+                batch = []
+        if batch:
+            import_histories(ds.db, batch)
+        load = time.perf_counter() - t
+        app = create_app(durascope=ds)
+        client = app.test_client()
+        print(f"\n{db}: loaded {executions} executions in {load:.0f} s")
+        print(f"{'page':<44} {'server ms (median of 5)':>24} {'bytes':>10}  goal")
+        for n, arn in big.items():
+            ms, size, status = timed(client, f"/executions/{quote(arn, safe='/:')}")
+            goal = f"{'PASS' if ms < 1000 and size < 2_000_000 else 'MISS'} (< 1 s, < 2 MB)" if n == 10_000 else ""
+            print(f"{'execution page, ' + format(n, ',') + ' events':<44} {ms:>24.1f} {size:>10,}  {goal} [{status}]")
+            ms, size, status = timed(client, f"/executions/{quote(arn, safe='/:')}/events")
+            print(f"{'  its event table (first window)':<44} {ms:>24.1f} {size:>10,}  [{status}]")
+        ms, size, status = timed(client, "/")
+        print(f"{'list, first page, ' + format(executions, ',') + ' executions':<44} {ms:>24.1f} {size:>10,}  "
+              f"{'PASS' if ms < 150 else 'MISS'} (< 150 ms) [{status}]")
+        ms, size, status = timed(client, "/?status=SUCCEEDED&function=fn-7&sort=duration")
+        print(f"{'list, filtered + sorted by duration':<44} {ms:>24.1f} {size:>10,}  [{status}]")
+    finally:
+        ds.close()
+        if name:
+            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--db", default="sqlite,postgresql")
+    ap.add_argument("--executions", type=int, default=100_000)
+    args = ap.parse_args()
+    for db in args.db.split(","):
+        run(db, args.executions)
