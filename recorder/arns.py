@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from recorder.errors import InvalidParameterValueException, ResourceNotFoundException
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-FUNCTION_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _EXEC_ARN_RE = re.compile(
     r"^arn:aws:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:(?P<function>[a-zA-Z0-9_-]{1,64})"
     r":(?P<version>\$LATEST(?:\.PUBLISHED)?|\d+)/durable-execution/(?P<name>[a-zA-Z0-9_-]{1,64})"

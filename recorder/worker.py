@@ -195,7 +195,6 @@ class RuntimeSlot:
         self._proc: subprocess.Popen[bytes] | None = None
         self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        self.restarts = 0
 
     @property
     def port(self) -> int:
@@ -295,7 +294,6 @@ class RuntimeSlot:
                     break
             if self._stopping.is_set():
                 return
-            self.restarts += 1
             with self._lock:
                 current, self._current = self._current, None
             if current is not None and reason is not None:

@@ -54,7 +54,6 @@ class Assignment:
 @dataclass
 class _Pending:
     inv: InvocationInput
-    enqueued: float = field(default_factory=time.monotonic)
     taken_at: float | None = None
     worker: str | None = None
     outcome: InvocationOutcome | None = None
@@ -170,7 +169,3 @@ class WorkerPool:
         with self._cond:
             pending = self._by_request.get(request_id)
             return pending.inv.execution_id if pending else None
-
-    def queued(self, function: str) -> int:
-        with self._cond:
-            return len(self._queues.get(function, ()))

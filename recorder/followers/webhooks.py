@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from recorder.arns import NAME_RE
 from recorder.errors import InvalidParameterValueException, ResourceNotFoundException
 from recorder.followers.models import (Follower, WebhookAttempt, WebhookDelivery, WebhookFunctionStatus,
                                        WebhookSubscription)
@@ -51,7 +52,6 @@ from recorder.store.db import Database
 
 _TRUE = ("1", "true", "yes", "on")
 _NAME_PREFIX_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_FUNCTION_NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _FUNCTION_ARN_PREFIX_RE = re.compile(r"^arn:aws:lambda:[a-z0-9-]*(:(\d{0,12}(:(function(:[a-zA-Z0-9_-]*(:[$.a-zA-Z0-9_-]*)?)?)?)?)?)?$")
 _METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata", "instance-data",
                              "instance-data.ec2.internal", "metadata.azure.com"})
@@ -203,7 +203,7 @@ def validate_spec(url: Any, statuses: Any = None, function: Any = None, name_pre
         raise InvalidParameterValueException(f"statuses: {exc}") from None
     if function is not None and function != "":
         if not isinstance(function, str) or len(function) > 256 or not (
-                _FUNCTION_NAME_RE.match(function) or _FUNCTION_ARN_PREFIX_RE.match(function)):
+                NAME_RE.match(function) or _FUNCTION_ARN_PREFIX_RE.match(function)):
             raise InvalidParameterValueException(
                 "function must be a function name (or name prefix) of [a-zA-Z0-9_-]{1,64} or a function ARN "
                 f"prefix such as arn:aws:lambda:us-east-1:123456789012:function:orders, got {str(function)[:100]!r}")

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
@@ -154,8 +154,3 @@ class Database:
             f"the database schema is at revision {current or 'none'}, this Durascope needs {head}: "
             f"run `durascope db upgrade` (DURASCOPE_DATABASE_URL={make_url(self.url).render_as_string(hide_password=True)})"
         )
-
-    def ping(self) -> None:
-        with self.read_engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-            conn.rollback()

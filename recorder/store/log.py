@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
-from sqlalchemy.orm import Session
 
 from recorder.store.events import NewEvent, StoredEvent
 from recorder.store.sql import Raw
@@ -103,13 +102,6 @@ def row_to_stored(row: Any) -> StoredEvent:
         body=json.loads(row.body),
         extra=json.loads(row.extra) if row.extra else None,
     )
-
-
-def read_execution_events(conn: Connection | Session, execution_id: str) -> list[StoredEvent]:
-    rows = conn.execute(
-        select(_EVENTS).where(_EVENTS.c.execution_id == execution_id).order_by(_EVENTS.c.position)
-    ).all()
-    return [row_to_stored(r) for r in rows]
 
 
 def purge_execution(conn: Connection, execution_id: str) -> int:

@@ -16,14 +16,13 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from recorder.store.models import Callback, EngineState, Execution, Operation, Timer
+from recorder.store.models import Callback, Execution, Operation, Timer
 from recorder.store.sql import Raw, placeholders
 
 EXECUTIONS = Execution.__table__
 OPERATIONS = Operation.__table__
 CALLBACKS = Callback.__table__
 TIMERS = Timer.__table__
-ENGINE_STATE = EngineState.__table__
 
 
 @dataclass(slots=True)
@@ -237,9 +236,6 @@ class Workset:
             self._cbs[callback_id] = CallbackRow(*row) if row else None
         return self._cbs[callback_id]
 
-    def adopt_ops(self, ops: list[OpRow]) -> None:
-        for op in ops:
-            self._ops[(op.execution_id, op.op_id)] = op
 
     # --- changes ----------------------------------------------------------------------
 
