@@ -20,7 +20,14 @@ from recorder.engine.control import ControlPlane, FunctionSpec, now_ms
 from recorder.engine.engine import Engine
 from recorder.engine.invoker import InProcessInvoker
 from recorder.engine.workers import WorkerPool
-from recorder.queries import TERMINAL, execution_description, find_execution, iter_history, pause_details
+from recorder.queries import (
+    TERMINAL,
+    execution_description,
+    execution_outcome,
+    find_execution,
+    iter_history,
+    pause_details,
+)
 from recorder.store.db import Database
 from recorder.wire import ErrorObject
 from recorder.worker import DirectBackend, FunctionConfig, WorkerHost
@@ -123,10 +130,9 @@ class Durascope:
         return self.control.start_execution(function, payload, name).arn
 
     def describe(self, arn: str) -> ExecutionSummary:
-        with self.db.read() as s:
-            e = find_execution(s, arn)
-            return ExecutionSummary(e.arn, e.name, e.function_name, e.status, e.result,
-                                    json.loads(e.error_json) if e.error_json else None, e.start_ms, e.end_ms)
+        arn, name, function, status, result, error_json, start_ms, end_ms = execution_outcome(self.db, arn)
+        return ExecutionSummary(arn, name, function, status, result, json.loads(error_json) if error_json else None,
+                                start_ms, end_ms)
 
     def get_execution(self, arn: str, include_data: bool = True) -> dict[str, Any]:
         with self.db.read() as s:

@@ -56,6 +56,20 @@ def find_execution(s: Session, arn: str) -> Execution:
     return execution
 
 
+_OUTCOME_SQL = ("SELECT arn, name, function_name, status, result, error_json, start_ms, end_ms "
+                "FROM executions WHERE execution_id = :eid")
+
+
+def execution_outcome(db: Database, arn: str) -> tuple[Any, ...]:
+    """(arn, name, function, status, result, error JSON, start, end) of one execution:
+    what ``Durascope.describe`` and every wait loop poll, on the driver connection."""
+    with db.read_raw() as raw:
+        row = raw.one(_OUTCOME_SQL, {"eid": ExecutionArn.parse(arn).execution_id})
+    if row is None or row[0] != arn:
+        raise ResourceNotFoundException(f"Durable execution not found: {arn}")
+    return tuple(row)
+
+
 def pause_details(s: Session, execution: Execution) -> dict[str, Any] | None:
     """The pause request of a PAUSING/PAUSED execution (kept on its EXECUTION op)."""
     if execution.status not in ("PAUSING", "PAUSED"):

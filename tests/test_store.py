@@ -74,6 +74,23 @@ def test_purge_removes_a_closed_execution_only(ds: Durascope) -> None:
         assert s.scalar(select(func.count()).select_from(Event).where(Event.execution_id == eid)) == 0
 
 
+def test_positions_are_never_reused_after_the_newest_execution_is_deleted(ds: Durascope) -> None:
+    """Followers resume after the highest position they saw: a purge of the newest rows
+    must not hand those positions out again (SQLite's rowid would, without AUTOINCREMENT)."""
+    register(ds, "add-one", "th_basic:add_one")
+    newest = ds.start("add-one", '{"a": 1}')
+    ds.wait(newest, 30)
+    with ds.db.read() as s:
+        seen = s.scalar(select(func.max(Event.position)))
+    ds.delete(newest)
+    after = ds.start("add-one", '{"a": 2}')
+    ds.wait(after, 30)
+    eid = after.rsplit("/", 1)[1]
+    with ds.db.read() as s:
+        first = s.scalar(select(func.min(Event.position)).where(Event.execution_id == eid))
+    assert first > seen
+
+
 def test_event_ids_are_gap_free_and_positions_increase(ds: Durascope) -> None:
     register(ds, "flaky", "th_basic:flaky")
     arns = [ds.start("flaky", f'{{"key": "gap-{i}-{time.time()}"}}') for i in range(3)]

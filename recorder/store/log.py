@@ -74,6 +74,25 @@ def append(
     raw = Raw(conn)
     if raw.postgres:
         raw.one("SELECT pg_advisory_xact_lock(:k)", {"k": APPEND_LOCK_KEY})
+        positions = _insert_returning_positions(raw, rows)
+    else:
+        # The transaction holds SQLite's write lock, so the rows take consecutive
+        # positions (AUTOINCREMENT: above every position ever handed out) and the last
+        # one is the connection's last rowid. executemany of one cached statement: a
+        # multi-row VALUES list costs SQLite ~150 us a row to prepare at 200 rows.
+        raw.many(_INSERT_ONE, rows)
+        last = raw.one("SELECT last_insert_rowid()")[0]  # type: ignore[index]
+        positions = list(range(last - len(rows) + 1, last + 1))
+    return [
+        StoredEvent(pos, execution_id, event_id, ev.event_type, ev.op_id, ts, body, ev.extra)
+        for pos, (event_id, body, ev) in zip(positions, prepared, strict=True)
+    ]
+
+
+_INSERT_ONE = f"INSERT INTO events ({', '.join(_EVENT_COLS)}) VALUES ({', '.join(':' + c for c in _EVENT_COLS)})"
+
+
+def _insert_returning_positions(raw: Raw, rows: list[dict[str, Any]]) -> list[int]:
     params: dict[str, object] = {}
     values = []
     for i, r in enumerate(rows):
@@ -83,11 +102,7 @@ def append(
                        params)
     # Rows of one INSERT take consecutive positions in VALUES order (appends are
     # serialized), so the sorted positions line up with the rows.
-    positions = sorted(r[0] for r in returned)
-    return [
-        StoredEvent(pos, execution_id, event_id, ev.event_type, ev.op_id, ts, body, ev.extra)
-        for pos, (event_id, body, ev) in zip(positions, prepared, strict=True)
-    ]
+    return sorted(r[0] for r in returned)
 
 
 def row_to_stored(row: Any) -> StoredEvent:

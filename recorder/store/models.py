@@ -47,6 +47,8 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("execution_id", "event_id", name="uq_events_execution_event_id"),
         Index("ix_events_execution_position", "execution_id", "position"),
+        # SQLite would otherwise hand the positions of a purged newest execution out again.
+        {"sqlite_autoincrement": True},
     )
 
     # Global log position: monotonic across the store and gap-safe for readers
@@ -125,8 +127,6 @@ class Operation(Base):
     replay_children: Mapped[bool | None] = mapped_column(Boolean)
     # Type-specific details (ScheduledEnd, CallbackId, chained-invoke target...) as JSON.
     details_json: Mapped[str | None] = mapped_column(Text)
-    # Log position of the last change: the invoker sends only what changed.
-    changed_position: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Callback(Base):
@@ -198,10 +198,3 @@ class LogLine(Base):
     level: Mapped[str] = mapped_column(String(16))
     logger: Mapped[str | None] = mapped_column(String(256))
     message: Mapped[str] = mapped_column(Text)
-
-
-class Meta(Base):
-    __tablename__ = "meta"
-
-    key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    value: Mapped[str] = mapped_column(Text)

@@ -75,7 +75,7 @@ class Projector:
             execution_id=ev.execution_id, op_id=ev.op_id, seq=execution.op_count, type=op_type,
             sub_type=body.get("SubType"), name=body.get("Name"), parent_id=body.get("ParentId"), status=status,
             start_ms=ev.ts_ms, end_ms=None, attempt=0, next_attempt_ms=None, result=None, error_json=None,
-            replay_children=None, details_json=None, changed_position=ev.position,
+            replay_children=None, details_json=None,
         )
         execution.op_count += 1
         self.ws.add_op(op)
@@ -209,7 +209,6 @@ class Projector:
                 op.error_json = _error_json(d.get("Error"))
         else:
             raise ValueError(f"projector does not know event type {t!r}")
-        op.changed_position = ev.position
         ws.touch_op(op)
 
     def _execution_started(self, ev: StoredEvent) -> None:
@@ -243,7 +242,6 @@ class Projector:
         op = self.ws.op(ev.execution_id, ev.execution_id)
         if op is not None:
             self._close_op(op, ev, status)
-            op.changed_position = ev.position
             self.ws.touch_op(op)
         # A closed execution waits for nothing but its retention purge.
         self.ws.clear_all_timers(ev.execution_id)
@@ -285,7 +283,6 @@ class Projector:
                 details["TimeoutExtendedMs"] = due - (execution.start_ms + execution.execution_timeout * 1000)
                 self.ws.set_timer(ev.execution_id, EXECUTION_TIMEOUT, "", due)
         op.details_json = _dumps(details)
-        op.changed_position = ev.position
         self.ws.touch_op(op)
 
     def _step_outcome(self, ev: StoredEvent, execution: ExecRow) -> OpRow:

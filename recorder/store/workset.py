@@ -68,7 +68,6 @@ class OpRow:
     error_json: str | None
     replay_children: bool | None
     details_json: str | None
-    changed_position: int
 
 
 @dataclass(slots=True)
