@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+import psycopg
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
@@ -13,7 +14,7 @@ from recorder.api import Durascope
 from recorder.store.db import Database, SchemaOutdated
 from recorder.store.log import purge_execution
 from recorder.store.models import Event, Execution
-from tests.conftest import register
+from tests.conftest import _pg_admin, register
 
 
 def test_schema_is_at_alembic_head(control_only: Durascope) -> None:
@@ -89,6 +90,33 @@ def test_positions_are_never_reused_after_the_newest_execution_is_deleted(ds: Du
     with ds.db.read() as s:
         first = s.scalar(select(func.min(Event.position)).where(Event.execution_id == eid))
     assert first > seen
+
+
+def test_connections_the_server_dropped_are_replaced(control_only: Durascope, database_url: str) -> None:
+    """The write path runs SQL on the driver connection, past SQLAlchemy's disconnect
+    detection: after the server drops its connections (a restart), one request may fail,
+    and the pool must not hand the dead connections out again."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("PostgreSQL connections only")
+    register(control_only, "add-one", "th_basic:add_one")
+    threads = [threading.Thread(target=control_only.start, args=("add-one", "{}")) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    name = control_only.db.engine.url.database
+    with _pg_admin() as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+    failures = 0
+    for _ in range(8):
+        try:
+            control_only.start("add-one", "{}")
+            control_only.describe(control_only.start("add-one", "{}"))
+        except (DBAPIError, psycopg.Error):  # raw SQL raises the driver's own error
+            failures += 1
+    assert failures <= 2
+    with control_only.db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Execution)) >= 6 + 2 * (8 - failures)
 
 
 def test_event_ids_are_gap_free_and_positions_increase(ds: Durascope) -> None:

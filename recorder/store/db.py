@@ -78,8 +78,12 @@ class Database:
             # Connections are held only for a transaction, so a few serve many invocation
             # threads; several engines (and their tools) must fit in max_connections (100 by
             # default) together.
+            # No pre-ping: it cost a round trip per transaction. After a server restart the
+            # first transaction on a dropped connection fails once; its rollback, which goes
+            # through SQLAlchemy, detects the disconnect and replaces the whole pool (the
+            # engine retries that work on its next sweep).
             size = int(os.environ.get("DURASCOPE_PG_POOL_SIZE", "8"))
-            self.engine = create_engine(url, pool_size=size, max_overflow=size, pool_timeout=60, pool_pre_ping=True)
+            self.engine = create_engine(url, pool_size=size, max_overflow=size, pool_timeout=60)
             self.read_engine = self.engine
             self._write_mutex = None
         else:
