@@ -48,6 +48,9 @@ _SQLITE_TRIGGERS = [
 
 
 def _rebuild_sqlite_events(autoincrement: bool) -> None:
+    # pysqlite runs DDL outside a transaction until the first INSERT opens one, so an
+    # interrupted run can leave the copy behind; a second run starts over.
+    op.execute("DROP TABLE IF EXISTS events_new")
     op.execute("DROP TRIGGER IF EXISTS events_no_update")
     op.execute("DROP TRIGGER IF EXISTS events_no_delete")
     op.execute(_SQLITE_EVENTS.format(autoincrement="AUTOINCREMENT" if autoincrement else ""))
