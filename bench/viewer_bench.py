@@ -84,6 +84,12 @@ def timed(client, url: str, runs: int = 5) -> tuple[float, int, int]:  # type: i
     return statistics.median(samples), size, status
 
 
+def _load_average() -> str:
+    # Other work on the machine moves these figures: print the load beside them.
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs"
+
+
 def run(db: str, executions: int) -> None:
     name = None
     if db == "sqlite":
@@ -112,7 +118,7 @@ def run(db: str, executions: int) -> None:
         load = time.perf_counter() - t
         app = create_app(durascope=ds)
         client = app.test_client()
-        print(f"\n{db}: loaded {executions} executions in {load:.0f} s")
+        print(f"\n{db}: loaded {executions} executions in {load:.0f} s; {_load_average()}")
         print(f"{'page':<44} {'server ms (median of 5)':>24} {'bytes':>10}  goal")
         for n, arn in big.items():
             ms, size, status = timed(client, f"/executions/{quote(arn, safe='/:')}")
@@ -125,6 +131,7 @@ def run(db: str, executions: int) -> None:
               f"{'PASS' if ms < 150 else 'MISS'} (< 150 ms) [{status}]")
         ms, size, status = timed(client, "/?status=SUCCEEDED&function=fn-7&sort=duration")
         print(f"{'list, filtered + sorted by duration':<44} {ms:>24.1f} {size:>10,}  [{status}]")
+        print(f"done; {_load_average()}")
     finally:
         ds.close()
         if name:

@@ -21,6 +21,7 @@ from recorder.store.db import Database
 from recorder.store.events import strip_execution_data
 from recorder.store.log import row_to_stored
 from recorder.store.models import Event, Execution, LogLine
+from recorder.store.workset import OP_COLS, OpRow
 from recorder.wire import ts_seconds
 
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
@@ -407,33 +408,78 @@ def execution_facets(db: Database) -> tuple[list[str], list[str]]:
     return functions, errors[:200]
 
 
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    """A history event as the viewer's timeline reads it: its columns, and for the types
+    asked for its stored JSON body (the others' bodies are never fetched)."""
+
+    event_id: int
+    type: str
+    op_id: str | None
+    ts_ms: int
+    body: str | None
+
+    def read(self) -> tuple[str | None, dict[str, Any]]:
+        """Name and ``<EventType>Details`` (instants in epoch ms), decoded on each call for
+        the caller to drop: a whole history of decoded bodies held at once kept tens of
+        thousands of dicts alive and set off full garbage collections during the page."""
+        if self.body is None:
+            return None, {}
+        doc = json.loads(self.body)
+        return doc.get("Name"), doc.get(f"{self.type}Details") or {}
+
+
 @dataclass(frozen=True)
 class ExecutionDetail:
     """Everything the viewer's execution page reads, in one read transaction."""
 
     execution: Execution
     function_arn_version: str
-    operations: list[Any]
+    operations: list[OpRow]  # in start order
     callbacks: list[Any]
     timers: list[Any]
-    events: list[dict[str, Any]]
+    events: list[TimelineEvent]
 
 
-def execution_detail(db: Database, arn: str, ts: Callable[[int], Any] = lambda ms: ms) -> ExecutionDetail:
-    """The execution row, its operations, callbacks, timers and full history (instants in
-    epoch ms by default). One transaction, so the parts agree with each other."""
-    from recorder.store.models import Callback, Operation, Timer
+def _operation_rows(s: Session, execution_id: str) -> list[OpRow]:
+    from recorder.store.models import Operation
+
+    # Core rows (the session's connection, no ORM loading) into the store's slotted row type:
+    # ORM objects, and even SQLAlchemy rows' attribute access, cost more than the page does
+    # with them. The viewer only reads these.
+    columns = Operation.__table__.c
+    q = select(*(columns[name] for name in OP_COLS)).where(Operation.execution_id == execution_id)
+    return [OpRow(*row) for row in s.connection().execute(q.order_by(Operation.seq))]
+
+
+def _timeline_events(s: Session, execution_id: str, detail_types: tuple[str, ...],
+                     only_types: tuple[str, ...] | None) -> list[TimelineEvent]:
+    from sqlalchemy import case, literal
+
+    # Core rows, not ORM objects, and the JSON body only where it is read: the 10,000-event
+    # page spent most of its time building and decoding events it never looked at.
+    body = case((Event.event_type.in_(detail_types), Event.body), else_=None) if detail_types else literal(None)
+    q = select(Event.event_id, Event.event_type, Event.op_id, Event.ts_ms, body).where(
+        Event.execution_id == execution_id, Event.event_id.is_not(None))
+    if only_types is not None:
+        q = q.where(Event.event_type.in_(only_types))
+    return [TimelineEvent(*row) for row in s.connection().execute(q.order_by(Event.event_id))]
+
+
+def execution_detail(db: Database, arn: str, detail_types: tuple[str, ...] = (),
+                     only_types: tuple[str, ...] | None = None) -> ExecutionDetail:
+    """The execution row, its operations, callbacks, timers and history, in one transaction
+    so the parts agree with each other. Events come as ``TimelineEvent``: every event (or
+    only those of ``only_types``; ``()`` for none), with their bodies for ``detail_types``."""
+    from recorder.store.models import Callback, Timer
 
     with db.read() as s:
         e = find_execution(s, arn)
-        ops = list(s.scalars(select(Operation).where(Operation.execution_id == e.execution_id)
-                             .order_by(Operation.seq)).all())
+        ops = _operation_rows(s, e.execution_id)
         cbs = list(s.scalars(select(Callback).where(Callback.execution_id == e.execution_id)).all())
         timers = list(s.scalars(select(Timer).where(Timer.execution_id == e.execution_id)).all())
-        rows = s.scalars(select(Event).where(Event.execution_id == e.execution_id, Event.event_id.is_not(None))
-                         .order_by(Event.event_id)).all()
-        events = [render_event(r, ts) for r in rows]
-        for obj in [e, *ops, *cbs, *timers]:
+        events = _timeline_events(s, e.execution_id, detail_types, only_types) if only_types != () else []
+        for obj in [e, *cbs, *timers]:
             s.expunge(obj)
     return ExecutionDetail(e, e.function_version, ops, cbs, timers, events)
 

@@ -250,6 +250,71 @@ def test_gantt_stays_readable_and_quick_at_scale() -> None:
     assert bars < 1000  # grouped lanes are one bar each, not one per operation
 
 
+def test_payload_preview_is_the_head_of_the_pretty_print() -> None:
+    """The preview stops encoding at its cut, and is exactly the head of the full indented JSON."""
+    from viewer.view_models import Payload
+
+    def full(raw: str, limit: int) -> Payload:
+        try:
+            pretty, is_json = json.dumps(json.loads(raw), indent=2, ensure_ascii=False), True
+        except ValueError:
+            pretty, is_json = raw, False
+        return Payload(pretty[:limit], is_json, len(raw), len(pretty) > limit)
+
+    samples = ["1", "1.0e3", '"\\u00e9"', "NaN", "true", "null", "[]", " 12 ", "not json", XSS,
+               json.dumps({"a": [1, 2, {"b": "é"}], "c": {}}), json.dumps({"k": ["x" * 100] * 500}),
+               json.dumps(list(range(3000))), json.dumps("y" * 5000), json.dumps({"a" * 3990: 1})]
+    for raw in samples:
+        for limit in (4000, 10, 1):
+            assert Payload.of(raw, limit) == full(raw, limit), (raw[:40], limit)
+    assert Payload.of({"not": "text"}) == full(json.dumps({"not": "text"}), 4000)
+
+
+def test_imported_large_history_on_the_page(ds: Durascope, client) -> None:
+    """A synthetic history (the benchmark's) read through the page's lean queries: every
+    invocation, attempt and event is accounted for."""
+    from bench.viewer_bench import T0, synthetic
+    from recorder.transfer import import_histories, parse_history
+
+    doc = synthetic("imported", 2_000, T0)
+    import_histories(ds.db, [parse_history(doc, "synthetic")])
+    arn, events = doc["DurableExecutionArn"], doc["Events"]
+    view = client.get(api(arn)).get_json()
+    assert view["event_count"] == len(events) and view["status"] == "SUCCEEDED"
+    inv = [e for e in events if e["EventType"] == "InvocationCompleted"]
+    assert [i["request_id"] for i in view["invocations"]] == [e["InvocationCompletedDetails"]["RequestId"]
+                                                              for e in inv]
+    assert len(view["gaps"]) == len(inv) - 1
+    steps = [o for o in view["operations"] if o["type"] == "STEP"]
+    assert len(steps) == len({e["Id"] for e in events if e["EventType"] == "StepStarted"})
+    retried = next(o for o in steps if o["name"] == "step-3")
+    assert [a["outcome"] for a in retried["attempts"]] == ["retrying", "succeeded"]
+    assert retried["attempts"][0]["error"]["message"] == "flaky" and retried["attempts"][0]["retry_delay_s"] == 1
+    assert view["first_failure_op"] == retried["id"]
+    assert view["first_failure_event"] == next(e["EventId"] for e in events if e["EventType"] == "StepFailed")
+    page = html(client.get(url(arn)))
+    assert "Large history:" in page and f'id="op-{retried["id"]}"' in page
+    assert client.get(url(arn, "payload") + f"?kind=op-result&op={retried['id']}").get_data(as_text=True) == "3"
+
+
+def test_instants_render_in_utc_for_the_browser_to_localize(ds: Durascope, client) -> None:
+    register(ds, "add-one", "th_basic:add_one")
+    arn = ds.start("add-one", "{}", name="when")
+    ds.wait(arn, 30)
+    start = ds.describe(arn).start_ms
+    utc = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(start / 1000)) + f".{start % 1000:03d}"
+    element = f'<time datetime="{utc.replace(" ", "T")}Z" title="{utc} UTC">{utc}</time>'
+    for path in ("/", url(arn), url(arn, "events")):
+        page = html(client.get(path))
+        assert 'src="/static/localtime.js"' in page and '<span class="tz" id="tz">Times in UTC</span>' in page
+        assert element in page, path
+    page = html(client.get(url(arn, "logs")))
+    # An <option> holds text only: its instant comes as data, its UTC text as the label.
+    option = re.search(r'data-datetime="([0-9-]+)T([0-9:.]+)Z" data-label="1 · ">1 · ([0-9-]+) ([0-9:.]+)</option>', page)
+    assert option and option.group(1, 2) == option.group(3, 4)
+    assert "localize" in client.get("/static/localtime.js").get_data(as_text=True)
+
+
 # --- 5-6. events and logs --------------------------------------------------------------------------
 
 

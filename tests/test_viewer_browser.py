@@ -220,3 +220,130 @@ def test_running_rows_update_live_without_a_reload(site, page) -> None:
     expect(row.locator("td.end")).not_to_have_text("—")
     assert navigations == [], "the row must change without a reload"
     shot(page, "list-live-update")
+
+
+def test_times_show_in_the_browsers_time_zone(site, browser) -> None:
+    """Instants are UTC in the HTML (the page without JavaScript) and local in the browser,
+    with the UTC value in the tooltip."""
+    import datetime as dt
+
+    from playwright.sync_api import expect
+
+    base, _ds, arns = site
+    context = browser.new_context(viewport={"width": 1366, "height": 768}, timezone_id="Asia/Kolkata")
+    try:
+        page = context.new_page()
+        page.goto(exec_url(base, arns["retry"]))
+        # ICU may name the zone by its older alias.
+        expect(page.locator("#tz")).to_have_text(re.compile(r"^Times in Asia/(Kolkata|Calcutta) \(UTC\+05:30\)$"))
+        started = page.locator("dl.facts time").first
+        utc = dt.datetime.fromisoformat(started.get_attribute("datetime").replace("Z", "+00:00"))
+        local = utc + dt.timedelta(hours=5, minutes=30)
+        expect(started).to_have_text(local.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3])
+        expect(started).to_have_attribute("title", utc.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC")
+        expect(page.locator("#gantt .main-svg").first).to_be_visible()
+        # plotly.js draws the axis in the browser's zone too, and the axis says which.
+        expect(page.locator("#gantt .xtitle")).to_have_text(re.compile(r"^time \(Asia/(Kolkata|Calcutta) \(UTC\+05:30\)\)$"))
+        tick = page.locator("#gantt .xtick text").first.text_content()
+        minutes = int(tick[:2]) * 60 + int(tick[3:5]) - (local.hour * 60 + local.minute)
+        assert minutes % 1440 in (0, 1, 1439), (tick, local)  # local time, not UTC (5 h 30 min off)
+        shot(page, "local-time", full=True)
+        page.goto(exec_url(base, arns["retry"]) + "/logs")
+        option = page.locator("select[name=invocation] option[data-datetime]").first
+        expect(option).to_have_text(re.compile(r"^1 · \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$"))
+        assert option.inner_text() != "1 · " + option.get_attribute("data-datetime").replace("T", " ")[:-1]
+    finally:
+        context.close()
+
+    plain = browser.new_context(viewport={"width": 1366, "height": 768}, timezone_id="Asia/Kolkata",
+                                java_script_enabled=False)
+    try:
+        page = plain.new_page()
+        page.goto(exec_url(base, arns["retry"]))
+        expect(page.locator("#tz")).to_have_text("Times in UTC")
+        expect(page.locator("dl.facts time").first).to_have_text(utc.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3])
+    finally:
+        plain.close()
+
+
+# --- large histories ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def large_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[int, tuple[str, int]]]]:
+    """A viewer (no engine) over imported histories of 10,000 and 20,000 events, built as
+    the viewer benchmark builds them: {size: (arn, number of events)}."""
+    from bench.viewer_bench import T0, synthetic
+    from recorder.transfer import import_histories, parse_history
+
+    db = tmp_path_factory.mktemp("viewer-large") / "durascope.db"
+    server, ds = build_server(Settings.from_env(database_url=f"sqlite:///{db}"), port=0, run_engine=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        docs = {n: synthetic("large", n, T0 + n) for n in (10_000, 20_000)}
+        import_histories(ds.db, [parse_history(doc, f"synthetic {n}") for n, doc in docs.items()])
+        yield (f"http://127.0.0.1:{server.server_port}",
+               {n: (doc["DurableExecutionArn"], len(doc["Events"])) for n, doc in docs.items()})
+    finally:
+        server.shutdown()
+        server.server_close()
+        ds.close()
+
+
+def test_large_history_page_and_gantt(large_site, page) -> None:
+    from playwright.sync_api import expect
+
+    base, large = large_site
+    arn, _n = large[10_000]
+    page.goto(exec_url(base, arn))
+    expect(page.locator("#gantt .main-svg").first).to_be_visible()
+    expect(page.locator("#gantt g.trace.bars path").first).to_be_attached()
+    # The page says how the bars are aggregated and how much of the tree it shows.
+    expect(page.locator(".timeline .note")).to_contain_text("grouped per parent")
+    expect(page.locator("#operations .note")).to_contain_text("Showing the first 500 of")
+    shot(page, "large-execution")
+    page.locator("section.timeline").screenshot(path=str(SHOTS / "large-gantt.png"))  # the whole chart
+
+    # Hover and click a bar: it still opens its operation in the (capped) tree.
+    bar = page.locator("#gantt g.trace.bars").nth(2).locator("path").first
+    box = bar.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(page.locator("#gantt .hoverlayer .hovertext").first).to_contain_text("step-")
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(page).to_have_url(re.compile(r"#op-[0-9a-f]+$"))
+    expect(page.locator(f"details#op-{page.url.rsplit('#op-', 1)[1]}")).to_be_in_viewport()
+    assert page.dialogs == []
+
+
+def test_large_event_table_windows_and_deep_links(large_site, page) -> None:
+    from playwright.sync_api import expect
+
+    base, large = large_site
+    arn, n = large[20_000]
+    events = exec_url(base, arn) + "/events"
+    page.goto(events)
+    expect(page.locator("table.events tbody tr")).to_have_count(200)  # the first window, not 20,000 rows
+    expect(page.locator("#event-1")).to_be_visible()
+    expect(page.locator("main")).to_contain_text(f"{n} matching events; showing #1–#200")
+    shot(page, "large-events")
+
+    # A pasted link to an event beyond the first window opens the window that holds it.
+    page.goto(events + "#event-15000")
+    expect(page).to_have_url(re.compile(r"\?start=15000#event-15000$"))
+    row = page.locator("#event-15000")
+    expect(row).to_be_in_viewport()
+    expect(page.locator("#event-14999")).to_have_count(0)
+    assert row.locator("td a").first.get_attribute("href").endswith("?start=15000#event-15000")
+    row.locator("summary", has_text="JSON").click()
+    expect(row.locator("pre")).to_contain_text('"EventId": 15000')
+    shot(page, "large-events-deep-link")
+
+    # Paging on from there, and a link back before the window.
+    page.click("text=next events »")
+    expect(page.locator("#event-15200")).to_be_attached()
+    page.evaluate("location.hash = 'event-3'")
+    expect(page).to_have_url(re.compile(r"\?start=3#event-3$"))
+    expect(page.locator("#event-3")).to_be_in_viewport()
+    assert page.dialogs == []

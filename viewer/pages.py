@@ -13,6 +13,7 @@ of ``viewer.lambda_api`` — see ``_not_found``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 from typing import Any
@@ -28,6 +29,7 @@ from flask import (
     request,
     send_file,
 )
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from recorder.api import Durascope
@@ -72,10 +74,31 @@ def _ds() -> Durascope:
 
 
 @bp.app_template_filter("instant")
-def _instant(ms: int | None) -> str:
+def _instant(ms: int | None) -> Markup | str:
+    """An instant as ``<time>``: UTC text (what a page without JavaScript shows), turned into
+    the browser's time zone by static/localtime.js, the UTC value kept in the tooltip."""
     if ms is None:
         return "—"
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    iso, utc = _utc(ms)
+    # Only digits and punctuation from an integer: nothing here needs escaping.
+    return Markup(f'<time datetime="{iso}" title="{utc} UTC">{utc}</time>')
+
+
+@bp.app_template_filter("instant_utc")
+def _instant_utc(ms: int) -> str:
+    """The UTC text alone, for where markup cannot go (``<option>`` labels, attributes)."""
+    return _utc(ms)[1]
+
+
+@bp.app_template_filter("instant_iso")
+def _instant_iso(ms: int) -> str:
+    return _utc(ms)[0]
+
+
+def _utc(ms: int) -> tuple[str, str]:
+    d = dt.datetime.fromtimestamp(int(ms) / 1000, dt.UTC)
+    text = d.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    return text.replace(" ", "T") + "Z", text
 
 
 @bp.app_template_filter("duration")
@@ -86,7 +109,14 @@ def _duration(ms: int | None) -> str:
 @bp.app_template_global("execution_url")
 def execution_url(arn: str, page: str = "", **args: Any) -> str:
     """Link to an execution page. ARNs hold '/' and '$'; quote the rest of them."""
-    return _with_args(f"/executions/{quote(arn, safe='/:')}" + (f"/{page}" if page else ""), args)
+    return _with_args(f"/executions/{_quoted_arn(arn)}" + (f"/{page}" if page else ""), args)
+
+
+@functools.lru_cache(maxsize=4096)
+def _quoted_arn(arn: str) -> str:
+    # A page links to its own execution once per operation; quoting an ARN goes character
+    # by character in Python, so do it once (a pure function of the ARN: nothing to go stale).
+    return quote(arn, safe="/:")
 
 
 def _with_args(path: str, args: dict[str, Any]) -> str:

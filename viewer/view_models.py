@@ -28,6 +28,7 @@ from recorder.queries import (
     TERMINAL,
     VIEW_SORTS,
     ExecutionQuery,
+    TimelineEvent,
     browse_executions,
     execution_by_id,
     execution_detail,
@@ -99,10 +100,32 @@ class Payload:
         if not isinstance(raw, str):
             raw = json.dumps(raw)
         try:
-            pretty, is_json = json.dumps(json.loads(raw), indent=2, ensure_ascii=False), True
+            value = json.loads(raw)
         except ValueError:
-            pretty, is_json = raw, False
-        return cls(pretty[:limit], is_json, len(raw), len(pretty) > limit)
+            return cls(raw[:limit], False, len(raw), len(raw) > limit)
+        text, cut = _pretty_head(value, limit)
+        return cls(text, True, len(raw), cut)
+
+
+_PRETTY = json.JSONEncoder(indent=2, ensure_ascii=False)
+_COMPACT = json.JSONEncoder(ensure_ascii=False)
+
+
+def _pretty_head(value: Any, limit: int) -> tuple[str, bool]:
+    """``value`` as indented JSON, cut at ``limit`` characters, and whether it was cut.
+
+    Encoding stops at the cut, so a megabyte result costs what its preview shows. Scalars
+    (most step results) go through the C encoder: indenting changes only containers."""
+    if not isinstance(value, (dict, list)):
+        text = _COMPACT.encode(value)
+        return text[:limit], len(text) > limit
+    parts, size = [], 0
+    for chunk in _PRETTY.iterencode(value):
+        parts.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return "".join(parts)[:limit], True
+    return "".join(parts), False
 
 
 @dataclass(frozen=True)
@@ -444,7 +467,12 @@ def _fmt_instant(ms: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%H:%M:%S UTC")
 
 
-def _walk_history(events: list[dict[str, Any]], names: dict[str, str]) -> tuple[
+# The event types whose name and details the walk reads; the store sends only their bodies.
+_WALK_DETAILS = ("InvocationCompleted", "WaitStarted", "CallbackStarted", "ChainedInvokeStarted", "StepSucceeded",
+                 "StepFailed")
+
+
+def _walk_history(events: list[TimelineEvent], names: dict[str, str]) -> tuple[
         list[Invocation], list[tuple[str, ...]], dict[str, list[Attempt]], dict[str, str]]:
     """One pass over the history: invocations, what was pending after each one (the
     labels of the suspended gaps), every step attempt, and what is pending now."""
@@ -454,38 +482,42 @@ def _walk_history(events: list[dict[str, Any]], names: dict[str, str]) -> tuple[
     open_attempt: dict[str, tuple[int, int, int]] = {}  # op -> (number, start, event id)
     pending: dict[str, str] = {}  # op -> why the execution waits for it
     for e in events:
-        kind, op, ts, d = e["EventType"], e.get("Id"), e["EventTimestamp"], _details(e)
-        name = e.get("Name") or names.get(op or "", "")
+        kind, op, ts = e.type, e.op_id, e.ts_ms
+        name, d = e.read()
         if kind == "InvocationCompleted":
             invocations.append(Invocation(len(invocations) + 1, int(d.get("StartTimestamp") or ts),
-                                          int(d.get("EndTimestamp") or ts), d.get("RequestId"), e["EventId"]))
+                                          int(d.get("EndTimestamp") or ts), d.get("RequestId"), e.event_id))
             after_each.append(tuple(pending.values()))
             continue
         if op and kind in _CLOSES:
             pending.pop(op, None)
-        if kind == "WaitStarted":
-            due = d.get("ScheduledEndTimestamp")
-            pending[op] = f"wait '{name}'" + (f" until {_fmt_instant(int(due))}" if due else "")
-        elif kind == "CallbackStarted":
-            pending[op] = f"callback '{name}'"
-        elif kind == "ChainedInvokeStarted":
-            pending[op] = f"chained execution '{name}'"
-        elif kind == "StepStarted":
+        if kind == "StepStarted":
             n = len(attempts.get(op, [])) + 1
-            open_attempt[op] = (n, ts, e["EventId"])
+            open_attempt[op] = (n, ts, e.event_id)
         elif kind in ("StepSucceeded", "StepFailed"):
             retry = d.get("RetryDetails") or {}
-            number, start, _ = open_attempt.pop(op, (len(attempts.get(op, [])) + 1, ts, e["EventId"]))
+            number, start, _ = open_attempt.pop(op, (len(attempts.get(op, [])) + 1, ts, e.event_id))
             number = int(retry.get("CurrentAttempt") or number)
             delay = retry.get("NextAttemptDelaySeconds")
             outcome = "succeeded" if kind == "StepSucceeded" else ("retrying" if delay is not None else "failed")
             attempts.setdefault(op, []).append(Attempt(number, start, ts, outcome, ErrorInfo.of(d.get("Error")),
-                                                       delay, e["EventId"]))
+                                                       delay, e.event_id))
             if delay is not None:
-                pending[op] = f"retry of step '{name}' after {delay}s"
+                pending[op] = f"retry of step '{_label(name, op, names)}' after {delay}s"
+        elif kind == "WaitStarted":
+            due = d.get("ScheduledEndTimestamp")
+            pending[op] = f"wait '{_label(name, op, names)}'" + (f" until {_fmt_instant(int(due))}" if due else "")
+        elif kind == "CallbackStarted":
+            pending[op] = f"callback '{_label(name, op, names)}'"
+        elif kind == "ChainedInvokeStarted":
+            pending[op] = f"chained execution '{_label(name, op, names)}'"
     for op, (number, start, event_id) in open_attempt.items():
         attempts.setdefault(op, []).append(Attempt(number, start, None, "running", None, None, event_id))
     return invocations, after_each, attempts, pending
+
+
+def _label(name: str | None, op: str | None, names: dict[str, str]) -> str:
+    return name or names.get(op or "", "")
 
 
 def _tree_order(ops: list[Any]) -> list[tuple[Any, int, int]]:
@@ -520,7 +552,7 @@ def _active_ms(invocations: list[Invocation]) -> int:
 
 
 def build_execution(ds: Durascope, arn: str) -> ExecutionView:
-    d = execution_detail(ds.db, arn)
+    d = execution_detail(ds.db, arn, _WALK_DETAILS)
     e, now = d.execution, now_ms()
     names = {o.op_id: o.name for o in d.operations}
     invocations, after_each, attempts, pending_now = _walk_history(d.events, names)
@@ -550,8 +582,7 @@ def build_execution(ds: Durascope, arn: str) -> ExecutionView:
             failed_at = [0]
         if failed_at and (first_failure is None or min(failed_at) < first_failure[0]):
             first_failure = (min(failed_at), o.op_id)
-    first_event = next((ev["EventId"] for ev in d.events if ev["EventType"].endswith(("Failed", "TimedOut"))
-                        and ev["EventType"] != "InvocationCompleted"), None)
+    first_event = next((ev.event_id for ev in d.events if ev.type.endswith(("Failed", "TimedOut"))), None)
 
     callbacks, waiting = _waiting_on(ds, d, names)
     return ExecutionView(
@@ -599,7 +630,7 @@ def _waiting_on(ds: Durascope, d: Any, names: dict[str, str]) -> tuple[tuple[Pen
 
 def full_payload(ds: Durascope, arn: str, kind: str, op_id: str | None = None) -> str:
     """The whole text behind a cut payload (input, result, or an operation's result)."""
-    d = execution_detail(ds.db, arn)
+    d = execution_detail(ds.db, arn, only_types=())
     if kind == "input":
         text = d.execution.input_payload
     elif kind == "result":
@@ -679,7 +710,7 @@ def _event_summary(e: dict[str, Any]) -> str:
     if retry.get("CurrentAttempt"):
         return f"attempt {retry['CurrentAttempt']}"
     if "ScheduledEndTimestamp" in d:
-        return f"until {dt.datetime.fromtimestamp(d['ScheduledEndTimestamp'], dt.UTC):%Y-%m-%d %H:%M:%S}"
+        return f"until {dt.datetime.fromtimestamp(d['ScheduledEndTimestamp'], dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
     return ""
 
 
@@ -728,7 +759,8 @@ def build_logs(ds: Durascope, arn: str, args: Any) -> LogPage:
     except ValueError:
         raise ViewError("invocation must be a number") from None
     op = (args.get("op") or "").strip()[:64]
-    d = execution_detail(ds.db, arn)
+    # Invocations are all the logs need from the history.
+    d = execution_detail(ds.db, arn, ("InvocationCompleted",), only_types=("InvocationCompleted",))
     names = {o.op_id: o.name for o in d.operations}
     invocations, _, _, _ = _walk_history(d.events, names)
     by_request = {i.request_id: i.index for i in invocations if i.request_id}

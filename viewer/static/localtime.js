@@ -1,0 +1,46 @@
+// Instants arrive rendered in UTC, so pages read right without JavaScript. Here they are
+// shown in the browser's time zone instead; the UTC value stays in each tooltip and the
+// header says which zone the page uses. Only text is written (textContent), never markup.
+(function () {
+  "use strict";
+
+  function pad(n, width) { return String(n).padStart(width || 2, "0"); }
+
+  function localText(d) {
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + pad(d.getHours()) + ":"
+      + pad(d.getMinutes()) + ":" + pad(d.getSeconds()) + "." + pad(d.getMilliseconds(), 3);
+  }
+
+  function zoneLabel(d) {
+    var offset = -d.getTimezoneOffset();
+    var sign = offset < 0 ? "-" : "+";
+    var utc = "UTC" + sign + pad(Math.floor(Math.abs(offset) / 60)) + ":" + pad(Math.abs(offset) % 60);
+    var name = "";
+    try { name = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { name = ""; }
+    if (offset === 0 && (!name || name === "UTC" || name === "Etc/UTC")) return "UTC";
+    return name ? name + " (" + utc + ")" : utc;
+  }
+
+  // <time datetime="…Z"> elements, and <option data-datetime="…Z" data-label="…"> (an option
+  // holds text only, so its label comes separately).
+  function localize(root) {
+    root.querySelectorAll("time[datetime], option[data-datetime]").forEach(function (el) {
+      var iso = el.tagName === "TIME" ? el.dateTime : el.dataset.datetime;
+      var d = new Date(iso);
+      if (isNaN(d.getTime())) return;
+      el.textContent = (el.dataset.label || "") + localText(d);
+      el.classList.add("local");
+    });
+  }
+
+  window.durascopeLocalize = localize;
+  window.durascopeZone = zoneLabel;
+  document.addEventListener("DOMContentLoaded", function () {
+    localize(document);
+    var zone = document.getElementById("tz");
+    if (zone) {
+      zone.textContent = "Times in " + zoneLabel(new Date());
+      zone.title = "your browser's time zone; hover a time for UTC";
+    }
+  });
+})();
