@@ -28,10 +28,19 @@ MAX_SECONDS = 31_622_400
 MAX_PAYLOAD = 1024 * 1024
 MAX_EXECUTION_PAYLOAD = 6 * 1024 * 1024
 MAX_ERROR = 1024 * 1024
+# Text the store keeps verbatim in a column (payloads, results, the execution's ErrorType)
+# cannot hold U+0000 on PostgreSQL; it is refused on every backend alike. ErrorType also
+# fills a 256-character column (the API doc gives no limit; Step Functions' is 256).
+ERROR_TYPE_RE = re.compile(r"[^\x00]{0,256}")
 
 
 def _bad(msg: str) -> InvalidParameterValueException:
     return InvalidParameterValueException(msg)
+
+
+def refuse_nul(value: str | bytes, where: str) -> None:
+    if ("\x00" if isinstance(value, str) else b"\x00") in value:
+        raise _bad(f"{where} must not contain NUL (U+0000) characters")
 
 
 @dataclass(frozen=True)
@@ -54,6 +63,8 @@ class ErrorObject:
         trace = raw.get("StackTrace")
         if trace is not None and (not isinstance(trace, list) or not all(isinstance(x, str) for x in trace)):
             raise _bad(f"{where}.StackTrace must be a list of strings")
+        if raw.get("ErrorType") is not None and not ERROR_TYPE_RE.fullmatch(raw["ErrorType"]):
+            raise _bad(f"{where}.ErrorType must be at most 256 characters, without NUL (U+0000)")
         err = cls(raw.get("ErrorMessage"), raw.get("ErrorType"), raw.get("ErrorData"),
                   tuple(trace) if trace is not None else None)
         if len(json.dumps(err.to_dict())) > MAX_ERROR:
@@ -99,27 +110,28 @@ class Update:
             raise _bad(f"{where} must be an object")
         op_type = raw.get("Type")
         action = raw.get("Action")
-        if op_type not in OP_TYPES:
+        if not isinstance(op_type, str) or op_type not in OP_TYPES:
             raise _bad(f"{where}.Type must be one of {', '.join(sorted(OP_TYPES))}")
-        if action not in ACTIONS:
+        if not isinstance(action, str) or action not in ACTIONS:
             raise _bad(f"{where}.Action must be one of {', '.join(sorted(ACTIONS))}")
         op_id = raw.get("Id")
         id_re = EXEC_UPDATE_ID_RE if op_type == "EXECUTION" else ID_RE
-        if not isinstance(op_id, str) or not id_re.match(op_id):
+        if not isinstance(op_id, str) or not id_re.fullmatch(op_id):
             raise _bad(f"{where}.Id must match [a-zA-Z0-9-_]{{1,64}}")
         parent = raw.get("ParentId")
-        if parent is not None and (not isinstance(parent, str) or not ID_RE.match(parent)):
+        if parent is not None and (not isinstance(parent, str) or not ID_RE.fullmatch(parent)):
             raise _bad(f"{where}.ParentId must match [a-zA-Z0-9-_]{{1,64}}")
         name = raw.get("Name")
-        if name is not None and (not isinstance(name, str) or not PRINTABLE_RE.match(name)):
+        if name is not None and (not isinstance(name, str) or not PRINTABLE_RE.fullmatch(name)):
             raise _bad(f"{where}.Name must be 1 to 256 printable ASCII characters")
         sub_type = raw.get("SubType")
-        if sub_type is not None and (not isinstance(sub_type, str) or not SUBTYPE_RE.match(sub_type)):
+        if sub_type is not None and (not isinstance(sub_type, str) or not SUBTYPE_RE.fullmatch(sub_type)):
             raise _bad(f"{where}.SubType must match [a-zA-Z0-9-_]{{1,32}}")
         payload = raw.get("Payload")
         if payload is not None:
             if not isinstance(payload, str):
                 raise _bad(f"{where}.Payload must be a string")
+            refuse_nul(payload, f"{where}.Payload")
             limit = MAX_EXECUTION_PAYLOAD if op_type == "EXECUTION" else MAX_PAYLOAD
             if len(payload.encode("utf-8")) > limit:
                 raise _bad(f"{where}.Payload is larger than {limit} bytes")

@@ -139,7 +139,7 @@ def serving(ds: Durascope, **config: Any) -> Iterator[Api]:
         thread.join(10)
 
 
-def _register_all(ds: Durascope) -> None:
+def register_all(ds: Durascope) -> None:
     register(ds, "add-one", "th_basic:add_one")
     register(ds, "approval", "th_basic:approval")
     register(ds, "api-fails", "th_api_handlers:fails_fast")
@@ -154,7 +154,7 @@ def api(database_url: str) -> Iterator[Api]:
     """Server plus a running engine: executions run to their end."""
     ds = Durascope.open(database_url)
     try:
-        _register_all(ds)
+        register_all(ds)
         with serving(ds) as a:
             yield a
     finally:
@@ -166,7 +166,7 @@ def api_manual(database_url: str) -> Iterator[Api]:
     """Server without an engine: the test runs each invocation itself."""
     ds = Durascope.open(database_url, run_engine=False)
     try:
-        _register_all(ds)
+        register_all(ds)
         with serving(ds, DURASCOPE_SYNC_INVOKE_TIMEOUT=0.5) as a:
             yield a
     finally:
@@ -788,15 +788,36 @@ def test_pause_resume_delete_answer_an_aws_error_until_the_control_plane_has_the
 # --- routing and the error shape for requests boto3 cannot make --------------------------------------
 
 
-def _assert_aws_error(result: tuple[int, dict[str, str], Any], status: int, error_type: str, what: str) -> None:
-    got_status, headers, body = result
-    assert got_status == status, (what, got_status, body)
-    assert headers.get("x-amzn-errortype") == error_type, (what, headers)
+# The HTTP status and message member of each 4xx this API sends (spec 7.3).
+AWS_ERRORS = {
+    "InvalidParameterValueException": (400, "message"),
+    "InvalidRequestContentException": (400, "message"),
+    "CallbackTimeoutException": (400, "Message"),
+    "ResourceNotFoundException": (404, "Message"),
+    "ResourceConflictException": (409, "message"),
+    "DurableExecutionAlreadyStartedException": (409, "Message"),
+    "RequestTooLargeException": (413, "message"),
+    "TooManyRequestsException": (429, "message"),
+}
+
+
+def assert_aws_error_shape(result: tuple[int, dict[str, str], Any], what: str) -> str:
+    """A 4xx in the AWS shape: ``x-amzn-ErrorType``, its status, a JSON body with ``Type`` and
+    the message member the model spells, and a request id. Returns the error type."""
+    status, headers, body = result
+    error_type = headers.get("x-amzn-errortype")
+    assert error_type in AWS_ERRORS, (what, status, headers, body)
+    expected_status, message_key = AWS_ERRORS[error_type]
+    assert status == expected_status, (what, status, error_type, body)
     assert headers.get("x-amzn-requestid"), what
     assert isinstance(body, dict) and body.get("Type") == error_type, (what, body)
-    message_key = "message" if error_type in ("InvalidParameterValueException", "RequestTooLargeException",
-                                              "InvalidRequestContentException") else "Message"
     assert isinstance(body.get(message_key), str) and body[message_key], (what, body)
+    return error_type
+
+
+def _assert_aws_error(result: tuple[int, dict[str, str], Any], status: int, error_type: str, what: str) -> None:
+    assert (result[0], result[1].get("x-amzn-errortype")) == (status, error_type), (what, result)
+    assert_aws_error_shape(result, what)
 
 
 def _b64(data: Any) -> str:
@@ -874,6 +895,100 @@ def test_bad_requests_get_the_aws_error_shape(api_manual: Api) -> None:
                                                         Updates=[])
     assert ok["CheckpointToken"]
     assert types(api_manual.history(arn)) == ["ExecutionStarted"]
+
+
+def start_callback(ds: Durascope, arn: str, token: str, op_id: str = "cb") -> tuple[str, str]:
+    """A CALLBACK START checkpointed by hand: (the next checkpoint token, the callback id)."""
+    out = ds.control.checkpoint(arn, token, [
+        {"Id": op_id, "Type": "CALLBACK", "Action": "START", "SubType": "Callback", "Name": op_id}])
+    return out["CheckpointToken"], out["NewExecutionState"]["Operations"][-1]["CallbackDetails"]["CallbackId"]
+
+
+def _refused(call: Callable[[], Any], api: Api, arns: list[str], match: str | None = None) -> None:
+    """``call`` gets InvalidParameterValueException and the executions' histories stay as they were."""
+    before = [api.history(a) for a in arns]
+    with pytest.raises(api.client.exceptions.InvalidParameterValueException) as err:
+        call()
+    if match:
+        assert match in err.value.response["Error"]["Message"], err.value.response
+    assert [api.history(a) for a in arns] == before
+
+
+def test_markers_with_deeply_nested_json_are_refused(api_manual: Api) -> None:
+    # Found by the fuzz (test_api_fuzz.py): the JSON decoder hit its recursion limit (a 500).
+    c = api_manual.loose
+    arn = api_manual.start("add-one", {"a": 1})
+    inv = _begin(api_manual, arn)
+    deep = base64.b64encode(b"[" * 5000).decode()
+    nested = base64.b64encode(json.dumps({"p": [1]}).encode()).decode()
+    for marker in (deep, nested):
+        _refused(lambda: c.get_durable_execution_history(DurableExecutionArn=arn, Marker=marker), api_manual, [arn],
+                 "Invalid Marker")
+        _refused(lambda: c.get_durable_execution_state(DurableExecutionArn=arn, CheckpointToken=inv.token,
+                                                       Marker=marker), api_manual, [arn], "Invalid Marker")
+        _refused(lambda: c.list_durable_executions_by_function(FunctionName="add-one", Marker=marker), api_manual,
+                 [arn], "Invalid Marker")
+
+
+def test_update_fields_of_the_wrong_type_or_with_a_trailing_newline_are_refused(api_manual: Api) -> None:
+    # Found by the fuzz: a list as Type was a 500 (unhashable), and "^...$" patterns matched
+    # a trailing newline, so "s1\n" was accepted as an operation Id.
+    c = api_manual.loose
+    arn = api_manual.start("approval", {})
+    inv = _begin(api_manual, arn)
+    token, callback_id = start_callback(api_manual.ds, arn, inv.token)
+    step = {"Id": "s1", "Type": "STEP", "Action": "START", "SubType": "Step", "Name": "s"}
+    for bad in ({"Type": ["STEP"]}, {"Action": {"START": 1}}, {"Id": "s1\n"}, {"ParentId": "p\n"},
+                {"Name": "s\n"}, {"SubType": "Step\n"}):
+        _refused(lambda: c.checkpoint_durable_execution(DurableExecutionArn=arn, CheckpointToken=token,
+                                                        Updates=[{**step, **bad}]), api_manual, [arn], "Updates[0]")
+    _refused(lambda: c.send_durable_execution_callback_heartbeat(CallbackId=callback_id + "\n"), api_manual, [arn])
+    _refused(lambda: c.pause_durable_execution(DurableExecutionArn=arn, ClientToken="tok\n"), api_manual, [arn])
+    _refused(lambda: c.list_durable_executions_by_function(FunctionName="approval", DurableExecutionName="a\n"),
+             api_manual, [arn])
+    assert c.checkpoint_durable_execution(DurableExecutionArn=arn, CheckpointToken=token, Updates=[step])
+
+
+def test_text_the_store_cannot_keep_is_refused_on_every_backend(api_manual: Api) -> None:
+    # Found by the fuzz on PostgreSQL (its text cannot hold U+0000; ErrorType fills a
+    # 256-character column): each was a 500 there, or a callback result the engine could
+    # not record after the invocation. Refused alike on SQLite.
+    c, ds = api_manual.loose, api_manual.ds
+    arn = api_manual.start("approval", {})
+    inv = _begin(api_manual, arn)
+    token, _ = start_callback(ds, arn, inv.token)
+    idle = api_manual.start("approval", {})
+    idle_inv = _begin(api_manual, idle)
+    _, callback_id = start_callback(ds, idle, idle_inv.token)
+    ds.control.end_invocation(idle_inv, InvocationOutcome.from_envelope({"Status": "PENDING"}))
+    arns = [arn, idle]
+
+    def checkpoint(*updates: dict[str, Any], **kw: Any) -> Any:
+        return lambda: c.checkpoint_durable_execution(DurableExecutionArn=arn, CheckpointToken=token,
+                                                      Updates=list(updates), **kw)
+
+    start = {"Id": "s1", "Type": "STEP", "Action": "START", "SubType": "Step", "Name": "s"}
+    exec_id = _execution_id(arn)
+    _refused(checkpoint(start, {"Id": "s1", "Type": "STEP", "Action": "SUCCEED", "Payload": "a\x00b"}), api_manual,
+             arns, "NUL")
+    _refused(checkpoint({"Id": exec_id, "Type": "EXECUTION", "Action": "SUCCEED", "Payload": "\x00"}), api_manual,
+             arns, "NUL")
+    _refused(checkpoint({"Id": "ci", "Type": "CHAINED_INVOKE", "Action": "START", "SubType": "ChainedInvoke",
+                         "Name": "ci", "Payload": "\x00", "ChainedInvokeOptions": {"FunctionName": "add-one"}}),
+             api_manual, arns, "NUL")
+    for error_type in ("a\x00", "x" * 257):
+        _refused(checkpoint({"Id": exec_id, "Type": "EXECUTION", "Action": "FAIL",
+                             "Error": {"ErrorType": error_type}}), api_manual, arns, "ErrorType")
+        _refused(lambda: c.stop_durable_execution(DurableExecutionArn=arn, Error={"ErrorType": error_type}),
+                 api_manual, arns, "ErrorType")
+    for client_token in ("\x00", "a b"):
+        _refused(checkpoint(start, ClientToken=client_token), api_manual, arns, "ClientToken")
+    _refused(lambda: c.send_durable_execution_callback_success(CallbackId=callback_id, Result=b"a\x00b"),
+             api_manual, arns, "NUL")
+    # What is allowed still works: 256 characters of ErrorType, U+0000 escaped inside JSON text.
+    c.send_durable_execution_callback_success(CallbackId=callback_id, Result=b'"a\\u0000b"')
+    c.stop_durable_execution(DurableExecutionArn=arn, Error={"ErrorType": "x" * 256})
+    assert c.get_durable_execution(DurableExecutionArn=arn)["Error"]["ErrorType"] == "x" * 256
 
 
 def test_unencoded_slashes_in_labels_are_routed(api: Api) -> None:

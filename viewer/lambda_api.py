@@ -19,6 +19,7 @@ SigV4 signatures are not verified (spec 2.1); authentication is a later, optiona
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import inspect
 import json
@@ -42,7 +43,7 @@ from recorder.errors import (
     ServiceError,
 )
 from recorder.queries import TERMINAL, history_page, list_executions
-from recorder.wire import ErrorObject, ts_seconds
+from recorder.wire import ErrorObject, refuse_nul, ts_seconds
 
 log = logging.getLogger("durascope.api")
 
@@ -239,6 +240,22 @@ def _bool_arg(name: str, default: bool) -> bool:
     return low == "true"
 
 
+def _marker_arg() -> str | None:
+    """``Marker``: every marker this server issues is standard base64 of a flat JSON object.
+    Anything else is refused here, before a parser further in can choke on it (JSON nested
+    deeply enough exhausts the decoder's recursion limit)."""
+    marker = _arg("Marker") or None
+    if marker is None:
+        return None
+    try:
+        obj = json.loads(base64.b64decode(marker, validate=True))
+    except (ValueError, RecursionError):
+        obj = None
+    if not isinstance(obj, dict) or any(isinstance(v, (dict, list)) for v in obj.values()):
+        raise InvalidParameterValueException("Invalid Marker")
+    return marker
+
+
 def _max_items_arg() -> int | None:
     raw = _arg("MaxItems")
     if raw is None or raw == "":
@@ -287,7 +304,7 @@ def _client_token(body: dict[str, Any]) -> str | None:
     value = body.get("ClientToken")
     if value is None:
         return None
-    if not isinstance(value, str) or not CLIENT_TOKEN_RE.match(value):
+    if not isinstance(value, str) or not CLIENT_TOKEN_RE.fullmatch(value):
         raise InvalidParameterValueException("ClientToken must be 1 to 64 printable ASCII characters")
     return value
 
@@ -346,7 +363,7 @@ def _dispatch(path: str) -> Response:
         callback_id = unquote("/".join(rest[1:-1]))
         if method != "POST" or not callback_id:
             raise unknown_operation()
-        if len(callback_id) > 1024 or not CALLBACK_ID_RE.match(callback_id):
+        if len(callback_id) > 1024 or not CALLBACK_ID_RE.fullmatch(callback_id):
             raise InvalidParameterValueException("CallbackId must be standard base64 of at most 1024 characters")
         return _CALLBACK_ROUTES[rest[-1]](callback_id)
     raise unknown_operation()
@@ -377,7 +394,7 @@ def invoke(function: str) -> Response:
         q = qualifier or ref.qualifier
         if q not in (None, "$LATEST") or ds.control.get_function(ref.name) is None:
             raise ResourceNotFoundException(f"Function not found: {ds.control.function_arn(ref.name, q)}")
-        if name is not None and not NAME_RE.match(name):
+        if name is not None and not NAME_RE.fullmatch(name):
             raise InvalidParameterValueException("DurableExecutionName must match [a-zA-Z0-9-_]{1,64}")
         return Response(b"", status=204, headers=version_headers)
     started = ds.control.start_execution(function, payload, name, qualifier)
@@ -430,7 +447,7 @@ def get_execution(arn: str) -> Response:
 
 
 def _history_marker() -> str | None:
-    marker = _arg("Marker") or None
+    marker = _marker_arg()
     # A forged marker with an out-of-range EventId would fail in the database (a 500);
     # EventIds are 32-bit, so anything else is simply not a marker we issued.
     if marker is not None and not 0 <= tokens.parse_history_marker(marker) <= 2**31 - 1:
@@ -450,13 +467,13 @@ def get_history(arn: str) -> Response:
 
 def get_state(arn: str) -> Response:
     token = _arg("CheckpointToken")
-    return _json(_ds().control.get_state(arn, token, _arg("Marker") or None, _max_items_arg(), ts=ts_seconds))
+    return _json(_ds().control.get_state(arn, token, _marker_arg(), _max_items_arg(), ts=ts_seconds))
 
 
 def checkpoint(arn: str) -> Response:
     body = _json_body(CHECKPOINT_BODY_LIMIT) or {}
     response = _ds().control.checkpoint(arn, body.get("CheckpointToken"), body.get("Updates"),
-                                        body.get("ClientToken"), ts=ts_seconds)
+                                        _client_token(body), ts=ts_seconds)
     return _json(response)
 
 
@@ -528,7 +545,7 @@ def list_by_function(function: str) -> Response:
     if qualifier not in (None, "$LATEST") or ds.control.get_function(ref.name) is None:
         raise ResourceNotFoundException(f"Function not found: {ds.control.function_arn(ref.name, qualifier)}")
     name = _arg("DurableExecutionName")
-    if name is not None and not NAME_RE.match(name):
+    if name is not None and not NAME_RE.fullmatch(name):
         raise InvalidParameterValueException("DurableExecutionName must match [a-zA-Z0-9-_]{1,64}")
     statuses = request.args.getlist("Statuses")
     if len(statuses) > 10:
@@ -536,7 +553,7 @@ def list_by_function(function: str) -> Response:
     page = list_executions(
         ds.db, ref.name, ds.control.function_arn, version=qualifier, name=name, statuses=statuses,
         started_after_ms=_time_arg("StartedAfter"), started_before_ms=_time_arg("StartedBefore"),
-        reverse=_bool_arg("ReverseOrder", False), marker=_arg("Marker") or None,
+        reverse=_bool_arg("ReverseOrder", False), marker=_marker_arg(),
         max_items=_max_items_arg(), ts=ts_seconds)
     out: dict[str, Any] = {"DurableExecutions": page.executions}
     if page.next_marker:
@@ -551,6 +568,7 @@ def callback_succeed(callback_id: str) -> Response:
     # Raw body bytes are the result, stored verbatim (spec pitfall 21); the control
     # plane enforces the 1 MiB limit.
     data = _body(BODY_LIMIT)
+    refuse_nul(data, "Result")
     _ds().control.callback_complete(callback_id, True, result=data or None)
     return _json({})
 
