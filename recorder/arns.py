@@ -12,17 +12,18 @@ from dataclasses import dataclass
 
 from recorder.errors import InvalidParameterValueException, ResourceNotFoundException
 
-NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+# \Z, not $: with re.match, $ also accepts a trailing newline ("name\n").
+NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}\Z")
 _EXEC_ARN_RE = re.compile(
     r"^arn:aws:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:(?P<function>[a-zA-Z0-9_-]{1,64})"
     r":(?P<version>\$LATEST(?:\.PUBLISHED)?|\d+)/durable-execution/(?P<name>[a-zA-Z0-9_-]{1,64})"
-    r"/(?P<id>[a-zA-Z0-9_-]{1,64})$"
+    r"/(?P<id>[a-zA-Z0-9_-]{1,64})\Z"
 )
 _FUNCTION_ARN_RE = re.compile(
     r"^(?:arn:aws:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:)?"
-    r"(?P<function>[a-zA-Z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9_-]{1,128}))?$"
+    r"(?P<function>[a-zA-Z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9_-]{1,128}))?\Z"
 )
-_PARTIAL_ARN_RE = re.compile(r"^(?P<account>\d{12}):function:(?P<function>[a-zA-Z0-9_-]{1,64})(?::(?P<qualifier>[$.a-zA-Z0-9_-]+))?$")
+_PARTIAL_ARN_RE = re.compile(r"^(?P<account>\d{12}):function:(?P<function>[a-zA-Z0-9_-]{1,64})(?::(?P<qualifier>[$.a-zA-Z0-9_-]+))?\Z")
 
 
 @dataclass(frozen=True)

@@ -237,6 +237,16 @@ def _ts_ms(value: Any, where: str) -> int:
     return ms
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def parse_history(doc: Any, where: str, arn: str | None = None) -> ImportedHistory:
     """Validate one history document completely; raises ImportRefused."""
     if not isinstance(doc, dict):
@@ -283,6 +293,8 @@ def parse_history(doc: Any, where: str, arn: str | None = None) -> ImportedHisto
                 raise ImportRefused(f"{at}: {key} must be a string")
         if t != "InvocationCompleted" and not isinstance(e.get("Id"), str):
             raise ImportRefused(f"{at}: Id is required")
+        if _has_nul(details) or any(_has_nul(e.get(k)) for k in ("SubType", "Id", "Name", "ParentId")):
+            raise ImportRefused(f"{at}: text with NUL (U+0000) characters, which the store cannot keep")
         details = dict(details)
         for field in _TS_DETAILS.get(t, ()):
             if field in details:

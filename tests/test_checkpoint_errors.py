@@ -179,3 +179,44 @@ def test_forged_markers_are_invalid_not_a_crash(control_only: Durascope, inv: In
     other_name = inv.arn.replace("/durable-execution/", "/durable-execution/x").rsplit("/", 2)
     with pytest.raises(ResourceNotFoundException):
         control_only.control.get_state("/".join([other_name[0], "other", other_name[2]]), inv.token)
+
+
+def test_handler_output_the_store_cannot_keep_fails_the_execution(control_only: Durascope,
+                                                                   inv: InvocationInput) -> None:
+    """A Result with U+0000 (PostgreSQL text cannot hold it) is an invalid output, not a crash."""
+    outcome = InvocationOutcome.from_envelope({"Status": "SUCCEEDED", "Result": '"a\x00b"'})
+    control_only.control.end_invocation(inv, outcome)
+    done = control_only.describe(inv.arn)
+    assert done.status == "FAILED" and done.error is not None
+    assert done.error["ErrorType"] == "InvalidParameterValueException" and "NUL" in done.error["ErrorMessage"]
+
+
+def test_a_long_error_type_is_kept_whole_in_the_history(control_only: Durascope, inv: InvocationInput) -> None:
+    """The list's error-type column holds 256 characters; the history keeps what the handler said."""
+    long_type = "E" * 300 + "\x00x"
+    control_only.control.end_invocation(inv, InvocationOutcome.from_envelope(
+        {"Status": "FAILED", "Error": {"ErrorType": long_type, "ErrorMessage": "m"}}))
+    done = control_only.describe(inv.arn)
+    assert done.status == "FAILED" and done.error is not None and done.error["ErrorType"] == long_type
+    failed = next(e for e in control_only.history(inv.arn) if e["EventType"] == "ExecutionFailed")
+    assert failed["ExecutionFailedDetails"]["Error"]["Payload"]["ErrorType"] == long_type
+    with control_only.db.read() as s:
+        assert s.scalar(text("SELECT error_type FROM executions")) == ("E" * 300 + "x")[:256]
+
+
+def test_callback_results_with_nul_are_refused(control_only: Durascope, inv: InvocationInput) -> None:
+    out = control_only.control.checkpoint(inv.arn, inv.token, [
+        {"Id": "cb", "Type": "CALLBACK", "Action": "START", "SubType": "Callback", "Name": "cb"}])
+    callback_id = out["NewExecutionState"]["Operations"][-1]["CallbackDetails"]["CallbackId"]
+    before = _log_size(control_only)
+    with pytest.raises(InvalidParameterValueException, match="NUL"):
+        control_only.callback_success(callback_id, b'"a\x00b"')
+    assert _log_size(control_only) == before
+
+
+def test_names_with_a_trailing_newline_are_refused(control_only: Durascope) -> None:
+    register(control_only, "add-one", "th_basic:add_one")
+    with pytest.raises(InvalidParameterValueException):
+        control_only.start("add-one", "{}", name="order-1\n")
+    with pytest.raises(InvalidParameterValueException):
+        control_only.describe(control_only.start("add-one", "{}") + "\n")

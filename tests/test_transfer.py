@@ -141,6 +141,8 @@ def _hostile_cases(src: Durascope, arn: str, tmp_path: Path) -> list[tuple[Path,
     add("extra-field.json", {**good, "Events": [{**good["Events"][0], "Evil": 1}]}, "unexpected fields")
     add("no-arn.json", {"Events": good["Events"]}, "pass the execution ARN")
     add("bad-arn.json", {**good, "DurableExecutionArn": "arn:aws:lambda:../../etc"}, "not a valid durable execution ARN")
+    nul_name = {**good["Events"][1], "Name": "a\u0000b"}
+    add("nul.json", {**good, "Events": [good["Events"][0], nul_name, *good["Events"][2:]]}, "NUL")
     paths = []
     for name, data, why in cases:
         p = tmp_path / name

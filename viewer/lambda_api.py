@@ -43,7 +43,7 @@ from recorder.errors import (
     ServiceError,
 )
 from recorder.queries import TERMINAL, history_page, list_executions
-from recorder.wire import ErrorObject, refuse_nul, ts_seconds
+from recorder.wire import ErrorObject, ts_seconds
 
 log = logging.getLogger("durascope.api")
 
@@ -566,9 +566,8 @@ def list_by_function(function: str) -> Response:
 
 def callback_succeed(callback_id: str) -> Response:
     # Raw body bytes are the result, stored verbatim (spec pitfall 21); the control
-    # plane enforces the 1 MiB limit.
+    # plane enforces the 1 MiB limit and refuses NUL characters.
     data = _body(BODY_LIMIT)
-    refuse_nul(data, "Result")
     _ds().control.callback_complete(callback_id, True, result=data or None)
     return _json({})
 

@@ -79,7 +79,15 @@ from recorder.store.projector import (
     WAIT,
     Projector,
 )
-from recorder.wire import MAX_PAYLOAD, ErrorObject, Update, operation_to_wire, parse_updates, ts_ms
+from recorder.wire import (
+    MAX_PAYLOAD,
+    ErrorObject,
+    Update,
+    operation_to_wire,
+    parse_updates,
+    refuse_nul,
+    ts_ms,
+)
 
 TERMINAL_OP = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "STOPPED"})
 CLIENT_TOKEN_WINDOW_MS = 15 * 60 * 1000
@@ -171,7 +179,13 @@ class InvocationOutcome:
             return cls("INVALID", error={"ErrorType": "InvalidParameterValueException",
                                          "ErrorMessage": f"Invalid handler output: {str(output)[:500]}"})
         err = output.get("Error")
-        return cls(output["Status"], result=output.get("Result"), error=err if isinstance(err, dict) else None,
+        result = output.get("Result")
+        if result is not None and (not isinstance(result, str) or "\x00" in result):
+            # The store keeps a result verbatim as text, and PostgreSQL text cannot hold U+0000.
+            return cls("INVALID", error={"ErrorType": "InvalidParameterValueException",
+                                         "ErrorMessage": "Invalid handler output: Result must be a string "
+                                                         "without NUL (U+0000) characters"})
+        return cls(output["Status"], result=result, error=err if isinstance(err, dict) else None,
                    has_result="Result" in output and output.get("Result") not in (None, ""),
                    has_error=err is not None)
 
@@ -998,6 +1012,7 @@ class ControlPlane:
                 payload = result.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise InvalidParameterValueException("Callback result must be UTF-8 text") from exc
+            refuse_nul(payload, "Result")
         tx = _Tx()
         with self.db.write() as conn:
             ws = Workset(conn)

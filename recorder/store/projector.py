@@ -53,6 +53,15 @@ def _payload(envelope: Any) -> Any:
     return envelope.get("Payload") if isinstance(envelope, dict) else None
 
 
+def _error_type_column(error_type: Any) -> str | None:
+    """The list's error-type filter column (256 characters, no U+0000 on PostgreSQL); the
+    whole ErrorType stays in ``error_json`` and the event, whoever wrote it (a handler's
+    envelope, an imported history)."""
+    if error_type is None:
+        return None
+    return str(error_type).replace("\x00", "")[:256]
+
+
 def _error_json(envelope: Any) -> str | None:
     err = _payload(envelope)
     return _dumps(err) if err is not None else None
@@ -238,7 +247,7 @@ class Projector:
         else:
             err = _payload(d.get("Error"))
             execution.error_json = _dumps(err) if err is not None else None
-            execution.error_type = err.get("ErrorType") if isinstance(err, dict) else None
+            execution.error_type = _error_type_column(err.get("ErrorType")) if isinstance(err, dict) else None
         op = self.ws.op(ev.execution_id, ev.execution_id)
         if op is not None:
             self._close_op(op, ev, status)
