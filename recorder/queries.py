@@ -232,7 +232,7 @@ def _parse_list_marker(marker: str, fingerprint: str) -> tuple[int, str]:
         if not -(2**63) <= start_ms < 2**63 or len(execution_id) > 64:
             raise ValueError("marker out of range")
         return start_ms, execution_id
-    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError, binascii.Error) as exc:
         raise InvalidParameterValueException("Invalid Marker: it is unknown or belongs to another query") from exc
 
 

@@ -176,6 +176,11 @@ def test_forged_markers_are_invalid_not_a_crash(control_only: Durascope, inv: In
     forged = base64.b64encode(json.dumps({"t": inv.token[-16:], "s": -1}).encode()).decode()
     with pytest.raises(InvalidParameterValueException, match="Invalid Marker"):
         control_only.control.get_state(inv.arn, inv.token, marker=forged)
+    nested = base64.b64encode(b"[" * 100_000 + b"]" * 100_000).decode()  # past the decoder's recursion limit
+    with pytest.raises(InvalidParameterValueException, match="Invalid Marker"):
+        history_page(control_only.db, inv.arn, marker=nested)
+    with pytest.raises(InvalidParameterValueException, match="Invalid Marker"):
+        control_only.control.get_state(inv.arn, inv.token, marker=nested)
     other_name = inv.arn.replace("/durable-execution/", "/durable-execution/x").rsplit("/", 2)
     with pytest.raises(ResourceNotFoundException):
         control_only.control.get_state("/".join([other_name[0], "other", other_name[2]]), inv.token)

@@ -39,7 +39,7 @@ def parse_state_marker(marker: str, token: str) -> int:
         if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**31:
             raise ValueError("out of range")
         return seq
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise InvalidParameterValueException("Invalid Marker: it is unknown or belongs to another checkpoint token") from exc
 
 
@@ -53,5 +53,5 @@ def parse_history_marker(marker: str) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31:
             raise ValueError("out of range")
         return value
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise InvalidParameterValueException("Invalid Marker") from exc
