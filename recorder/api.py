@@ -35,6 +35,21 @@ from recorder.worker import DirectBackend, FunctionConfig, WorkerHost
 T = TypeVar("T")
 
 
+def wait_until(predicate: Callable[[], T], timeout: float = 30.0, message: str = "condition not met") -> T:
+    """Poll ``predicate`` until it returns something true (and return that), backing off
+    from 5 ms to 100 ms; TimeoutError with ``message`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.005
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(message)
+        time.sleep(delay)
+        delay = min(delay * 1.5, 0.1)
+
+
 @dataclass(frozen=True)
 class ExecutionSummary:
     arn: str
@@ -145,16 +160,7 @@ class Durascope:
                              f"execution {arn} did not finish within {timeout} s")
 
     def wait_for(self, predicate: Callable[[], T], timeout: float = 30.0, message: str = "condition not met") -> T:
-        deadline = time.monotonic() + timeout
-        delay = 0.005
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError(message)
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.1)
+        return wait_until(predicate, timeout, message)
 
     def history(self, arn: str, include_data: bool = True) -> list[dict[str, Any]]:
         return list(iter_history(self.db, arn, include_data))

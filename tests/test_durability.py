@@ -6,11 +6,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
-from recorder.api import Durascope
+from recorder.api import Durascope, wait_until
 from tests.conftest import HANDLERS, register
 
 
@@ -19,16 +18,6 @@ def _engine(database_url: str, log: Path) -> subprocess.Popen[bytes]:
            "DURASCOPE_INVOCATION_RETRY_SECONDS": "0.2", "PYTHONPATH": HANDLERS}
     return subprocess.Popen([sys.executable, "-m", "recorder.cli", "engine"], env=env,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
-
-
-def _wait(predicate, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_sigkill_mid_execution_never_reruns_a_completed_step(database_url: str, tmp_path: Path) -> None:
@@ -42,7 +31,7 @@ def test_sigkill_mid_execution_never_reruns_a_completed_step(database_url: str, 
 
         first = _engine(database_url, log)
         try:
-            _wait(lambda: len(side_effects.read_text().splitlines()) >= 60, 60, "60 steps before the kill")
+            wait_until(lambda: len(side_effects.read_text().splitlines()) >= 60, 60, "60 steps before the kill")
         finally:
             first.send_signal(signal.SIGKILL)
             first.wait()
@@ -52,7 +41,7 @@ def test_sigkill_mid_execution_never_reruns_a_completed_step(database_url: str, 
 
         second = _engine(database_url, log)
         try:
-            done = _wait(lambda: (d := ds.describe(arn)).done and d, 120, "the execution to finish after restart")
+            done = wait_until(lambda: (d := ds.describe(arn)).done and d, 120, "the execution to finish after restart")
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(timeout=30)

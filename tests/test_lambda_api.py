@@ -13,12 +13,11 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import boto3
@@ -26,31 +25,17 @@ import pytest
 from botocore.config import Config
 from werkzeug.serving import make_server
 
-from recorder.api import Durascope
+from recorder.api import Durascope, wait_until
 from recorder.engine.control import ControlPlane, InvocationInput, InvocationOutcome
 from tests.conftest import HANDLERS, register
 from viewer import create_app
 
-T = TypeVar("T")
 REPO = str(Path(__file__).resolve().parent.parent)
 FN_ARN = "arn:aws:lambda:us-east-1:123456789012:function:{}"
 
 
 def enc(text: str) -> str:
     return quote(text, safe="")
-
-
-def wait_for(predicate: Callable[[], T], timeout: float = 30.0, message: str = "condition not met") -> T:
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(message)
-        time.sleep(delay)
-        delay = min(delay * 1.5, 0.2)
 
 
 def boto_client(url: str, validate: bool = True) -> Any:
@@ -95,11 +80,11 @@ class Api:
         return self.client.get_durable_execution(DurableExecutionArn=arn)["Status"]
 
     def wait_status(self, arn: str, *statuses: str, timeout: float = 30.0) -> dict[str, Any]:
-        return wait_for(lambda: (d := self.client.get_durable_execution(DurableExecutionArn=arn))["Status"]
+        return wait_until(lambda: (d := self.client.get_durable_execution(DurableExecutionArn=arn))["Status"]
                         in statuses and d, timeout, f"{arn} never reached {statuses}")
 
     def callback_id(self, arn: str) -> str:
-        return wait_for(lambda: next((e["CallbackStartedDetails"]["CallbackId"] for e in self.history(arn)
+        return wait_until(lambda: next((e["CallbackStartedDetails"]["CallbackId"] for e in self.history(arn)
                                       if e["EventType"] == "CallbackStarted"), None), 30, "no callback started")
 
     def start(self, function: str, payload: Any = None, name: str | None = None) -> str:
@@ -352,7 +337,7 @@ def test_list_executions_filters_order_and_paging(api: Api) -> None:
     arns, starts = [], []
     for i, mode in enumerate(modes):
         if starts:  # distinct start instants, so the expected order is exact
-            wait_for(lambda: dt.datetime.now(dt.UTC) > starts[-1] + dt.timedelta(milliseconds=2), 5)
+            wait_until(lambda: dt.datetime.now(dt.UTC) > starts[-1] + dt.timedelta(milliseconds=2), 5)
         arn = api.start("mixed", {"mode": mode}, name=f"m{i}")
         arns.append(arn)
         starts.append(api.client.get_durable_execution(DurableExecutionArn=arn)["StartTimestamp"])
@@ -360,7 +345,7 @@ def test_list_executions_filters_order_and_paging(api: Api) -> None:
     api.wait_status(arns[1], "FAILED")
     api.wait_status(arns[3], "SUCCEEDED")
     for i in (2, 4):
-        wait_for(lambda i=i: "WaitStarted" in types(api.history(arns[i])), 30)
+        wait_until(lambda i=i: "WaitStarted" in types(api.history(arns[i])), 30)
     api.client.stop_durable_execution(DurableExecutionArn=arns[4])
     expected_status = ["SUCCEEDED", "FAILED", "RUNNING", "SUCCEEDED", "STOPPED"]
 
@@ -517,7 +502,7 @@ def test_callback_failure(api: Api) -> None:
 def test_stop_durable_execution(api: Api) -> None:
     arn = api.start("api-sleeps", {"seconds": 600})
     # Suspended (no invocation in flight), so ExecutionStopped is the last event.
-    wait_for(lambda: types(api.history(arn))[-1:] == ["InvocationCompleted"], 30, "not suspended")
+    wait_until(lambda: types(api.history(arn))[-1:] == ["InvocationCompleted"], 30, "not suspended")
     out = api.client.stop_durable_execution(DurableExecutionArn=arn,
                                             Error={"ErrorMessage": "halt", "ErrorType": "Ops.Stop"})
     assert _is_recent(out["StopTimestamp"])
@@ -679,7 +664,7 @@ def _run_in_subprocess(api: Api, inv: InvocationInput, tmp_path: Path, first_pag
 
 
 def _begin(api: Api, arn: str) -> InvocationInput:
-    return wait_for(lambda: api.ds.control.begin_invocation(_execution_id(arn), "subprocess-test"), 10,
+    return wait_until(lambda: api.ds.control.begin_invocation(_execution_id(arn), "subprocess-test"), 10,
                     "no invocation owed")
 
 
@@ -726,7 +711,7 @@ def test_pause_and_resume(api: Api) -> None:
     _need("pause_execution")
     _need("resume_execution")
     arn = api.start("api-sleeps", {"seconds": 600})
-    wait_for(lambda: types(api.history(arn))[-1:] == ["InvocationCompleted"], 30, "not suspended")
+    wait_until(lambda: types(api.history(arn))[-1:] == ["InvocationCompleted"], 30, "not suspended")
     r = api.client.pause_durable_execution(DurableExecutionArn=arn, Reason="maintenance",
                                            ExecutionTimeoutPaused=False)
     assert r["ResponseMetadata"]["HTTPStatusCode"] == 202
@@ -754,11 +739,11 @@ def test_delete_durable_execution(api: Api) -> None:
     arn = api.start("api-sleeps", {"seconds": 600})
     with pytest.raises(api.client.exceptions.ResourceConflictException):
         api.client.delete_durable_execution(DurableExecutionArn=arn)
-    wait_for(lambda: types(api.history(arn))[-1:] == ["InvocationCompleted"], 30, "not suspended")
+    wait_until(lambda: types(api.history(arn))[-1:] == ["InvocationCompleted"], 30, "not suspended")
     api.client.stop_durable_execution(DurableExecutionArn=arn)
     r = api.client.delete_durable_execution(DurableExecutionArn=arn)
     assert r["ResponseMetadata"]["HTTPStatusCode"] == 202 and _is_recent(r["DeletionRequestTimestamp"])
-    wait_for(lambda: _not_found(api, arn), 30, "execution still there after delete")
+    wait_until(lambda: _not_found(api, arn), 30, "execution still there after delete")
     with pytest.raises(api.client.exceptions.ResourceNotFoundException):
         api.client.delete_durable_execution(DurableExecutionArn=arn.rsplit("/", 1)[0] + "/unknown-id")
 

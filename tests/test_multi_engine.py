@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from recorder.api import Durascope
+from recorder.api import Durascope, wait_until
 from tests.conftest import HANDLERS, register
 
 N = 200
@@ -31,14 +31,6 @@ def _statuses(ds: Durascope) -> Counter[str]:
         return Counter(dict(s.execute(text("SELECT status, COUNT(*) FROM executions GROUP BY status")).all()))
 
 
-def _wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def test_two_engines_share_executions_and_one_survives_the_other_being_killed(database_url: str, tmp_path: Path) -> None:
     ds = Durascope.open(database_url, run_engine=False)
     try:
@@ -47,11 +39,11 @@ def test_two_engines_share_executions_and_one_survives_the_other_being_killed(da
         a, b = _engine(database_url, log), _engine(database_url, log)
         try:
             arns = [ds.start("sws", json.dumps({"n": i}), name=f"m-{i}") for i in range(N)]
-            _wait_until(lambda: _statuses(ds)["SUCCEEDED"] >= N // 3, 120, "a third of the executions")
+            wait_until(lambda: _statuses(ds)["SUCCEEDED"] >= N // 3, 120, "a third of the executions")
             a.send_signal(signal.SIGKILL)
             a.wait()
             killed_at = time.time()
-            _wait_until(lambda: _statuses(ds)["SUCCEEDED"] == N, 240,
+            wait_until(lambda: _statuses(ds)["SUCCEEDED"] == N, 240,
                         f"all executions after the kill ({dict(_statuses(ds))}); log: {log.read_text()[-2000:]}")
         finally:
             for p in (a, b):
