@@ -1,7 +1,8 @@
 """Webhook delivery benchmark: status changes delivered per second to a local receiver,
 latency from commit to arrival, and a loss check.
 
-    python bench/webhooks_bench.py [--database-url URL] [--backlog 10000] [--live 2000] [--rate 300]
+    python bench/webhooks_bench.py [--db sqlite|postgresql | --database-url URL]
+                                   [--backlog 10000] [--live 2000] [--rate 300]
 
 Status changes are synthesized by starting executions with ``run_engine=False``
 (each start commits an ExecutionStarted = one RUNNING status change). Two phases:
@@ -14,6 +15,10 @@ Status changes are synthesized by starting executions with ``run_engine=False``
 Every delivery is verified with ``standardwebhooks.Webhook(secret).verify`` and checked
 off against the expected event ids: nothing may be missing. Goals: p50 < 50 ms,
 >= 1000 deliveries/s, nothing lost.
+
+``--db postgresql`` creates a fresh database on the server of ``DURASCOPE_BENCH_PG``
+(default ``postgresql://postgres@127.0.0.1:5432/test``) and drops it afterwards. The
+load average is printed before and after: on a shared machine, quote it with the figures.
 """
 
 from __future__ import annotations
@@ -25,17 +30,40 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import psycopg  # noqa: E402
 from standardwebhooks import Webhook  # noqa: E402
 
 from recorder.api import Durascope  # noqa: E402
 from recorder.followers import webhooks as wh  # noqa: E402
 from recorder.followers.dispatcher import Dispatcher  # noqa: E402
 from recorder.followers.webhooks import WebhookSettings  # noqa: E402
+
+
+PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _fresh_pg() -> tuple[str, str]:
+    name = f"bench_wh_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    admin = psycopg.conninfo.conninfo_to_dict(PG_ADMIN)
+    return name, f"postgresql+psycopg://{admin.get('user', 'postgres')}@{admin.get('host', '127.0.0.1')}:" \
+                 f"{admin.get('port', 5432)}/{name}"
+
+
+def _drop_pg(name: str) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _load() -> str:
+    return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 class Receiver:
@@ -96,13 +124,33 @@ def _wait_all(recv: Receiver, expected: set[str], timeout: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--database-url", default=None, help="default: a fresh SQLite file in a temp directory")
+    ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite",
+                    help="a fresh SQLite file in a temp directory, or a fresh PostgreSQL database")
+    ap.add_argument("--database-url", default=None, help="use this store instead of a fresh one")
     ap.add_argument("--backlog", type=int, default=10_000)
     ap.add_argument("--live", type=int, default=2_000)
     ap.add_argument("--rate", type=float, default=300.0, help="starts per second in the live phase")
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="durascope-wh-bench-")
-    url = args.database_url or f"sqlite:///{tmp}/bench.db"
+    pg_name = None
+    if args.database_url:
+        url = args.database_url
+    elif args.db == "postgresql":
+        pg_name, url = _fresh_pg()
+    else:
+        url = f"sqlite:///{tmp}/bench.db"
+    try:
+        _run(args, url)
+    finally:
+        if pg_name:
+            _drop_pg(pg_name)
+        if os.environ.get("KEEP_BENCH_DB") is None:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run(args: argparse.Namespace, url: str) -> None:
     ds = Durascope.open(url, run_engine=False)
     ds.register_function("bench", "th_basic.add_one", code_dir=str(Path(__file__).resolve().parents[1] / "tests/handlers"))
     recv = Receiver()
@@ -110,6 +158,7 @@ def main() -> None:
     sub = wh.create_subscription(ds.db, wh.validate_spec(recv.url))
     recv.secret = sub["secret"]
     print(f"database {url.split('@')[-1]}; dispatcher concurrency {ws.concurrency}, poll {ws.poll_seconds * 1000:.0f} ms")
+    print(f"start    {_load()}")
 
     # --- live phase: latency ---------------------------------------------------------------
     disp = Dispatcher(ds.db, ds.settings, ws)
@@ -152,12 +201,9 @@ def main() -> None:
           f"lost {lost}, bad signatures {recv.bad}")
     ok = statistics.median(lat) < 50 and args.backlog / took >= 1000 and lost == 0 and recv.bad == 0
     print("goals    p50 < 50 ms, >= 1000 deliveries/s, nothing lost:", "MET" if ok else "NOT MET")
+    print(f"end      {_load()}")
     recv.server.shutdown()
     ds.close()
-    if os.environ.get("KEEP_BENCH_DB") is None and args.database_url is None:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

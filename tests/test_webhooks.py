@@ -3,24 +3,28 @@ filters, the address policy, admin API/CLI/pages."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import func, select, update
 from standardwebhooks import Webhook
 
 from tests.conftest import register
 from recorder.api import Durascope
 from recorder.cli import main as cli
 from recorder.followers.dispatcher import Dispatcher, backoff_ms
+from recorder.followers.models import WebhookAttempt, WebhookDelivery
+from recorder.followers.sender import PostResult, Sender
 from recorder.followers.webhooks import WebhookSettings, refused_address
 from viewer import create_app
 
@@ -153,7 +157,8 @@ def test_receiver_down_then_up_loses_nothing(ds: Durascope, receiver: Receiver) 
         ds.wait_for(lambda: failed_attempts() >= 12, 30, "no failed attempts recorded")
         receiver.up()
         ds.wait_for(lambda: len(receiver.at("/flaky")) >= 12, 30, "not delivered after the receiver came back")
-        time.sleep(0.3)
+        ds.wait_for(lambda: all(d["state"] == "succeeded" for d in client.get(
+            f"/api/v1/webhooks/{sub['id']}/deliveries").get_json()["deliveries"]), 30, "arrivals not recorded")
     finally:
         disp.stop()
     got = receiver.at("/flaky")
@@ -241,6 +246,9 @@ def test_disabled_after_failures_then_enable_and_redeliver(ds: Durascope, receiv
                     "not disabled")
         got = client.get(f"/api/v1/webhooks/{sub['id']}").get_json()
         assert "3 consecutive failed delivery attempts" in got["disabledReason"]
+        # Its pending deliveries wait for the enable, not for a retry time.
+        waiting = client.get(f"/api/v1/webhooks/{sub['id']}/deliveries?state=pending").get_json()["deliveries"]
+        assert waiting and all(d["nextAttemptMs"] is None for d in waiting)
         assert "ConnectionRefused" in got["disabledReason"]
         html = client.get(f"/webhooks/{sub['id']}").data.decode()
         assert "consecutive failed delivery attempts" in html
@@ -335,3 +343,193 @@ def test_cli_webhooks_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert bad.exit_code == 1 and "RUNNING" in bad.output
     missing = run(cli, ["--database-url", url, "webhooks", "disable", "nope"])
     assert missing.exit_code == 1 and "not found" in missing.output
+
+
+# --- pruning ------------------------------------------------------------------------------------
+
+
+def _backdate(ds: Durascope, delivery_ids: list[int], age_ms: int) -> None:
+    """Make deliveries (and their attempt log) look ``age_ms`` old; pending ones stay pending."""
+    d, a = WebhookDelivery.__table__, WebhookAttempt.__table__
+    with ds.db.write() as conn:
+        conn.execute(update(d).where(d.c.id.in_(delivery_ids)).values(
+            created_ms=d.c.created_ms - age_ms, next_attempt_ms=d.c.next_attempt_ms - age_ms,
+            delivered_ms=d.c.delivered_ms - age_ms))
+        conn.execute(update(a).where(a.c.delivery_id.in_(delivery_ids)).values(ts_ms=a.c.ts_ms - age_ms))
+
+
+def _attempt_count(ds: Durascope, delivery_ids: list[int]) -> int:
+    with ds.db.read() as s:
+        return s.execute(select(func.count()).where(WebhookAttempt.delivery_id.in_(delivery_ids))).scalar_one()
+
+
+def test_old_deliveries_pruned_by_the_periodic_work_pending_ones_never(ds: Durascope, receiver: Receiver) -> None:
+    register(ds, "add-one", "th_basic.add_one")
+    client = create_app(durascope=ds).test_client()
+    ok = _subscribe(client, receiver, "/kept")
+    dead_receiver = Receiver()
+    dead_receiver.down()  # its port now refuses connections: those deliveries stay pending
+    dead = client.post("/api/v1/webhooks", json={"url": dead_receiver.url("/gone"), "maxFailures": 10000}).get_json()
+    ws = dataclasses.replace(FAST, prune_interval_seconds=0.2)
+    assert ws.log_retention_days == 14
+    disp = Dispatcher(ds.db, ds.settings, ws)
+    disp.start()
+
+    def deliveries(sub: dict) -> list[dict]:
+        return client.get(f"/api/v1/webhooks/{sub['id']}/deliveries").get_json()["deliveries"]
+
+    try:
+        arns = [ds.start("add-one", json.dumps({"a": i})) for i in range(3)]
+        for arn in arns:
+            ds.wait(arn, 60)
+        ds.wait_for(lambda: len([d for d in deliveries(ok) if d["state"] == "succeeded"]) == 6, 30, "not delivered")
+        ds.wait_for(lambda: len([d for d in deliveries(dead) if d["attemptLog"]]) >= 3, 30, "no failed attempts")
+        executions = {d["executionId"] for d in deliveries(ok)}
+        old_exec = sorted(executions)[:2]
+        old = [d["id"] for d in deliveries(ok) if d["executionId"] in old_exec]
+        pending_old = [d["id"] for d in deliveries(dead)]
+        assert len(old) == 4 and _attempt_count(ds, old) == 4
+        _backdate(ds, old + pending_old, 15 * 86_400_000)  # past the 14-day retention
+        ds.wait_for(lambda: len(deliveries(ok)) == 2, 30, "old succeeded deliveries not pruned")
+    finally:
+        disp.stop()
+    assert {d["executionId"] for d in deliveries(ok)} == executions - set(old_exec)
+    assert _attempt_count(ds, old) == 0  # their delivery log went with them
+    left = deliveries(dead)
+    assert sorted(d["id"] for d in left) == sorted(pending_old) and all(d["state"] == "pending" for d in left)
+    assert _attempt_count(ds, pending_old) >= 3
+    # Retention 0 keeps everything; the setting comes from the environment.
+    assert Dispatcher(ds.db, ds.settings, WebhookSettings(log_retention_days=0)).prune() == 0
+    assert WebhookSettings.from_env({"DURASCOPE_WEBHOOKS_LOG_RETENTION_DAYS": "3"}).log_retention_days == 3
+
+
+# --- the HTTP client ------------------------------------------------------------------------------
+
+
+class Scripted:
+    """A TCP server answering each request with the next canned response (raw bytes);
+    ``close_after`` closes the connection after those responses."""
+
+    def __init__(self, responses: list[bytes], close_after: frozenset[int] = frozenset()) -> None:
+        self.responses = responses
+        self.close_after = close_after
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        n = 0
+        while n < len(self.responses):
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connections += 1
+            buf = b""
+            with conn:
+                while n < len(self.responses):
+                    while b"\r\n\r\n" not in buf:
+                        data = conn.recv(65536)
+                        if not data:
+                            break
+                        buf += data
+                    if b"\r\n\r\n" not in buf:
+                        break
+                    head, _, buf = buf.partition(b"\r\n\r\n")
+                    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                      if line.lower().startswith(b"content-length")))
+                    while len(buf) < length:
+                        buf += conn.recv(65536)
+                    self.requests.append(head + b"\r\n\r\n" + buf[:length])
+                    buf = buf[length:]
+                    try:
+                        conn.sendall(self.responses[n])
+                    except OSError:  # the client stopped reading (a body it does not drain)
+                        pass
+                    n += 1
+                    if n - 1 in self.close_after:
+                        break
+
+    def url(self, path: str = "/hook?x=1") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+HEADERS = {"webhook-id": "msg_1", "webhook-timestamp": "1", "webhook-signature": "v1,x"}
+
+
+def _post(url: str) -> PostResult:
+    sender = Sender(WebhookSettings(timeout_seconds=5))
+    try:
+        return sender.post(url, b'{"a":1}', HEADERS)
+    finally:
+        sender.close()
+
+
+def test_http_client_bodies_keep_alive_and_interim_responses() -> None:
+    srv = Scripted([
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nX-T: 1\r\n\r\n",
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\nConnection: close\r\n\r\noops!",
+        b"HTTP/1.0 200 OK\r\n\r\nto the end\x00",  # close-delimited, with a NUL PostgreSQL cannot store
+    ], close_after=frozenset({3, 4}))
+    sender = Sender(WebhookSettings(timeout_seconds=5))
+    got = [sender.post(srv.url(), b'{"n":%d}' % i, HEADERS) for i in range(5)]
+    sender.close()
+    assert got == [PostResult(200, "ok", None), PostResult(201, "abcde", None), PostResult(204, "", None),
+                   PostResult(500, "oops!", None), PostResult(200, "to the end\ufffd", None)]
+    assert srv.connections == 2  # kept alive until "Connection: close"
+    head, _, body = srv.requests[0].partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    assert lines[0] == b"POST /hook?x=1 HTTP/1.1" and f"Host: 127.0.0.1:{srv.port}".encode() in lines
+    assert b"Content-Length: 7" in lines and b"webhook-id: msg_1" in lines and body == b'{"n":0}'
+
+
+def test_http_client_stale_connection_retried_garbage_and_huge_bodies() -> None:
+    # The server drops a kept-alive connection after the first answer: the next POST is
+    # sent again on a fresh connection, not reported as a failure.
+    srv = Scripted([b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+                    b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"], close_after=frozenset({0}))
+    sender = Sender(WebhookSettings(timeout_seconds=5))
+    assert sender.post(srv.url(), b"{}", HEADERS).status == 200
+    assert sender.post(srv.url(), b"{}", HEADERS) == PostResult(202, "", None) and srv.connections == 2
+    sender.close()
+    garbage = _post(Scripted([b"SSH-2.0-OpenSSH_9.6\r\n\r\n"]).url())
+    assert garbage.status is None and garbage.error.startswith("ProtocolError")
+    big = _post(Scripted([b"HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n\r\n" + b"x" * 5_000_000]).url())
+    assert big == PostResult(200, "x" * 512, None)  # not drained: that connection is closed instead
+    refused = _post("http://127.0.0.1:9/")
+    assert refused.status is None and "ConnectionRefused" in refused.error
+
+
+def test_successor_parked_behind_a_retry_and_freed_by_a_manual_redeliver(ds: Durascope, receiver: Receiver) -> None:
+    register(ds, "add-one", "th_basic.add_one")
+    client = create_app(durascope=ds).test_client()
+    sub = _subscribe(client, receiver, "/park", maxFailures=100)
+    receiver.down()
+    arn = ds.start("add-one", "{}")
+    ds.wait(arn)
+    # Retries a minute away, so nothing but the redeliver below can send RUNNING again.
+    disp = Dispatcher(ds.db, ds.settings, dataclasses.replace(FAST, retry_base_seconds=60, retry_max_seconds=120))
+
+    def pending() -> dict[str, dict]:
+        rows = client.get(f"/api/v1/webhooks/{sub['id']}/deliveries?state=pending").get_json()["deliveries"]
+        return {d["status"]: d for d in rows}
+
+    try:
+        disp.run_once()  # fan-out; RUNNING is sent and fails, SUCCEEDED waits behind it
+        disp.run_once()  # SUCCEEDED is due but blocked: parked at RUNNING's retry time
+        got = pending()
+        assert got["RUNNING"]["attempts"] == 1 and got["SUCCEEDED"]["attempts"] == 0
+        assert got["SUCCEEDED"]["nextAttemptMs"] == got["RUNNING"]["nextAttemptMs"]
+        receiver.up()
+        r = client.post(f"/api/v1/webhooks/{sub['id']}/deliveries/{got['RUNNING']['id']}/redeliver")
+        assert r.status_code == 202
+        disp.run_once()  # RUNNING (manual) succeeds and frees SUCCEEDED at once
+        disp.run_once()
+    finally:
+        disp.stop()
+    assert [e["detail"]["status"] for _, e in receiver.at("/park")] == ["RUNNING", "SUCCEEDED"]
+    assert pending() == {}

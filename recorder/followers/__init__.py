@@ -7,6 +7,10 @@ has handled in the same database (DESIGN invariant 5):
 * ``models``     tables of revision 0002: follower positions/leases, webhook
                  subscriptions, deliveries and their attempt log.
 * ``webhooks``   subscriptions (validation, filters, secrets) and the admin queries.
-* ``dispatcher`` the delivery loop: fan-out per subscription, signed HTTP sends,
-                 durable retries with backoff and jitter.
+* ``outbox``     the statements on ``webhook_deliveries``: fan-out, claim (order per
+                 subscription and execution), record, prune.
+* ``bulk``       one statement for many rows (a JSON document) on both databases.
+* ``sender``     the HTTP/1.1 client: kept-alive connections, the address policy.
+* ``dispatcher`` the delivery pipeline: fan-out thread, sending threads, the loop that
+                 claims and records; durable retries with backoff and jitter.
 """

@@ -10,10 +10,10 @@ position).
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -35,12 +35,15 @@ _ID_NAMESPACE = uuid.UUID("6f1c7d0e-5a43-4b8e-9a43-64757261736e")
 _EV = Event.__table__
 
 
+# time.strftime on a struct_time: datetime.strftime with a tzinfo costs ~15x more, and
+# three of these per status change were a fifth of the webhook fan-out's CPU.
 def iso_seconds(ms: int) -> str:
-    return datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(ms) // 1000))
 
 
 def iso_millis(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    ms = int(ms)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
 
 
 def event_uuid(execution_id: str, position: int) -> str:

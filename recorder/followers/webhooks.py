@@ -21,6 +21,9 @@ Settings (environment):
 * ``DURASCOPE_WEBHOOKS_POLL_SECONDS``         how often the dispatcher looks at the log tail (0.02).
 * ``DURASCOPE_WEBHOOKS_LEASE_SECONDS``        dispatcher lease: one active dispatcher per database (15).
 * ``DURASCOPE_WEBHOOKS_CONCURRENCY``          parallel HTTP sends (8).
+* ``DURASCOPE_WEBHOOKS_LOG_RETENTION_DAYS``   days a succeeded delivery and its attempt log are
+                                              kept after its last attempt (14; 0 keeps them
+                                              forever). Pending deliveries are never pruned.
 * ``DURASCOPE_TEST_CRASH_AFTER_SEND``         TEST HOOK ONLY: 1 makes the dispatcher process
                                               ``os._exit(9)`` right after an HTTP send, before the
                                               outcome is recorded (pins at-least-once delivery).
@@ -59,6 +62,11 @@ _METADATA_ADDRS = frozenset(ipaddress.ip_address(a) for a in ("fd00:ec2::254", "
 _LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
 
 
+# next_attempt_ms of the pending rows of a disabled subscription: out of the due range
+# until it is enabled again (2^53 - 1 stays exact in JSON).
+PARKED_MS = 2**53 - 1
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -83,6 +91,9 @@ class WebhookSettings:
     poll_seconds: float = 0.02
     lease_seconds: float = 15.0
     concurrency: int = 8
+    log_retention_days: float = 14.0
+    # How often the dispatcher looks for deliveries past the retention (and once at start).
+    prune_interval_seconds: float = 3600.0
     crash_after_send: bool = False
 
     @classmethod
@@ -97,6 +108,7 @@ class WebhookSettings:
             "poll_seconds": _env_float(env, "DURASCOPE_WEBHOOKS_POLL_SECONDS", 0.02),
             "lease_seconds": _env_float(env, "DURASCOPE_WEBHOOKS_LEASE_SECONDS", 15.0),
             "concurrency": max(1, int(_env_float(env, "DURASCOPE_WEBHOOKS_CONCURRENCY", 8))),
+            "log_retention_days": max(0.0, _env_float(env, "DURASCOPE_WEBHOOKS_LOG_RETENTION_DAYS", 14.0)),
             "crash_after_send": env.get("DURASCOPE_TEST_CRASH_AFTER_SEND", "") in _TRUE,
         }
         values.update(overrides)
@@ -188,6 +200,12 @@ class SubscriptionSpec:
     on_change_only: bool
     max_failures: int
     description: str | None
+
+    @classmethod
+    def from_row(cls, r: Any) -> SubscriptionSpec:
+        """A stored subscription (a ``webhook_subscriptions`` row)."""
+        return cls(r.url, frozenset(json.loads(r.statuses_json)) if r.statuses_json else None, r.function_filter,
+                   r.name_prefix, bool(r.on_change_only), r.max_failures, r.description)
 
 
 def validate_spec(url: Any, statuses: Any = None, function: Any = None, name_prefix: Any = None,
@@ -318,8 +336,16 @@ def set_enabled(db: Database, sub_id: str, enabled: bool, reason: str | None = N
                          .values(next_attempt_ms=now))
         else:
             values["disabled_reason"] = reason or "disabled by a user"
+            park_subscription(conn, sub_id)
         conn.execute(update(WebhookSubscription).where(WebhookSubscription.id == sub_id).values(**values))
     return get_subscription(db, sub_id)
+
+
+def park_subscription(conn: Connection, sub_id: str) -> None:
+    """A disabled subscription's pending rows leave the due range until it is enabled."""
+    conn.execute(update(WebhookDelivery).where(WebhookDelivery.subscription_id == sub_id,
+                                               WebhookDelivery.state == "pending")
+                 .values(next_attempt_ms=PARKED_MS))
 
 
 def delete_subscription(db: Database, sub_id: str) -> None:
@@ -332,9 +358,10 @@ def delete_subscription(db: Database, sub_id: str) -> None:
 
 
 def _delivery_dict(r: Any) -> dict[str, Any]:
+    waiting = r.state == "pending" and r.next_attempt_ms < PARKED_MS  # not parked by a disable
     return {"id": r.id, "position": r.position, "executionId": r.execution_id, "status": r.status,
             "webhookId": r.webhook_id, "state": r.state, "attempts": r.attempts,
-            "nextAttemptMs": r.next_attempt_ms if r.state == "pending" else None, "createdMs": r.created_ms,
+            "nextAttemptMs": r.next_attempt_ms if waiting else None, "createdMs": r.created_ms,
             "deliveredMs": r.delivered_ms, "lastStatusCode": r.last_status_code, "lastError": r.last_error}
 
 
