@@ -225,7 +225,7 @@ def refresh_statistics(db: Database) -> None:
 
     Until the table is analyzed it looks empty to the planner, which then sorts every due
     row instead of walking ``ix_webhook_deliveries_due`` up to the LIMIT: 26 ms instead of
-    4 ms per claim at 10,000 pending, growing with the backlog. Autovacuum gets there too,
+    2.5 ms per claim at 10,000 pending, and growing with the backlog. Autovacuum gets there too,
     but only after its next nap (up to a minute). SKIP_LOCKED: never wait for it."""
     if db.dialect == "postgresql":
         with db.write() as conn:
