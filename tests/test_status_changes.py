@@ -140,3 +140,24 @@ def test_feed_page_escapes_and_streams(ds: Durascope) -> None:
     assert "<script>alert(1)" not in html and "&lt;script&gt;alert(1)" in html
     page = client.get("/feed").data.decode()
     assert "page-run" in page and "SUCCEEDED" in page
+
+
+def test_imported_histories_announce_no_status_change(ds: Durascope) -> None:
+    """A history copied in (import, pull) happened elsewhere: no RUNNING/FAILED for it on the
+    feed or to webhooks, and the cursor still moves past its events."""
+    from recorder.transfer import history_document, import_histories, parse_history
+
+    register(ds, "add-one", "th_basic.add_one")
+    ran = ds.start("add-one", '{"a": 1}', name="ran-here")
+    ds.wait(ran)
+    doc = json.loads(json.dumps(history_document(ds.db, ran)))
+    old_id, copied_id = ran.rsplit("/", 1)[1], str(uuid.uuid4())
+    doc["DurableExecutionArn"] = ran.replace(f"ran-here/{old_id}", f"copied/{copied_id}")
+    for e in doc["Events"]:
+        if e.get("Id") == old_id:
+            e["Id"], e["Name"] = copied_id, "copied"
+    import_histories(ds.db, [parse_history(doc, "copy")])
+    assert ds.describe(doc["DurableExecutionArn"]).status == "SUCCEEDED"
+    client = create_app(durascope=ds).test_client()
+    arns = {c["event"]["detail"]["durableExecutionArn"] for c in _all(client)}
+    assert ran in arns and doc["DurableExecutionArn"] not in arns

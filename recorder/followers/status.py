@@ -5,6 +5,10 @@ One notification per ``ExecutionStarted`` (RUNNING) and per terminal execution e
 order. Nothing else is stored: a follower that replays positions gets the same
 events again, with the same ``id`` (a UUID derived from the execution id and the log
 position).
+
+Imported histories (``durascope import``/``pull``) announce nothing: their changes
+happened elsewhere, earlier, and a webhook that pages someone about an old failure
+because it was copied in would be wrong. The cursor still moves past their events.
 """
 
 from __future__ import annotations
@@ -151,7 +155,7 @@ def _started_facts(conn: Connection | Session, execution_ids: Sequence[str]) -> 
     if missing:  # an execution whose start is not in the log (imported): use the projection
         ex = Execution.__table__
         for r in conn.execute(select(ex).where(ex.c.execution_id.in_(missing))).all():
-            out[r.execution_id] = ({"Arn": r.arn, "FunctionName": r.function_name,
+            out[r.execution_id] = ({"Arn": r.arn, "FunctionName": r.function_name, "Imported": r.imported,
                                     "FunctionVersion": r.function_version, "ExecutionName": r.name}, r.start_ms)
     return out
 
@@ -184,7 +188,7 @@ def read_status_changes(conn: Connection | Session, after: int, limit: int = 100
                 continue
             extra, start_ms = got
         arn = extra.get("Arn")
-        if not arn:
+        if not arn or extra.get("Imported"):
             continue
         out.append(StatusChange(
             position=r.position, execution_id=r.execution_id, status=STATUS_OF_EVENT[r.event_type], arn=arn,
