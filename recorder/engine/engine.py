@@ -22,6 +22,7 @@ from typing import Protocol
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from recorder.engine.control import ControlPlane, InvocationInput, InvocationOutcome, now_ms
+from recorder.wakeup import Wakeup
 
 log = logging.getLogger("durascope.engine")
 # Root logging runs at INFO for handler output (Lambda's default); the scheduler's
@@ -48,7 +49,7 @@ class Engine:
         self._running: dict[str, str] = {}
         self._again: set[str] = set()
         self._scheduler = BackgroundScheduler(timezone=UTC)
-        self._next_wake: int | None = None
+        self._wakeup = Wakeup(self._scheduler, self._tick, "wake")
         self._tick_lock = threading.Lock()
         self._started = False
         self._stopping = False
@@ -171,22 +172,13 @@ class Engine:
     # --- time --------------------------------------------------------------------------
 
     def _wake_at(self, due_ms: int) -> None:
-        with self._lock:
-            if self._next_wake is not None and self._next_wake <= due_ms and self._next_wake > now_ms():
-                return
-            self._next_wake = due_ms
-        try:
-            self._scheduler.add_job(self._tick, "date", run_date=datetime.fromtimestamp(due_ms / 1000, UTC),
-                                    id="wake", replace_existing=True, misfire_grace_time=None)
-        except Exception:  # noqa: BLE001 - scheduler shut down
-            pass
+        self._wakeup.at(due_ms)
 
     def _tick(self) -> None:
         if self._stopping or not self._tick_lock.acquire(blocking=False):
             return
         try:
-            with self._lock:
-                self._next_wake = None
+            self._wakeup.fired()
             now = now_ms()
             while True:
                 due = self.control.due_timers(now)

@@ -54,6 +54,7 @@ from recorder.followers.outbox import Due, Outcome, backoff_ms, webhook_id
 from recorder.followers.sender import EXCERPT_CHARS, Sender
 from recorder.followers.webhooks import WebhookSettings, now_ms
 from recorder.store.db import Database
+from recorder.wakeup import Wakeup
 
 log = logging.getLogger("durascope.webhooks")
 logging.getLogger("apscheduler").setLevel(logging.WARNING)
@@ -99,7 +100,7 @@ class Dispatcher:
         self._fan_thread: threading.Thread | None = None
         self._scheduler: BackgroundScheduler | None = None
         self._lease_until = 0
-        self._next_due: int | None = None
+        self._wakeup: Wakeup | None = None
         self._rng = random.Random()
         self._round = 0
         # Per subscription, the last claim round whose failures were counted: a burst of
@@ -119,6 +120,7 @@ class Dispatcher:
             return
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._scheduler.start()
+        self._wakeup = Wakeup(self._scheduler, self.wake, "due")
         self._scheduler.add_job(self.wake, "interval", seconds=max(self.ws.lease_seconds / 3, 0.5), id="sweep",
                                 max_instances=1, coalesce=True)
         self._scheduler.add_job(self._ask_prune, "interval", seconds=max(self.ws.prune_interval_seconds, 0.1),
@@ -241,14 +243,8 @@ class Dispatcher:
 
     def _wake_at(self, due_ms: int) -> None:
         """APScheduler wakes the loop when the next retry is due."""
-        if self._scheduler is None or (self._next_due is not None and now_ms() < self._next_due <= due_ms):
-            return
-        self._next_due = due_ms
-        try:
-            self._scheduler.add_job(self.wake, "date", run_date=datetime.fromtimestamp(due_ms / 1000, UTC),
-                                    id="due", replace_existing=True, misfire_grace_time=None)
-        except Exception:  # noqa: BLE001 - scheduler shut down
-            pass
+        if self._wakeup is not None:
+            self._wakeup.at(due_ms)
 
     # --- lease ---------------------------------------------------------------------------------
 
