@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_lambda_api import Api, api, types, wait_for  # noqa: F401 - api is a fixture
+from tests.test_lambda_api import Api, api, types  # noqa: F401 - api is a fixture
 
 AWS = [shutil.which("aws")] if shutil.which("aws") else [sys.executable, "-m", "awscli"]
 
