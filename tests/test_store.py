@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 import time
 
 import psycopg
@@ -14,7 +15,7 @@ from recorder.api import Durascope
 from recorder.store.db import Database, SchemaOutdated
 from recorder.store.log import purge_execution
 from recorder.store.models import Event, Execution
-from tests.conftest import _pg_admin, register
+from tests.conftest import _pg_admin, create_pg_database, drop_pg_database, pg_database_url, register
 
 
 def test_schema_is_at_alembic_head(control_only: Durascope) -> None:
@@ -92,12 +93,22 @@ def test_positions_are_never_reused_after_the_newest_execution_is_deleted(ds: Du
     assert first > seen
 
 
-def test_connections_the_server_dropped_are_replaced(control_only: Durascope, database_url: str) -> None:
-    """The write path runs SQL on the driver connection, past SQLAlchemy's disconnect
-    detection: after the server drops its connections (a restart), one request may fail,
-    and the pool must not hand the dead connections out again."""
-    if not database_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL connections only")
+@pytest.fixture
+def pg_only(pg_template: str) -> Iterator[Durascope]:
+    name = create_pg_database(pg_template)
+    d = Durascope.open(pg_database_url(name), run_engine=False)
+    try:
+        yield d
+    finally:
+        d.close()
+        drop_pg_database(name)
+
+
+def test_connections_the_server_dropped_are_replaced(pg_only: Durascope) -> None:
+    """PostgreSQL. The write path runs SQL on the driver connection and keeps no pre-ping:
+    after the server drops its connections (a restart), one request may fail, and the pool
+    must not hand the dead connections out again."""
+    control_only = pg_only
     register(control_only, "add-one", "th_basic:add_one")
     threads = [threading.Thread(target=control_only.start, args=("add-one", "{}")) for _ in range(6)]
     for t in threads:
