@@ -28,9 +28,11 @@ MAX_SECONDS = 31_622_400
 MAX_PAYLOAD = 1024 * 1024
 MAX_EXECUTION_PAYLOAD = 6 * 1024 * 1024
 MAX_ERROR = 1024 * 1024
-# Text the store keeps verbatim in a column (payloads, results, the execution's ErrorType)
-# cannot hold U+0000 on PostgreSQL; it is refused on every backend alike. ErrorType also
-# fills a 256-character column (the API doc gives no limit; Step Functions' is 256).
+# Text the store keeps verbatim in a column (payloads, results) cannot hold U+0000 on
+# PostgreSQL; it is refused on every backend alike. ErrorType is held to 256 characters at
+# the API, our choice (the API doc gives no limit; Step Functions' is 256); the store also
+# cuts its error-type column to 256 for what reaches it another way (handler envelopes,
+# imports), so this is the API's rule, not the column's.
 ERROR_TYPE_RE = re.compile(r"[^\x00]{0,256}")
 
 

@@ -171,6 +171,8 @@ def _update_for(kind: str, changed: tuple[str, ...]) -> str:
 
 def _key(kind: str, row: Any) -> tuple[Any, ...]:
     return tuple(getattr(row, k) for k in _PK[kind])
+
+
 _UPSERT_TIMER = (
     "INSERT INTO timers (execution_id, kind, op_id, due_ms) VALUES (:execution_id, :kind, :op_id, :due_ms) "
     "ON CONFLICT (execution_id, kind, op_id) DO UPDATE SET due_ms = excluded.due_ms"
