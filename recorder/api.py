@@ -19,6 +19,7 @@ from recorder.config import Settings
 from recorder.engine.control import ControlPlane, FunctionSpec, now_ms
 from recorder.engine.engine import Engine
 from recorder.engine.invoker import InProcessInvoker
+from recorder.engine.processes import ProcessInvoker
 from recorder.engine.workers import WorkerPool
 from recorder.queries import (
     TERMINAL,
@@ -69,7 +70,8 @@ class ExecutionSummary:
 class Durascope:
     def __init__(self, settings: Settings, run_engine: bool = True, invoker: str = "in-process",
                  engine_url: str | None = None) -> None:
-        """``invoker``: "in-process" runs handlers on the engine's threads (the fast path);
+        """``invoker``: "in-process" runs handlers on the engine's threads (the fast path), or in
+        ``settings.invoker_processes`` child interpreters when that is set;
         "workers" runs them in ``awslambdaric`` processes started on demand, which reach the
         engine over HTTP at ``engine_url`` (settable later with ``set_engine_url``)."""
         self.settings = settings
@@ -77,6 +79,7 @@ class Durascope:
         self.db.check_schema(settings.auto_upgrade)
         self.control = ControlPlane(self.db, settings)
         self.engine: Engine | None = None
+        self.invoker: InProcessInvoker | ProcessInvoker | None = None
         self.workers: WorkerPool | None = None
         self.local_workers: WorkerHost | None = None
         if invoker not in ("in-process", "workers"):
@@ -88,7 +91,9 @@ class Durascope:
                 if engine_url:
                     self.set_engine_url(engine_url)
             else:
-                self.engine = Engine(self.control, InProcessInvoker(self.control))
+                self.invoker = (ProcessInvoker(self.control, settings.invoker_processes)
+                                if settings.invoker_processes else InProcessInvoker(self.control))
+                self.engine = Engine(self.control, self.invoker)
             self.engine.start()
 
     def set_engine_url(self, engine_url: str) -> None:
@@ -118,6 +123,8 @@ class Durascope:
             self.workers.close()
         if self.engine is not None:
             self.engine.stop(wait=True)
+        if self.invoker is not None:
+            self.invoker.close()
         if self.local_workers is not None:
             self.local_workers.stop()
         self.db.dispose()

@@ -55,6 +55,10 @@ class Settings:
     # In-process invocations running at once (the SDK idles ~100 ms at the end of
     # each invocation, so throughput needs many executions in flight).
     max_concurrent_invocations: int = 64
+    # In-process handlers run on threads of the engine (0) or in this many child
+    # interpreters that checkpoint through the engine over a pipe, so the SDK's work
+    # and the control plane's use more than one core (recorder.engine.processes).
+    invoker_processes: int = 0
     # Consecutive failed invocations (handler crash) before the execution fails.
     max_invocation_attempts: int = 5
     invocation_retry_seconds: float = 1.0
@@ -77,6 +81,7 @@ class Settings:
             "account_id": env.get("DURASCOPE_ACCOUNT_ID") or "123456789012",
             "lease_seconds": _float(env, "DURASCOPE_LEASE_SECONDS", 30.0),
             "max_concurrent_invocations": _int(env, "DURASCOPE_MAX_CONCURRENT_INVOCATIONS", 64),
+            "invoker_processes": _int(env, "DURASCOPE_INVOKER_PROCESSES", 0),
             "max_invocation_attempts": _int(env, "DURASCOPE_MAX_INVOCATION_ATTEMPTS", 5),
             "invocation_retry_seconds": _float(env, "DURASCOPE_INVOCATION_RETRY_SECONDS", 1.0),
             "default_execution_timeout": _int(env, "DURASCOPE_DEFAULT_EXECUTION_TIMEOUT", 86400),
@@ -86,4 +91,7 @@ class Settings:
             "access_keys": _access_keys(env.get("DURASCOPE_ACCESS_KEYS")),
         }
         values.update(overrides)
-        return cls(**values)  # type: ignore[arg-type]
+        settings = cls(**values)  # type: ignore[arg-type]
+        if not 0 <= settings.invoker_processes <= 64:
+            raise ValueError(f"DURASCOPE_INVOKER_PROCESSES must be between 0 and 64, got {settings.invoker_processes}")
+        return settings

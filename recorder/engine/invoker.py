@@ -6,6 +6,7 @@ calls the control plane directly (no HTTP), and maps control-plane errors to the
 mapped, so the SDK classifies retries the same way on both paths (spec 2.1).
 This is the fast path; it shares the process (and ``os.environ``) with the engine, so
 per-function environment variables and timeouts need worker processes.
+``recorder.engine.processes`` runs the same ``run_handler`` in child interpreters.
 """
 
 from __future__ import annotations
@@ -52,29 +53,58 @@ def _as_boto(exc: Exception) -> _BotoShaped:
         "ResponseMetadata": {"HTTPStatusCode": 500}})
 
 
-class InProcessServiceClient:
-    """The SDK's ``DurableServiceClient`` protocol, served by the control plane."""
+def serve_call(control: ControlPlane, method: str, args: tuple[Any, ...]) -> tuple[bool, Any]:
+    """Serve one service-client call: ``(True, response)`` or ``(False, (message, boto
+    response))``, the failure shaped as botocore would raise it."""
+    try:
+        if method == "checkpoint":
+            return True, control.checkpoint(*args, ts=ts_datetime)
+        if method == "get_state":
+            return True, control.get_state(*args, ts=ts_datetime)
+        raise ValueError(f"unknown service call {method!r}")
+    except Exception as exc:  # noqa: BLE001 - every failure must reach the SDK classified
+        shaped = _as_boto(exc)
+        return False, (str(shaped), shaped.response)
+
+
+_OUTPUTS: dict[str, tuple[Any, Any]] = {
+    "checkpoint": (CheckpointOutput, CheckpointError),
+    "get_state": (StateOutput, GetExecutionStateError),
+}
+
+
+class ServiceClient:
+    """The SDK's ``DurableServiceClient`` protocol over ``serve_call``; subclasses say
+    how a call reaches the control plane (a function call, or a pipe to the engine)."""
+
+    def call(self, method: str, args: tuple[Any, ...]) -> tuple[bool, Any]:
+        raise NotImplementedError
+
+    def _result(self, method: str, args: tuple[Any, ...]) -> Any:
+        ok, body = self.call(method, args)
+        output, error = _OUTPUTS[method]
+        if not ok:
+            raise error.from_exception(_BotoShaped(*body))
+        return output.from_dict(body)
+
+    def checkpoint(self, durable_execution_arn: str, checkpoint_token: str, updates: list[OperationUpdate],
+                   client_token: str | None) -> CheckpointOutput:
+        return self._result("checkpoint", (durable_execution_arn, checkpoint_token,
+                                           [u.to_dict() for u in updates], client_token))
+
+    def get_execution_state(self, durable_execution_arn: str, checkpoint_token: str, next_marker: str,
+                            max_items: int = 1000) -> StateOutput:
+        return self._result("get_state", (durable_execution_arn, checkpoint_token, next_marker or None, max_items))
+
+
+class InProcessServiceClient(ServiceClient):
+    """Served by the control plane on the calling thread."""
 
     def __init__(self, control: ControlPlane) -> None:
         self.control = control
 
-    def checkpoint(self, durable_execution_arn: str, checkpoint_token: str, updates: list[OperationUpdate],
-                   client_token: str | None) -> CheckpointOutput:
-        try:
-            response = self.control.checkpoint(durable_execution_arn, checkpoint_token,
-                                               [u.to_dict() for u in updates], client_token, ts=ts_datetime)
-        except Exception as exc:  # noqa: BLE001 - every failure must reach the SDK classified
-            raise CheckpointError.from_exception(_as_boto(exc)) from None
-        return CheckpointOutput.from_dict(response)
-
-    def get_execution_state(self, durable_execution_arn: str, checkpoint_token: str, next_marker: str,
-                            max_items: int = 1000) -> StateOutput:
-        try:
-            response = self.control.get_state(durable_execution_arn, checkpoint_token, next_marker or None,
-                                              max_items, ts=ts_datetime)
-        except Exception as exc:  # noqa: BLE001
-            raise GetExecutionStateError.from_exception(_as_boto(exc)) from None
-        return StateOutput.from_dict(response)
+    def call(self, method: str, args: tuple[Any, ...]) -> tuple[bool, Any]:
+        return serve_call(self.control, method, args)
 
 
 @dataclass
@@ -146,6 +176,43 @@ class HandlerCache:
             return fn
 
 
+def run_handler(handlers: HandlerCache, inv: InvocationInput, client: Any, function_arn: str,
+                memory_mb: int) -> tuple[InvocationOutcome, list[logs.CapturedLine]]:
+    """One invocation on the calling thread: what Lambda's runtime does between
+    ``next`` and ``response``. Shared by the in-process and the process invokers."""
+    try:
+        handler = handlers.resolve(inv.function)
+    except Exception as exc:  # noqa: BLE001 - an import error is a failed invocation (Runtime.ImportModuleError)
+        err = error_from_exception(exc)
+        err["ErrorType"] = "Runtime.ImportModuleError"
+        return InvocationOutcome("ERROR", error=err), []
+    event = DurableExecutionInvocationInputWithClient(
+        durable_execution_arn=inv.arn,
+        checkpoint_token=inv.token,
+        initial_execution_state=InitialExecutionState(
+            operations=[Operation.from_dict(_render_op(o, ts_datetime)) for o in inv.operations],
+            next_marker=inv.next_marker,
+        ),
+        updated_operation_ids=inv.updated_operation_ids,
+        service_client=client,
+    )
+    context = LambdaContext(
+        aws_request_id=inv.request_id,
+        function_name=inv.function.name,
+        function_version="$LATEST",
+        invoked_function_arn=function_arn,
+        memory_limit_in_mb=memory_mb,
+        deadline_ms=int(time.time() * 1000) + inv.function.timeout * 1000,
+    )
+    with logs.capture(inv.execution_id, inv.request_id) as sink:
+        try:
+            output = handler(event, context)
+            outcome = InvocationOutcome.from_envelope(output)
+        except BaseException as exc:  # noqa: BLE001 - sys.exit() in a handler is a crashed invocation too
+            outcome = InvocationOutcome("ERROR", error=_crash_error(exc))
+    return outcome, sink.finish()
+
+
 class InProcessInvoker:
     def __init__(self, control: ControlPlane, memory_mb: int = 512) -> None:
         self.control = control
@@ -154,38 +221,11 @@ class InProcessInvoker:
         self.memory_mb = memory_mb
 
     def invoke(self, inv: InvocationInput) -> InvocationOutcome:
-        try:
-            handler = self.handlers.resolve(inv.function)
-        except Exception as exc:  # noqa: BLE001 - an import error is a failed invocation (Runtime.ImportModuleError)
-            err = error_from_exception(exc)
-            err["ErrorType"] = "Runtime.ImportModuleError"
-            return InvocationOutcome("ERROR", error=err)
-        event = DurableExecutionInvocationInputWithClient(
-            durable_execution_arn=inv.arn,
-            checkpoint_token=inv.token,
-            initial_execution_state=InitialExecutionState(
-                operations=[Operation.from_dict(_render_op(o, ts_datetime)) for o in inv.operations],
-                next_marker=inv.next_marker,
-            ),
-            updated_operation_ids=inv.updated_operation_ids,
-            service_client=self.client,
-        )
         fn_arn = self.control.function_arn(inv.function.name, "$LATEST")
-        context = LambdaContext(
-            aws_request_id=inv.request_id,
-            function_name=inv.function.name,
-            function_version="$LATEST",
-            invoked_function_arn=fn_arn,
-            memory_limit_in_mb=self.memory_mb,
-            deadline_ms=int(time.time() * 1000) + inv.function.timeout * 1000,
-        )
-        with logs.capture(inv.execution_id, inv.request_id) as sink:
-            try:
-                output = handler(event, context)
-                outcome = InvocationOutcome.from_envelope(output)
-            except BaseException as exc:  # noqa: BLE001 - sys.exit() in a handler is a crashed invocation too
-                outcome = InvocationOutcome("ERROR", error=_crash_error(exc))
-        lines = sink.finish()
+        outcome, lines = run_handler(self.handlers, inv, self.client, fn_arn, self.memory_mb)
         if lines:
             self.control.store_logs(inv.execution_id, inv.request_id, lines)
         return outcome
+
+    def close(self) -> None:
+        pass

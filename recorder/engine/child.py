@@ -1,0 +1,90 @@
+"""A child interpreter of the process invoker (``recorder.engine.processes``).
+
+``python -m recorder.engine.child FD``: FD is this end of the socket pair the engine
+made. The child runs each invocation it is sent on a thread of its own, exactly as the
+in-process invoker would, and sends the SDK's checkpoint and state calls back to the
+engine. When the engine goes away (its end closes) the child exits at once: the
+invocations it was running belong to an engine that can no longer record them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from typing import Any
+
+from recorder.engine.invoker import HandlerCache, ServiceClient, run_handler
+from recorder.engine.processes import CALL, DONE, HELLO, INVOKE, REPLY, STOP
+
+
+class PipeServiceClient(ServiceClient):
+    """Service calls answered by the engine at the other end of the pipe."""
+
+    def __init__(self, send: Any) -> None:
+        self._send = send
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+        self._waiting: dict[int, list[Any]] = {}
+
+    def call(self, method: str, args: tuple[Any, ...]) -> tuple[bool, Any]:
+        call_id = next(self._ids)
+        slot: list[Any] = [threading.Event(), None]
+        with self._lock:
+            self._waiting[call_id] = slot
+        self._send((CALL, call_id, method, args))
+        slot[0].wait()
+        return slot[1]
+
+    def answer(self, call_id: int, ok: bool, body: Any) -> None:
+        with self._lock:
+            slot = self._waiting.pop(call_id, None)
+        if slot is not None:
+            slot[1] = (ok, body)
+            slot[0].set()
+
+
+def main(fd: int) -> None:
+    conn = Connection(fd)
+    send_lock = threading.Lock()
+
+    def send(message: tuple[Any, ...]) -> None:
+        try:
+            with send_lock:
+                conn.send(message)
+        except OSError:
+            os._exit(0)  # the engine is gone
+
+    kind, path, threads = conn.recv()
+    assert kind == HELLO
+    sys.path[:] = path
+    client = PipeServiceClient(send)
+    handlers = HandlerCache()
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="durascope-invoke")
+
+    def invoke(call_id: int, inv: Any, function_arn: str, memory_mb: int) -> None:
+        outcome, lines = run_handler(handlers, inv, client, function_arn, memory_mb)
+        send((DONE, call_id, outcome, lines))
+
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            break
+        if message[0] == INVOKE:
+            pool.submit(invoke, *message[1:])
+        elif message[0] == REPLY:
+            client.answer(*message[1:])
+        elif message[0] == STOP:
+            break
+    # Handler threads may be blocked forever on replies that will not come.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))
