@@ -2,7 +2,12 @@
 
 The engine (due timers, owed invocations) and the webhook dispatcher (due retries) both
 sleep until the next thing is due; the database holds the due times, this only keeps
-one ``date`` job per loop at the earliest of them.
+one job per loop at the earliest of them.
+
+The job is never removed: its trigger is a year-long interval, and each wake-up moves
+its next run time. A ``date`` job is removed by the scheduler's own thread after it
+runs, and when that coincided with ``shutdown()`` APScheduler 3 raised JobLookupError
+in that thread (it looks a job up among pending jobs once it is stopped).
 """
 
 from __future__ import annotations
@@ -29,9 +34,14 @@ class Wakeup:
             if self._next_ms is not None and int(time.time() * 1000) < self._next_ms <= due_ms:
                 return
             self._next_ms = due_ms
+        when = datetime.fromtimestamp(due_ms / 1000, UTC)
         try:
-            self._scheduler.add_job(self._callback, "date", run_date=datetime.fromtimestamp(due_ms / 1000, UTC),
-                                    id=self._job_id, replace_existing=True, misfire_grace_time=None)
+            with self._lock:
+                if self._scheduler.get_job(self._job_id) is None:
+                    self._scheduler.add_job(self._callback, "interval", days=365, id=self._job_id,
+                                            next_run_time=when, misfire_grace_time=None, coalesce=True)
+                else:
+                    self._scheduler.modify_job(self._job_id, next_run_time=when)
         except Exception:  # noqa: BLE001 - the scheduler is shut down
             pass
 

@@ -277,3 +277,11 @@ def test_pause_during_an_invocation_takes_effect_when_it_returns(ds: Durascope, 
     ds.resume(arn)
     done = ds.wait(arn, 15)
     assert done.status == "SUCCEEDED" and done.result == '["opened", "after"]'
+
+
+@pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
+def test_an_engine_closed_right_after_it_opened_stops_cleanly(database_url: str) -> None:
+    # Its first wake-up runs at once; a scheduler job removed while the scheduler shut
+    # down raised JobLookupError in APScheduler's thread.
+    for _ in range(10):
+        Durascope.open(database_url).close()

@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
-from recorder.engine.invoker import HandlerCache, ServiceClient, run_handler
+from recorder.engine.invoker import HandlerCache, ServiceClient, render_timestamps, run_handler
 from recorder.engine.processes import CALL, DONE, HELLO, INVOKE, REPLY, STOP
 
 
@@ -37,7 +37,8 @@ class PipeServiceClient(ServiceClient):
             self._waiting[call_id] = slot
         self._send((CALL, call_id, method, args))
         slot[0].wait()
-        return slot[1]
+        ok, body = slot[1]
+        return ok, (render_timestamps(method, body) if ok else body)
 
     def answer(self, call_id: int, ok: bool, body: Any) -> None:
         with self._lock:

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -65,7 +65,7 @@ class Engine:
         self._scheduler.add_job(self._tick, "interval", seconds=self.sweep_seconds, id="sweep",
                                 max_instances=1, coalesce=True)
         # Overdue timers and owed invocations from before a restart run at once.
-        self._scheduler.add_job(self._tick, "date", run_date=datetime.now(UTC), id="recover")
+        self._wake_at(now_ms())
         lease = self.control.settings.lease_seconds
         self._scheduler.add_job(self._renew_leases, "interval", seconds=max(lease / 3, 0.2), id="leases",
                                 max_instances=1, coalesce=True)
@@ -96,10 +96,15 @@ class Engine:
         if later:
             self._wake_at(min(later))
 
-    def submit(self, execution_id: str) -> None:
+    def submit(self, execution_id: str, sweep: bool = False) -> None:
+        """Run the execution's owed invocations. A commit that wants an invocation while one
+        runs here is remembered, and looked at again when it ends; a sweep's find is not:
+        the running loop sees that work itself, and a second look cost a write transaction
+        (begin_invocation finding nothing), ~10% of W4's in the sweep's second."""
         with self._lock:
             if execution_id in self._inflight:
-                self._again.add(execution_id)
+                if not sweep:
+                    self._again.add(execution_id)
                 return
             self._inflight.add(execution_id)
         try:
@@ -192,7 +197,7 @@ class Engine:
             later = []
             for execution_id, due_ms in self.control.owed_invocations():
                 if due_ms <= now:
-                    self.submit(execution_id)
+                    self.submit(execution_id, sweep=True)
                 else:
                     later.append(due_ms)
             next_timer = self.control.next_timer_due()

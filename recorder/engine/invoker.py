@@ -17,6 +17,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from aws_durable_execution_sdk_python.exceptions import CheckpointError, GetExecutionStateError
@@ -32,7 +33,14 @@ from aws_durable_execution_sdk_python.lambda_service import (
 )
 
 from recorder.engine import logs
-from recorder.engine.control import ControlPlane, FunctionSpec, InvocationInput, InvocationOutcome, _render_op
+from recorder.engine.control import (
+    ControlPlane,
+    FunctionSpec,
+    InvocationInput,
+    InvocationOutcome,
+    _render_op,
+    _render_ops,
+)
 from recorder.errors import ServiceError
 from recorder.wire import ts_datetime
 
@@ -53,18 +61,27 @@ def _as_boto(exc: Exception) -> _BotoShaped:
         "ResponseMetadata": {"HTTPStatusCode": 500}})
 
 
-def serve_call(control: ControlPlane, method: str, args: tuple[Any, ...]) -> tuple[bool, Any]:
+def serve_call(control: ControlPlane, method: str, args: tuple[Any, ...],
+               ts: Callable[[int], Any] = ts_datetime) -> tuple[bool, Any]:
     """Serve one service-client call: ``(True, response)`` or ``(False, (message, boto
-    response))``, the failure shaped as botocore would raise it."""
+    response))``, the failure shaped as botocore would raise it. Timestamps are rendered
+    with ``ts`` (``render_timestamps`` finishes a response served with ``ts_ms``)."""
     try:
         if method == "checkpoint":
-            return True, control.checkpoint(*args, ts=ts_datetime)
+            return True, control.checkpoint(*args, ts=ts)
         if method == "get_state":
-            return True, control.get_state(*args, ts=ts_datetime)
+            return True, control.get_state(*args, ts=ts)
         raise ValueError(f"unknown service call {method!r}")
     except Exception as exc:  # noqa: BLE001 - every failure must reach the SDK classified
         shaped = _as_boto(exc)
         return False, (str(shaped), shaped.response)
+
+
+def render_timestamps(method: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A response served with ``ts=ts_ms``, with the datetimes the SDK's parsers expect."""
+    if method == "checkpoint":
+        return _render_ops(body, ts_datetime)
+    return {**body, "Operations": [_render_op(o, ts_datetime) for o in body["Operations"]]}
 
 
 _OUTPUTS: dict[str, tuple[Any, Any]] = {

@@ -43,6 +43,7 @@ from typing import Any
 
 from recorder.engine.control import ControlPlane, InvocationInput, InvocationOutcome
 from recorder.engine.invoker import serve_call
+from recorder.wire import ts_ms
 
 log = logging.getLogger("durascope.engine")
 
@@ -183,10 +184,12 @@ class ProcessInvoker:
             return min(self._children, key=lambda c: c.load)
 
     def serve(self, child: _Child, call_id: int, method: str, args: tuple[Any, ...]) -> None:
+        # Timestamps travel as milliseconds; the child, which has CPU to spare, makes
+        # the datetimes the SDK wants.
         if self._serve_pool is None:
-            child.reply(call_id, serve_call(self.control, method, args))
+            child.reply(call_id, serve_call(self.control, method, args, ts_ms))
         else:
-            self._serve_pool.submit(lambda: child.reply(call_id, serve_call(self.control, method, args)))
+            self._serve_pool.submit(lambda: child.reply(call_id, serve_call(self.control, method, args, ts_ms)))
 
     def invoke(self, inv: InvocationInput) -> InvocationOutcome:
         fn_arn = self.control.function_arn(inv.function.name, "$LATEST")
