@@ -1,9 +1,10 @@
 """``durascope serve``: the API (and later the viewer) on one port, plus the engine.
 
 The WSGI server is werkzeug's **threaded** server (``make_server(threaded=True)``):
-one thread per connection (HTTP/1.1 keep-alive), no extra dependency. It is acceptable
-for now: the handler SDK and the AWS CLI make few, short requests, and a
-RequestResponse Invoke only parks its own thread while it polls the store. For heavy
+one thread per connection, no thread pool to exhaust (a RequestResponse Invoke and a
+remote worker's long poll each park a thread), no extra dependency. Werkzeug answers
+every request with ``Connection: close``, so each request is a new TCP connection and
+a new thread (what that costs through worker processes: bench/README.md). For heavy
 production traffic, put the app (``viewer.create_app``) behind a dedicated WSGI server
 (gunicorn with threads, waitress) — it needs a server that passes the raw request URI
 (``RAW_URI``/``REQUEST_URI``), or ARNs fall back to the decoded-path heuristic.
@@ -26,8 +27,8 @@ logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 class _KeepAliveHandler(WSGIRequestHandler):
-    # HTTP/1.1 keeps connections open between requests: the SDK's boto3 client and the
-    # AWS CLI reuse them instead of paying a TCP connection per checkpoint.
+    # HTTP/1.1 responses (chunked when there is no length). Werkzeug still closes the
+    # connection after each response (see the module docstring).
     protocol_version = "HTTP/1.1"
 
 from recorder.api import Durascope
