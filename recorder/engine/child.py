@@ -17,7 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
-from recorder.engine.invoker import HandlerCache, ServiceClient, render_timestamps, run_handler
+from recorder.engine.control import InvocationOutcome
+from recorder.engine.invoker import HandlerCache, ServiceClient, error_from_exception, render_timestamps, run_handler
 from recorder.engine.processes import CALL, DONE, HELLO, INVOKE, REPLY, STOP
 
 
@@ -67,8 +68,12 @@ def main(fd: int) -> None:
     pool = ThreadPoolExecutor(threads, thread_name_prefix="durascope-invoke")
 
     def invoke(call_id: int, inv: Any, function_arn: str, memory_mb: int) -> None:
-        outcome, lines = run_handler(handlers, inv, client, function_arn, memory_mb)
-        send((DONE, call_id, outcome, lines))
+        # The engine waits for this answer: whatever goes wrong here must still send one.
+        try:
+            outcome, lines = run_handler(handlers, inv, client, function_arn, memory_mb)
+            send((DONE, call_id, outcome, lines))
+        except BaseException as exc:  # noqa: BLE001
+            send((DONE, call_id, InvocationOutcome("ERROR", error=error_from_exception(exc)), []))
 
     while True:
         try:

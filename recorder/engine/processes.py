@@ -109,6 +109,10 @@ class _Child:
             self._send((INVOKE, call_id, inv, function_arn, memory_mb))
         except OSError:
             pass  # the reader sees the pipe close and fails the future
+        except Exception as exc:  # noqa: BLE001 - e.g. an input that does not pickle
+            with self._lock:
+                self._pending.pop(call_id, None)
+            future.set_exception(ChildExited(f"no invocation sent: {exc}"))
         return future
 
     def reply(self, call_id: int, result: tuple[bool, Any]) -> None:
