@@ -13,7 +13,9 @@ import itertools
 import os
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -22,31 +24,39 @@ from recorder.engine.invoker import HandlerCache, ServiceClient, error_from_exce
 from recorder.engine.processes import CALL, DONE, HELLO, INVOKE, REPLY, STOP
 
 
+@dataclass
+class _Waiting:
+    """A service call sent to the engine, until its reply arrives."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    reply: tuple[bool, Any] = (False, None)
+
+
 class PipeServiceClient(ServiceClient):
     """Service calls answered by the engine at the other end of the pipe."""
 
-    def __init__(self, send: Any) -> None:
+    def __init__(self, send: Callable[[tuple[Any, ...]], None]) -> None:
         self._send = send
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
-        self._waiting: dict[int, list[Any]] = {}
+        self._waiting: dict[int, _Waiting] = {}
 
     def call(self, method: str, args: tuple[Any, ...]) -> tuple[bool, Any]:
         call_id = next(self._ids)
-        slot: list[Any] = [threading.Event(), None]
+        waiting = _Waiting()
         with self._lock:
-            self._waiting[call_id] = slot
+            self._waiting[call_id] = waiting
         self._send((CALL, call_id, method, args))
-        slot[0].wait()
-        ok, body = slot[1]
+        waiting.done.wait()
+        ok, body = waiting.reply
         return ok, (render_timestamps(method, body) if ok else body)
 
     def answer(self, call_id: int, ok: bool, body: Any) -> None:
         with self._lock:
-            slot = self._waiting.pop(call_id, None)
-        if slot is not None:
-            slot[1] = (ok, body)
-            slot[0].set()
+            waiting = self._waiting.pop(call_id, None)
+        if waiting is not None:
+            waiting.reply = (ok, body)
+            waiting.done.set()
 
 
 def main(fd: int) -> None:

@@ -16,8 +16,8 @@ import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aws_durable_execution_sdk_python.exceptions import CheckpointError, GetExecutionStateError
@@ -193,7 +193,7 @@ class HandlerCache:
             return fn
 
 
-def run_handler(handlers: HandlerCache, inv: InvocationInput, client: Any, function_arn: str,
+def run_handler(handlers: HandlerCache, inv: InvocationInput, client: ServiceClient, function_arn: str,
                 memory_mb: int) -> tuple[InvocationOutcome, list[logs.CapturedLine]]:
     """One invocation on the calling thread: what Lambda's runtime does between
     ``next`` and ``response``. Shared by the in-process and the process invokers."""
