@@ -135,6 +135,9 @@ def test_execution_page_callback_and_stop(ds: Durascope, client) -> None:
     register(ds, "waits", "th_basic:waits")
     arn = ds.start("approval", json.dumps({"timeout": 300, "heartbeat": 120}), name="needs-approval")
     ds.wait_for(lambda: client.get(api(arn)).get_json()["callbacks"], 30)
+    # Suspended: the first invocation has ended. A callback sent before that (the SDK idles
+    # ~100 ms after its last checkpoint) resumes it without a gap to show below.
+    ds.wait_for(lambda: any(e["EventType"] == "InvocationCompleted" for e in ds.history(arn)), 30)
 
     view = client.get(api(arn)).get_json()
     assert view["status"] == "RUNNING" and view["function"] == "approval" and view["version"] == "$LATEST"
