@@ -56,18 +56,18 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class ChildExited(Exception):
-    """The child interpreter running an invocation went away."""
+    """The invocation did not come back from its child interpreter (the message says why)."""
 
 
 def _how(code: int | None) -> str:
     if code is None:
-        return "closed its pipe"
+        return "Runtime closed its pipe"
     if code < 0:
         try:
-            return f"signal {signal.Signals(-code).name}"
+            return f"Runtime exited with signal {signal.Signals(-code).name}"
         except ValueError:
-            return f"signal {-code}"
-    return f"status {code}"
+            return f"Runtime exited with signal {-code}"
+    return f"Runtime exited with status {code}"
 
 
 class _Child:
@@ -112,7 +112,7 @@ class _Child:
         except Exception as exc:  # noqa: BLE001 - e.g. an input that does not pickle
             with self._lock:
                 self._pending.pop(call_id, None)
-            future.set_exception(ChildExited(f"no invocation sent: {exc}"))
+            future.set_exception(ChildExited(f"the invocation could not be sent to the runtime: {exc}"))
         return future
 
     def reply(self, call_id: int, result: tuple[bool, Any]) -> None:
@@ -203,7 +203,7 @@ class ProcessInvoker:
             # What Lambda reports when the runtime process exits during an invocation.
             return InvocationOutcome("ERROR", error={
                 "ErrorType": "Runtime.ExitError",
-                "ErrorMessage": f"RequestId: {inv.request_id} Error: Runtime exited with {exc}"})
+                "ErrorMessage": f"RequestId: {inv.request_id} Error: {exc}"})
         if lines:
             self.control.store_logs(inv.execution_id, inv.request_id, lines)
         return outcome
