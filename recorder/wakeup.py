@@ -30,20 +30,21 @@ class Wakeup:
 
     def at(self, due_ms: int) -> None:
         """Run the callback at ``due_ms`` unless an earlier wake-up, still ahead, is set."""
+        when = datetime.fromtimestamp(due_ms / 1000, UTC)
+        # One critical section: two callers must not move the job in the opposite order
+        # to the one in which they compared their times.
         with self._lock:
             if self._next_ms is not None and int(time.time() * 1000) < self._next_ms <= due_ms:
                 return
             self._next_ms = due_ms
-        when = datetime.fromtimestamp(due_ms / 1000, UTC)
-        try:
-            with self._lock:
+            try:
                 if self._scheduler.get_job(self._job_id) is None:
                     self._scheduler.add_job(self._callback, "interval", days=365, id=self._job_id,
                                             next_run_time=when, misfire_grace_time=None, coalesce=True)
                 else:
                     self._scheduler.modify_job(self._job_id, next_run_time=when)
-        except Exception:  # noqa: BLE001 - the scheduler is shut down
-            pass
+            except Exception:  # noqa: BLE001 - the scheduler is shut down
+                pass
 
     def fired(self) -> None:
         """The loop woke up (by this job or otherwise): the next ``at`` sets a new time."""

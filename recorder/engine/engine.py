@@ -99,8 +99,8 @@ class Engine:
     def submit(self, execution_id: str, sweep: bool = False) -> None:
         """Run the execution's owed invocations. A commit that wants an invocation while one
         runs here is remembered, and looked at again when it ends; a sweep's find is not:
-        the running loop sees that work itself, and a second look cost a write transaction
-        (begin_invocation finding nothing), ~10% of W4's in the sweep's second."""
+        the running loop sees that work itself, and each second look was a write transaction
+        in which begin_invocation found nothing (67 of them in one W4 run of 100 executions)."""
         with self._lock:
             if execution_id in self._inflight:
                 if not sweep:
