@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
-from recorder.engine.invoker import split_handler
+from recorder.engine.invoker import runtime_exited, split_handler
 
 log = logging.getLogger("durascope.worker")
 
@@ -290,10 +290,9 @@ class RuntimeSlot:
                     min(DEADLINE_CHECK_SECONDS, max(0.0, current.task.deadline_ms / 1000 - time.time()))
                 code = proc.returncode if exited.wait(wait) else None
                 if code is not None:
-                    how = f"signal {signal.Signals(-code).name}" if code < 0 else f"status {code}"
                     reason = {"errorType": "Runtime.ExitError",
                               "errorMessage": f"RequestId: {current.task.request_id if current else '-'} "
-                                              f"Error: Runtime exited with {how}"}
+                                              f"Error: {runtime_exited(code)}"}
                     break
                 if current is not None and time.time() * 1000 > current.task.deadline_ms:
                     os.killpg(proc.pid, signal.SIGKILL)

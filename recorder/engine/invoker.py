@@ -12,6 +12,7 @@ per-function environment variables and timeouts need worker processes.
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
 import threading
 import time
@@ -160,6 +161,17 @@ def _crash_error(exc: BaseException) -> dict[str, Any]:
         return {"ErrorType": "Runtime.ExitError",
                 "ErrorMessage": f"RequestId: the handler exited with status {exc.code!r}"}
     return error_from_exception(exc)
+
+
+def runtime_exited(code: int) -> str:
+    """Lambda's words for a runtime process that ended during an invocation, from its
+    return code: "Runtime exited with status 3", "... with signal SIGKILL"."""
+    if code >= 0:
+        return f"Runtime exited with status {code}"
+    try:
+        return f"Runtime exited with signal {signal.Signals(-code).name}"
+    except ValueError:
+        return f"Runtime exited with signal {-code}"
 
 
 def split_handler(handler: str) -> tuple[str, str]:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -42,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from recorder.engine.control import ControlPlane, InvocationInput, InvocationOutcome
-from recorder.engine.invoker import serve_call
+from recorder.engine.invoker import runtime_exited, serve_call
 from recorder.wire import ts_ms
 
 log = logging.getLogger("durascope.engine")
@@ -60,14 +59,7 @@ class ChildExited(Exception):
 
 
 def _how(code: int | None) -> str:
-    if code is None:
-        return "Runtime closed its pipe"
-    if code < 0:
-        try:
-            return f"Runtime exited with signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"Runtime exited with signal {-code}"
-    return f"Runtime exited with status {code}"
+    return "Runtime closed its pipe" if code is None else runtime_exited(code)
 
 
 class _Child:
@@ -142,11 +134,7 @@ class _Child:
         with self._lock:
             self.alive = False
             pending, self._pending = self._pending, {}
-        try:
-            code: int | None = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
+        code = self._reap()
         self.conn.close()
         for future in pending.values():
             future.set_exception(ChildExited(_how(code)))
@@ -156,11 +144,15 @@ class _Child:
             self._send((STOP,))
         except OSError:
             pass
+        self._reap()
+
+    def _reap(self) -> int:
+        """The child's return code, once it has exited (killed if it takes over 5 s)."""
         try:
-            self.proc.wait(timeout=5)
+            return self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait()
+            return self.proc.wait()
 
 
 class ProcessInvoker:
