@@ -390,6 +390,9 @@ class _QuietServer(ThreadingHTTPServer):
 def _handler_for(slot: RuntimeSlot) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body are two writes: with Nagle's algorithm the body would wait
+        # for the runtime's delayed ACK of the headers on its kept-alive connection.
+        disable_nagle_algorithm = True
 
         def log_message(self, *args: Any) -> None:  # quiet
             pass

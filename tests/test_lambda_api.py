@@ -23,12 +23,12 @@ from urllib.parse import quote, urlsplit
 import boto3
 import pytest
 from botocore.config import Config
-from werkzeug.serving import make_server
 
 from recorder.api import Durascope, wait_until
 from recorder.engine.control import ControlPlane, InvocationInput, InvocationOutcome
 from tests.conftest import HANDLERS, register
 from viewer import create_app
+from viewer.keepalive import KeepAliveServer
 
 REPO = str(Path(__file__).resolve().parent.parent)
 FN_ARN = "arn:aws:lambda:us-east-1:123456789012:function:{}"
@@ -49,6 +49,7 @@ class Api:
     ds: Durascope
     url: str
     requests: list[tuple[str, str]] = field(default_factory=list)
+    server: KeepAliveServer | None = None
 
     def __post_init__(self) -> None:
         self.client = boto_client(self.url)
@@ -113,11 +114,11 @@ def serving(ds: Durascope, **config: Any) -> Iterator[Api]:
         return inner(environ, start_response)
 
     app.wsgi_app = recording  # type: ignore[method-assign]
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    server = KeepAliveServer("127.0.0.1", 0, app)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield Api(ds, f"http://127.0.0.1:{server.server_port}", seen)
+        yield Api(ds, f"http://127.0.0.1:{server.server_port}", seen, server)
     finally:
         server.shutdown()
         server.server_close()

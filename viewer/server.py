@@ -1,10 +1,10 @@
 """``durascope serve``: the API (and later the viewer) on one port, plus the engine.
 
-The WSGI server is werkzeug's **threaded** server (``make_server(threaded=True)``):
-one thread per connection, no thread pool to exhaust (a RequestResponse Invoke and a
-remote worker's long poll each park a thread), no extra dependency. Werkzeug answers
-every request with ``Connection: close``, so each request is a new TCP connection and
-a new thread (what that costs through worker processes: bench/README.md). For heavy
+The WSGI server is werkzeug's **threaded** server with our request cycle
+(``viewer.keepalive``): one thread per connection, no thread pool to exhaust (a
+RequestResponse Invoke and a remote worker's long poll each park a thread), no extra
+dependency, and HTTP/1.1 connections kept open between requests (werkzeug's own handler
+closes each one; what that cost through worker processes: bench/README.md). For heavy
 production traffic, put the app (``viewer.create_app``) behind a dedicated WSGI server
 (gunicorn with threads, waitress) — it needs a server that passes the raw request URI
 (``RAW_URI``/``REQUEST_URI``), or ARNs fall back to the decoded-path heuristic.
@@ -19,21 +19,16 @@ from typing import Any
 
 import logging
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import BaseWSGIServer
 
 # One access-log line per request costs more than a checkpoint and drowns the console
 # (the root logger runs at INFO for handler output); warnings still show.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
-
-class _KeepAliveHandler(WSGIRequestHandler):
-    # HTTP/1.1 responses (chunked when there is no length). Werkzeug still closes the
-    # connection after each response (see the module docstring).
-    protocol_version = "HTTP/1.1"
-
 from recorder.api import Durascope
 from recorder.config import Settings
 from viewer import create_app
+from viewer.keepalive import KeepAliveServer
 
 
 def build_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, run_engine: bool = True,
@@ -46,7 +41,7 @@ def build_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, 
     ds = durascope if durascope is not None else Durascope(settings, run_engine=run_engine, invoker=invoker)
     try:
         app = create_app(settings, durascope=ds)
-        server = make_server(host, port, app, threaded=True, request_handler=_KeepAliveHandler)
+        server = KeepAliveServer(host, port, app)
         if local_workers and ds.workers is not None and ds.local_workers is None:
             ds.set_engine_url(f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{server.server_port}")
     except BaseException:
