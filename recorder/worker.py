@@ -29,15 +29,14 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
 from recorder.engine.invoker import runtime_exited, split_handler
+from recorder.httpclient import EngineConnections
 
 log = logging.getLogger("durascope.worker")
 
@@ -98,20 +97,16 @@ class HttpBackend:
         self.base = engine_url.rstrip("/") + "/durascope/runtime"
         self.credentials = credentials
         self.region = region
+        self._connections = EngineConnections(self.base)
 
     def _call(self, method: str, path: str, body: bytes | None = None, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
-        url = self.base + path
         headers = {"Content-Type": "application/json"} if body is not None else {}
         if self.credentials is not None:
             from viewer.auth import sign_headers
 
-            headers = sign_headers(method, url, body, self.credentials[0], self.credentials[1], self.region, headers)
-        req = urllib.request.Request(url, data=body, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                return resp.status, dict(resp.headers), resp.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, dict(exc.headers), exc.read()
+            headers = sign_headers(method, self.base + path, body, self.credentials[0], self.credentials[1],
+                                   self.region, headers)
+        return self._connections.request(method, path, body, headers, timeout)
 
     def functions(self) -> list[FunctionConfig]:
         status, _, body = self._call("GET", "/functions")

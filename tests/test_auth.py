@@ -150,3 +150,27 @@ def test_worker_endpoints_require_a_signature(url: str) -> None:
 def test_bad_access_key_setting_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="id:secret"):
         Settings.from_env(env={"DURASCOPE_ACCESS_KEYS": "no-colon-here"})
+
+
+def test_a_remote_worker_signs_its_requests(database_url: str, tmp_path: Path) -> None:
+    """`durascope worker` with AWS credentials in its environment signs every call to the
+    engine (its kept-alive connections included) and the SDK's checkpoints."""
+    settings = Settings.from_env(database_url=database_url, access_keys={KEY: SECRET}, worker_concurrency=1)
+    server, ds = build_server(settings, port=0, invoker="workers", local_workers=False)
+    ds.register_function("add-one", "th_basic:add_one", code_dir=HANDLERS)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
+    log = (tmp_path / "worker.log").open("wb")
+    worker = subprocess.Popen([sys.executable, "-m", "recorder.cli", "worker", "--engine", url, "--function",
+                               "add-one", "--concurrency", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for a in (1, 2, 3):  # several invocations over the worker's connections
+            done = ds.wait(ds.start("add-one", json.dumps({"a": a})), 60)
+            assert (done.status, done.result) == ("SUCCEEDED", str(a + 1))
+    finally:
+        worker.terminate()
+        worker.wait(15)
+        server.shutdown()
+        server.server_close()
+        ds.close()

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from recorder.api import Durascope
+from recorder.api import Durascope, wait_until
+from recorder.httpclient import EngineConnections
 from tests.test_lambda_api import register_all, serving
 from viewer.keepalive import MAX_DRAIN, KeepAliveServer
 
@@ -165,3 +166,24 @@ def test_boto3_reuses_one_connection_for_api_calls(database_url: str) -> None:
             assert len(opened) == 1
     finally:
         ds.close()
+
+
+def test_a_worker_hosts_connection_is_reused_and_survives_a_server_side_close(server: Counting) -> None:
+    conns = EngineConnections(f"http://127.0.0.1:{server.server_port}/base")
+    for i in range(3):
+        assert conns.request("GET", f"/r{i}", None, {}, 10)[::2] == (200, f"GET /base/r{i}".encode())
+    assert server.accepted == 1
+    server.drop_connections()  # as the server's idle timeout or a restart would
+    wait_until(lambda: server.open_connections == 0, 10, "the handler thread did not end")
+    assert conns.request("POST", "/after", b"body", {}, 10)[::2] == (200, b"POST /base/after")
+    assert server.accepted == 2
+
+
+def test_a_worker_hosts_request_to_a_dead_engine_fails_clearly() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    with pytest.raises(ConnectionRefusedError):
+        EngineConnections(f"http://127.0.0.1:{port}").request("GET", "/x", None, {}, 5)
+    with pytest.raises(ValueError, match="http:// or https://"):
+        EngineConnections("ftp://engine")

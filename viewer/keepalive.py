@@ -188,6 +188,10 @@ class KeepAliveServer(ThreadedWSGIServer):
         self._open_lock = threading.Lock()
         super().__init__(host, port, app, handler=KeepAliveHandler)
 
+    @property
+    def open_connections(self) -> int:
+        return len(self._open)
+
     def track(self, conn: socket.socket, is_open: bool) -> None:
         with self._open_lock:
             if is_open:
@@ -197,6 +201,10 @@ class KeepAliveServer(ThreadedWSGIServer):
 
     def server_close(self) -> None:
         super().server_close()
+        self.drop_connections()
+
+    def drop_connections(self) -> None:
+        """Shut down every open connection (each handler thread then ends)."""
         with self._open_lock:
             conns = list(self._open)
         for conn in conns:
