@@ -3,7 +3,9 @@
 By default SQLite runs a checkpoint inside the COMMIT that pushes the WAL past 1,000
 pages: that one commit copies ~4 MB back into the database file and fsyncs it. In W1
 (bench/) that was a 17-22 ms commit about every hundred checkpoints on the 2026-12-01
-night machine, 6% of the run, all of it on the invocation's critical path. The writer
+night machine, on the invocation's critical path; with this thread a checkpoint's p99
+went to 1.6-3.4 ms (the medians of W1 and W4 did not move beyond that machine's drift,
+bench/README.md). The writer
 connection turns automatic checkpoints off (``PRAGMA wal_autocheckpoint=0``) and pokes
 this thread every ``commits_per_checkpoint`` commits instead; the thread runs the same
 PASSIVE checkpoint SQLite would have run, on its own connection. sqlite3 releases the
