@@ -5,6 +5,8 @@ ready for the next request or closed, never out of step."""
 from __future__ import annotations
 
 import http.client
+import logging
+import time
 import socket
 import threading
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ import pytest
 from recorder.api import Durascope, wait_until
 from recorder.httpclient import EngineConnections
 from tests.test_lambda_api import register_all, serving
-from viewer.keepalive import MAX_DRAIN, KeepAliveServer
+from viewer.keepalive import MAX_DRAIN, KeepAliveHandler, KeepAliveServer
 
 
 class Counting(KeepAliveServer):
@@ -86,13 +88,24 @@ def test_an_unread_body_is_drained_so_the_next_request_parses(server: Counting) 
     assert server.accepted == 1
 
 
-def test_a_body_too_large_to_drain_closes_the_connection(server: Counting) -> None:
+def test_a_refused_large_body_is_read_off_and_the_connection_kept(server: Counting) -> None:
     conn = connect(server)
-    status, _, resp = get(conn, "POST", "/ignores", body=b"x" * (MAX_DRAIN + 1))
-    assert status == 200 and resp.getheader("Connection") == "close"
-    status, body, _ = get(conn, "GET", "/after")  # http.client reconnects
-    assert (status, body) == (200, b"GET /after")
-    assert server.accepted == 2
+    status, body, resp = get(conn, "POST", "/ignores", body=b"x" * (7 * 1024 * 1024))  # over the API's limit
+    assert (status, body) == (200, b"POST /ignores") and resp.getheader("Connection") == "keep-alive"
+    assert get(conn, "GET", "/after")[1] == b"GET /after"
+    assert server.accepted == 1
+
+
+def test_a_body_too_large_to_drain_closes_the_connection(server: Counting) -> None:
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as sock:
+        # Only the start of the body is sent: the server answers and closes without
+        # waiting for the rest.
+        sock.sendall(b"POST /ignores HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\nxxxx" % (MAX_DRAIN + 1))
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert b"Connection: close" in head and body == b"POST /ignores"
 
 
 def test_a_response_without_length_is_chunked_and_the_connection_kept(server: Counting) -> None:
@@ -187,3 +200,30 @@ def test_a_worker_hosts_request_to_a_dead_engine_fails_clearly() -> None:
         EngineConnections(f"http://127.0.0.1:{port}").request("GET", "/x", None, {}, 5)
     with pytest.raises(ValueError, match="http:// or https://"):
         EngineConnections("ftp://engine")
+
+
+def test_an_idle_connection_is_closed_quietly(caplog: pytest.LogCaptureFixture) -> None:
+    class QuickIdle(KeepAliveHandler):
+        timeout = 0.3
+
+    class QuickServer(KeepAliveServer):
+        handler_class = QuickIdle
+
+    srv = QuickServer("127.0.0.1", 0, app)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with caplog.at_level(logging.INFO), socket.create_connection(("127.0.0.1", srv.server_port),
+                                                                      timeout=10) as sock:
+            sock.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
+            data = b""
+            started = time.monotonic()
+            while chunk := sock.recv(65536):  # the response, then EOF when the idle timeout closes it
+                data += chunk
+            assert data.endswith(b"GET /x") and time.monotonic() - started < 9
+        wait_until(lambda: srv.open_connections == 0, 10, "the handler thread did not end")
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(10)

@@ -32,7 +32,9 @@ from werkzeug.exceptions import InternalServerError
 from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 from werkzeug.wsgi import LimitedStream
 
-MAX_DRAIN = 1024 * 1024
+# Above every body the API accepts (a 6 MB payload as JSON), so a refused one (413) is
+# still read off and the client sees the answer instead of a reset while it sends.
+MAX_DRAIN = 16 * 1024 * 1024
 IDLE_SECONDS = 120.0
 _DROPPED = (ConnectionError, socket.timeout)
 
@@ -47,6 +49,14 @@ class KeepAliveHandler(WSGIRequestHandler):
     # Headers and body go out as two writes; with Nagle's algorithm the second waits for
     # the client's delayed ACK of the first, 40 ms on a kept-alive connection.
     disable_nagle_algorithm = True
+
+    def log_error(self, format: str, *args: Any) -> None:
+        if format.startswith("Request timed out"):
+            # http.server's words for a kept-alive connection idle for IDLE_SECONDS (or a
+            # client that stalled mid-request): the connection closes, nothing went wrong.
+            log.debug(format, *args)
+            return
+        super().log_error(format, *args)
 
     def setup(self) -> None:
         super().setup()
@@ -76,8 +86,9 @@ class KeepAliveHandler(WSGIRequestHandler):
             except ValueError:
                 self.close_connection = True
             if length > MAX_DRAIN:
-                # Decided before the response says keep-alive: an application that
-                # refuses a huge body (413) must not make us read it all.
+                # Decided before the response says keep-alive: a body this large is not
+                # read off if the application leaves it (a client still sending it may
+                # see the connection reset).
                 self.close_connection = True
             body = LimitedStream(self.rfile, length)
             environ["wsgi.input"] = body
@@ -183,10 +194,12 @@ class KeepAliveServer(ThreadedWSGIServer):
     """Werkzeug's threaded server with :class:`KeepAliveHandler`; tracks open
     connections so that closing the server closes them too."""
 
+    handler_class: type[KeepAliveHandler] = KeepAliveHandler
+
     def __init__(self, host: str, port: int, app: Any) -> None:
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
-        super().__init__(host, port, app, handler=KeepAliveHandler)
+        super().__init__(host, port, app, handler=self.handler_class)
 
     @property
     def open_connections(self) -> int:
