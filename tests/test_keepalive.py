@@ -227,3 +227,14 @@ def test_an_idle_connection_is_closed_quietly(caplog: pytest.LogCaptureFixture) 
         srv.shutdown()
         srv.server_close()
         thread.join(10)
+
+
+def test_a_closing_connection_reads_off_the_unread_body_first(server: Counting) -> None:
+    """A client that asked to close and is still sending a large body when the answer
+    comes must not find the connection gone under it (a broken pipe while sending)."""
+    for _ in range(3):
+        conn = connect(server)
+        status, body, resp = get(conn, "POST", "/ignores", body=b"x" * (7 * 1024 * 1024),
+                                 headers={"Connection": "close"})
+        assert (status, body) == (200, b"POST /ignores") and resp.getheader("Connection") == "close"
+        conn.close()
