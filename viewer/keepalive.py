@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 
 class KeepAliveHandler(WSGIRequestHandler):
+    server: KeepAliveServer
     protocol_version = "HTTP/1.1"
     # The socket timeout: how long a kept-alive connection may sit idle between requests
     # (http.server closes the connection when reading the next request line times out).
@@ -60,17 +61,13 @@ class KeepAliveHandler(WSGIRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        register = getattr(self.server, "track", None)
-        if register is not None:
-            register(self.connection, True)
+        self.server.track(self.connection, True)
 
     def finish(self) -> None:
         try:
             super().finish()
         finally:
-            register = getattr(self.server, "track", None)
-            if register is not None:
-                register(self.connection, False)
+            self.server.track(self.connection, False)
 
     def run_wsgi(self) -> None:
         # "Expect: 100-continue" was answered by http.server's parse_request (werkzeug

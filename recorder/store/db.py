@@ -77,10 +77,10 @@ class Database:
         if self.dialect == "sqlite":
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+                self._wal_path = parsed.database
             self.engine = _sqlite_engine(url, immediate=True)
             self.read_engine = _sqlite_engine(url, immediate=False)
             self._write_mutex: threading.Lock | None = threading.Lock()
-            self._wal_path = parsed.database if parsed.database and parsed.database != ":memory:" else None
         elif self.dialect == "postgresql":
             # Connections are held only for a transaction, so a few serve many invocation
             # threads; several engines (and their tools) must fit in max_connections (100 by
