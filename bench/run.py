@@ -56,11 +56,9 @@ WORKLOAD_NAMES = list(workloads.WORKLOADS)
 # peer was not run in the same invocation.
 REFERENCE = {("peer-sqlite", "W1"): 11.6, ("peer-memory", "W1"): 1.9}
 
-# Durascope: how often the client looks for the terminal state. Each look is a read
-# transaction (Durascope.describe, ~1 ms of CPU under the GIL), so a fixed 5 ms poll
-# took a third of the engine's CPU in W1. The poll interval is 2% of the time elapsed,
-# between 5 and 50 ms: the figure is late by ~1% on average and the client stays cheap.
-POLL_MIN, POLL_MAX, POLL_FRACTION = 0.005, 0.05, 0.02
+# Durascope's client waits with Durascope.wait, which the engine wakes when it commits
+# the close (recorder/engine/closings.py), as the peer's wait_for_result blocks on an
+# event: no polling cost in the engine's process, no lateness.
 RUN_TIMEOUT = 600.0
 
 
@@ -143,10 +141,6 @@ class DurascopeSystem(System):
         for handler in {spec["handler"] for spec in workloads.WORKLOADS.values()}:
             self.ds.register_function(handler, f"workloads:{handler}", code_dir=str(BENCH_DIR))
 
-    def _done(self, arn: str) -> Any:
-        summary = self.ds.describe(arn)
-        return summary if summary.done else None
-
     def run(self, workload: str) -> Run:
         spec = workloads.WORKLOADS[workload]
         payload = json.dumps(spec["payload"])
@@ -154,15 +148,8 @@ class DurascopeSystem(System):
         wall0 = time.time()
         t0 = time.perf_counter()
         arns = [self.ds.start(spec["handler"], payload) for _ in range(count)]
-        summaries = []
         deadline = t0 + RUN_TIMEOUT
-        for arn in arns:
-            while (s := self._done(arn)) is None:
-                now = time.perf_counter()
-                if now > deadline:
-                    raise TimeoutError(f"{arn} not terminal after {RUN_TIMEOUT} s")
-                time.sleep(min(POLL_MAX, max(POLL_MIN, (now - t0) * POLL_FRACTION)))
-            summaries.append(s)
+        summaries = [self.ds.wait(arn, max(0.0, deadline - time.perf_counter())) for arn in arns]
         elapsed = time.perf_counter() - t0
         for s in summaries:
             if s.status != "SUCCEEDED":

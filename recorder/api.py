@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from recorder.config import Settings
+from recorder.engine.closings import Closings
 from recorder.engine.control import ControlPlane, FunctionSpec, now_ms
 from recorder.engine.engine import Engine
 from recorder.engine.invoker import InProcessInvoker
@@ -68,6 +69,11 @@ class ExecutionSummary:
 
 
 class Durascope:
+    # How often ``wait`` re-reads an execution whose close it has not been told of: closes
+    # committed by another process (a second engine, another server on the same file)
+    # reach this process only through the database.
+    RECHECK_SECONDS = 0.25
+
     def __init__(self, settings: Settings, run_engine: bool = True, invoker: str = "in-process",
                  engine_url: str | None = None) -> None:
         """``invoker``: "in-process" runs handlers on the engine's threads (the fast path), or in
@@ -78,6 +84,8 @@ class Durascope:
         self.db = Database(settings.database_url)
         self.db.check_schema(settings.auto_upgrade)
         self.control = ControlPlane(self.db, settings)
+        self.closings = Closings()
+        self.control.add_close_listener(self.closings.closed)
         self.engine: Engine | None = None
         self.invoker: InProcessInvoker | ProcessInvoker | None = None
         self.workers: WorkerPool | None = None
@@ -163,8 +171,22 @@ class Durascope:
                                          include_data, pause=pause_details(s, e))
 
     def wait(self, arn: str, timeout: float = 60.0) -> ExecutionSummary:
-        return self.wait_for(lambda: (d := self.describe(arn)).done and d, timeout,
-                             f"execution {arn} did not finish within {timeout} s")
+        """The execution's summary once it has closed. Closes this process commits wake
+        the waiter at once (``recorder.engine.closings``); others are seen by re-reading."""
+        deadline = time.monotonic() + timeout
+        recheck = self.RECHECK_SECONDS / 5
+        # describe finds only the stored ARN itself, which is what closes are told by.
+        with self.closings.watch(arn) as closed:
+            while True:
+                closed.clear()
+                summary = self.describe(arn)
+                if summary.done:
+                    return summary
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(f"execution {arn} did not finish within {timeout} s")
+                closed.wait(min(remaining, recheck))
+                recheck = min(recheck * 2, self.RECHECK_SECONDS)
 
     def wait_for(self, predicate: Callable[[], T], timeout: float = 30.0, message: str = "condition not met") -> T:
         return wait_until(predicate, timeout, message)

@@ -54,6 +54,7 @@ class Engine:
         self._started = False
         self._stopping = False
         control.add_listener(self._on_commit)
+        control.start_claimer = self
 
     # --- lifecycle --------------------------------------------------------------------
 
@@ -113,10 +114,31 @@ class Engine:
             with self._lock:
                 self._inflight.discard(execution_id)
 
-    def _run(self, execution_id: str) -> None:
+    # --- first invocations claimed by the starting transaction (control.StartClaimer) ---
+
+    def reserve(self, execution_id: str) -> str | None:
+        with self._lock:
+            if (self._stopping or not self._started or execution_id in self._inflight
+                    or len(self._inflight) >= self.control.settings.max_concurrent_invocations):
+                return None
+            self._inflight.add(execution_id)
+            return self.owner
+
+    def release(self, execution_id: str) -> None:
+        self._finished(execution_id)
+
+    def run(self, inv: InvocationInput) -> None:
+        try:
+            self._pool.submit(self._run, inv.execution_id, inv)
+        except RuntimeError:  # pool shut down: the lease runs out and the next engine retries it
+            self._finished(inv.execution_id)
+
+    def _run(self, execution_id: str, claimed: InvocationInput | None = None) -> None:
+        inv = claimed
         try:
             while not self._stopping:
-                inv = self.control.begin_invocation(execution_id, self.owner)
+                if inv is None:
+                    inv = self.control.begin_invocation(execution_id, self.owner)
                 if inv is None:
                     break
                 with self._lock:
@@ -128,15 +150,19 @@ class Engine:
                         self._running.pop(execution_id, None)
                 if not self.control.end_invocation(inv, outcome):
                     break
+                inv = None
         except Exception:  # noqa: BLE001 - keep the engine alive; the sweep retries
             log.exception("invocation of %s failed in the engine", execution_id)
         finally:
-            with self._lock:
-                self._inflight.discard(execution_id)
-                again = execution_id in self._again
-                self._again.discard(execution_id)
-            if again and not self._stopping:
-                self.submit(execution_id)
+            self._finished(execution_id)
+
+    def _finished(self, execution_id: str) -> None:
+        with self._lock:
+            self._inflight.discard(execution_id)
+            again = execution_id in self._again
+            self._again.discard(execution_id)
+        if again and not self._stopping:
+            self.submit(execution_id)
 
     def _renew_leases(self) -> None:
         """A long step checkpoints rarely; keep its invocation ours while it runs."""

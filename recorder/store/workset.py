@@ -229,6 +229,10 @@ class Workset:
             self._execs[execution_id] = self._loaded("exec", ExecRow, row) if row else None
         return self._execs[execution_id]
 
+    def state(self, execution_id: str) -> StateRow:
+        """The engine state of an execution this transaction locked or created."""
+        return self._states[execution_id]
+
     def preload_ops(self, execution_id: str, ids: set[str]) -> dict[str, OpRow]:
         missing = [i for i in ids if (execution_id, i) not in self._ops]
         if missing:
