@@ -49,7 +49,7 @@ if str(BENCH_DIR) not in sys.path:
 
 import workloads  # noqa: E402
 
-SYSTEMS = ["durascope-sqlite", "durascope-pg", "peer-memory", "peer-sqlite"]
+SYSTEMS = ["durascope-sqlite", "durascope-pg", "peer-memory", "peer-sqlite", "sdk-alone"]
 WORKLOAD_NAMES = list(workloads.WORKLOADS)
 
 # The issue's reference figures for the peer on this machine, used only when the
@@ -229,6 +229,70 @@ class PeerSystem(System):
             self._tmp = None
 
 
+class SdkAloneSystem(System):
+    """The SDK with nothing behind it: each invocation's service client answers every
+    checkpoint at once and stores nothing, so the figure is what the SDK itself costs on
+    this machine, a floor for any engine that runs it (not a goal, and not in the default
+    set of systems). W4 runs the 100 executions on 64 threads of one interpreter, as
+    Durascope's default invoker does."""
+
+    name = "sdk-alone"
+
+    class _NullClient:
+        def checkpoint(self, durable_execution_arn: str, checkpoint_token: str, updates: list[Any],
+                       client_token: str | None = None) -> Any:
+            from aws_durable_execution_sdk_python.lambda_service import CheckpointOutput
+
+            return CheckpointOutput.from_dict({"CheckpointToken": checkpoint_token,
+                                               "NewExecutionState": {"Operations": []}})
+
+        def get_execution_state(self, *args: Any, **kwargs: Any) -> Any:
+            from aws_durable_execution_sdk_python.lambda_service import StateOutput
+
+            return StateOutput.from_dict({"Operations": []})
+
+    def _invoke(self, handler: Any, payload: str) -> Any:
+        import datetime
+
+        from aws_durable_execution_sdk_python.execution import (
+            DurableExecutionInvocationInputWithClient,
+            InitialExecutionState,
+        )
+        from aws_durable_execution_sdk_python.lambda_service import Operation
+
+        from recorder.engine.invoker import LambdaContext
+
+        execution_id = str(uuid.uuid4())
+        arn = f"arn:aws:lambda:us-east-1:123456789012:function:bench:$LATEST/durable-execution/x/{execution_id}"
+        # The SDK finds its input on the operation named by the ARN's last segment.
+        op = Operation.from_dict({"Id": execution_id, "Type": "EXECUTION", "Status": "STARTED",
+                                  "StartTimestamp": datetime.datetime.now(datetime.UTC),
+                                  "ExecutionDetails": {"InputPayload": payload}})
+        event = DurableExecutionInvocationInputWithClient(
+            durable_execution_arn=arn, checkpoint_token="t",
+            initial_execution_state=InitialExecutionState(operations=[op], next_marker=""),
+            updated_operation_ids=[], service_client=self._NullClient())
+        context = LambdaContext(str(uuid.uuid4()), "bench", "$LATEST", arn, 512, int(time.time() * 1000) + 900_000)
+        out = handler(event, context)
+        if out.get("Status") != "SUCCEEDED":
+            raise AssertionError(f"the SDK alone ended {out}")
+        return out.get("Result")
+
+    def run(self, workload: str) -> Run:
+        from concurrent.futures import ThreadPoolExecutor
+
+        spec = workloads.WORKLOADS[workload]
+        handler = getattr(workloads, spec["handler"])
+        payload = json.dumps(spec["payload"])
+        with ThreadPoolExecutor(64) as pool:
+            t0 = time.perf_counter()
+            results = list(pool.map(lambda _: self._invoke(handler, payload), range(spec["executions"])))
+            elapsed = time.perf_counter() - t0
+        for result in results:
+            _check(workload, result)
+        return Run(elapsed)
+
+
 # Durascope settings given with --ds-setting KEY=VALUE (passed to Durascope.open).
 DS_SETTINGS: dict[str, Any] = {}
 
@@ -248,6 +312,8 @@ def parse_setting(text: str) -> tuple[str, Any]:
 def make_system(name: str, pg_server: str) -> System:
     if name.startswith("durascope-"):
         return DurascopeSystem(name, pg_server, DS_SETTINGS)
+    if name == SdkAloneSystem.name:
+        return SdkAloneSystem()
     return PeerSystem(name)
 
 
@@ -436,7 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", default=",".join(WORKLOAD_NAMES),
                         help=f"comma-separated, from {','.join(WORKLOAD_NAMES)}")
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help=f"comma-separated, from {','.join(SYSTEMS)}")
+    parser.add_argument("--systems", default=",".join(s for s in SYSTEMS if s != SdkAloneSystem.name),
+                        help=f"comma-separated, from {','.join(SYSTEMS)}")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per cell, each on a fresh store")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up execution")
     parser.add_argument("--one", nargs=2, metavar=("SYSTEM", "WORKLOAD"),

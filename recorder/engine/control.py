@@ -467,9 +467,11 @@ class ControlPlane:
             if reserved is not None and claimer is not None:
                 claimer.release(reserved)
             raise
-        self._emit(tx)
-        if claimed is not None and claimer is not None:
-            claimer.run(claimed)
+        try:
+            self._emit(tx)
+        finally:
+            if claimed is not None and claimer is not None:
+                claimer.run(claimed)  # committed: whatever else happens, it must run
         return result
 
     def _start_in(self, ws: Workset, tx: _Tx, function: str, data: str | None, name: str | None, now: int,
