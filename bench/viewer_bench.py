@@ -28,49 +28,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recorder.api import Durascope  # noqa: E402
+from recorder.synthetic import T0, synthetic  # noqa: E402
 from recorder.transfer import import_histories, parse_history  # noqa: E402
 from viewer import create_app  # noqa: E402
 
 PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
-T0 = 1_790_000_000.0
-
-
-def synthetic(function: str, n_events: int, t0: float) -> dict:
-    """A finished execution of ~n_events: steps (some retried) and an invocation every 50 steps."""
-    eid = str(uuid.uuid4())
-    arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function}:$LATEST/durable-execution/{eid}/{eid}"
-    events = [{"EventType": "ExecutionStarted", "EventId": 1, "Id": eid, "Name": eid, "EventTimestamp": t0,
-               "ExecutionStartedDetails": {"Input": {"Payload": '{"n": 1}', "Truncated": False}, "ExecutionTimeout": 3600}}]
-    t, step, inv_start = t0, 0, t0
-    while len(events) < n_events - 2:
-        op = f"{step:064x}"
-        t += 0.002
-        events.append({"EventType": "StepStarted", "SubType": "Step", "EventId": len(events) + 1, "Id": op,
-                       "Name": f"step-{step}", "EventTimestamp": t, "StepStartedDetails": {}})
-        t += 0.003
-        if step % 7 == 3:
-            events.append({"EventType": "StepFailed", "SubType": "Step", "EventId": len(events) + 1, "Id": op,
-                           "Name": f"step-{step}", "EventTimestamp": t, "StepFailedDetails": {
-                               "Error": {"Payload": {"ErrorType": "ValueError", "ErrorMessage": "flaky"}, "Truncated": False},
-                               "RetryDetails": {"CurrentAttempt": 1, "NextAttemptDelaySeconds": 1}}})
-            t += 1.0
-            events.append({"EventType": "StepStarted", "SubType": "Step", "EventId": len(events) + 1, "Id": op,
-                           "Name": f"step-{step}", "EventTimestamp": t, "StepStartedDetails": {}})
-        events.append({"EventType": "StepSucceeded", "SubType": "Step", "EventId": len(events) + 1, "Id": op,
-                       "Name": f"step-{step}", "EventTimestamp": t, "StepSucceededDetails": {
-                           "Result": {"Payload": str(step), "Truncated": False}, "RetryDetails": {"CurrentAttempt": 1}}})
-        step += 1
-        if step % 50 == 0:
-            events.append({"EventType": "InvocationCompleted", "EventId": len(events) + 1, "EventTimestamp": t,
-                           "InvocationCompletedDetails": {"StartTimestamp": inv_start, "EndTimestamp": t,
-                                                          "RequestId": str(uuid.uuid4())}})
-            t += 0.5
-            inv_start = t
-    events.append({"EventType": "InvocationCompleted", "EventId": len(events) + 1, "EventTimestamp": t,
-                   "InvocationCompletedDetails": {"StartTimestamp": inv_start, "EndTimestamp": t, "RequestId": "last"}})
-    events.append({"EventType": "ExecutionSucceeded", "EventId": len(events) + 1, "Id": eid, "Name": eid,
-                   "EventTimestamp": t, "ExecutionSucceededDetails": {"Result": {"Payload": str(step), "Truncated": False}}})
-    return {"DurableExecutionArn": arn, "Events": events}
 
 
 def timed(client, url: str, runs: int = 5) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]

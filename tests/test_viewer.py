@@ -276,7 +276,7 @@ def test_payload_preview_is_the_head_of_the_pretty_print() -> None:
 def test_imported_large_history_on_the_page(ds: Durascope, client) -> None:
     """A synthetic history (the benchmark's) read through the page's lean queries: every
     invocation, attempt and event is accounted for."""
-    from bench.viewer_bench import T0, synthetic
+    from recorder.synthetic import T0, synthetic
     from recorder.transfer import import_histories, parse_history
 
     doc = synthetic("imported", 2_000, T0)

@@ -273,7 +273,7 @@ def test_times_show_in_the_browsers_time_zone(site, browser) -> None:
 def large_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[int, tuple[str, int]]]]:
     """A viewer (no engine) over imported histories of 10,000 and 20,000 events, built as
     the viewer benchmark builds them: {size: (arn, number of events)}."""
-    from bench.viewer_bench import T0, synthetic
+    from recorder.synthetic import T0, synthetic
     from recorder.transfer import import_histories, parse_history
 
     db = tmp_path_factory.mktemp("viewer-large") / "durascope.db"
