@@ -67,16 +67,19 @@ class Raw:
         finally:
             cur.close()
 
-    def many(self, sql: str, rows: Iterable[dict[str, Any]]) -> None:
+    def many(self, sql: str, rows: Iterable[dict[str, Any]]) -> int | None:
+        """Run ``sql`` once per row. Returns the driver's ``lastrowid`` when it knows it (one
+        row; ``executemany`` leaves it unset), which spares an INSERT a second statement."""
         rows = list(rows)
         if not rows:
-            return
+            return None
         cur = self._driver.cursor()
         try:
             if len(rows) == 1:
                 cur.execute(self._sql(sql), rows[0])
             else:
                 cur.executemany(self._sql(sql), rows)
+            return getattr(cur, "lastrowid", None) or None  # psycopg has none
         finally:
             cur.close()
 
