@@ -68,8 +68,9 @@ class Raw:
             cur.close()
 
     def many(self, sql: str, rows: Iterable[dict[str, Any]]) -> int | None:
-        """Run ``sql`` once per row. Returns the driver's ``lastrowid`` when it knows it (one
-        row; ``executemany`` leaves it unset), which spares an INSERT a second statement."""
+        """Run ``sql`` once per row. After a one-row INSERT on SQLite, returns that row's
+        rowid (the driver's ``lastrowid``; ``executemany`` and psycopg leave it unset), which
+        spares the caller a ``SELECT last_insert_rowid()``. Meaningless for other statements."""
         rows = list(rows)
         if not rows:
             return None
