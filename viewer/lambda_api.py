@@ -25,7 +25,6 @@ import inspect
 import json
 import logging
 import re
-import time
 import uuid
 from typing import Any
 from urllib.parse import quote, unquote
@@ -42,7 +41,7 @@ from recorder.errors import (
     ResourceNotFoundException,
     ServiceError,
 )
-from recorder.queries import TERMINAL, history_page, list_executions
+from recorder.queries import history_page, list_executions
 from recorder.wire import ErrorObject, ts_seconds
 
 log = logging.getLogger("durascope.api")
@@ -426,17 +425,12 @@ def invoke(function: str) -> Response:
 
 
 def _wait_terminal(ds: Durascope, arn: str, timeout: float) -> Any:
-    """Poll the store until the execution is terminal (the engine may be another process)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.01
-    while True:
-        summary = ds.describe(arn)
-        if summary.status in TERMINAL:
-            return summary
-        if time.monotonic() >= deadline:
-            return None
-        time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
-        delay = min(delay * 1.5, 0.25)
+    """The execution's summary once it is terminal, or None after ``timeout`` seconds (the
+    engine may be this process, whose close wakes the wait, or another one)."""
+    try:
+        return ds.wait(arn, timeout)
+    except TimeoutError:
+        return None
 
 
 # --- durable-execution routes ---------------------------------------------------------------
