@@ -279,7 +279,21 @@ class ControlPlane:
         got = ws.lock(execution_id)
         if got is None:
             raise ResourceNotFoundException(f"Durable execution not found: {execution_id}")
+        self._lock_parent(ws, got[0])
         return got
+
+    @staticmethod
+    def _lock_parent(ws: Workset, execution: ExecRow) -> None:
+        """A chained child's transaction may close it and then complete its parent's op
+        (``_complete_parent``), which locks the parent's row. By then the child's events are
+        appended, and on PostgreSQL an append holds the one append lock until commit while
+        the parent's own transactions take the parent's row first and the append lock
+        second: a deadlock, which PostgreSQL breaks after a second by failing one of them
+        (seen as a failed checkpoint in the conformance suite under load). So the parent's
+        row is locked up front, before anything is appended: row locks, child before
+        parent, then the append lock, in every transaction."""
+        if execution.parent_arn and execution.parent_op_id:
+            ws.lock(ExecutionArn.parse(execution.parent_arn).execution_id)
 
     def _append(self, ws: Workset, tx: _Tx, execution_id: str, events: list[NewEvent], now: int) -> list[StoredEvent]:
         stored = append(ws.conn, execution_id, ws.execution(execution_id) if events[0].event_type != "ExecutionStarted"
@@ -812,6 +826,7 @@ class ControlPlane:
             if got is None:
                 return None  # being claimed or changed by another transaction right now
             execution, state, _ = got
+            self._lock_parent(ws, execution)
             now = now_ms()
             if execution.status in ("PAUSING", "PAUSED") and state.request_id is None:
                 return None  # no new invocations while paused; resume re-arms them

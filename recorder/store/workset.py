@@ -189,6 +189,7 @@ class Workset:
         self._ops: dict[tuple[str, str], OpRow | None] = {}
         self._cbs: dict[str, CallbackRow | None] = {}
         self._states: dict[str, StateRow] = {}
+        self._locked: dict[str, tuple[ExecRow, StateRow, int | None]] = {}
         self._new: dict[str, dict[Any, Any]] = {"exec": {}, "op": {}, "cb": {}, "state": {}}
         self._dirty: dict[str, dict[Any, Any]] = {"exec": {}, "op": {}, "cb": {}, "state": {}}
         # Each row's values as last read or written: an UPDATE sets only the columns that
@@ -206,6 +207,9 @@ class Workset:
         """Load (and on PostgreSQL row-lock) an execution with its engine state. With
         ``skip_locked`` a row another transaction holds reads as absent (claims that
         another engine is already making are not waited for)."""
+        locked = self._locked.get(execution_id)
+        if locked is not None:
+            return locked  # held by this transaction already: its rows may have changed here
         lock = (" FOR UPDATE SKIP LOCKED" if skip_locked else " FOR UPDATE") if self.raw.postgres else ""
         sql = _LOCK_SQL + lock
         row = self.raw.one(sql, {"eid": execution_id})
@@ -216,7 +220,8 @@ class Workset:
         st = self._loaded("state", StateRow, row[n:n + len(STATE_COLS)])
         self._execs[execution_id] = ex
         self._states[execution_id] = st
-        return ex, st, row[-1]
+        self._locked[execution_id] = (ex, st, row[-1])
+        return self._locked[execution_id]
 
     def _loaded(self, kind: str, cls: Any, values: Any) -> Any:
         row = cls(*values)
