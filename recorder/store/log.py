@@ -80,7 +80,11 @@ def append(
         # positions (AUTOINCREMENT: above every position ever handed out) and the last
         # one is the connection's last rowid. executemany of one cached statement: a
         # multi-row VALUES list costs SQLite ~150 us a row to prepare at 200 rows.
-        last = raw.many(_INSERT_ONE, rows) or raw.one("SELECT last_insert_rowid()")[0]  # type: ignore[index]
+        if len(rows) == 1:
+            last = raw.insert(_INSERT_ONE, rows[0])
+        else:
+            raw.many(_INSERT_ONE, rows)
+            last = raw.one("SELECT last_insert_rowid()")[0]  # type: ignore[index]
         positions = list(range(last - len(rows) + 1, last + 1))
     return [
         StoredEvent(pos, execution_id, event_id, ev.event_type, ev.op_id, ts, body, ev.extra)

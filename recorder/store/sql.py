@@ -67,20 +67,26 @@ class Raw:
         finally:
             cur.close()
 
-    def many(self, sql: str, rows: Iterable[dict[str, Any]]) -> int | None:
-        """Run ``sql`` once per row. After a one-row INSERT on SQLite, returns that row's
-        rowid (the driver's ``lastrowid``; ``executemany`` and psycopg leave it unset), which
-        spares the caller a ``SELECT last_insert_rowid()``. Meaningless for other statements."""
+    def insert(self, sql: str, params: dict[str, Any]) -> int:
+        """SQLite: a one-row INSERT, returning the row's rowid (the driver's ``lastrowid``,
+        which spares a ``SELECT last_insert_rowid()``)."""
+        cur = self._driver.cursor()
+        try:
+            cur.execute(self._sql(sql), params)
+            return cur.lastrowid
+        finally:
+            cur.close()
+
+    def many(self, sql: str, rows: Iterable[dict[str, Any]]) -> None:
         rows = list(rows)
         if not rows:
-            return None
+            return
         cur = self._driver.cursor()
         try:
             if len(rows) == 1:
                 cur.execute(self._sql(sql), rows[0])
             else:
                 cur.executemany(self._sql(sql), rows)
-            return getattr(cur, "lastrowid", None) or None  # psycopg has none
         finally:
             cur.close()
 
