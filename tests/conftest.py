@@ -25,10 +25,15 @@ PG_URL = os.environ.get("DURASCOPE_TEST_PG_URL", "postgresql+psycopg://postgres@
 BACKENDS = ["sqlite", "postgresql"]
 
 
-def _pg_admin() -> psycopg.Connection:
-    url = make_url(PG_URL)
+def pg_connect(database_url: str = PG_URL, autocommit: bool = False) -> psycopg.Connection:
+    """A plain psycopg connection to a database given by its SQLAlchemy URL."""
+    url = make_url(database_url)
     return psycopg.connect(host=url.host, port=url.port or 5432, user=url.username, dbname=url.database,
-                           password=url.password, autocommit=True)
+                           password=url.password, autocommit=autocommit)
+
+
+def _pg_admin() -> psycopg.Connection:
+    return pg_connect(PG_URL, autocommit=True)
 
 
 def pg_database_url(name: str) -> str:
@@ -57,17 +62,22 @@ def pg_template() -> Iterator[str]:
     drop_pg_database(name)
 
 
+@pytest.fixture
+def pg_url(pg_template: str) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database (a copy of the template), dropped afterwards."""
+    name = create_pg_database(pg_template)
+    try:
+        yield pg_database_url(name)
+    finally:
+        drop_pg_database(name)
+
+
 @pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/durascope.db"
         return
-    template = request.getfixturevalue("pg_template")
-    name = create_pg_database(template)
-    try:
-        yield pg_database_url(name)
-    finally:
-        drop_pg_database(name)
+    yield request.getfixturevalue("pg_url")
 
 
 @pytest.fixture

@@ -6,34 +6,17 @@ transaction (row first, append lock second) would deadlock with it."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-
-import psycopg
-import pytest
 
 from recorder.api import Durascope
 from recorder.store.log import APPEND_LOCK_KEY
-from tests.conftest import create_pg_database, drop_pg_database, pg_database_url, register
+from tests.conftest import pg_connect, register
 from tests.test_engine import suspended
-
-
-@pytest.fixture
-def pg_url(pg_template: str) -> Iterator[str]:
-    name = create_pg_database(pg_template)
-    try:
-        yield pg_database_url(name)
-    finally:
-        drop_pg_database(name)
-
-
-def _psycopg(url: str) -> psycopg.Connection:
-    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
 
 
 def test_a_child_waits_for_its_parent_before_it_takes_the_append_lock(pg_url: str) -> None:
     ds = Durascope.open(pg_url)
-    holder = _psycopg(pg_url)
-    probe = _psycopg(pg_url)
+    holder = pg_connect(pg_url)
+    probe = pg_connect(pg_url)
     try:
         register(ds, "approval", "th_basic:approval")
         register(ds, "parent", "th_basic:calls_child")

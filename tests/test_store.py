@@ -15,7 +15,7 @@ from recorder.api import Durascope
 from recorder.store.db import Database, SchemaOutdated
 from recorder.store.log import purge_execution
 from recorder.store.models import Event, Execution
-from tests.conftest import _pg_admin, create_pg_database, drop_pg_database, pg_database_url, register
+from tests.conftest import _pg_admin, register
 
 
 def test_schema_is_at_alembic_head(control_only: Durascope) -> None:
@@ -94,14 +94,12 @@ def test_positions_are_never_reused_after_the_newest_execution_is_deleted(ds: Du
 
 
 @pytest.fixture
-def pg_only(pg_template: str) -> Iterator[Durascope]:
-    name = create_pg_database(pg_template)
-    d = Durascope.open(pg_database_url(name), run_engine=False)
+def pg_only(pg_url: str) -> Iterator[Durascope]:
+    d = Durascope.open(pg_url, run_engine=False)
     try:
         yield d
     finally:
         d.close()
-        drop_pg_database(name)
 
 
 def test_connections_the_server_dropped_are_replaced(pg_only: Durascope) -> None:
