@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -168,6 +169,59 @@ def store_worker_logs(pool: Any, request_id: str, lines: list[dict[str, Any]]) -
     pool.control.store_logs(execution_id, request_id, captured)
 
 
+class _Output:
+    """A runtime's stdout and stderr (one pipe), cut into lines without blocking.
+
+    The reader thread and an ending invocation both read it, under the slot's lock, so
+    each line is taken once and given to the invocation running when it was taken. Only
+    the reader thread closes the pipe, so its ``select`` never sees a reused descriptor.
+    """
+
+    def __init__(self, pipe: Any) -> None:
+        self._pipe = pipe
+        self._fd = pipe.fileno()
+        os.set_blocking(self._fd, False)
+        self._partial = b""
+        self.ended = False
+
+    def wait_readable(self) -> None:
+        """Block until there is output or the end of it (which stays readable)."""
+        select.select([self._fd], [], [])
+
+    def close(self) -> None:
+        self._pipe.close()
+
+    def drain(self, final: bool = False) -> list[dict[str, Any]]:
+        """The complete lines in the pipe now; with ``final`` (or at the end of the
+        output) also a last one without a newline."""
+        chunks = [self._partial]
+        while not self.ended:
+            try:
+                data = os.read(self._fd, 65536)
+            except BlockingIOError:
+                break
+            if not data:
+                self.ended = True
+                break
+            chunks.append(data)
+        *complete, self._partial = b"".join(chunks).split(b"\n")
+        if (final or self.ended) and self._partial:
+            complete.append(self._partial)
+            self._partial = b""
+        now = int(time.time() * 1000)
+        return [_line(raw, now) for raw in complete]
+
+
+def _line(raw: bytes, ts_ms: int) -> dict[str, Any]:
+    text = raw.decode("utf-8", "replace")
+    level = "STDOUT"
+    for marker in _LEVELS:
+        if text.startswith(marker):
+            level = marker.strip("[]")
+            break
+    return {"ts_ms": ts_ms, "level": level, "message": text}
+
+
 @dataclass
 class _Current:
     task: Task
@@ -190,6 +244,7 @@ class RuntimeSlot:
         self._init_error: dict[str, Any] | None = None
         self._stopping = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
+        self._output: _Output | None = None
         self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
 
@@ -247,24 +302,43 @@ class RuntimeSlot:
             [sys.executable, "-m", "awslambdaric", self.config.lambda_handler],
             env=self._env(), cwd=self.config.code_dir or None,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        threading.Thread(target=self._read_output, args=(proc,), daemon=True).start()
+        assert proc.stdout is not None
+        output = _Output(proc.stdout)
+        with self._lock:
+            self._output = output
+        threading.Thread(target=self._read_output, args=(output,), daemon=True).start()
         return proc
 
-    def _read_output(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            text = raw.decode("utf-8", "replace").rstrip("\n")
-            level = "STDOUT"
-            for marker in _LEVELS:
-                if text.startswith(marker):
-                    level = marker.strip("[]")
-                    break
+    def _read_output(self, output: _Output) -> None:
+        """Take the runtime's output as it comes, for the invocation running then."""
+        while True:
+            output.wait_readable()
             with self._lock:
+                lines = output.drain()
                 current = self._current
                 if current is not None:
-                    current.lines.append({"ts_ms": int(time.time() * 1000), "level": level, "message": text})
-                    continue
-            log.debug("%s runtime: %s", self.config.name, text)
+                    current.lines.extend(lines)
+                    lines = []
+            for line in lines:
+                log.debug("%s runtime: %s", self.config.name, line["message"])
+            if output.ended:
+                output.close()
+                return
+
+    def _collect(self, current: _Current) -> list[dict[str, Any]]:
+        """Everything the runtime wrote for an invocation it has ended (or died in).
+
+        It wrote that output before it posted its response (it runs unbuffered) or before
+        it exited, so the output is in the pipe now: read to the end of what is there,
+        with a last line that has no newline, instead of pausing for the reader thread.
+        """
+        with self._lock:
+            output = self._output
+            if output is not None:
+                current.lines.extend(output.drain(final=True))
+            lines = list(current.lines)
+            current.lines.clear()
+        return lines
 
     def _supervise(self) -> None:
         while not self._stopping.is_set():
@@ -319,11 +393,7 @@ class RuntimeSlot:
     def _finish(self, current: _Current, send: Any) -> None:
         """Store the invocation's output, then report its outcome (the engine forgets an
         invocation once it has its outcome)."""
-        # Let the output reader catch up with what the runtime wrote for this invocation.
-        time.sleep(0.02)
-        with self._lock:
-            lines = list(current.lines)
-            current.lines.clear()
+        lines = self._collect(current)
         if lines:
             try:
                 self.backend.logs(self.config.name, current.task.request_id, lines)

@@ -73,6 +73,22 @@ def test_handler_runs_in_its_own_process_with_its_environment(served: Served) ->
     assert again["pid"] == result["pid"]
 
 
+def test_every_line_a_runtime_prints_is_stored_with_its_invocation(served: Served) -> None:
+    # The lines are one write of 50 KB right before the handler returns: all of them are
+    # still in the pipe when the runtime posts its response, so they must be read before
+    # the invocation is reported, not guessed at with a pause. The last has no newline:
+    # it still belongs to this invocation, not to the next one the warm runtime runs.
+    ds = served.ds
+    _register(ds, "chatty", "th_workers.chatty")
+    expected = [f"line {i:04d}" for i in range(4900)] + ["the end"]
+    for _ in range(2):
+        arn = ds.start("chatty", '{"lines": 4900}')
+        done = ds.wait(arn, 60)
+        assert done.status == "SUCCEEDED", done.error
+        said = [e.message for e in execution_logs(ds.db, arn) if e.level == "STDOUT"]
+        assert said == expected
+
+
 @pytest.mark.parametrize("how,exit_text", [("exit", "status 3"), ("sigkill", "signal SIGKILL")])
 def test_a_runtime_that_dies_mid_invocation_is_retried(served: Served, tmp_path: Path, how: str, exit_text: str) -> None:
     ds = served.ds

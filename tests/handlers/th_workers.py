@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -48,3 +49,13 @@ def hangs_once(event, context: DurableContext):
         return "fast this time"
 
     return context.step(slow, name="slow")
+
+
+@durable_execution
+def chatty(event, context: DurableContext):
+    """Writes many lines at once just before it returns, the last without a newline."""
+    def talk(_):
+        sys.stdout.write("".join(f"line {i:04d}\n" for i in range(int(event["lines"]))) + "the end")
+        return "said"
+
+    return context.step(talk, name="talk")
