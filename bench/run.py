@@ -13,6 +13,10 @@ Systems:
     peer-memory       aws-durable-execution-sdk-python-testing DurableFunctionTestRunner,
                       its default InMemoryExecutionStore
     peer-sqlite       the same runner with SQLiteExecutionStore (a new file per repeat)
+    sdk-alone         (reference, only when named) the SDK with a service client that answers
+                      at once and stores nothing, on 64 threads of one interpreter
+    invoker-alone     (reference, only when named) Durascope's process invoker with a control
+                      plane that answers at once and stores nothing
 
 Each (system, workload) cell runs in its own child interpreter (Durascope installs
 process-wide logging hooks; a fresh process keeps systems from affecting each other).
@@ -49,7 +53,9 @@ if str(BENCH_DIR) not in sys.path:
 
 import workloads  # noqa: E402
 
-SYSTEMS = ["durascope-sqlite", "durascope-pg", "peer-memory", "peer-sqlite", "sdk-alone"]
+SYSTEMS = ["durascope-sqlite", "durascope-pg", "peer-memory", "peer-sqlite", "sdk-alone", "invoker-alone"]
+# Floors for what any engine could reach, not systems compared: run only when named.
+REFERENCE_SYSTEMS = ("sdk-alone", "invoker-alone")
 WORKLOAD_NAMES = list(workloads.WORKLOADS)
 
 # The issue's reference figures for the peer on this machine, used only when the
@@ -293,6 +299,74 @@ class SdkAloneSystem(System):
         return Run(elapsed)
 
 
+class InvokerAloneSystem(System):
+    """Durascope's process invoker with a control plane that answers every call at once and
+    stores nothing: the handler runs in ``invoker_processes`` child interpreters (default
+    1; ``--ds-setting invoker_processes=N``) exactly as with Durascope, and each checkpoint
+    travels to this process and back over the pipe. So the figure is what the SDK plus the
+    invoker's messages cost, the most any store behind that invoker could reach on this
+    machine (a reference like sdk-alone, not a goal). W4 runs on 64 threads, as the
+    engine's pool does."""
+
+    name = "invoker-alone"
+
+    class _NullControl:
+        def __init__(self) -> None:
+            from types import SimpleNamespace
+
+            self.settings = SimpleNamespace(max_concurrent_invocations=64)
+            self.db = SimpleNamespace(is_sqlite=True)  # serve on the pipe's reader thread
+
+        def checkpoint(self, arn: str, token: str, updates: list[Any], client_token: str | None,
+                       ts: Any = None) -> dict[str, Any]:
+            return {"CheckpointToken": token, "NewExecutionState": {"Operations": []}}
+
+        def get_state(self, *args: Any, ts: Any = None) -> dict[str, Any]:
+            return {"Operations": []}
+
+        def function_arn(self, name: str, version: str) -> str:
+            return f"arn:aws:lambda:us-east-1:123456789012:function:{name}"
+
+        def store_logs(self, *args: Any) -> None:
+            pass
+
+    def setup(self) -> None:
+        from recorder.engine.processes import ProcessInvoker
+
+        self.invoker = ProcessInvoker(self._NullControl(), int(DS_SETTINGS.get("invoker_processes", 1)))
+
+    def teardown(self) -> None:
+        self.invoker.close()
+
+    def _invoke(self, handler: str, payload: str) -> Any:
+        from recorder.engine.control import FunctionSpec, InvocationInput
+
+        execution_id = str(uuid.uuid4())
+        arn = f"arn:aws:lambda:us-east-1:123456789012:function:{handler}:$LATEST/durable-execution/x/{execution_id}"
+        now = int(time.time() * 1000)
+        op = {"Id": execution_id, "Type": "EXECUTION", "Status": "STARTED", "StartTimestamp": now,
+              "ExecutionDetails": {"InputPayload": payload}}
+        function = FunctionSpec(handler, f"workloads:{handler}", str(BENCH_DIR))
+        out = self.invoker.invoke(InvocationInput(execution_id, arn, str(uuid.uuid4()), "t", [op], "", [],
+                                                  function, now))
+        if out.status != "SUCCEEDED":
+            raise AssertionError(f"the invoker alone ended {out}")
+        return out.result
+
+    def run(self, workload: str) -> Run:
+        from concurrent.futures import ThreadPoolExecutor
+
+        spec = workloads.WORKLOADS[workload]
+        payload = json.dumps(spec["payload"])
+        with ThreadPoolExecutor(64) as pool:
+            t0 = time.perf_counter()
+            results = list(pool.map(lambda _: self._invoke(spec["handler"], payload), range(spec["executions"])))
+            elapsed = time.perf_counter() - t0
+        for result in results:
+            _check(workload, result)
+        return Run(elapsed)
+
+
 # Durascope settings given with --ds-setting KEY=VALUE (passed to Durascope.open).
 DS_SETTINGS: dict[str, Any] = {}
 
@@ -314,6 +388,8 @@ def make_system(name: str, pg_server: str) -> System:
         return DurascopeSystem(name, pg_server, DS_SETTINGS)
     if name == SdkAloneSystem.name:
         return SdkAloneSystem()
+    if name == InvokerAloneSystem.name:
+        return InvokerAloneSystem()
     return PeerSystem(name)
 
 
@@ -502,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", default=",".join(WORKLOAD_NAMES),
                         help=f"comma-separated, from {','.join(WORKLOAD_NAMES)}")
-    parser.add_argument("--systems", default=",".join(s for s in SYSTEMS if s != SdkAloneSystem.name),
+    parser.add_argument("--systems", default=",".join(s for s in SYSTEMS if s not in REFERENCE_SYSTEMS),
                         help=f"comma-separated, from {','.join(SYSTEMS)}")
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per cell, each on a fresh store")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up execution")
