@@ -205,19 +205,27 @@ def test_running_rows_update_live_without_a_reload(site, page) -> None:
 
     base, ds, _arns = site
     arn = ds.start("approval", json.dumps({"timeout": 600}), name=f"live-{int(time.time() * 1000)}")
-    ds.wait_for(lambda: next((e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn)
-                              if e["EventType"] == "CallbackStarted"), None), 30)
+    # Suspended on its callback: the first invocation has ended.
+    ds.wait_for(lambda: any(e["EventType"] == "InvocationCompleted" for e in ds.history(arn)), 30)
     callback_id = next(e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn)
                        if e["EventType"] == "CallbackStarted")
     page.goto(f"{base}/?function=approval")
     row = page.locator(f'tr[data-arn="{arn}"]')
     expect(row.locator(".badge")).to_have_text("RUNNING")
+    expect(row.locator("td.invocations")).to_have_text("1")
+    chip = page.locator("nav.chips a.chip.s-succeeded b")
+    succeeded = int(chip.inner_text()) if chip.count() else 0
     navigations = []
     page.on("framenavigated", lambda frame: navigations.append(frame.url))
-    page.wait_for_timeout(500)  # let the page's EventSource connect before the change happens
+    # The change must come after the page's feed is connected (it starts at the head).
+    expect(page.locator("table.executions[data-live=open]")).to_have_count(1)
     ds.callback_success(callback_id, b'"live"')
     expect(row.locator(".badge")).to_have_text("SUCCEEDED", timeout=20_000)
-    expect(row.locator("td.end")).not_to_have_text("—")
+    # The rest of the row and the status counts follow: the callback's invocation is counted.
+    expect(row.locator("td.invocations")).to_have_text("2", timeout=20_000)
+    expect(row.locator("td.end time")).to_have_count(1)
+    expect(row.locator("td.duration")).not_to_contain_text("so far")
+    expect(chip).to_have_text(str(succeeded + 1))
     assert navigations == [], "the row must change without a reload"
     shot(page, "list-live-update")
 
