@@ -154,7 +154,9 @@ def test_concurrent_writers_never_commit_below_a_seen_position(control_only: Dur
 
     def reader() -> None:
         high = 0
-        while not stop.is_set():
+        while True:
+            # A pass that starts after stop is set sees every write: it is the last one.
+            last = stop.is_set()
             with d.db.read() as s:
                 rows = s.scalars(select(Event.position).where(Event.position <= high)).all()
                 missing = [p for p in rows if p not in seen]
@@ -164,6 +166,8 @@ def test_concurrent_writers_never_commit_below_a_seen_position(control_only: Dur
             seen.update(new)
             if new:
                 high = new[-1]
+            if last:
+                return
 
     def writer(k: int) -> None:
         for i in range(25):
@@ -176,7 +180,6 @@ def test_concurrent_writers_never_commit_below_a_seen_position(control_only: Dur
         w.start()
     for w in writers:
         w.join()
-    time.sleep(0.05)  # let the reader take one more pass over the final state
     stop.set()
     r.join()
     assert not violations
