@@ -202,6 +202,11 @@ class _Sim:
     attempt: int
 
 
+# How often every engine re-reads due timers and owed invocations from the database
+# (``Engine``'s sweep): what other engines write is found within this even unannounced.
+SWEEP_SECONDS = 1.0
+
+
 @dataclass
 class _Tx:
     """What one transaction owes the engine once it has committed."""
@@ -264,11 +269,19 @@ class ControlPlane:
                 self._notify(tx)
 
     def _notify(self, tx: _Tx) -> None:
-        """Wake the other engines on this database (LISTEN durascope_work)."""
-        ids = sorted(tx.invoke)
-        payload = json.dumps({"o": self.owner, "i": ids[:100], "t": min(tx.timer_dues) if tx.timer_dues else None})
+        """Wake the other engines on this database (LISTEN durascope_work) for what their
+        sweep would find late: invocations nobody claimed, and timers due before their next
+        sweep. Every start and every close sets a timer a day or more away (the execution
+        timeout, the retention purge), which each engine's sweep reads anyway; telling them
+        cost a transaction of three round trips per start and per close. The notification
+        is one autocommit statement after the commit, not part of the transaction: a
+        NOTIFY that fails (a full queue fails at COMMIT) must not undo the work."""
+        soon = [d for d in tx.timer_dues if d < now_ms() + SWEEP_SECONDS * 1000]
+        if not tx.invoke and not soon:
+            return
+        payload = json.dumps({"o": self.owner, "i": sorted(tx.invoke)[:100], "t": min(soon) if soon else None})
         try:
-            with self.db.engine.begin() as conn:
+            with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
                 Raw(conn).one("SELECT pg_notify('durascope_work', :p)", {"p": payload})
         except Exception:  # noqa: BLE001 - a lost wake-up only delays work until the next sweep
             pass
@@ -875,7 +888,12 @@ class ControlPlane:
         state.updated_ops_json = "[]"
         state.pending_ops_json = "[]"
         ws.touch_state(state)
-        tx.invoke.discard(execution_id)
+        if execution_id in tx.invoke:
+            # Wanted and claimed in this transaction: neither the wish nor its due time
+            # (``_want_invoke``) is news for any engine.
+            tx.invoke.discard(execution_id)
+            if state.next_invoke_ms in tx.timer_dues:
+                tx.timer_dues.remove(state.next_invoke_ms)
         self._append(ws, tx, execution_id, [NewEvent(INVOCATION_STARTED, None, {
             "RequestId": request_id, "StartTimestamp": now, "Engine": owner})], now)
         ws.flush()

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from recorder.engine.control import ControlPlane, InvocationInput, InvocationOutcome, now_ms
+from recorder.engine.control import SWEEP_SECONDS, ControlPlane, InvocationInput, InvocationOutcome, now_ms
 from recorder.wakeup import Wakeup
 
 log = logging.getLogger("durascope.engine")
@@ -35,7 +35,7 @@ class Invoker(Protocol):
 
 
 class Engine:
-    def __init__(self, control: ControlPlane, invoker: Invoker, sweep_seconds: float = 1.0,
+    def __init__(self, control: ControlPlane, invoker: Invoker, sweep_seconds: float = SWEEP_SECONDS,
                  owner: str | None = None) -> None:
         self.control = control
         self.invoker = invoker
