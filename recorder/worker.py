@@ -174,7 +174,7 @@ class _Output:
 
     The reader thread and an ending invocation both read it, under the slot's lock, so
     each line is taken once and given to the invocation running when it was taken. Only
-    the reader thread closes the pipe, so its ``select`` never sees a reused descriptor.
+    the reader thread closes the pipe, so its ``poll`` never sees a reused descriptor.
     """
 
     def __init__(self, pipe: Any) -> None:
@@ -185,8 +185,12 @@ class _Output:
         self.ended = False
 
     def wait_readable(self) -> None:
-        """Block until there is output or the end of it (which stays readable)."""
-        select.select([self._fd], [], [])
+        """Block until there is output or the end of it (which stays readable). ``poll``,
+        not ``select``: an engine with many runtimes and connections has descriptors
+        above ``select``'s 1,024."""
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        poller.poll()
 
     def close(self) -> None:
         self._pipe.close()
