@@ -14,7 +14,9 @@ alike (no ``::`` casts, no ``%``).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection
@@ -77,6 +79,20 @@ class Raw:
         finally:
             cur.close()
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Statements run inside travel together: PostgreSQL's pipeline mode sends them
+        without waiting for each answer and reads the answers at the end of the block (a
+        checkpoint's five to eight writes in one round trip instead of one each; a round
+        trip costs 0.2 to 0.4 ms on this project's machines). Only for statements whose
+        results are not read inside the block; an error surfaces by the block's end. On
+        SQLite, or a libpq without pipeline mode, statements simply run in turn."""
+        if self.postgres and _pipeline_supported():
+            with self._driver.pipeline():
+                yield
+        else:
+            yield
+
     def many(self, sql: str, rows: Iterable[dict[str, Any]]) -> None:
         rows = list(rows)
         if not rows:
@@ -89,6 +105,13 @@ class Raw:
                 cur.executemany(self._sql(sql), rows)
         finally:
             cur.close()
+
+
+@cache
+def _pipeline_supported() -> bool:
+    import psycopg
+
+    return psycopg.Pipeline.is_supported()
 
 
 def placeholders(prefix: str, values: Sequence[Any], params: dict[str, Any]) -> str:

@@ -333,6 +333,12 @@ class Workset:
             self.raw.many(_update_for(kind, changed), params)
 
     def flush(self) -> None:
+        """Write every change of this transaction (nothing here reads a result back, so on
+        PostgreSQL the statements go in one pipeline)."""
+        with self.raw.batch():
+            self._flush()
+
+    def _flush(self) -> None:
         raw = self.raw
         for kind in ("exec", "state", "op", "cb"):
             rows = self._new[kind]
