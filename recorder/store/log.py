@@ -73,8 +73,10 @@ def append(
         prepared.append((event_id, body, ev))
     raw = Raw(conn)
     if raw.postgres:
-        raw.one("SELECT pg_advisory_xact_lock(:k)", {"k": APPEND_LOCK_KEY})
-        positions = _insert_returning_positions(raw, rows)
+        # The lock and the insert travel together; the server runs them in order.
+        with raw.batch():
+            raw.run("SELECT pg_advisory_xact_lock(:k)", {"k": APPEND_LOCK_KEY})
+            positions = _insert_returning_positions(raw, rows)
     else:
         # The transaction holds SQLite's write lock, so the rows take consecutive
         # positions (AUTOINCREMENT: above every position ever handed out) and the last
