@@ -188,7 +188,6 @@ def test_concurrent_writers_never_commit_below_a_seen_position(control_only: Dur
     assert len(seen) == 200
 
 
-
 def test_a_batch_of_writes_lands_together_or_not_at_all(control_only: Durascope) -> None:
     """``Raw.batch`` (PostgreSQL's pipeline mode) writes what it holds, and a failure inside
     it fails the transaction with nothing of it written, as statements run one by one do."""
@@ -210,6 +209,7 @@ def test_a_batch_of_writes_lands_together_or_not_at_all(control_only: Durascope)
                 raw.run("INSERT INTO scratch (id) VALUES (:id)", {"id": 1})
     with db.write() as conn:
         assert sorted(r[0] for r in conn.execute(text("SELECT id FROM scratch"))) == [1, 2, 3]
+
 
 def test_unsupported_database_url_is_refused() -> None:
     with pytest.raises(ValueError, match="unsupported database"):
