@@ -235,7 +235,28 @@ class PeerSystem(System):
             self._tmp = None
 
 
-class SdkAloneSystem(System):
+class _ReferenceSystem(System):
+    """A reference system: each execution is one invocation made directly, the W4 ones on
+    64 threads at once (as Durascope's engine runs them), timed from the first to the last."""
+
+    def _invoke(self, handler: str, payload: str) -> Any:
+        raise NotImplementedError
+
+    def run(self, workload: str) -> Run:
+        from concurrent.futures import ThreadPoolExecutor
+
+        spec = workloads.WORKLOADS[workload]
+        payload = json.dumps(spec["payload"])
+        with ThreadPoolExecutor(64) as pool:
+            t0 = time.perf_counter()
+            results = list(pool.map(lambda _: self._invoke(spec["handler"], payload), range(spec["executions"])))
+            elapsed = time.perf_counter() - t0
+        for result in results:
+            _check(workload, result)
+        return Run(elapsed)
+
+
+class SdkAloneSystem(_ReferenceSystem):
     """The SDK with nothing behind it: each invocation's service client answers every
     checkpoint at once and stores nothing, so the figure is what the SDK itself costs on
     this machine, a floor for any engine that runs it (not a goal, and not in the default
@@ -257,7 +278,7 @@ class SdkAloneSystem(System):
 
             return StateOutput.from_dict({"Operations": []})
 
-    def _invoke(self, handler: Any, payload: str) -> Any:
+    def _invoke(self, handler: str, payload: str) -> Any:
         import datetime
 
         from aws_durable_execution_sdk_python.execution import (
@@ -279,27 +300,13 @@ class SdkAloneSystem(System):
             initial_execution_state=InitialExecutionState(operations=[op], next_marker=""),
             updated_operation_ids=[], service_client=self._NullClient())
         context = LambdaContext(str(uuid.uuid4()), "bench", "$LATEST", arn, 512, int(time.time() * 1000) + 900_000)
-        out = handler(event, context)
+        out = getattr(workloads, handler)(event, context)
         if out.get("Status") != "SUCCEEDED":
             raise AssertionError(f"the SDK alone ended {out}")
         return out.get("Result")
 
-    def run(self, workload: str) -> Run:
-        from concurrent.futures import ThreadPoolExecutor
 
-        spec = workloads.WORKLOADS[workload]
-        handler = getattr(workloads, spec["handler"])
-        payload = json.dumps(spec["payload"])
-        with ThreadPoolExecutor(64) as pool:
-            t0 = time.perf_counter()
-            results = list(pool.map(lambda _: self._invoke(handler, payload), range(spec["executions"])))
-            elapsed = time.perf_counter() - t0
-        for result in results:
-            _check(workload, result)
-        return Run(elapsed)
-
-
-class InvokerAloneSystem(System):
+class InvokerAloneSystem(_ReferenceSystem):
     """Durascope's process invoker with a control plane that answers every call at once and
     stores nothing: the handler runs in ``invoker_processes`` child interpreters (default
     1; ``--ds-setting invoker_processes=N``) exactly as with Durascope, and each checkpoint
@@ -352,19 +359,6 @@ class InvokerAloneSystem(System):
         if out.status != "SUCCEEDED":
             raise AssertionError(f"the invoker alone ended {out}")
         return out.result
-
-    def run(self, workload: str) -> Run:
-        from concurrent.futures import ThreadPoolExecutor
-
-        spec = workloads.WORKLOADS[workload]
-        payload = json.dumps(spec["payload"])
-        with ThreadPoolExecutor(64) as pool:
-            t0 = time.perf_counter()
-            results = list(pool.map(lambda _: self._invoke(spec["handler"], payload), range(spec["executions"])))
-            elapsed = time.perf_counter() - t0
-        for result in results:
-            _check(workload, result)
-        return Run(elapsed)
 
 
 # Durascope settings given with --ds-setting KEY=VALUE (passed to Durascope.open).

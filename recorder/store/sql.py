@@ -86,8 +86,8 @@ class Raw:
         checkpoint's five to eight writes in one round trip instead of one each; a round
         trip costs 0.2 to 0.4 ms on this project's machines). A result read inside the
         block waits for everything sent before it; ``run``'s row count is not known inside;
-        an error surfaces by the block's end at the latest. On SQLite, or a libpq without pipeline mode, statements simply run in
-        turn."""
+        an error surfaces by the block's end at the latest. On SQLite, or a libpq without
+        pipeline mode, statements simply run in turn."""
         if self.postgres and _pipeline_supported():
             with self._driver.pipeline():
                 yield
