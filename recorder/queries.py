@@ -165,12 +165,15 @@ class LogEntry:
     message: str
     request_id: str | None
     op_id: str | None
+    id: int = 0  # the stored line's id: the logs page's anchor
 
 
 def execution_logs(db: Database, arn: str, min_level: str | None = None, request_id: str | None = None,
-                   op_id: str | None = None, limit: int = 10_000) -> list[LogEntry]:
+                   op_id: str | None = None, limit: int = 10_000,
+                   request_ids: tuple[str, ...] | None = None) -> list[LogEntry]:
     """Captured handler output of one execution, oldest first. ``min_level`` keeps
-    records at or above it (stdout/stderr lines count as INFO/ERROR)."""
+    records at or above it (stdout/stderr lines count as INFO/ERROR); ``request_ids``
+    keeps the lines of those invocations."""
     if min_level is not None and min_level.upper() not in LEVELS:
         raise InvalidParameterValueException(f"level must be one of {', '.join(LEVELS)}")
     with db.read() as s:
@@ -178,17 +181,19 @@ def execution_logs(db: Database, arn: str, min_level: str | None = None, request
         q = select(LogLine).where(LogLine.execution_id == execution.execution_id)
         if request_id:
             q = q.where(LogLine.request_id == request_id)
+        if request_ids is not None:
+            q = q.where(LogLine.request_id.in_(request_ids))
         if op_id:
             q = q.where(LogLine.op_id == op_id)
         rows = s.scalars(q.order_by(LogLine.id).limit(limit)).all()
-    entries = [LogEntry(r.ts_ms, r.level, r.logger, r.message, r.request_id, r.op_id) for r in rows]
+    entries = [LogEntry(r.ts_ms, r.level, r.logger, r.message, r.request_id, r.op_id, r.id) for r in rows]
     if min_level is not None:
         floor = LEVELS.index(min_level.upper())
-        entries = [e for e in entries if _level_rank(e.level) >= floor]
+        entries = [e for e in entries if level_rank(e.level) >= floor]
     return entries
 
 
-def _level_rank(level: str) -> int:
+def level_rank(level: str) -> int:
     if level == "STDOUT":
         return LEVELS.index("INFO")
     if level == "STDERR":

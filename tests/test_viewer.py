@@ -18,7 +18,8 @@ from recorder.api import Durascope
 from tests.conftest import register
 from viewer import create_app
 from viewer.gantt import MAX_OP_LANES, build_gantt
-from viewer.view_models import Attempt, ExecutionView, Gap, Invocation, OperationView
+from viewer.view_models.execution import ExecutionView, Gap, OperationView
+from viewer.view_models.history_walk import Attempt, Invocation
 
 TESTS = str(Path(__file__).parent)
 XSS = "<script>alert('x')</script><img src=x onerror=alert(1)>"
@@ -229,15 +230,17 @@ def test_retries_gantt_operations_and_first_failure(ds: Durascope, client) -> No
 def _synthetic(n_ops: int, n_inv: int) -> ExecutionView:
     invs = tuple(Invocation(i + 1, i * 1000, i * 1000 + 100, f"r{i}", i) for i in range(n_inv))
     gaps = tuple(Gap(i * 1000 + 100, (i + 1) * 1000, (f"wait 'w{i}'",), False) for i in range(n_inv - 1))
-    ops = [OperationView("map", None, 0, "map", "CONTEXT", "Map", "SUCCEEDED", 0, n_inv * 1000, (), None, None, {},
-                         n_ops - 1)]
+    ops = [OperationView(id="map", parent_id=None, depth=0, name="map", type="CONTEXT", sub_type="Map",
+                         status="SUCCEEDED", start_ms=0, end_ms=n_inv * 1000, child_count=n_ops - 1)]
     for i in range(n_ops - 1):
         attempt = Attempt(1, i, i + 5, "failed" if i % 7 == 0 else "succeeded", None, None, i)
-        ops.append(OperationView(f"op{i}", "map", 1, f"item-{i}", "STEP", "Step", "SUCCEEDED", i, i + 5,
-                                 (attempt,), None, None, {}, 0))
-    return ExecutionView("arn", "n", "f", "$LATEST", "SUCCEEDED", None, None, None, 0, n_inv * 1000, n_inv * 1000,
-                         n_inv * 100, n_inv * 900, 10_000, invs, gaps, tuple(ops), None, None, (), (), None,
-                         n_inv * 1000)
+        ops.append(OperationView(id=f"op{i}", parent_id="map", depth=1, name=f"item-{i}", type="STEP",
+                                 sub_type="Step", status="SUCCEEDED", start_ms=i, end_ms=i + 5, attempts=(attempt,)))
+    return ExecutionView(arn="arn", name="n", function="f", version="$LATEST", status="SUCCEEDED", input=None,
+                         result=None, error=None, start_ms=0, end_ms=n_inv * 1000, duration_ms=n_inv * 1000,
+                         active_ms=n_inv * 100, suspended_ms=n_inv * 900, event_count=10_000, invocations=invs,
+                         gaps=gaps, operations=tuple(ops), first_failure_op=None, first_failure_event=None,
+                         waiting_on=(), callbacks=(), parent_arn=None, now_ms=n_inv * 1000)
 
 
 def test_gantt_stays_readable_and_quick_at_scale() -> None:
@@ -255,14 +258,14 @@ def test_gantt_stays_readable_and_quick_at_scale() -> None:
 
 def test_payload_preview_is_the_head_of_the_pretty_print() -> None:
     """The preview stops encoding at its cut, and is exactly the head of the full indented JSON."""
-    from viewer.view_models import Payload
+    from viewer.values import Value as Payload
 
     def full(raw: str, limit: int) -> Payload:
         try:
             pretty, is_json = json.dumps(json.loads(raw), indent=2, ensure_ascii=False), True
         except ValueError:
             pretty, is_json = raw, False
-        return Payload(pretty[:limit], is_json, len(raw), len(pretty) > limit)
+        return Payload(pretty[:limit], is_json, len(raw), len(pretty) > limit, "json" if is_json else "text")
 
     samples = ["1", "1.0e3", '"\\u00e9"', "NaN", "true", "null", "[]", " 12 ", "not json", XSS,
                json.dumps({"a": [1, 2, {"b": "é"}], "c": {}}), json.dumps({"k": ["x" * 100] * 500}),

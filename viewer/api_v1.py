@@ -12,16 +12,10 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from recorder.errors import ServiceError
-from viewer.view_models import (
-    EventFilters,
-    ListFilters,
-    ViewError,
-    build_event_page,
-    build_execution,
-    build_execution_list,
-    build_logs,
-    to_dict,
-)
+from viewer.view_models.common import ViewError, to_dict
+from viewer.view_models.execution import build_execution
+from viewer.view_models.executions import ListFilters, build_execution_list
+from viewer.view_models.history import EventFilters, build_event_page, build_logs
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 

@@ -24,7 +24,8 @@ from typing import Any
 
 import plotly.io as pio
 
-from viewer.view_models import ExecutionView, OperationView, format_duration
+from viewer.view_models.common import format_duration
+from viewer.view_models.execution import ExecutionView, OperationView
 
 MAX_OP_LANES = 60
 MAX_INVOCATION_LANES = 12
@@ -111,7 +112,7 @@ def _op_segments(bars: _Bars, op: OperationView, lane: int, view: ExecutionView)
                          op.id)
             end = a.end_ms if a.end_ms is not None else end_default
             err = f"<br>{_esc(a.error.summary)[:300]}" if a.error else ""
-            bars.add(a.outcome, lane, a.start_ms, end,
+            bars.add("other" if a.outcome == "cancelled" else a.outcome, lane, a.start_ms, end,
                      f"{title}<br>attempt {a.number}: {a.outcome}, {_dur(end - a.start_ms)}{err}", op.id)
             previous_end = end
         last = op.attempts[-1]
@@ -123,9 +124,11 @@ def _op_segments(bars: _Bars, op: OperationView, lane: int, view: ExecutionView)
            "PENDING": "waiting", "READY": "running"}.get(op.status, "other")
     if op.type in ("WAIT", "CALLBACK", "CHAINED_INVOKE") and op.status in ("STARTED", "PENDING"):
         key = "waiting"
+    if op.closed_by:
+        key = "other"
     err = f"<br>{_esc(op.error.summary)[:300]}" if op.error else ""
     bars.add(key, lane, op.start_ms, end_default,
-             f"{title}<br>{op.status.lower()}, {_dur(end_default - op.start_ms)}{err}", op.id)
+             f"{title}<br>{(op.closed_by or op.status.lower())}, {_dur(end_default - op.start_ms)}{err}", op.id)
 
 
 def _lanes(ops: tuple[OperationView, ...], limit: int) -> tuple[list[OperationView | list[OperationView]], int]:

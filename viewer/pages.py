@@ -37,19 +37,10 @@ from recorder.errors import ServiceError
 from recorder.queries import iter_history
 from viewer import api_v1, lambda_api
 from viewer.gantt import build_gantt
-from viewer.view_models import (
-    EventFilters,
-    ListFilters,
-    ViewError,
-    build_event_page,
-    build_execution,
-    build_execution_list,
-    build_logs,
-    filtered_arns,
-    format_duration,
-    full_payload,
-    validate_callback_payload,
-)
+from viewer.view_models.common import ViewError, format_duration, plural, validate_callback_payload
+from viewer.view_models.execution import build_execution, full_payload
+from viewer.view_models.executions import ListFilters, build_execution_list, filtered_arns
+from viewer.view_models.history import EventFilters, build_event_page, build_logs
 
 bp = Blueprint("pages", __name__, template_folder="templates")
 bp.register_blueprint(api_v1.bp)
@@ -104,6 +95,11 @@ def _utc(ms: int) -> tuple[str, str]:
 @bp.app_template_filter("duration")
 def _duration(ms: int | None) -> str:
     return format_duration(ms)
+
+
+@bp.app_template_filter("plural")
+def _plural(n: int, singular: str, plural_form: str | None = None) -> str:
+    return plural(n, singular, plural_form)
 
 
 @bp.app_template_global("execution_url")
@@ -214,7 +210,8 @@ def history_json(arn: str) -> Response:
 
 @bp.get("/executions/<path:arn>/payload")
 def payload(arn: str) -> Response:
-    text = full_payload(_ds(), arn, request.args.get("kind", ""), request.args.get("op"))
+    text = full_payload(_ds(), arn, request.args.get("kind", ""), request.args.get("op"),
+                        raw=request.args.get("raw") == "1")
     return Response(text, mimetype="text/plain",
                     headers={"Content-Disposition": 'attachment; filename="payload.json"',
                              "X-Content-Type-Options": "nosniff"})
