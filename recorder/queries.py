@@ -518,6 +518,18 @@ def history_event_types(db: Database, arn: str) -> list[str]:
             Event.execution_id == e.execution_id, Event.event_id.is_not(None)).distinct()).all())
 
 
+def execution_refs(db: Database, execution_ids: list[str]) -> dict[str, tuple[str, str, str]]:
+    """(arn, name, function) of each stored execution among ``execution_ids``."""
+    ids = list(dict.fromkeys(execution_ids))
+    out: dict[str, tuple[str, str, str]] = {}
+    with db.read() as s:
+        for i in range(0, len(ids), 500):
+            q = select(Execution.execution_id, Execution.arn, Execution.name, Execution.function_name).where(
+                Execution.execution_id.in_(ids[i:i + 500]))
+            out.update({r[0]: (r[1], r[2], r[3]) for r in s.execute(q)})
+    return out
+
+
 def execution_by_id(db: Database, execution_id: str) -> str | None:
     """The ARN of an execution id (chained invokes name their target by id), if stored."""
     with db.read() as s:

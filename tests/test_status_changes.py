@@ -96,8 +96,9 @@ def test_status_change_filters_and_errors(ds: Durascope) -> None:
     for bad in ("status=DONE", "after=-1", "after=x", "limit=0", "limit=5000"):
         r = client.get(f"/api/v1/status-changes?{bad}")
         assert r.status_code == 400, bad
-        assert r.headers["x-amzn-ErrorType"] == "InvalidParameterValueException"
-        assert r.get_json()["message"]
+        # The one /api/v1 error shape.
+        assert r.get_json()["error"]["type"] == "InvalidParameterValueException"
+        assert r.get_json()["error"]["status"] == 400 and r.get_json()["error"]["message"]
 
 
 def _sse_events(data: bytes) -> list[tuple[int, dict]]:

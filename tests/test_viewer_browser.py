@@ -355,3 +355,40 @@ def test_large_event_table_windows_and_deep_links(large_site, page) -> None:
     expect(page).to_have_url(re.compile(r"\?start=3#event-3$"))
     expect(page.locator("#event-3")).to_be_in_viewport()
     assert page.dialogs == []
+
+
+def test_feed_webhooks_and_404_live_in_the_app(site, page) -> None:
+    from playwright.sync_api import expect
+
+    base, ds, _arns = site
+    page.goto(base + "/")
+    page.locator("header.top nav").get_by_text("Webhooks").click()
+    expect(page).to_have_url(base + "/webhooks")
+    page.fill("input[name=url]", "http://127.0.0.1:9/hook")
+    page.get_by_text("FAILED", exact=True).click()
+    page.click("text=Add subscription")
+    expect(page.locator("section.created code.secret")).to_contain_text("whsec_")
+    expect(page.locator("table.webhooks")).to_contain_text("http://127.0.0.1:9/hook")
+    shot(page, "webhooks")
+    page.locator("table.webhooks a", has_text="127.0.0.1:9/hook").click()
+    expect(page.locator("h1")).to_contain_text("http://127.0.0.1:9/hook")
+    shot(page, "webhook")
+
+    page.locator("header.top nav").get_by_text("Status feed").click()
+    expect(page.locator("table.feed[data-live=open]")).to_have_count(1)
+    name = f"fed-live-{int(time.time() * 1000)}"
+    navigations = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    arn = ds.start("hello", json.dumps({"name": "feed"}), name=name)
+    row = page.locator("#feed-rows tr", has_text=name).first
+    expect(row).to_be_visible(timeout=20_000)
+    expect(row.locator("a")).to_have_attribute("href", re.compile(re.escape(quote(arn, safe="/:")) + "$"))
+    assert navigations == [], "the feed must grow without a reload"
+    shot(page, "feed")
+
+    response = page.goto(base + "/no/such/page")
+    assert response is not None and response.status == 404
+    expect(page.locator(".error-page")).to_contain_text("Not found")
+    page.click("text=Back to all executions")
+    expect(page.locator("table.executions")).to_be_visible()
+    assert page.dialogs == []

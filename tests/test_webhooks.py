@@ -299,8 +299,8 @@ def test_invalid_subscriptions_rejected(tmp_path: Path, body: dict, needle: str,
     with Durascope.open(f"sqlite:///{tmp_path}/d.db", run_engine=False) as ds:
         client = create_app(durascope=ds).test_client()
         r = client.post("/api/v1/webhooks", json=body)
-        assert r.status_code == 400 and r.headers["x-amzn-ErrorType"] == "InvalidParameterValueException"
-        assert needle in r.get_json()["message"], r.get_json()
+        assert r.status_code == 400 and r.get_json()["error"]["type"] == "InvalidParameterValueException"
+        assert needle in r.get_json()["error"]["message"], r.get_json()
         assert client.get("/api/v1/webhooks").get_json()["webhooks"] == []
 
 

@@ -1,13 +1,15 @@
-"""The HTML viewer: execution list, execution page (Gantt, operations, waiting-on,
-actions), event table, logs.
+"""The HTML viewer: execution list, execution page (failure, graph, timeline, operations,
+waiting-on, actions), one operation, event table, logs; the feed and webhook pages
+(``viewer.feed_pages``) hang off the same blueprint.
 
 Views only gather a view model (``viewer.view_models``) and render it; everything the
 templates show is prepared there, and ``/api/v1`` (``viewer.api_v1``, nested here so the
 app registers one blueprint) serves the same models as JSON.
 
-Errors: bad input is a readable HTML 400 page, an unknown execution a 404 page. Paths
-that are not the viewer's (the Lambda REST API, anything else) keep the AWS error shape
-of ``viewer.lambda_api`` — see ``_not_found``.
+Errors: bad input is a readable HTML 400 page, an unknown execution a 404 page, an unknown
+URL a 404 page for a browser (``Accept: text/html``). The Lambda REST API's paths, and API
+clients anywhere else, keep the AWS error shape of ``viewer.lambda_api``; everything under
+``/api/v1`` has its JSON shape (see ``_not_found``).
 """
 
 from __future__ import annotations
@@ -32,10 +34,9 @@ from flask import (
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
-from recorder.api import Durascope
 from recorder.errors import ServiceError
 from recorder.queries import iter_history
-from viewer import api_v1, lambda_api
+from viewer import api_v1, feed_pages, get_durascope, lambda_api
 from viewer.gantt import build_gantt
 from viewer.view_models.common import ViewError, format_duration, plural, validate_callback_payload
 from viewer.view_models.execution import build_execution, full_payload
@@ -44,8 +45,12 @@ from viewer.view_models.history import EventFilters, build_event_page, build_log
 
 bp = Blueprint("pages", __name__, template_folder="templates")
 bp.register_blueprint(api_v1.bp)
+bp.register_blueprint(feed_pages.bp)
 
-VIEWER_PREFIXES = ("/executions/", "/api/v1/", "/assets/")
+VIEWER_PREFIXES = ("/executions/", "/api/v1/", "/assets/", "/feed", "/webhooks")
+# The Lambda REST API (and the Runtime API of worker hosts): their clients get the AWS
+# error shape whatever they accept.
+AWS_PREFIXES = ("/2015-03-31/", "/2025-12-01/", "/2018-06-01/")
 # Notices after a successful action: fixed texts chosen by key, so nothing from the
 # query string is ever echoed into the page.
 NOTICES = {
@@ -55,10 +60,6 @@ NOTICES = {
     "callback-heartbeat": "Heartbeat sent.",
 }
 PLOTLY_JS = os.path.join(os.path.dirname(plotly.__file__), "package_data", "plotly.min.js")
-
-
-def _ds() -> Durascope:
-    return current_app.extensions["durascope"]
 
 
 # --- template helpers -------------------------------------------------------------------------
@@ -124,6 +125,13 @@ def _with_args(path: str, args: dict[str, Any]) -> str:
 # --- errors -----------------------------------------------------------------------------------
 
 
+def _wants_html() -> bool:
+    """A browser: it asks for HTML before anything else (curl and SDKs send */* or JSON)."""
+    accept = request.accept_mimetypes
+    return accept.best_match(["application/json", "text/html"]) == "text/html" and \
+        accept["text/html"] > accept["application/json"]
+
+
 def _viewer_path(path: str) -> bool:
     return path == "/" or path.startswith(VIEWER_PREFIXES)
 
@@ -149,7 +157,7 @@ def _not_found(exc: HTTPException) -> Any:
     # own paths get the HTML page (or JSON under /api/v1); the rest keeps the AWS shape.
     if request.path.startswith("/api/v1/"):
         return api_v1.error_json(exc.code or 404, exc.description or exc.name)
-    if _viewer_path(request.path):
+    if _viewer_path(request.path) or (_wants_html() and not request.path.startswith(AWS_PREFIXES)):
         return error_page(exc.code or 404, "There is no page here." if exc.code == 404 else
                           f"{request.method} is not allowed here.")
     return lambda_api.http_exception_response(exc)
@@ -160,7 +168,7 @@ def _not_found(exc: HTTPException) -> Any:
 
 @bp.get("/")
 def executions() -> Any:
-    view = build_execution_list(_ds(), ListFilters.from_args(request.args))
+    view = build_execution_list(get_durascope(current_app), ListFilters.from_args(request.args))
     return render_template("list.html", v=view)
 
 
@@ -179,7 +187,7 @@ def export_zip() -> Response:
     fd, name = tempfile.mkstemp(prefix="durascope-export-", suffix=".zip")
     os.close(fd)
     try:
-        transfer.export_bulk(_ds().db, filtered_arns(_ds(), filters), Path(name), "zip")
+        transfer.export_bulk(get_durascope(current_app).db, filtered_arns(get_durascope(current_app), filters), Path(name), "zip")
         resp = send_file(name, mimetype="application/zip", as_attachment=True,
                          download_name="durascope-executions.zip")
     except BaseException:
@@ -191,7 +199,7 @@ def export_zip() -> Response:
 
 @bp.get("/executions/<path:arn>")
 def execution(arn: str, form_error: dict[str, str] | None = None, status: int = 200) -> Any:
-    view = build_execution(_ds(), arn)
+    view = build_execution(get_durascope(current_app), arn)
     chart = build_gantt(view)
     notice = NOTICES.get(request.args.get("notice", ""))
     return render_template("execution.html", v=view, chart=chart, notice=notice,
@@ -201,7 +209,7 @@ def execution(arn: str, form_error: dict[str, str] | None = None, status: int = 
 @bp.get("/executions/<path:arn>/history.json")
 def history_json(arn: str) -> Response:
     # All pages joined, in the GetDurableExecutionHistory event shape (epoch seconds).
-    events = list(iter_history(_ds().db, arn, True))
+    events = list(iter_history(get_durascope(current_app).db, arn, True))
     body = json.dumps({"Events": events}, indent=1)
     name = arn.rsplit("/", 1)[-1]
     return Response(body, mimetype="application/json",
@@ -210,7 +218,7 @@ def history_json(arn: str) -> Response:
 
 @bp.get("/executions/<path:arn>/payload")
 def payload(arn: str) -> Response:
-    text = full_payload(_ds(), arn, request.args.get("kind", ""), request.args.get("op"),
+    text = full_payload(get_durascope(current_app), arn, request.args.get("kind", ""), request.args.get("op"),
                         raw=request.args.get("raw") == "1")
     return Response(text, mimetype="text/plain",
                     headers={"Content-Disposition": 'attachment; filename="payload.json"',
@@ -219,18 +227,18 @@ def payload(arn: str) -> Response:
 
 @bp.get("/executions/<path:arn>/events")
 def events(arn: str) -> Any:
-    view = build_event_page(_ds(), arn, EventFilters.from_args(request.args))
+    view = build_event_page(get_durascope(current_app), arn, EventFilters.from_args(request.args))
     return render_template("events.html", v=view, ex=build_execution_header(arn))
 
 
 @bp.get("/executions/<path:arn>/logs")
 def logs(arn: str) -> Any:
-    view = build_logs(_ds(), arn, request.args)
+    view = build_logs(get_durascope(current_app), arn, request.args)
     return render_template("logs.html", v=view, ex=build_execution_header(arn))
 
 
 def build_execution_header(arn: str) -> Any:
-    return _ds().describe(arn)
+    return get_durascope(current_app).describe(arn)
 
 
 # --- actions ----------------------------------------------------------------------------------
@@ -239,7 +247,7 @@ def build_execution_header(arn: str) -> Any:
 @bp.post("/executions/<path:arn>/stop")
 def stop(arn: str) -> Any:
     try:
-        _ds().stop(arn)
+        get_durascope(current_app).stop(arn)
     except ServiceError as exc:
         return execution(arn, {"stop": exc.message}, 400)
     return redirect(execution_url(arn, notice="stopped"), 303)
@@ -247,7 +255,7 @@ def stop(arn: str) -> Any:
 
 @bp.post("/executions/<path:arn>/callback")
 def callback(arn: str) -> Any:
-    ds = _ds()
+    ds = get_durascope(current_app)
     callback_id = request.form.get("callback_id", "")
     action = request.form.get("action", "")
     try:
@@ -278,3 +286,10 @@ def callback(arn: str) -> Any:
 def plotly_js() -> Response:
     # Served from the installed plotly package: the viewer never loads code from a CDN.
     return send_file(PLOTLY_JS, mimetype="text/javascript", max_age=86400)
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    # Browsers ask for /favicon.ico whatever the page links; the SVG serves both.
+    return send_file(os.path.join(os.path.dirname(__file__), "static", "favicon.svg"), mimetype="image/svg+xml",
+                     max_age=86400)

@@ -412,3 +412,33 @@ def full_payload(ds: Durascope, arn: str, kind: str, op_id: str | None = None, r
     if text is None:
         raise ViewError("This execution has no such payload", 404)
     return text if raw else decode_full(text)
+
+
+@dataclass(frozen=True)
+class OperationDetail:
+    """One operation on its own (what a click on the graph opens): the operation, its
+    children, and its own log lines."""
+
+    arn: str
+    execution_name: str
+    execution_status: str
+    now_ms: int
+    op: OperationView
+    path: tuple[tuple[str, str], ...]
+    children: tuple[tuple[str, str, str], ...]  # (id, label, shown status)
+    lines: tuple[LogLineView, ...]
+    more_lines: int
+
+
+def build_operation(ds: Durascope, arn: str, op_id: str) -> OperationDetail:
+    view = build_execution(ds, arn)
+    op = view.operation(op_id)
+    if op is None:
+        raise ViewError(f"No operation {op_id[:80]!r} in this execution", 404)
+    by_request = {i.request_id: i.index for i in view.invocations if i.request_id}
+    mine = own_lines(split_records(execution_logs(ds.db, arn)), op_id)
+    lines = tuple(LogLineView(ln.line_id, ln.ts_ms, ln.level, ln.text, by_request.get(ln.request_id))
+                  for ln in mine[:MAX_FAILURE_LINES])
+    children = tuple((o.id, o.label, o.shown_status) for o in view.operations if o.parent_id == op_id)
+    return OperationDetail(view.arn, view.name, view.status, view.now_ms, op, _path(list(view.operations), op),
+                           children, lines, max(0, len(mine) - MAX_FAILURE_LINES))

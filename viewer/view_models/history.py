@@ -119,6 +119,12 @@ class LogPage:
     def filtered(self) -> bool:
         return bool(self.level or self.invocation or self.op)
 
+    @property
+    def args(self) -> dict[str, Any]:
+        """The filters as query parameters."""
+        out = {"level": self.level, "invocation": self.invocation, "op": self.op}
+        return {k: v for k, v in out.items() if v}
+
 
 def build_logs(ds: Durascope, arn: str, args: Any) -> LogPage:
     """The lines a handler wrote, one row per record (a worker's traceback lines folded into
