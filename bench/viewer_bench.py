@@ -6,8 +6,8 @@ executions list at 100,000 executions, on SQLite and PostgreSQL.
 Histories are synthesized and loaded through the import path (the engine would take hours
 to produce 100,000 executions here); they are ordinary rows to the viewer. Server time is
 measured around the WSGI call (Flask's test client: no network), bytes are the HTML
-document; plotly.js (~4.7 MB, served from the installed package) is a separate, cacheable
-asset loaded once per browser and not counted. Goals (issue): the 10,000-event page under
+document (the page loads no script library; its stylesheet and scripts are small static
+files, not counted). Goals (issue): the 10,000-event page under
 1 s and 2 MB, the list under 150 ms at 100,000 executions.
 """
 

@@ -49,7 +49,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Durasc
             "hello": ds.start("hello", json.dumps({"name": "Ada"}), name="hello-ada"),
             "retry": ds.start("retry-then-succeed", "{}", name="retry-1"),
             "exhausted": ds.start("exhausted-retries", "{}", name="exhausted-1"),
-            "map": ds.start("map-with-failures", json.dumps({"items": list(range(1, 9)), "tolerated_failures": 4}),
+            "map": ds.start("map-with-failures", json.dumps({"items": list(range(1, 9)), "fail_indices": [2, 5],
+                                                             "tolerated_failures": 4}),
                             name="map-1"),
             "xss": ds.start("xss", json.dumps({"note": XSS}), name="xss-1"),
             "approval": ds.start("approval", json.dumps({"timeout": 600}), name="approval-1"),
@@ -114,21 +115,20 @@ def test_list_filter_and_open_an_execution(site, page) -> None:
     page.goto(base + "/")
     page.click("text=retry-1")
     expect(page.locator(".exec-head h1")).to_contain_text("retry-1")
-    expect(page.locator("#gantt .main-svg").first).to_be_visible()
+    expect(page.locator("#timeline .tl").first).to_be_visible()
     shot(page, "execution")
     shot(page, "execution-full", full=True)
 
-    # Hover a bar of the operation lane (traces: invocation, suspended, then outcomes).
-    bar = page.locator("#gantt g.trace.bars").nth(2).locator("path").first
+    # Hover the step's bar: its attempt, outcome and error show beside the pointer.
+    bar = page.locator("#timeline .tl-row[data-op] a.bar").first
+    bar.scroll_into_view_if_needed()
     box = bar.bounding_box()
     assert box is not None
-    page.locator("#gantt").scroll_into_view_if_needed()
-    box = bar.bounding_box()
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    hover = page.locator("#gantt .hoverlayer .hovertext")
-    expect(hover.first).to_be_visible()
-    expect(hover.first).to_contain_text("flaky-call")
-    shot(page, "gantt-hover")
+    hover = page.locator(".tl-tooltip")
+    expect(hover).to_be_visible()
+    expect(hover).to_contain_text("flaky-call")
+    shot(page, "timeline-hover")
 
     # Clicking it opens and scrolls to the operation.
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
@@ -146,7 +146,15 @@ def test_list_filter_and_open_an_execution(site, page) -> None:
     shot(page, "first-failure")
 
     page.goto(exec_url(base, arns["map"]))
-    expect(page.locator("#gantt .main-svg").first).to_be_visible()
+    # Iterations nest under the map, which says how they ended; the failing path is marked.
+    group = page.locator("#timeline details.tl-group").first
+    expect(group.locator("> summary")).to_contain_text("8 iterations")
+    expect(group.locator("> summary .counts")).to_contain_text("failed")
+    expect(page.locator("#timeline details.tl-group.failing").first).to_have_attribute("open", "")
+    closed = page.locator("#timeline details.tl-group:not(.failing)").first
+    expect(closed).not_to_have_attribute("open", "")
+    closed.locator("> summary .twisty").click()
+    expect(closed).to_have_attribute("open", "")
     shot(page, "map-execution", full=True)
 
     page.goto(exec_url(base, arns["retry"]) + "/events")
@@ -189,12 +197,12 @@ def test_markup_in_user_data_never_runs(site, page) -> None:
         page.wait_for_load_state("load")
         assert page.locator("img[src=x]").count() == 0, path
     page.goto(exec_url(base, arns["xss"]))
-    expect(page.locator("#gantt .main-svg").first).to_be_visible()
-    # Hover every bar: plotly renders hover text, which must stay text.
-    for path in page.locator("#gantt g.trace.bars path").all():
-        box = path.bounding_box()
+    # Hover every bar: the hover text must stay text.
+    for bar in page.locator("#timeline a.bar").all():
+        box = bar.bounding_box()
         if box:
             page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    assert page.locator(".tl-tooltip img").count() == 0
     expect(page.locator(".error-box").first).to_contain_text("<script>alert('x')</script>")
     shot(page, "xss", full=True)
     assert page.dialogs == []
@@ -249,12 +257,13 @@ def test_times_show_in_the_browsers_time_zone(site, browser) -> None:
         local = utc + dt.timedelta(hours=5, minutes=30)
         expect(started).to_have_text(local.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3])
         expect(started).to_have_attribute("title", utc.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC")
-        expect(page.locator("#gantt .main-svg").first).to_be_visible()
-        # plotly.js draws the axis in the browser's zone too, and the axis says which.
-        expect(page.locator("#gantt .xtitle")).to_have_text(re.compile(r"^time \(Asia/(Kolkata|Calcutta) \(UTC\+05:30\)\)$"))
-        tick = page.locator("#gantt .xtick text").first.text_content()
-        minutes = int(tick[:2]) * 60 + int(tick[3:5]) - (local.hour * 60 + local.minute)
-        assert minutes % 1440 in (0, 1, 1439), (tick, local)  # local time, not UTC (5 h 30 min off)
+        # The timeline's axis is in the browser's zone too, and says which.
+        expect(page.locator("#timeline .tl-zone")).to_have_text(
+            re.compile(r"^time \(Asia/(Kolkata|Calcutta) \(UTC\+05:30\)\)$"))
+        tick = page.locator("#timeline .tl-axis time.tick").first
+        tick_utc = dt.datetime.fromisoformat(tick.get_attribute("datetime").replace("Z", "+00:00"))
+        tick_local = tick_utc + dt.timedelta(hours=5, minutes=30)
+        expect(tick).to_have_text(re.compile("^" + re.escape(tick_local.strftime("%H:%M:%S"))))
         shot(page, "local-time", full=True)
         page.goto(exec_url(base, arns["retry"]) + "/logs")
         option = page.locator("select[name=invocation] option[data-datetime]").first
@@ -299,26 +308,26 @@ def large_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         ds.close()
 
 
-def test_large_history_page_and_gantt(large_site, page) -> None:
+def test_large_history_page_and_timeline(large_site, page) -> None:
     from playwright.sync_api import expect
 
     base, large = large_site
     arn, _n = large[10_000]
     page.goto(exec_url(base, arn))
-    expect(page.locator("#gantt .main-svg").first).to_be_visible()
-    expect(page.locator("#gantt g.trace.bars path").first).to_be_attached()
-    # The page says how the bars are aggregated and how much of the tree it shows.
-    expect(page.locator(".timeline .note")).to_contain_text("grouped per parent")
+    expect(page.locator("#timeline .tl-row[data-op]").first).to_be_visible()
+    # The page says how the rows are summed up and how much of the tree it shows.
+    expect(page.locator(".timeline .note")).to_contain_text("summed up per parent")
+    expect(page.locator("#timeline .tl-row.summed")).to_contain_text("more operations")
     expect(page.locator("#operations .note")).to_contain_text("Showing the first 500 of")
     shot(page, "large-execution")
-    page.locator("section.timeline").screenshot(path=str(SHOTS / "large-gantt.png"))  # the whole chart
+    page.locator("section.timeline").screenshot(path=str(SHOTS / "large-timeline.png"))  # the whole chart
 
     # Hover and click a bar: it still opens its operation in the (capped) tree.
-    bar = page.locator("#gantt g.trace.bars").nth(2).locator("path").first
+    bar = page.locator("#timeline .tl-row[data-op] a.bar").nth(3)
     box = bar.bounding_box()
     assert box is not None
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    expect(page.locator("#gantt .hoverlayer .hovertext").first).to_contain_text("step-")
+    expect(page.locator(".tl-tooltip")).to_contain_text("step-")
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     expect(page).to_have_url(re.compile(r"#op-[0-9a-f]+$"))
     expect(page.locator(f"details#op-{page.url.rsplit('#op-', 1)[1]}")).to_be_in_viewport()

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from recorder.errors import ServiceError
 from viewer import get_durascope
+from viewer.timeline import build_timeline
 from viewer.view_models.common import ViewError, to_dict
 from viewer.view_models.execution import build_execution, build_operation
 from viewer.view_models.executions import ListFilters, build_execution_list
@@ -76,12 +77,9 @@ def logs(arn: str) -> Any:
     return jsonify(to_dict(build_logs(get_durascope(current_app), arn, request.args)))
 
 
-@bp.get("/executions/<path:arn>/gantt")
-def gantt(arn: str) -> Any:
-    from viewer.gantt import build_gantt
-
-    chart = build_gantt(build_execution(get_durascope(current_app), arn))
-    return jsonify({"figure": chart.figure, "note": chart.note, "height": chart.height})
+@bp.get("/executions/<path:arn>/timeline")
+def timeline(arn: str) -> Any:
+    return jsonify(to_dict(build_timeline(build_execution(get_durascope(current_app), arn))))
 
 
 @bp.get("/feed/recent")

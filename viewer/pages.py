@@ -21,7 +21,6 @@ import os
 from typing import Any
 from urllib.parse import quote
 
-import plotly
 from flask import (
     Blueprint,
     Response,
@@ -37,7 +36,7 @@ from werkzeug.exceptions import HTTPException
 from recorder.errors import ServiceError
 from recorder.queries import iter_history
 from viewer import api_v1, feed_pages, get_durascope, lambda_api
-from viewer.gantt import build_gantt
+from viewer.timeline import build_timeline
 from viewer.view_models.common import ViewError, format_duration, plural, validate_callback_payload
 from viewer.view_models.execution import build_execution, full_payload
 from viewer.view_models.executions import ListFilters, build_execution_list, filtered_arns
@@ -47,7 +46,7 @@ bp = Blueprint("pages", __name__, template_folder="templates")
 bp.register_blueprint(api_v1.bp)
 bp.register_blueprint(feed_pages.bp)
 
-VIEWER_PREFIXES = ("/executions/", "/api/v1/", "/assets/", "/feed", "/webhooks")
+VIEWER_PREFIXES = ("/executions/", "/api/v1/", "/feed", "/webhooks")
 # The Lambda REST API (and the Runtime API of worker hosts): their clients get the AWS
 # error shape whatever they accept.
 AWS_PREFIXES = ("/2015-03-31/", "/2025-12-01/", "/2018-06-01/")
@@ -59,7 +58,6 @@ NOTICES = {
     "callback-failure": "Callback failure sent.",
     "callback-heartbeat": "Heartbeat sent.",
 }
-PLOTLY_JS = os.path.join(os.path.dirname(plotly.__file__), "package_data", "plotly.min.js")
 
 
 # --- template helpers -------------------------------------------------------------------------
@@ -200,9 +198,9 @@ def export_zip() -> Response:
 @bp.get("/executions/<path:arn>")
 def execution(arn: str, form_error: dict[str, str] | None = None, status: int = 200) -> Any:
     view = build_execution(get_durascope(current_app), arn)
-    chart = build_gantt(view)
+    timeline = build_timeline(view)
     notice = NOTICES.get(request.args.get("notice", ""))
-    return render_template("execution.html", v=view, chart=chart, notice=notice,
+    return render_template("execution.html", v=view, t=timeline, notice=notice,
                            form_error=form_error or {}), status
 
 
@@ -280,12 +278,6 @@ def callback(arn: str) -> Any:
         # Shown next to the form it came from, with the page around it.
         return execution(arn, {callback_id: exc.message}, 400)
     return redirect(execution_url(arn, notice=f"callback-{action}") + "#waiting", 303)
-
-
-@bp.get("/assets/plotly.min.js")
-def plotly_js() -> Response:
-    # Served from the installed plotly package: the viewer never loads code from a CDN.
-    return send_file(PLOTLY_JS, mimetype="text/javascript", max_age=86400)
 
 
 @bp.get("/favicon.ico")

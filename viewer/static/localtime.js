@@ -21,16 +21,26 @@
     return name ? name + " (" + utc + ")" : utc;
   }
 
-  // <time datetime="…Z"> elements, and <option data-datetime="…Z" data-label="…"> (an option
-  // holds text only, so its label comes separately).
+  // A clock time alone (the timeline's ticks): to the second, or to the millisecond.
+  function clockText(d, ms) {
+    return pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds())
+      + (ms ? "." + pad(d.getMilliseconds(), 3) : "");
+  }
+
+  // <time datetime="…Z"> elements (data-format="clock-s" or "clock-ms" for a clock time
+  // alone), and <option data-datetime="…Z" data-label="…"> (an option holds text only, so
+  // its label comes separately).
   function localize(root) {
     root.querySelectorAll("time[datetime], option[data-datetime]").forEach(function (el) {
       var iso = el.tagName === "TIME" ? el.dateTime : el.dataset.datetime;
       var d = new Date(iso);
       if (isNaN(d.getTime())) return;
-      el.textContent = (el.dataset.label || "") + localText(d);
+      var format = el.dataset.format || "";
+      el.textContent = (el.dataset.label || "") + (format.indexOf("clock-") === 0
+        ? clockText(d, format === "clock-ms") : localText(d));
       el.classList.add("local");
     });
+    root.querySelectorAll(".tl-zone").forEach(function (el) { el.textContent = "time (" + zoneLabel(new Date()) + ")"; });
   }
 
   window.durascopeLocalize = localize;

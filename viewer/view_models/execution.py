@@ -22,6 +22,10 @@ MAX_TRACE_INVOCATIONS = 50
 MAX_FAILURE_LINES = 40
 OPEN_STATUSES = frozenset({"STARTED", "PENDING", "READY"})
 FAILED_STATUSES = frozenset({"FAILED", "TIMED_OUT"})
+# What each kind of operation is called on the page (the SDK's subtypes, in its words).
+KINDS = {"Step": "step", "Wait": "wait", "Callback": "callback", "Map": "map", "MapIteration": "iteration",
+         "Parallel": "parallel", "ParallelBranch": "branch", "WaitForCallback": "wait for callback",
+         "WaitForCondition": "wait for condition", "RunInChildContext": "child context", "ChainedInvoke": "invoke"}
 # How an operation still open when its execution ended is shown, by the execution's status.
 CLOSED_BY = {"STOPPED": "cancelled at stop", "TIMED_OUT": "cancelled at the execution timeout",
              "FAILED": "cancelled when the execution failed", "SUCCEEDED": "left open when the execution ended"}
@@ -79,7 +83,7 @@ class OperationView:
     @property
     def kind(self) -> str:
         """What the operation is, in the SDK's words: step, wait, callback, map, ..."""
-        return (self.sub_type or self.type).lower()
+        return KINDS.get(self.sub_type or "", (self.sub_type or self.type).lower().replace("_", " "))
 
     @property
     def callback_id(self) -> str | None:
