@@ -401,3 +401,35 @@ def test_feed_webhooks_and_404_live_in_the_app(site, page) -> None:
     page.click("text=Back to all executions")
     expect(page.locator("table.executions")).to_be_visible()
     assert page.dialogs == []
+
+
+def test_graph_one_red_box_click_it_see_the_error(site, page) -> None:
+    from playwright.sync_api import expect
+
+    base, _ds, arns = site
+    page.goto(exec_url(base, arns["exhausted"]))
+    graph = page.locator("#graph svg.graph")
+    expect(graph).to_be_visible()
+    red = graph.locator("a.g-leaf.st-failed")
+    expect(red).to_have_count(1)
+    expect(red).to_contain_text("call-inventory")
+    # The panel already shows it: the error, the traceback its invocation logged.
+    panel = page.locator("#node-panel")
+    expect(panel).to_contain_text("DownstreamUnavailable")
+    expect(panel.locator("pre.traceback").first).to_contain_text("Traceback (most recent call last)")
+    page.locator("#graph").screenshot(path=str(SHOTS / "graph-failed.png"))
+
+    page.goto(exec_url(base, arns["map"]))
+    navigations = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    box = page.locator("#graph a.g-leaf.st-failed").first
+    box.click()
+    expect(page.locator("#node-panel .operation-panel h3")).to_contain_text("process-")
+    expect(page.locator("#node-panel")).to_contain_text("ItemRejected")
+    expect(box).to_have_class(re.compile(r"\bselected\b"))
+    page.locator("#graph a.g-leaf.st-succeeded").first.click()
+    expect(page.locator("#node-panel .operation-panel .badge")).to_have_text("SUCCEEDED")
+    expect(page.locator("#node-panel")).to_contain_text("processed")  # its decoded result
+    assert navigations == [], "a box opens in place"
+    page.locator("#graph").screenshot(path=str(SHOTS / "graph-map.png"))
+    assert page.dialogs == []

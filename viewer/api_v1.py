@@ -16,6 +16,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from recorder.errors import ServiceError
 from viewer import get_durascope
+from viewer.graph import build_graph
 from viewer.timeline import build_timeline
 from viewer.view_models.common import ViewError, to_dict
 from viewer.view_models.execution import build_execution, build_operation
@@ -80,6 +81,11 @@ def logs(arn: str) -> Any:
 @bp.get("/executions/<path:arn>/timeline")
 def timeline(arn: str) -> Any:
     return jsonify(to_dict(build_timeline(build_execution(get_durascope(current_app), arn))))
+
+
+@bp.get("/executions/<path:arn>/graph")
+def graph(arn: str) -> Any:
+    return jsonify(to_dict(build_graph(build_execution(get_durascope(current_app), arn))))
 
 
 @bp.get("/feed/recent")

@@ -38,7 +38,8 @@ from recorder.queries import iter_history
 from viewer import api_v1, feed_pages, get_durascope, lambda_api
 from viewer.timeline import build_timeline
 from viewer.view_models.common import ViewError, format_duration, plural, validate_callback_payload
-from viewer.view_models.execution import build_execution, full_payload
+from viewer.graph import build_graph
+from viewer.view_models.execution import build_execution, build_operation, detail_of, full_payload
 from viewer.view_models.executions import ListFilters, build_execution_list, filtered_arns
 from viewer.view_models.history import EventFilters, build_event_page, build_logs
 
@@ -199,9 +200,22 @@ def export_zip() -> Response:
 def execution(arn: str, form_error: dict[str, str] | None = None, status: int = 200) -> Any:
     view = build_execution(get_durascope(current_app), arn)
     timeline = build_timeline(view)
+    # The graph's panel opens on the failing operation: one red box, its error already shown.
+    f = view.failure
+    failing = view.operation(f.op_id) if f and f.op_id else None
+    panel = detail_of(view, failing, f.lines, f.more_lines) if f and failing else None
     notice = NOTICES.get(request.args.get("notice", ""))
-    return render_template("execution.html", v=view, t=timeline, notice=notice,
+    return render_template("execution.html", v=view, t=timeline, g=build_graph(view), panel=panel, notice=notice,
                            form_error=form_error or {}), status
+
+
+@bp.get("/executions/<path:arn>/operations/<op_id>")
+def operation(arn: str, op_id: str) -> Any:
+    """One operation: its own page, or (``?partial=1``) the graph panel's content."""
+    detail = build_operation(get_durascope(current_app), arn, op_id)
+    if request.args.get("partial") == "1":
+        return render_template("_operation_fragment.html", d=detail)
+    return render_template("operation.html", v=detail)
 
 
 @bp.get("/executions/<path:arn>/history.json")

@@ -434,6 +434,12 @@ class OperationDetail:
     more_lines: int
 
 
+def detail_of(view: ExecutionView, op: OperationView, lines: tuple[LogLineView, ...], more: int) -> OperationDetail:
+    children = tuple((o.id, o.label, o.shown_status) for o in view.operations if o.parent_id == op.id)
+    return OperationDetail(view.arn, view.name, view.status, view.now_ms, op, _path(list(view.operations), op),
+                           children, lines, more)
+
+
 def build_operation(ds: Durascope, arn: str, op_id: str) -> OperationDetail:
     view = build_execution(ds, arn)
     op = view.operation(op_id)
@@ -443,6 +449,4 @@ def build_operation(ds: Durascope, arn: str, op_id: str) -> OperationDetail:
     mine = own_lines(split_records(execution_logs(ds.db, arn)), op_id)
     lines = tuple(LogLineView(ln.line_id, ln.ts_ms, ln.level, ln.text, by_request.get(ln.request_id))
                   for ln in mine[:MAX_FAILURE_LINES])
-    children = tuple((o.id, o.label, o.shown_status) for o in view.operations if o.parent_id == op_id)
-    return OperationDetail(view.arn, view.name, view.status, view.now_ms, op, _path(list(view.operations), op),
-                           children, lines, max(0, len(mine) - MAX_FAILURE_LINES))
+    return detail_of(view, op, lines, max(0, len(mine) - MAX_FAILURE_LINES))
