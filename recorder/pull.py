@@ -59,7 +59,8 @@ def pull(db: Database, function: str, endpoint_url: str | None, region: str | No
                     if not h.get("NextMarker"):
                         break
                     hparams["Marker"] = h["NextMarker"]
-                histories.append(parse_history({"DurableExecutionArn": arn, "Events": events}, arn))
+                histories.append(parse_history({"DurableExecutionArn": arn, "Events": events}, arn,
+                                               source=f"pulled from {endpoint_url or 'AWS'}"))
             if not page.get("NextMarker"):
                 break
             params["Marker"] = page["NextMarker"]

@@ -530,6 +530,14 @@ def execution_refs(db: Database, execution_ids: list[str]) -> dict[str, tuple[st
     return out
 
 
+def execution_origin(db: Database, execution_id: str) -> str | None:
+    """Where an imported execution came from ("imported from run.zip", "pulled from AWS")."""
+    with db.read() as s:
+        extra = s.scalar(select(Event.extra).where(Event.execution_id == execution_id,
+                                                   Event.event_type == "ExecutionStarted").limit(1))
+    return json.loads(extra).get("ImportedFrom") if extra else None
+
+
 def execution_by_id(db: Database, execution_id: str) -> str | None:
     """The ARN of an execution id (chained invokes name their target by id), if stored."""
     with db.read() as s:

@@ -247,8 +247,9 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
-def parse_history(doc: Any, where: str, arn: str | None = None) -> ImportedHistory:
-    """Validate one history document completely; raises ImportRefused."""
+def parse_history(doc: Any, where: str, arn: str | None = None, source: str | None = None) -> ImportedHistory:
+    """Validate one history document completely; raises ImportRefused. ``source`` says
+    where it came from (shown with the read-only copy); ``where`` names it in errors."""
     if not isinstance(doc, dict):
         raise _refuse(where, "expected a JSON object with an Events list")
     events = doc.get("Events")
@@ -305,7 +306,8 @@ def parse_history(doc: Any, where: str, arn: str | None = None) -> ImportedHisto
         if i == 0:
             extra = {"Arn": str(parsed_arn), "FunctionName": parsed_arn.function,
                      "FunctionVersion": parsed_arn.version, "ExecutionName": parsed_arn.name,
-                     "RetentionDays": 3650, "Imported": True}
+                     "RetentionDays": 3650, "Imported": True,
+                     "ImportedFrom": source or f"imported from {where}"}
             if e.get("Id") != parsed_arn.execution_id:
                 raise ImportRefused(f"{at}: ExecutionStarted Id {str(e.get('Id'))[:80]!r} is not the ARN's execution id")
         stored.append(StoredEvent(0, parsed_arn.execution_id, i + 1, t, e.get("Id"), ts, body, extra))

@@ -177,13 +177,19 @@ def test_send_a_callback_through_the_form(site, page) -> None:
     page.locator("form.callback-form textarea[name=payload]").first.fill('{"approved": true, "by": "browser"}')
     page.locator("form.callback-form button[value=success]").first.click()
     expect(page.locator(".notice")).to_contain_text("Callback success sent")
-    deadline = time.monotonic() + 30
-    while page.locator(".exec-head .badge").inner_text() != "SUCCEEDED":
-        assert time.monotonic() < deadline, "execution did not finish after the callback"
-        page.wait_for_timeout(200)  # poll interval
-        page.reload()
+    # The notice is for the action just done: it leaves the address, so a reload does not repeat it.
+    expect(page).not_to_have_url(re.compile(r"notice="))
+    navigations = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    # The page follows the execution to its end without a reload.
+    expect(page.locator(".exec-head .badge").first).to_have_text("SUCCEEDED", timeout=30_000)
     expect(page.locator(".io")).to_contain_text('browser')
+    expect(page.locator("#waiting")).to_have_count(0)
+    assert navigations == [], "the page must follow the execution without a reload"
     shot(page, "callback-done")
+    page.reload()
+    expect(page.locator(".exec-head .badge").first).to_have_text("SUCCEEDED")
+    expect(page.locator(".notice")).to_have_count(0)
     assert page.dialogs == []
 
 
@@ -324,6 +330,7 @@ def test_large_history_page_and_timeline(large_site, page) -> None:
 
     # Hover and click a bar: it still opens its operation in the (capped) tree.
     bar = page.locator("#timeline .tl-row[data-op] a.bar").nth(3)
+    bar.scroll_into_view_if_needed()
     box = bar.bounding_box()
     assert box is not None
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
@@ -433,3 +440,47 @@ def test_graph_one_red_box_click_it_see_the_error(site, page) -> None:
     assert navigations == [], "a box opens in place"
     page.locator("#graph").screenshot(path=str(SHOTS / "graph-map.png"))
     assert page.dialogs == []
+
+
+def test_new_executions_appear_on_the_list_without_a_reload(site, page) -> None:
+    from playwright.sync_api import expect
+
+    base, ds, _arns = site
+    page.goto(f"{base}/?function=order-saga")  # nothing of it yet
+    expect(page.locator("table.executions tbody")).to_contain_text("new ones appear here as they start")
+    expect(page.locator("table.executions[data-live=open]")).to_have_count(1)
+    navigations = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    name = f"new-{int(time.time() * 1000)}"
+    ds.start("order-saga", json.dumps({"order_id": "o-9", "sku": "MUG-7", "qty": 1, "amount": 8.0,
+                                       "fail_at": "ship-order"}), name=name)
+    row = page.locator("table.executions tr", has_text=name)
+    expect(row).to_have_count(1, timeout=20_000)
+    expect(row.locator(".badge")).to_have_text("FAILED", timeout=30_000)
+    expect(row.locator("td.err")).to_contain_text("SagaRolledBack: order o-9 rolled back")
+    expect(page.locator("nav.chips a.chip.s-failed b")).to_have_text("1")
+    expect(page.locator("nav.pager")).to_contain_text("1 shown")
+    assert navigations == [], "rows must appear without a reload"
+    shot(page, "list-new-row")
+
+
+def test_an_execution_page_follows_the_execution_live(site, page) -> None:
+    from playwright.sync_api import expect
+
+    base, ds, _arns = site
+    arn = ds.start("approval", json.dumps({"timeout": 600}), name=f"follow-{int(time.time() * 1000)}")
+    ds.wait_for(lambda: any(e["EventType"] == "InvocationCompleted" for e in ds.history(arn)), 30)
+    page.goto(exec_url(base, arn))
+    expect(page.locator(".exec-head .badge").first).to_have_text("RUNNING")
+    expect(page.locator(".exec-head .live")).to_be_visible()
+    expect(page.locator("#waiting")).to_be_visible()
+    navigations = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    callback_id = next(e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn)
+                       if e["EventType"] == "CallbackStarted")
+    ds.callback_success(callback_id, b'"followed"')
+    expect(page.locator(".exec-head .badge").first).to_have_text("SUCCEEDED", timeout=30_000)
+    expect(page.locator("#waiting")).to_have_count(0)
+    expect(page.locator(".io")).to_contain_text("followed")
+    expect(page.locator(".exec-head .live")).to_have_count(0)
+    assert navigations == []

@@ -132,3 +132,38 @@ def test_favicon(client) -> None:
     resp = client.get("/favicon.ico")
     assert resp.status_code == 200 and resp.mimetype == "image/svg+xml" and b"<svg" in resp.data
     assert client.get("/static/favicon.svg").status_code == 200
+
+
+def test_the_list_says_how_each_execution_ended(ds: Durascope, client) -> None:
+    from recorder.demo import register_samples
+
+    register_samples(ds)
+    register(ds, "waits", "th_basic:waits")
+    failed = ds.start("orders", json.dumps({"order_id": "o-1", "items": []}), name="no-items")
+    timed_out = ds.start("execution-timeout", json.dumps({"seconds": 60}), name="too-slow")
+    stopped = ds.start("waits", json.dumps({"seconds": 3600}), name="stopped")
+    ds.wait_for(lambda: any(e["EventType"] == "WaitStarted" for e in ds.history(stopped)), 30)
+    ds.stop(stopped)
+    for arn in (failed, timed_out, stopped):
+        ds.wait(arn, 30)
+    rows = {r["name"]: r for r in client.get("/api/v1/executions").get_json()["rows"]}
+    assert rows["no-items"]["error"] == "StepError: order o-1 has no items"
+    assert rows["no-items"]["error_type"] == "aws_durable_execution_sdk_python.exceptions.StepError"
+    assert "timed out" in rows["too-slow"]["error"]
+    assert rows["stopped"]["error"] == "Execution stopped by user request"
+    page = client.get("/").get_data(as_text=True)
+    assert ">StepError: order o-1 has no items</div>" in page
+
+
+def test_imported_copies_are_read_only_and_say_where_they_came_from(ds: Durascope, client) -> None:
+    from recorder.synthetic import T0, synthetic
+    from recorder.transfer import import_histories, parse_history
+
+    doc = synthetic("copied", 20, T0)
+    import_histories(ds.db, [parse_history(doc, "run.zip/history-1.json")])
+    arn = doc["DurableExecutionArn"]
+    page = client.get(f"/executions/{quote(arn, safe='/:')}").get_data(as_text=True)
+    assert "read-only copy" in page and "imported from run.zip/history-1.json" in page
+    assert "Stop execution" not in page
+    assert client.get("/api/v1/executions").get_json()["rows"][0]["imported"] is True
+    assert '>copy</span>' in client.get("/").get_data(as_text=True)

@@ -19,7 +19,7 @@ from viewer import get_durascope
 from viewer.graph import build_graph
 from viewer.timeline import build_timeline
 from viewer.view_models.common import ViewError, to_dict
-from viewer.view_models.execution import build_execution, build_operation
+from viewer.view_models.execution import build_execution, build_head, build_operation
 from viewer.view_models.executions import ListFilters, build_execution_list
 from viewer.view_models.feed import build_feed
 from viewer.view_models.history import EventFilters, build_event_page, build_logs
@@ -61,6 +61,12 @@ def execution(arn: str) -> Any:
     out = to_dict(view)
     out["done"] = view.done
     return jsonify(out)
+
+
+@bp.get("/executions/<path:arn>/head")
+def head(arn: str) -> Any:
+    """What a page following the execution watches: its status and last event."""
+    return jsonify(to_dict(build_head(get_durascope(current_app), arn)))
 
 
 @bp.get("/executions/<path:arn>/operations/<op_id>")

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from recorder.api import Durascope
-from recorder.queries import TERMINAL, execution_detail, execution_logs
+from recorder.queries import TERMINAL, execution_detail, execution_logs, execution_origin, find_execution
 from viewer.operation_logs import Line, LoggedTrace, execution_trace, operation_traces, own_lines, split_records
 from viewer.values import Value, decode_full
 from viewer.view_models.common import ErrorInfo, ViewError, now_ms
@@ -169,6 +169,7 @@ class ExecutionView:
     now_ms: int
     failure: Failure | None = None
     imported: bool = False
+    origin: str | None = None  # where an imported execution came from
     last_event_id: int = 0
 
     @property
@@ -317,7 +318,8 @@ def build_execution(ds: Durascope, arn: str) -> ExecutionView:
         gaps=tuple(_gaps(walk, e, now)), operations=tuple(ops),
         first_failure_op=first_failure[1] if first_failure else None, first_failure_event=first_event,
         waiting_on=waiting, callbacks=callbacks, parent_arn=e.parent_arn, now_ms=now,
-        failure=_failure(e, error, ops, walk, logs), imported=bool(e.imported), last_event_id=e.last_event_id)
+        failure=_failure(e, error, ops, walk, logs), imported=bool(e.imported),
+        origin=execution_origin(ds.db, e.execution_id) if e.imported else None, last_event_id=e.last_event_id)
 
 
 def _failing_op(ops: list[OperationView]) -> OperationView | None:
@@ -450,3 +452,18 @@ def build_operation(ds: Durascope, arn: str, op_id: str) -> OperationDetail:
     lines = tuple(LogLineView(ln.line_id, ln.ts_ms, ln.level, ln.text, by_request.get(ln.request_id))
                   for ln in mine[:MAX_FAILURE_LINES])
     return detail_of(view, op, lines, max(0, len(mine) - MAX_FAILURE_LINES))
+
+
+@dataclass(frozen=True)
+class ExecutionHead:
+    """What a page following an execution watches: its status and its last event."""
+
+    status: str
+    last_event_id: int
+    done: bool
+
+
+def build_head(ds: Durascope, arn: str) -> ExecutionHead:
+    with ds.db.read() as s:
+        e = find_execution(s, arn)
+        return ExecutionHead(e.status, e.last_event_id, e.status in TERMINAL)
