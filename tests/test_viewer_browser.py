@@ -484,3 +484,26 @@ def test_an_execution_page_follows_the_execution_live(site, page) -> None:
     expect(page.locator(".io")).to_contain_text("followed")
     expect(page.locator(".exec-head .live")).to_have_count(0)
     assert navigations == []
+
+
+def test_a_callback_id_copies_with_one_click(site, browser) -> None:
+    from playwright.sync_api import expect
+
+    base, ds, _arns = site
+    arn = ds.start("approval", json.dumps({"timeout": 600}), name=f"copy-{int(time.time() * 1000)}")
+    ds.wait_for(lambda: any(e["EventType"] == "CallbackStarted" for e in ds.history(arn)), 30)
+    callback_id = next(e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn)
+                       if e["EventType"] == "CallbackStarted")
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
+    try:
+        page = context.new_page()
+        page.goto(exec_url(base, arn))
+        code = page.locator("#waiting code.copyable")
+        expect(code).to_have_text(callback_id)  # the whole id, not a cut
+        code.click()
+        expect(code).to_have_attribute("data-copied", "copied")
+        assert page.evaluate("navigator.clipboard.readText()") == callback_id
+    finally:
+        context.close()
+        ds.stop(arn)
