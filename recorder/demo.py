@@ -6,9 +6,10 @@ parked on a callback or a long wait), and a built-in *approver* thread plays the
 it approves, rejects or fails callbacks after a short delay, sends heartbeats while it
 "reviews", stops one long wait, and deliberately leaves a few callbacks unanswered. The
 approver runs in the same process as the engine and the server, on the same ``Durascope``,
-because the in-process engine is what runs the handlers. The demo keeps the in-process
-invoker (not ``serve``'s worker processes): it starts in a second and needs nothing but the
-installed package.
+because the in-process engine is what runs the handlers. The demo serves what ``serve``
+serves (``viewer.server.serve``: the API, the viewer, the engine and the webhook
+dispatcher) but keeps the in-process invoker (not ``serve``'s worker processes): it starts
+in a second and needs nothing but the installed package.
 
 The plan is deterministic in ``--seed`` (inputs come from each sample's
 ``sample_input(rng)``); execution names carry a short run id, so the demo can run again on
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import json
 import random
-import signal
 import sys
 import threading
 import time
@@ -356,9 +356,10 @@ def run_batch(ds: Durascope, executions: int, seed: int, timeout: float = 180.0,
 
 def serve_demo(settings: Settings, host: str, port: int, executions: int, seed: int,
                echo: Callable[[str], None] = print) -> None:
-    """Bind the server first (a busy port fails before anything starts), then seed and serve
-    until SIGINT/SIGTERM; the engine, the approver and the API share one Durascope."""
-    from viewer.server import build_server
+    """Bind the server first (a busy port fails before anything starts), then serve what
+    ``durascope serve`` serves (the API, the viewer, the engine and the webhook dispatcher)
+    with the batch and its approver, until SIGINT/SIGTERM; they share one Durascope."""
+    from viewer.server import build_server, safe_url, serve
 
     ds = Durascope(settings, run_engine=True)
     approver: Approver | None = None
@@ -367,35 +368,34 @@ def serve_demo(settings: Settings, host: str, port: int, executions: int, seed: 
     except BaseException:
         ds.close()
         raise
-    stopping = threading.Event()
 
-    def _stop(*_: Any) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            threading.Thread(target=server.shutdown, daemon=True).start()
-
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    def start(url: str) -> None:
+        nonlocal approver
         register_samples(ds)
         batch = start_batch(ds, executions, seed)
         approver = Approver(ds, batch)
         approver.start()
-        url = f"http://{host}:{server.server_port}"
-        echo(f"Durascope demo at {url} (viewer and Lambda API; engine running on {_safe_url(settings.database_url)})")
+        echo(f"Durascope demo at {url} (viewer and Lambda API; engine running on {safe_url(settings.database_url)})")
         echo(batch.summary())
-        echo(f"try: aws lambda list-durable-executions-by-function --function-name orders --endpoint-url {url}")
+        echo(f"try: {aws_hint(url, settings.region)}")
         sys.stdout.flush()
         threading.Thread(target=_report_when_settled, args=(approver, echo), daemon=True).start()
-        server.serve_forever()
+
+    try:
+        serve(server, ds, settings, host, ready=start)
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         if approver is not None:
             approver.stop()
             for error in approver.errors[:5]:
                 echo(f"approver error: {error}")
-        server.server_close()
         ds.close()
+
+
+def aws_hint(url: str, region: str) -> str:
+    """An AWS CLI command that works as printed, also on a machine with no AWS configuration
+    (Durascope without access keys accepts any credentials)."""
+    return ("AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo aws lambda list-durable-executions-by-function "
+            f"--function-name orders --endpoint-url {url} --region {region}")
 
 
 def _report_when_settled(approver: Approver, echo: Callable[[str], None]) -> None:
@@ -406,9 +406,3 @@ def _report_when_settled(approver: Approver, echo: Callable[[str], None]) -> Non
             echo("batch settled: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
             sys.stdout.flush()
             return
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)

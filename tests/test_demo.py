@@ -7,6 +7,7 @@ scenario list on SQLite and PostgreSQL and checks every execution ends as planne
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -114,7 +115,17 @@ def _wait_for_port(proc: subprocess.Popen[Any], port: int, deadline: float) -> N
     raise AssertionError(f"port {port} did not answer in time")
 
 
-def test_demo_serves_the_lambda_api_and_stops_on_sigterm(tmp_path: Path) -> None:
+def _readme_boto3_snippet() -> str:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    return next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "boto3.client(" in block)
+
+
+def test_demo_serves_what_serve_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """The demo answers the Lambda API, its printed AWS CLI hint works as printed on a machine
+    with no AWS configuration, the README's boto3 snippet works against it as written, and a
+    webhook added while it runs is delivered (the demo runs the dispatcher, as serve does)."""
+    from tests.test_webhooks import Receiver
+
     port = free_port()
     url = f"sqlite:///{tmp_path}/served.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DURASCOPE_")}
@@ -122,6 +133,7 @@ def test_demo_serves_the_lambda_api_and_stops_on_sigterm(tmp_path: Path) -> None
     proc = subprocess.Popen([*durascope_command(), "--database-url", url, "demo", "--port", str(port),
                              "--executions", "8", "--seed", "2"], cwd=tmp_path, env=env, stdout=log,
                             stderr=subprocess.STDOUT)
+    receiver = Receiver()
     try:
         _wait_for_port(proc, port, time.monotonic() + 60)
         client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
@@ -136,9 +148,43 @@ def test_demo_serves_the_lambda_api_and_stops_on_sigterm(tmp_path: Path) -> None
         assert found[0]["DurableExecutionName"].startswith("order-000-")
         approvals = client.list_durable_executions_by_function(FunctionName="orders-approval")["DurableExecutions"]
         assert approvals
+
+        # The hint, run as printed by a shell with no AWS configuration at all.
+        deadline = time.monotonic() + 30
+        while "try: " not in (tmp_path / "serve.log").read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        hint = (tmp_path / "serve.log").read_text().split("try: ", 1)[1].splitlines()[0]
+        bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        bare.update(HOME=str(tmp_path), AWS_CONFIG_FILE=str(tmp_path / "none"),
+                    AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+        ran = subprocess.run(["bash", "-c", hint], env=bare, capture_output=True, text=True, timeout=60)
+        assert ran.returncode == 0, ran.stderr
+        assert json.loads(ran.stdout)["DurableExecutions"]
+
+        # A webhook added while the demo runs is delivered.
+        import urllib.request
+
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/webhooks", method="POST",
+                                         data=json.dumps({"url": receiver.url("/demo"),
+                                                          "statuses": ["SUCCEEDED"]}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            receiver.secrets["/demo"] = json.loads(resp.read())["secret"]
+
+        # The README's snippet, as written (only the port differs).
+        scope: dict[str, Any] = {}
+        exec(_readme_boto3_snippet().replace("127.0.0.1:8000", f"127.0.0.1:{port}"), scope)  # noqa: S102
+        assert scope["events"][-1]["EventType"] == "ExecutionSucceeded"
+        deadline = time.monotonic() + 30
+        while not any(e["detail"]["durableExecutionArn"] == scope["arn"] for _, e in receiver.at("/demo")):
+            assert time.monotonic() < deadline, "the webhook was not delivered"
+            time.sleep(0.1)
+        assert receiver.bad == []
+
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
     finally:
+        receiver.down()
         if proc.poll() is None:
             proc.kill()
             proc.wait()

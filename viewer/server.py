@@ -1,4 +1,5 @@
-"""``durascope serve``: the API (and later the viewer) on one port, plus the engine.
+"""``durascope serve``: the API and the viewer on one port, plus the engine and the webhook
+dispatcher (``durascope demo`` serves through the same ``serve``).
 
 The WSGI server is werkzeug's **threaded** server with our request cycle
 (``viewer.keepalive``): one thread per connection, no thread pool to exhaust (a
@@ -15,6 +16,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import logging
@@ -56,8 +58,20 @@ def run_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, ru
                invoker: str = "in-process", durascope: Durascope | None = None) -> None:
     """Serve until SIGINT/SIGTERM, then stop accepting, stop the engine and close the store."""
     server, ds = build_server(settings, host, port, run_engine, durascope=durascope, invoker=invoker)
+    try:
+        serve(server, ds, settings, host)
+    finally:
+        if durascope is None:
+            ds.close()
+
+
+def serve(server: BaseWSGIServer, ds: Durascope, settings: Settings, host: str,
+          ready: Callable[[str], None] | None = None) -> None:
+    """What ``durascope serve`` runs once its server is bound (``durascope demo`` too): the
+    webhook dispatcher beside the engine, the warnings, then requests until SIGINT/SIGTERM.
+    ``ready(url)`` runs once everything is up, before the first request is served."""
     from recorder.followers.dispatcher import Dispatcher  # webhook deliveries run beside the engine
-    dispatcher = Dispatcher(ds.db, settings) if run_engine else None
+    dispatcher = Dispatcher(ds.db, settings) if ds.engine is not None else None
     if dispatcher is not None:
         dispatcher.start()
     stopping = threading.Event()
@@ -74,9 +88,11 @@ def run_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, ru
         print(f"WARNING: listening on {host} without authentication: anyone who can reach this port can start, "
               "stop and read executions. Set DURASCOPE_ACCESS_KEYS=id:secret to require SigV4-signed requests.",
               file=sys.stderr, flush=True)
-    print(f"durascope serving http://{host}:{server.server_port} ({engine}) on {settings.database_url}",
+    print(f"durascope serving http://{host}:{server.server_port} ({engine}) on {safe_url(settings.database_url)}",
           file=sys.stderr, flush=True)
     try:
+        if ready is not None:
+            ready(f"http://{host}:{server.server_port}")
         server.serve_forever()
     finally:
         for sig, handler in previous.items():
@@ -84,5 +100,10 @@ def run_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, ru
         server.server_close()
         if dispatcher is not None:
             dispatcher.stop()
-        if durascope is None:
-            ds.close()
+
+
+def safe_url(url: str) -> str:
+    """A database URL fit to print: its password hidden."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
