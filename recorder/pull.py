@@ -37,7 +37,7 @@ def pull(db: Database, function: str, endpoint_url: str | None, region: str | No
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    client = boto3.client("lambda", endpoint_url=endpoint_url, region_name=region)
+    client = _client(boto3.session.Session(), endpoint_url, region)
     params: dict[str, Any] = {"FunctionName": function, "MaxItems": 100}
     if since_ms is not None:
         params["StartedAfter"] = datetime.fromtimestamp(since_ms / 1000, UTC)
@@ -69,6 +69,17 @@ def pull(db: Database, function: str, endpoint_url: str | None, region: str | No
     if histories:
         import_histories(db, histories)
     return len(histories), skipped
+
+
+def _client(session: Any, endpoint_url: str | None, region: str | None) -> Any:
+    """A Lambda client: your configuration when there is one. Against another Durascope
+    (``endpoint_url``) none is needed: without access keys it takes any signature, so a
+    machine with no AWS configuration signs with placeholders, in us-east-1 by default."""
+    region = region or session.region_name or "us-east-1"
+    if endpoint_url and session.get_credentials() is None:
+        return session.client("lambda", endpoint_url=endpoint_url, region_name=region,
+                              aws_access_key_id="durascope", aws_secret_access_key="durascope")
+    return session.client("lambda", endpoint_url=endpoint_url, region_name=region)
 
 
 def _have(db: Database, arn: str) -> bool:

@@ -112,7 +112,7 @@ def test_bulk_export_with_filters_and_import_of_the_zip(source: tuple[Durascope,
     assert [json.loads(x)["DurableExecutionArn"] for x in failed.read_text().splitlines()] == [arns[1]]
     imported = _cli(database_url, "import", str(zpath))
     assert imported.returncode == 0, imported.stderr
-    assert "imported 3 execution(s)" in imported.stdout
+    assert "imported 3 executions" in imported.stdout
     one = _cli(database_url, "export", arns[2], "-o", str(tmp_path / "one.json"))
     assert one.returncode == 0
     assert json.loads((tmp_path / "one.json").read_text())["Events"] == src.history(arns[2])
@@ -192,9 +192,9 @@ def test_pull_from_another_durascope_and_import_aws_cli_output(source: tuple[Dur
     try:
         pulled = _cli(database_url, "pull", "--endpoint-url", url, "--function", "flaky", env=env)
         assert pulled.returncode == 0, pulled.stderr
-        assert "pulled 1 execution(s); 0 already here" in pulled.stdout
+        assert "pulled 1 execution; 0 already here" in pulled.stdout
         again = _cli(database_url, "pull", "--endpoint-url", url, "--function", "flaky", env=env)
-        assert "pulled 0 execution(s); 1 already here" in again.stdout
+        assert "pulled 0 executions; 1 already here" in again.stdout
         # What `aws lambda get-durable-execution-history` prints (ISO timestamps, no ARN) imports with --arn.
         cli = subprocess.run([sys.executable, "-m", "awscli", "lambda", "get-durable-execution-history",
                               "--durable-execution-arn", arns[1], "--endpoint-url", url, "--output", "json"],

@@ -347,7 +347,7 @@ def test_events_table_and_logs(ds: Durascope, client) -> None:
     history = ds.history(steps)
     page = html(client.get(url(steps, "events")))
     assert 'id="event-1"' in page and 'id="event-200"' in page and 'id="event-201"' not in page
-    assert f"{len(history)} matching events" in page and "next events" in page
+    assert f"{len(history):,} matching events" in page and "next events" in page
     page = html(client.get(url(steps, "events") + "?start=250"))
     assert 'id="event-250"' in page and 'id="event-249"' not in page
     assert f'href="{url(steps, "events")}?start=250#event-250"' in page  # deep link per event

@@ -350,7 +350,7 @@ def test_large_event_table_windows_and_deep_links(large_site, page) -> None:
     page.goto(events)
     expect(page.locator("table.events tbody tr")).to_have_count(200)  # the first window, not 20,000 rows
     expect(page.locator("#event-1")).to_be_visible()
-    expect(page.locator("main")).to_contain_text(f"{n} matching events; showing #1–#200")
+    expect(page.locator("main")).to_contain_text(f"{n:,} matching events; showing #1–#200")
     shot(page, "large-events")
 
     # A pasted link to an event beyond the first window opens the window that holds it.

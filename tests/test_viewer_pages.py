@@ -167,3 +167,19 @@ def test_imported_copies_are_read_only_and_say_where_they_came_from(ds: Durascop
     assert "Stop execution" not in page
     assert client.get("/api/v1/executions").get_json()["rows"][0]["imported"] is True
     assert '>copy</span>' in client.get("/").get_data(as_text=True)
+
+
+def test_counts_read_as_words(ds: Durascope, client) -> None:
+    """1 event, 1 line, 1 child: no '1 lines' anywhere."""
+    register(ds, "add-one", "th_basic.add_one")
+    register(ds, "doomed", "th_basic:always_fails")
+    arn = ds.start("add-one", "{}", name="one")
+    doomed = ds.start("doomed", "{}", name="doomed")
+    ds.wait(arn, 30)
+    ds.wait(doomed, 30)
+    events = client.get(f"/executions/{quote(arn, safe='/:')}/events?type=ExecutionStarted").get_data(as_text=True)
+    assert "1 matching event;" in events
+    logs = client.get(f"/executions/{quote(doomed, safe='/:')}/logs?invocation=1").get_data(as_text=True)
+    assert "1 line matches." in logs
+    page = client.get(f"/executions/{quote(doomed, safe='/:')}").get_data(as_text=True)
+    assert not re.search(r"\b1 (lines|children|executions|attempts|events|bytes)\b", page)
