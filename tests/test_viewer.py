@@ -208,7 +208,8 @@ def test_retries_timeline_operations_and_first_failure(ds: Durascope, client) ->
     assert f'href="#op-{op["id"]}"' in page and "Jump to the first failure" in page
     assert f'id="op-{op["id"]}"' in page and "never works" in page and "RuntimeError" in page
     # Scripts come from the app itself (no library, no CDN).
-    assert set(re.findall(r'<script src="([^"]+)"', page)) == {"/static/localtime.js", "/static/execution.js"}
+    scripts = set(re.findall(r'<script src="([^"]+)"', page))
+    assert scripts == {"/static/localtime.js", "/static/copy.js", "/static/execution.js"}
     assert "cdn" not in page.lower()
 
     t = client.get(api(arn, "timeline")).get_json()

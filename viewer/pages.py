@@ -44,6 +44,14 @@ from viewer.view_models.executions import ListFilters, build_execution_list, fil
 from viewer.view_models.history import EventFilters, build_event_page, build_logs
 
 bp = Blueprint("pages", __name__, template_folder="templates")
+
+
+@bp.record_once
+def _compact_templates(state: Any) -> None:
+    # Block tags leave no blank lines behind: a 500-operation page was a third whitespace.
+    state.app.jinja_env.trim_blocks = True
+    state.app.jinja_env.lstrip_blocks = True
+
 bp.register_blueprint(api_v1.bp)
 bp.register_blueprint(feed_pages.bp)
 

@@ -78,7 +78,6 @@ def walk_history(events: list[TimelineEvent], names: dict[str, str]) -> Walk:
     every step attempt (with its invocation), and what is pending now."""
     w = Walk()
     open_attempt: dict[str, tuple[int, int, int]] = {}  # op -> (number, start, event id)
-    unplaced: list[tuple[str, int]] = []  # (op, index in its attempts) not yet in an invocation
     for e in events:
         kind, op, ts = e.type, e.op_id, e.ts_ms
         name, d = e.read()
@@ -87,9 +86,6 @@ def walk_history(events: list[TimelineEvent], names: dict[str, str]) -> Walk:
             w.invocations.append(Invocation(index, int(d.get("StartTimestamp") or ts),
                                             int(d.get("EndTimestamp") or ts), d.get("RequestId"), e.event_id))
             w.after_each.append(tuple(w.pending.values()))
-            for op_id, i in unplaced:
-                w.attempts[op_id][i] = replace(w.attempts[op_id][i], invocation=index)
-            unplaced.clear()
             continue
         if op and kind in _CLOSES:
             w.pending.pop(op, None)
@@ -102,9 +98,9 @@ def walk_history(events: list[TimelineEvent], names: dict[str, str]) -> Walk:
             number = int(retry.get("CurrentAttempt") or number)
             delay = retry.get("NextAttemptDelaySeconds")
             outcome = "succeeded" if kind == "StepSucceeded" else ("retrying" if delay is not None else "failed")
-            bucket = w.attempts.setdefault(op, [])
-            bucket.append(Attempt(number, start, ts, outcome, ErrorInfo.of(d.get("Error")), delay, e.event_id))
-            unplaced.append((op, len(bucket) - 1))
+            # An attempt is checkpointed by the invocation running it: the next to complete.
+            w.attempts.setdefault(op, []).append(Attempt(number, start, ts, outcome, ErrorInfo.of(d.get("Error")),
+                                                         delay, e.event_id, len(w.invocations) + 1))
             if delay is not None:
                 w.pending[op] = f"retry of step '{_label(name, op, names)}' after {delay}s"
         elif kind == "WaitStarted":
@@ -120,4 +116,10 @@ def walk_history(events: list[TimelineEvent], names: dict[str, str]) -> Walk:
                 w.inputs[op] = given
     for op, (number, start, event_id) in open_attempt.items():
         w.attempts.setdefault(op, []).append(Attempt(number, start, None, "running", None, None, event_id))
+    # Attempts of an invocation still running belong to no completed invocation yet.
+    last = len(w.invocations)
+    for attempts in w.attempts.values():
+        for i, a in enumerate(attempts):
+            if a.invocation is not None and a.invocation > last:
+                attempts[i] = replace(a, invocation=None)
     return w
