@@ -9,7 +9,6 @@ and an unauthenticated request's body (up to 64 MiB) was read before anything wa
 from __future__ import annotations
 
 import hashlib
-import json
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
