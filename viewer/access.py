@@ -47,10 +47,11 @@ from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, g, jsonify, redirect, request, session, url_for
+from flask import Flask, Response, current_app, g, jsonify, redirect, request, session, url_for
 from markupsafe import escape
 
 from recorder import sigv4
+from recorder.store import sessions
 from recorder.errors import RequestTooLargeException, ServiceError, TooManyRequestsException
 from viewer import lambda_api
 from viewer.rawpath import raw_path
@@ -68,6 +69,7 @@ SIGNED_BLUEPRINTS = frozenset({"runtime_api"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 LOOPBACK_NAMES = ("localhost",)
+SESSION_TOKEN = "sid"  # the session cookie's key for the server-side login session
 MIB = 1024 * 1024
 VIEWER_BODY_LIMIT = 2 * MIB  # a callback result (1 MiB) sent from the execution page's form
 RUNTIME_BODY_LIMIT = 7 * MIB  # a handler's result (6 MB) relayed by a worker host
@@ -227,9 +229,19 @@ def _cross_site() -> bool:
     return origin == "null" or not parts.netloc or parts.netloc.lower() != request.headers.get("Host", "").lower()
 
 
+def current_user() -> str | None:
+    """The key id of this browser's live login session (checked against the server's own
+    record, so a logged-out or expired session is refused even with a valid cookie)."""
+    if "durascope_user" not in g:
+        token = session.get(SESSION_TOKEN)
+        g.durascope_user = (sessions.session_key_id(current_app.extensions["durascope"].db, token)
+                            if isinstance(token, str) else None)
+    return g.durascope_user
+
+
 def _authenticate(kind: Guard, policy: AccessPolicy, replays: sigv4.ReplayCache) -> Response | None:
     if kind is Guard.VIEWER and not sigv4.claims_signature(request.headers):
-        if not session.get("user"):
+        if not current_user():
             if request.method == "GET" and not request.path.startswith("/api/"):
                 return redirect(url_for("login.login", next=request.full_path.rstrip("?")))
             return _refuse(kind, 401, "Log in first: the viewer requires it when DURASCOPE_ACCESS_KEYS is set.")
@@ -274,4 +286,4 @@ def install(app: Flask, policy: AccessPolicy) -> None:
     @app.context_processor
     def _helpers() -> dict[str, Any]:
         return {"csrf_token": csrf_token, "login_enabled": bool(policy.keys),
-                "current_user": session.get("user") if policy.keys else None}
+                "current_user": current_user() if policy.keys else None}
