@@ -51,6 +51,7 @@ from flask import Flask, Response, current_app, g, jsonify, redirect, request, s
 from markupsafe import escape
 
 from recorder import sigv4
+from recorder.arns import ExecutionArn
 from recorder.store import sessions
 from recorder.errors import RequestTooLargeException, ServiceError, TooManyRequestsException
 from viewer import lambda_api
@@ -79,7 +80,7 @@ RUNTIME_BODY_LIMIT = 7 * MIB  # a handler's result (6 MB) relayed by a worker ho
 class AccessPolicy:
     """What the rule needs to know about this deployment."""
 
-    keys: dict[str, str]
+    keys: sigv4.KeyRing
     allowed_hosts: tuple[str, ...]
     enforce_hosts: bool
 
@@ -90,7 +91,7 @@ class AccessPolicy:
         for name in (socket.gethostname(), socket.getfqdn(), bind_host or ""):
             if name:
                 names.add(name.lower())
-        return cls(dict(keys), tuple(sorted(names)), enforce_hosts=not keys or bool(configured))
+        return cls(sigv4.KeyRing(keys), tuple(sorted(names)), enforce_hosts=not keys or bool(configured))
 
     def host_allowed(self, host_header: str) -> bool:
         host = _hostname(host_header)
@@ -255,6 +256,11 @@ def _authenticate(kind: Guard, policy: AccessPolicy, replays: sigv4.ReplayCache)
                                request.query_string.decode("latin-1"), request.headers, body)
     except sigv4.AuthError as exc:
         return _refuse(kind, exc.status, exc.message, exc)
+    function = sigv4.runtime_function(auth.key_id)
+    if function is not None and not _runtime_may(function):
+        denied = _ForbiddenRequest(f"{auth.key_id} is a runtime's key: it may only checkpoint and read "
+                                   f"executions of function {function}")
+        return _refuse(kind, denied.status, denied.message, denied)
     if request.method in UNSAFE_METHODS:
         # A replayed read changes nothing (and identical reads in one second, a polling
         # loop, are common); a state-changing request is acted on once per signature.
@@ -265,6 +271,21 @@ def _authenticate(kind: Guard, policy: AccessPolicy, replays: sigv4.ReplayCache)
             return _refuse(kind, exc.status, exc.message, exc)
         g.durascope_signature = auth.signature
     return None
+
+
+# What the SDK inside a runtime calls: CheckpointDurableExecution, GetDurableExecutionState,
+# and reads of its own execution.
+RUNTIME_CALLS = frozenset({("POST", "checkpoint"), ("GET", "state"), ("GET", None), ("GET", "history")})
+
+
+def _runtime_may(function: str) -> bool:
+    route = lambda_api.execution_route(raw_path(request.environ))
+    if route is None or (request.method, route[1]) not in RUNTIME_CALLS:
+        return False
+    try:
+        return ExecutionArn.parse(route[0]).function == function
+    except ServiceError:
+        return False
 
 
 def _release_unacted(replays: sigv4.ReplayCache, response: Response) -> Response:
