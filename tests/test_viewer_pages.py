@@ -13,7 +13,7 @@ import pytest
 
 from recorder.api import Durascope
 from recorder.followers.dispatcher import Dispatcher
-from tests.conftest import register
+from tests.conftest import register, submit_form
 from tests.test_webhooks import FAST, Receiver
 from viewer import create_app
 
@@ -52,8 +52,8 @@ def test_feed_page_links_executions_and_has_a_twin(ds: Durascope, client) -> Non
 def test_webhook_pages_show_which_execution_each_delivery_was_for(ds: Durascope, client) -> None:
     receiver = Receiver()
     try:
-        resp = client.post("/webhooks", data={"url": receiver.url("/in"), "status": "SUCCEEDED",
-                                              "description": "<b>ops</b>"})
+        resp = submit_form(client, "/webhooks", "/webhooks", {"url": receiver.url("/in"), "status": "SUCCEEDED",
+                                                              "description": "<b>ops</b>"})
         page = resp.get_data(as_text=True)
         assert resp.status_code == 201 and "shown only this once" in page
         secret = re.search(r'class="secret copyable"[^>]*>(whsec_[^<]+)<', page).group(1)
@@ -85,14 +85,14 @@ def test_webhook_pages_show_which_execution_each_delivery_was_for(ds: Durascope,
 
 
 def test_refused_forms_come_back_in_place(ds: Durascope, client) -> None:
-    resp = client.post("/webhooks", data={"url": "ftp://example.com/x", "description": "kept"})
+    resp = submit_form(client, "/webhooks", "/webhooks", {"url": "ftp://example.com/x", "description": "kept"})
     page = resp.get_data(as_text=True)
     assert resp.status_code == 400 and 'class="form-error"' in page and "http:// or https://" in page
     assert 'value="ftp://example.com/x"' in page and 'value="kept"' in page  # what was typed stays
     assert client.get("/api/v1/webhooks").get_json()["webhooks"] == []
-    resp = client.post("/webhooks/nope/enable")
+    resp = submit_form(client, "/webhooks", "/webhooks/nope/enable")
     assert resp.status_code == 404 and resp.mimetype == "text/html"
-    resp = client.post("/webhooks/nope/explode")
+    resp = submit_form(client, "/webhooks", "/webhooks/nope/explode")
     assert resp.status_code == 404 and resp.mimetype == "text/html"
 
 
@@ -100,7 +100,7 @@ def test_every_form_carries_a_csrf_token(ds: Durascope, client) -> None:
     register(ds, "approval", "th_basic:approval")
     arn = ds.start("approval", json.dumps({"timeout": 300}), name="asks")
     ds.wait_for(lambda: client.get(f"/api/v1/executions/{quote(arn, safe='/:')}").get_json()["callbacks"], 30)
-    client.post("/webhooks", data={"url": "http://127.0.0.1:9/x"})
+    submit_form(client, "/webhooks", "/webhooks", {"url": "http://127.0.0.1:9/x"})
     sub = client.get("/api/v1/webhooks").get_json()["webhooks"][0]
     for path in ("/", f"/executions/{quote(arn, safe='/:')}", "/feed", "/webhooks", f"/webhooks/{sub['id']}"):
         page = client.get(path).get_data(as_text=True)
@@ -183,3 +183,14 @@ def test_counts_read_as_words(ds: Durascope, client) -> None:
     assert "1 line matches." in logs
     page = client.get(f"/executions/{quote(doomed, safe='/:')}").get_data(as_text=True)
     assert not re.search(r"\b1 (lines|children|executions|attempts|events|bytes)\b", page)
+
+
+def test_refusals_under_api_v1_have_the_same_shape(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Access refusals (here: a Host that is not served) use the one /api/v1 error shape too."""
+    from recorder.config import Settings
+
+    with Durascope.open(f"sqlite:///{tmp_path}/d.db", run_engine=False) as ds:
+        client = create_app(Settings.from_env(database_url=ds.settings.database_url), durascope=ds).test_client()
+        resp = client.get("/api/v1/executions", headers={"Host": "evil.example"})
+        assert resp.status_code == 421
+        assert set(resp.get_json()["error"]) == {"status", "type", "message"}
