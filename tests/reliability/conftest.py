@@ -123,21 +123,17 @@ def fill(directory: Path) -> Path:
     """Fill the file system of ``directory`` to the last byte; the filler file is returned
     (delete it to free the space)."""
     filler = directory / "filler"
-    with filler.open("wb") as f:
-        chunk = b"\0" * 65536
-        while True:
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        for size in (1 << 16, 4096, 1):
+            block = b"\0" * size
             try:
-                f.write(chunk)
-                f.flush()
-            except OSError:
-                break
-        for size in (4096, 512, 1):
-            try:
-                while True:
-                    f.write(b"\0" * size)
-                    f.flush()
+                while os.write(fd, block):
+                    pass
             except OSError:
                 pass
+    finally:
+        os.close(fd)
     return filler
 
 

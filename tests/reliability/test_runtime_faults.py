@@ -5,53 +5,21 @@ seconds, and after the fault every execution completes with nothing run twice.""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
-import boto3
 import pytest
-from botocore.config import Config
 
 from recorder.api import Durascope, wait_until
-from tests.conftest import HANDLERS
 from tests.reliability.checks import assert_recovered, completed_steps, ledger_count
 from tests.reliability.conftest import TAG_VARIABLE, Served, free_port, tagged_processes, wait_for_no_process
+from tests.reliability.held import STEPS, holder, register, release_and_wait, start_held
 
 # A runtime must be gone this soon after its engine (issue: "a few seconds").
 ORPHAN_SECONDS = 5.0
-STEPS = 3
-
-
-def lambda_client(url: str) -> Any:
-    return boto3.client("lambda", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test",
-                        aws_secret_access_key="test", config=Config(retries={"max_attempts": 1}))
-
-
-def start_held(url: str, ledger: Path, names: list[str]) -> dict[str, str]:
-    """Executions of ``ledgered`` that stop in their step 1 until ``ledger/release`` exists;
-    returns name -> ARN once every one of them is holding there."""
-    client = lambda_client(url)
-    arns = {}
-    for name in names:
-        payload = {"ledger": str(ledger), "name": name, "steps": STEPS, "hold": 1}
-        r = client.invoke(FunctionName="ledgered", InvocationType="Event", Payload=json.dumps(payload).encode(),
-                          DurableExecutionName=name)
-        arns[name] = r["DurableExecutionArn"]
-    wait_until(lambda: all((ledger / f"{n}.holding").exists() for n in names), 60, "every execution holding in step 1")
-    return arns
-
-
-def holder(ledger: Path, name: str) -> int:
-    return int((ledger / f"{name}.holding").read_text())
-
-
-def register(ds: Durascope, tag: str) -> None:
-    ds.register_function("ledgered", "th_faults.ledgered", code_dir=HANDLERS, env={TAG_VARIABLE: tag}, timeout=120)
 
 
 def test_a_runtime_sigkilled_mid_step_is_retried_and_nothing_ran_twice(
@@ -64,9 +32,7 @@ def test_a_runtime_sigkilled_mid_step_is_retried_and_nothing_ran_twice(
         victim = holder(tmp_path, "a")
         assert victim in tagged_processes(process_tag)
         os.kill(victim, signal.SIGKILL)
-        (tmp_path / "release").touch()
-        for arn in arns.values():
-            control_only.wait(arn, 60)
+        release_and_wait(control_only, tmp_path, arns)
     finally:
         served.stop()
     assert_recovered(control_only, arns, tmp_path, STEPS, before)
@@ -110,11 +76,9 @@ def _sigkill_engine_mid_step(database_url: str, control_only: Durascope, process
     wait_for_no_process(process_tag, ORPHAN_SECONDS, "runtimes outlived their SIGKILLed engine")
     for name in arns:
         (tmp_path / f"{name}.holding").unlink()
-    (tmp_path / "release").touch()
     second = Served(database_url, process_tag, tmp_path / "serve.log", *args, **env)
     try:
-        for arn in arns.values():
-            control_only.wait(arn, 60)
+        release_and_wait(control_only, tmp_path, arns)
     finally:
         second.stop()
     assert_recovered(control_only, arns, tmp_path, STEPS, before)
