@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -164,7 +165,7 @@ class RuntimeProcess:
     def kill_group(self) -> None:
         """SIGKILL the runtime and whatever it started (its process group)."""
         try:
-            os.killpg(self.proc.pid, 9)
+            os.killpg(self.proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
 

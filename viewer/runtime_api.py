@@ -18,6 +18,7 @@ output (``recorder.engine.logs``), once per invocation.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
@@ -70,6 +71,17 @@ def _body(limit: int) -> bytes | None:
     return None if len(data) > limit else data
 
 
+def _wait_seconds(default: float) -> float:
+    """The ``wait`` of a long poll: 0 to 60 seconds."""
+    try:
+        wait = float(request.args.get("wait", default))
+    except ValueError:
+        wait = math.nan
+    if not math.isfinite(wait):
+        raise InvalidParameterValueException("wait must be a number of seconds")
+    return min(max(wait, 0.0), 60.0)
+
+
 def _too_large(limit: int) -> RequestTooLargeException:
     return RequestTooLargeException(f"Exceeded maximum allowed payload size ({limit} bytes).")
 
@@ -87,10 +99,7 @@ def functions() -> Response:
 
 @bp.get("/<function>/next")
 def next_invocation(function: str) -> Response:
-    try:
-        wait = min(max(float(request.args.get("wait", "20")), 0.0), 60.0)
-    except ValueError:
-        raise InvalidParameterValueException("wait must be a number of seconds") from None
+    wait = _wait_seconds(20.0)
     worker = (request.args.get("worker") or "anonymous")[:128]
     task = _pool().next(function, worker, wait)
     if task is None:
@@ -151,11 +160,11 @@ def logs(function: str, request_id: str) -> Response:
 @bp.post("/watch")
 def watch() -> Response:
     """Which of a worker host's invocations this engine no longer waits for (long-poll)."""
+    wait = _wait_seconds(10.0)
     try:
-        wait = min(max(float(request.args.get("wait", "10")), 0.0), 60.0)
         ids = json.loads(_body(64 * 1024) or b"{}").get("RequestIds")
     except (ValueError, AttributeError):
-        raise InvalidParameterValueException("watch takes {\"RequestIds\": [...]} and wait=seconds") from None
+        raise InvalidParameterValueException("watch takes {\"RequestIds\": [...]}") from None
     if not isinstance(ids, list) or not ids or len(ids) > 1000 or not all(isinstance(r, str) for r in ids):
         raise InvalidParameterValueException("RequestIds must be a list of 1 to 1000 request ids")
     return _json({"Gone": _pool().gone(ids, wait)})
