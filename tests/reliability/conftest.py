@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,6 +88,8 @@ def _pg_ready() -> bool:
 def postgresql_stopped() -> Iterator[None]:
     """The machine's PostgreSQL is down inside the block, and accepts connections again
     after it. Other suites may be using it: keep the block short."""
+    if os.geteuid() != 0 or not shutil.which("pg_ctlcluster") or not os.path.isdir("/etc/postgresql"):
+        pytest.skip("restarting the local PostgreSQL needs root and pg_ctlcluster")
     with _PG_LOCK.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         subprocess.run([*_cluster(), "stop", "-m", "fast"], check=True, capture_output=True, timeout=60)
@@ -107,7 +110,9 @@ def restart_postgresql() -> None:
 
 @contextmanager
 def small_tmpfs(size_kib: int) -> Iterator[Path]:
-    """A tmpfs of ``size_kib`` KiB mounted on a fresh directory (the test runs as root)."""
+    """A tmpfs of ``size_kib`` KiB mounted on a fresh directory."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
     where = Path(f"/tmp/durascope-tmpfs-{uuid.uuid4().hex[:8]}")
     where.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(where)], check=True,
