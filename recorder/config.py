@@ -70,6 +70,9 @@ class Settings:
     # DURASCOPE_ACCESS_KEYS=id:secret[,id:secret]: when set, every API request must be
     # SigV4-signed with one of them (and the viewer asks for a login).
     access_keys: dict[str, str] = field(default_factory=dict)
+    # DURASCOPE_ALLOWED_HOSTS=name[,name]: Host names the server answers besides loopback,
+    # IP literals and its own names ("*" for any, ".example.com" for its subdomains).
+    allowed_hosts: tuple[str, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -89,6 +92,7 @@ class Settings:
             "auto_upgrade": env.get("DURASCOPE_AUTO_UPGRADE", "1") not in ("0", "false", "no"),
             "worker_concurrency": _int(env, "DURASCOPE_WORKER_CONCURRENCY", 2),
             "access_keys": _access_keys(env.get("DURASCOPE_ACCESS_KEYS")),
+            "allowed_hosts": tuple(h.strip() for h in (env.get("DURASCOPE_ALLOWED_HOSTS") or "").split(",") if h.strip()),
         }
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]

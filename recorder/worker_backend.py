@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from recorder.engine.invoker import split_handler
 from recorder.engine.logs import MAX_BYTES, MAX_LINES, CapturedLine, InvocationLog
 from recorder.httpclient import EngineConnections
+from recorder.sigv4 import sign_headers
 
 # Lambda's limit on a synchronous response, as its Runtime API measures it: "6 MB" in the
 # quotas, 6,291,556 bytes in the error it gives (6 MiB and 100 bytes).
@@ -131,8 +132,6 @@ class HttpBackend:
     def _call(self, method: str, path: str, body: bytes | None = None, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         if self.credentials is not None:
-            from viewer.auth import sign_headers
-
             headers = sign_headers(method, self.base + path, body, self.credentials[0], self.credentials[1],
                                    self.region, headers)
         return self._connections.request(method, path, body, headers, timeout)
