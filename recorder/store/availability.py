@@ -8,7 +8,10 @@ as ``DatabaseUnavailable`` (the API answers 503 with ``Retry-After``), and
 ``Availability`` logs one line when an outage starts and one when it ends.
 
 A full disk fails writes only, so only a write that succeeds ends it; a lost server
-fails reads too, and any transaction that succeeds ends that.
+fails reads too, and any transaction that succeeds ends that. An outage ends only once
+transactions have succeeded for ``SETTLE_SECONDS`` after its last failure: a server
+shutting down terminates its sessions one by one, and a transaction that got through in
+between is no end of the outage.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import time
 from dataclasses import dataclass
 
 log = logging.getLogger("durascope.store")
+
+SETTLE_SECONDS = 1.0
 
 # SQLite result codes (``sqlite3.Error.sqlite_errorname``, extended codes included by
 # prefix) of a database that cannot be used for the moment.
@@ -128,6 +133,10 @@ class Availability:
         self._lock = threading.Lock()
         self._outage: Outage | None = None
         self._since = 0.0
+        self._last_failure = 0.0
+        self._last_success = 0.0
+        self._recovered_at = 0.0
+        self._settling: threading.Timer | None = None
 
     @property
     def outage(self) -> Outage | None:
@@ -139,11 +148,12 @@ class Availability:
         if outage is None:
             return None
         with self._lock:
+            self._last_failure = time.monotonic()
             current = self._outage
             if current is None or (outage.disk_full and not current.disk_full):
                 self._outage = outage
                 if current is None:
-                    self._since = time.monotonic()
+                    self._since = self._last_failure
                 log.warning("%s: %s (%s)", "the database's disk is full" if outage.disk_full
                             else "the database is unavailable", outage.detail, self.name)
         return DatabaseUnavailable(outage)
@@ -156,5 +166,29 @@ class Availability:
         with self._lock:
             if self._outage is None:
                 return
+            now = time.monotonic()
+            if self._last_success <= self._last_failure:
+                self._recovered_at = now
+            self._last_success = now
+            if self._settling is None:
+                self._settle_in(self._last_failure + SETTLE_SECONDS - now)
+
+    def _settle_in(self, seconds: float) -> None:
+        # Under the lock. A timer, not the next success: the outage's end is told on time
+        # even when nothing else happens.
+        self._settling = threading.Timer(max(seconds, 0.0), self._settle)
+        self._settling.daemon = True
+        self._settling.start()
+
+    def _settle(self) -> None:
+        with self._lock:
+            self._settling = None
+            if self._outage is None or self._last_success <= self._last_failure:
+                return  # it failed again since: the next success starts over
+            remaining = self._last_failure + SETTLE_SECONDS - time.monotonic()
+            if remaining > 0:
+                self._settle_in(remaining)
+                return
             self._outage = None
-            log.warning("the database is available again after %.1f s (%s)", time.monotonic() - self._since, self.name)
+            log.warning("the database is available again after %.1f s (%s)", self._recovered_at - self._since,
+                        self.name)
