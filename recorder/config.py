@@ -73,6 +73,8 @@ class Settings:
     # DURASCOPE_ALLOWED_HOSTS=name[,name]: Host names the server answers besides loopback,
     # IP literals and its own names ("*" for any, ".example.com" for its subdomains).
     allowed_hosts: tuple[str, ...] = ()
+    # How long a viewer login lasts (the server ends it sooner at logout).
+    session_hours: float = 8.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -92,6 +94,7 @@ class Settings:
             "auto_upgrade": env.get("DURASCOPE_AUTO_UPGRADE", "1") not in ("0", "false", "no"),
             "worker_concurrency": _int(env, "DURASCOPE_WORKER_CONCURRENCY", 2),
             "access_keys": _access_keys(env.get("DURASCOPE_ACCESS_KEYS")),
+            "session_hours": _float(env, "DURASCOPE_SESSION_HOURS", 8.0),
             "allowed_hosts": tuple(h.strip() for h in (env.get("DURASCOPE_ALLOWED_HOSTS") or "").split(",") if h.strip()),
         }
         values.update(overrides)

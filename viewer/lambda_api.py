@@ -163,6 +163,14 @@ def claims(path: str) -> bool:
     return path.startswith(PREFIXES)
 
 
+def execution_route(path: str) -> tuple[str, str | None] | None:
+    """``(arn, action)`` of a raw path under ``/2025-12-01/durable-executions/``, else None."""
+    segments = path.split("/")[1:]
+    if len(segments) < 3 or segments[0] != DURABLE_VERSION or segments[1] != "durable-executions":
+        return None
+    return _arn_and_action(segments[2:])
+
+
 def body_limit(method: str, path: str, invocation_type: str | None) -> int:
     """The most a request to this path may carry, known before its body is read."""
     segments = path.split("/")
