@@ -414,7 +414,8 @@ class WorkerHost:
         self.engine_url = engine_url
         self.region = region
         self.concurrency = max(1, concurrency)
-        # What the SDK inside the runtimes signs its checkpoints with.
+        # What the SDK inside the runtimes signs its checkpoints with when the engine hands
+        # out no key of the function's own (an engine without keys accepts any).
         self.credentials = credentials or ("durascope", "durascope")
         self.slots: dict[str, list[RuntimeSlot]] = {}
         self._lock = threading.Lock()
@@ -428,7 +429,8 @@ class WorkerHost:
             slots = self.slots.get(config.name)
             if slots:
                 return slots
-            slots = [RuntimeSlot(self.backend, config, self.engine_url, self.region, self.credentials,
+            slots = [RuntimeSlot(self.backend, config, self.engine_url, self.region,
+                                 config.runtime_credentials or self.credentials,
                                  on_task=self._work.set)
                      for _ in range(self.concurrency)]
             for slot in slots:

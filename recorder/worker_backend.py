@@ -46,6 +46,9 @@ class FunctionConfig:
     env: dict[str, str]
     timeout: int
     memory_mb: int = 512
+    # What the SDK inside this function's runtimes signs with (recorder.sigv4.KeyRing's
+    # narrow key), handed out by an engine that requires signatures.
+    runtime_credentials: tuple[str, str] | None = None
 
     @property
     def lambda_handler(self) -> str:
@@ -55,12 +58,18 @@ class FunctionConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> FunctionConfig:
+        creds = d.get("RuntimeCredentials")
         return cls(str(d["FunctionName"]), str(d["Handler"]), d.get("CodeDir"), dict(d.get("Environment") or {}),
-                   int(d.get("Timeout", 900)), int(d.get("MemorySize", 512)))
+                   int(d.get("Timeout", 900)), int(d.get("MemorySize", 512)),
+                   (str(creds["AccessKeyId"]), str(creds["SecretAccessKey"])) if creds else None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"FunctionName": self.name, "Handler": self.handler, "CodeDir": self.code_dir,
-                "Environment": self.env, "Timeout": self.timeout, "MemorySize": self.memory_mb}
+        out: dict[str, Any] = {"FunctionName": self.name, "Handler": self.handler, "CodeDir": self.code_dir,
+                               "Environment": self.env, "Timeout": self.timeout, "MemorySize": self.memory_mb}
+        if self.runtime_credentials is not None:
+            out["RuntimeCredentials"] = {"AccessKeyId": self.runtime_credentials[0],
+                                         "SecretAccessKey": self.runtime_credentials[1]}
+        return out
 
 
 @dataclass(frozen=True)

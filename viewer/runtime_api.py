@@ -33,7 +33,6 @@ from recorder.worker_backend import (
     LOGS_BODY_LIMIT,
     RESPONSE_LIMIT,
     RESPONSE_TOO_LARGE,
-    FunctionConfig,
     RuntimeOutput,
     store_worker_logs,
 )
@@ -93,8 +92,7 @@ def _answered(known: bool) -> Response:
 @bp.get("/functions")
 def functions() -> Response:
     ds = current_app.extensions["durascope"]
-    return _json({"Functions": [FunctionConfig(f.name, f.handler, f.code_dir, f.env, f.timeout).to_dict()
-                                for f in ds.control.list_functions()]})
+    return _json({"Functions": [ds.worker_config(f).to_dict() for f in ds.control.list_functions()]})
 
 
 @bp.get("/<function>/next")
