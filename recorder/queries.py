@@ -533,8 +533,8 @@ def execution_refs(db: Database, execution_ids: list[str]) -> dict[str, tuple[st
 def execution_origin(db: Database, execution_id: str) -> str | None:
     """Where an imported execution came from ("imported from run.zip", "pulled from AWS")."""
     with db.read() as s:
-        extra = s.scalar(select(Event.extra).where(Event.execution_id == execution_id,
-                                                   Event.event_type == "ExecutionStarted").limit(1))
+        # ExecutionStarted is event 1: the (execution, event id) key finds it without a scan.
+        extra = s.scalar(select(Event.extra).where(Event.execution_id == execution_id, Event.event_id == 1))
     return json.loads(extra).get("ImportedFrom") if extra else None
 
 

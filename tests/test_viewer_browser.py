@@ -507,3 +507,19 @@ def test_a_callback_id_copies_with_one_click(site, browser) -> None:
     finally:
         context.close()
         ds.stop(arn)
+
+
+def test_a_large_pages_operations_load_when_opened(large_site, page) -> None:
+    from playwright.sync_api import expect
+
+    base, large = large_site
+    arn, _n = large[10_000]
+    page.goto(exec_url(base, arn))
+    op_id = page.locator("#operations .op-body[data-load]").first.evaluate("el => el.parentElement.id")
+    summary = page.locator(f"#{op_id} > summary")
+    summary.scroll_into_view_if_needed()
+    summary.click()
+    body = page.locator(f"#{op_id} > .op-body")
+    expect(body).not_to_have_attribute("data-load", re.compile(".*"))
+    expect(body).to_contain_text("succeeded")
+    expect(body.locator("details.payload summary")).to_contain_text("result")  # its result, one click away

@@ -238,7 +238,8 @@ class _Builder:
     def _plan(self, ops: list[OperationView], strict: bool) -> list[list[OperationView]]:
         """The boxes of a sequence: each a list of operations, one (drawn) or several (summed)."""
         def plain(op: OperationView) -> bool:
-            return not self.tree.kids(op.id) and state(op) == "succeeded" and not (strict and op.failed)
+            return self.tree.plain(op) or (not strict and self.tree.states[op.id] == "succeeded"
+                                           and op.id not in self.tree.children)
 
         plan: list[list[OperationView]] = []
         run: list[OperationView] = []

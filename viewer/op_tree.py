@@ -45,16 +45,21 @@ class OpTree:
     by_id: dict[str, OperationView] = field(default_factory=dict)
     children: dict[str | None, list[OperationView]] = field(default_factory=dict)
     failing: set[str] = field(default_factory=set)  # failed operations and every parent of one
+    states: dict[str, str] = field(default_factory=dict)  # how each operation is drawn
+    sizes: dict[str, int] = field(default_factory=dict)  # operations below each one
 
     @classmethod
     def of(cls, view: ExecutionView) -> OpTree:
         tree = cls(view)
         tree.by_id = {o.id: o for o in view.operations}
+        tree.states = {o.id: state(o) for o in view.operations}
         for o in view.operations:  # tree order: children come in start order
             parent = o.parent_id if o.parent_id in tree.by_id else None
             tree.children.setdefault(parent, []).append(o)
+        for o in reversed(view.operations):  # children before their parent
+            tree.sizes[o.id] = sum(1 + tree.sizes[k.id] for k in tree.children.get(o.id, ()))
         for o in view.operations:
-            if state(o) == "failed":
+            if tree.states[o.id] == "failed":
                 cur: OperationView | None = o
                 while cur is not None and cur.id not in tree.failing:
                     tree.failing.add(cur.id)
@@ -65,7 +70,7 @@ class OpTree:
         return self.children.get(op_id, [])
 
     def counts(self, ops: list[OperationView]) -> Counter[str]:
-        return Counter(state(o) for o in ops)
+        return Counter(self.states[o.id] for o in ops)
 
     def group_summary(self, op: OperationView) -> str:
         """``10 iterations: 8 succeeded · 2 failed`` for a group."""
@@ -74,9 +79,8 @@ class OpTree:
         return f"{plural(len(kids), one, many)}: {count_text(self.counts(kids))}"
 
     def descendants(self, op_id: str) -> int:
-        total, stack = 0, [op_id]
-        while stack:
-            kids = self.kids(stack.pop())
-            total += len(kids)
-            stack.extend(k.id for k in kids)
-        return total
+        return self.sizes.get(op_id, 0)
+
+    def plain(self, op: OperationView) -> bool:
+        """A finished leaf that never failed: what long loops are made of."""
+        return self.states[op.id] == "succeeded" and op.id not in self.children and not op.failed

@@ -219,10 +219,12 @@ def execution(arn: str, form_error: dict[str, str] | None = None, status: int = 
 
 @bp.get("/executions/<path:arn>/operations/<op_id>")
 def operation(arn: str, op_id: str) -> Any:
-    """One operation: its own page, or (``?partial=1``) the graph panel's content."""
+    """One operation: its own page, the graph panel's content (``?partial=1``), or the
+    body of its entry in the operations list (``?partial=body``)."""
     detail = build_operation(get_durascope(current_app), arn, op_id)
-    if request.args.get("partial") == "1":
-        return render_template("_operation_fragment.html", d=detail)
+    partial = request.args.get("partial")
+    if partial in ("1", "body"):
+        return render_template("_operation_fragment.html", d=detail, body_only=partial == "body")
     return render_template("operation.html", v=detail)
 
 

@@ -93,6 +93,24 @@
   });
   select(selected());
 
+  // --- an entry of the operations list that was left out of a large page loads when opened
+  document.addEventListener("toggle", function (ev) {
+    var details = ev.target;
+    if (!details.open || !details.classList || !details.classList.contains("op")) return;
+    var body = details.querySelector(":scope > .op-body[data-load]");
+    if (!body || body.dataset.loading) return;
+    body.dataset.loading = "1";
+    fetch(body.dataset.load, {headers: {"Accept": "text/html"}, credentials: "same-origin"})
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) {
+        var fresh = imported(html, ".op-body")[0];
+        if (!fresh) return;
+        body.replaceWith(fresh);
+        if (window.durascopeLocalize) window.durascopeLocalize(fresh);
+      })
+      .catch(function () { delete body.dataset.loading; });
+  }, true);
+
   // --- live: while the execution can change, watch its last event; on a new one, show the
   // page as the server renders it now, keeping what the reader opened, selected and typed.
   function editing() {

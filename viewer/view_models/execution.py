@@ -4,6 +4,7 @@ execution that failed, the failing operation in one place."""
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -76,8 +77,9 @@ class OperationView:
     def shown_status(self) -> str:
         return "CANCELLED" if self.closed_by else self.status
 
-    @property
+    @functools.cached_property
     def failed(self) -> bool:
+        # Cached: the timeline, the graph and the list ask it of every operation.
         return self.status in FAILED_STATUSES or any(a.failed for a in self.attempts)
 
     @property
