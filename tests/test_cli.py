@@ -103,7 +103,8 @@ def _ds(database_url: str):  # type: ignore[no-untyped-def]
 
 def _callback_id(ds, arn: str) -> str:  # type: ignore[no-untyped-def]
     ds.wait_for(lambda: any(e["EventType"] == "CallbackStarted" for e in ds.history(arn)), 30)
-    return next(e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn) if e["EventType"] == "CallbackStarted")
+    return next(e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn)
+                if e["EventType"] == "CallbackStarted")
 
 
 def test_get_says_how_it_ended_or_what_it_waits_on(database_url: str) -> None:

@@ -123,7 +123,8 @@ def test_decoded_results_with_labelled_types_and_the_raw_text(ds: Durascope, cli
         ("$.when", "datetime"), ("$.amount", "decimal"), ("$.ticket", "uuid"), ("$.pair", "tuple"),
         ("$.blob", "bytes, base64"), ("$.day", "date")}
     page = client.get(url(arn)).get_data(as_text=True)
-    assert '&#34;2026-03-01T12:30:00+00:00&#34;<span class="xt" title="decoded from the SDK\'s datetime encoding">datetime</span>' in page
+    label = '<span class="xt" title="decoded from the SDK\'s datetime encoding">datetime</span>'
+    assert "&#34;2026-03-01T12:30:00+00:00&#34;" + label in page
     assert "raw (as stored, the SDK's encoding)" in page
     assert "&#34;t&#34;:&#34;m&#34;" in page  # the raw text is one click away
     # The whole payload downloads decoded, or as stored.

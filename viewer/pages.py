@@ -194,7 +194,8 @@ def export_zip() -> Response:
     fd, name = tempfile.mkstemp(prefix="durascope-export-", suffix=".zip")
     os.close(fd)
     try:
-        transfer.export_bulk(get_durascope(current_app).db, filtered_arns(get_durascope(current_app), filters), Path(name), "zip")
+        ds = get_durascope(current_app)
+        transfer.export_bulk(ds.db, filtered_arns(ds, filters), Path(name), "zip")
         resp = send_file(name, mimetype="application/zip", as_attachment=True,
                          download_name="durascope-executions.zip")
     except BaseException:
