@@ -375,7 +375,8 @@ class Dispatcher:
                        "webhook-signature": self._signer(row.subscription_id, row.secret).sign(
                            row.webhook_id, stamp, row.body)}
             res = self.sender.post(row.url, row.body.encode(), headers)
-            code, excerpt, error = res.status, res.excerpt, res.error
+            # What a private target answers stays out of the log (``addresses.is_private``).
+            code, excerpt, error = res.status, None if res.private else res.excerpt, res.error
         except Exception as exc:  # noqa: BLE001 - an outcome for every claim, or the row stays in flight
             log.exception("webhook send failed")
             code, excerpt, error = None, None, f"{type(exc).__name__}: {exc}"[:EXCERPT_CHARS]

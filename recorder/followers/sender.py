@@ -12,9 +12,9 @@ Handled: Content-Length, chunked and close-delimited bodies, 1xx interim respons
 not read to its end: the connection is closed instead.
 
 Each sending thread keeps one connection per origin, so N senders hold N kept-alive
-connections to a receiver. The peer address is checked after the TCP connect and before
-any byte (TLS handshake included) is sent, against the address actually connected to, so
-DNS cannot sneak past ``refused_address``.
+connections to a receiver. The address policy (``addresses.refused_address``) is checked
+after the TCP connect and before any byte (TLS handshake included) is sent, against the
+address actually connected to, so DNS cannot sneak past it (rebinding).
 """
 
 from __future__ import annotations
@@ -23,10 +23,12 @@ import base64
 import socket
 import ssl
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from recorder.followers.webhooks import WebhookSettings, refused_address
+from recorder.followers.addresses import is_private, refused_address
+from recorder.followers.webhooks import WebhookSettings
 
 EXCERPT_CHARS = 512
 _EXCERPT_BYTES = EXCERPT_CHARS * 4
@@ -57,11 +59,12 @@ class ProtocolError(OSError):
 @dataclass(frozen=True)
 class PostResult:
     """What one POST gave: the status code (None when no response came), the start of the
-    response body, or why it failed."""
+    response body, or why it failed; ``private``: the peer was not a global address."""
 
     status: int | None
     excerpt: str | None
     error: str | None
+    private: bool = True
 
 
 @dataclass(frozen=True)
@@ -94,12 +97,15 @@ class _Target:
 
 
 class _Connection:
-    def __init__(self, target: _Target, ws: WebhookSettings, context: ssl.SSLContext) -> None:
+    def __init__(self, target: _Target, ws: WebhookSettings, context: ssl.SSLContext,
+                 refuse: Callable[[str], str | None] | None) -> None:
         self.target = target
         self.ws = ws
         self.context = context
+        self.refuse = refuse
         self.sock: socket.socket | None = None
         self.buf = b""
+        self.private = True
 
     def close(self) -> None:
         if self.sock is not None:
@@ -113,10 +119,11 @@ class _Connection:
     def _connect(self) -> socket.socket:
         sock = socket.create_connection((self.target.host, self.target.port), timeout=self.ws.timeout_seconds)
         try:
-            if not self.ws.allow_private:
-                why = refused_address(str(sock.getpeername()[0]))
-                if why:
-                    raise RefusedAddress(f"refused: {why}; set DURASCOPE_WEBHOOKS_ALLOW_PRIVATE=1 to allow it")
+            peer = str(sock.getpeername()[0])
+            why = self.refuse(peer) if self.refuse is not None else None
+            if why:
+                raise RefusedAddress(f"refused: {why}; set DURASCOPE_WEBHOOKS_ALLOW_PRIVATE=1 to allow it")
+            self.private = is_private(peer)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.target.scheme == "https":
                 sock = self.context.wrap_socket(sock, server_hostname=self.target.host)
@@ -224,8 +231,10 @@ class _Connection:
 class Sender:
     """Kept-alive connections per thread and origin; the peer address is checked on connect."""
 
-    def __init__(self, ws: WebhookSettings) -> None:
+    def __init__(self, ws: WebhookSettings, refuse: Callable[[str], str | None] | None = None) -> None:
         self.ws = ws
+        # ``refuse``: the address policy; a test may pass its own to show where it is applied.
+        self._refuse = refuse if refuse is not None else (None if ws.allow_private else refused_address)
         self._local = threading.local()
         self._ssl = ssl.create_default_context()
         self._targets: dict[str, _Target] = {}
@@ -240,7 +249,7 @@ class Sender:
         key = (target.scheme, target.host, target.port)
         conn = conns.get(key)
         if conn is None:
-            conn = conns[key] = _Connection(target, self.ws, self._ssl)
+            conn = conns[key] = _Connection(target, self.ws, self._ssl, self._refuse)
             with self._all_lock:
                 self._all.add(conn)
         return conn
@@ -262,7 +271,7 @@ class Sender:
             reused = conn.sock is not None
             try:
                 status, excerpt = conn.exchange(request)
-                return PostResult(status, _text(excerpt.decode("utf-8", "replace")), None)
+                return PostResult(status, _text(excerpt.decode("utf-8", "replace")), None, conn.private)
             except RefusedAddress as exc:
                 conn.close()
                 return PostResult(None, None, str(exc))

@@ -1,18 +1,10 @@
-"""Webhook subscriptions: validation, the address policy, secrets and admin queries.
+"""Webhook subscriptions: validation, settings, secrets and admin queries.
 
-Address policy (checked when a subscription is created and again on every
-connection, against the address actually connected to, so DNS cannot sneak past
-it): link-local addresses (169.254.0.0/16, fe80::/10, which hold the AWS/GCP/Azure/
-OCI metadata endpoint 169.254.169.254 and ECS 169.254.170.2) and the other cloud
-metadata addresses (fd00:ec2::254, 100.100.100.200, 192.0.0.192, the
-``metadata.google.internal``-style names) are refused unless
-``DURASCOPE_WEBHOOKS_ALLOW_PRIVATE=1``. Loopback and RFC 1918 addresses are *not*
-refused: Durascope is self-hosted and a receiver on the same host or network is
-the common case.
+The address policy (which targets are refused, with sources) is in ``addresses``.
 
 Settings (environment):
 
-* ``DURASCOPE_WEBHOOKS_ALLOW_PRIVATE``        1 lifts the address policy above.
+* ``DURASCOPE_WEBHOOKS_ALLOW_PRIVATE``        1 lifts the address policy (``addresses``).
 * ``DURASCOPE_WEBHOOKS_MAX_FAILURES``         default of consecutive failed attempt rounds
                                               before a subscription is disabled (20).
 * ``DURASCOPE_WEBHOOKS_RETRY_BASE_SECONDS``   first retry delay (2); doubles per attempt,
@@ -48,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from recorder.arns import NAME_RE
 from recorder.errors import InvalidParameterValueException, ResourceNotFoundException
+from recorder.followers.addresses import refused_address, refused_host
 from recorder.followers.models import (Follower, WebhookAttempt, WebhookDelivery, WebhookFunctionStatus,
                                        WebhookSubscription)
 from recorder.followers.status import STATUSES, head_position, parse_statuses
@@ -56,10 +49,6 @@ from recorder.store.db import Database
 _TRUE = ("1", "true", "yes", "on")
 _NAME_PREFIX_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _FUNCTION_ARN_PREFIX_RE = re.compile(r"^arn:aws:lambda:[a-z0-9-]*(:(\d{0,12}(:(function(:[a-zA-Z0-9_-]*(:[$.a-zA-Z0-9_-]*)?)?)?)?)?)?$")
-_METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata", "instance-data",
-                             "instance-data.ec2.internal", "metadata.azure.com"})
-_METADATA_ADDRS = frozenset(ipaddress.ip_address(a) for a in ("fd00:ec2::254", "100.100.100.200", "192.0.0.192"))
-_LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
 
 
 # next_attempt_ms of the pending rows of a disabled subscription: out of the due range
@@ -115,29 +104,7 @@ class WebhookSettings:
         return cls(**values)
 
 
-# --- address policy ------------------------------------------------------------------------
-
-
-def refused_address(addr: str) -> str | None:
-    """Why delivering to IP ``addr`` is refused, or None when it is allowed."""
-    try:
-        ip = ipaddress.ip_address(addr.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip in _METADATA_ADDRS:
-        return f"{ip} is a cloud metadata address"
-    if any(ip in net for net in _LINK_LOCAL):
-        return f"{ip} is a link-local address (cloud metadata endpoints live there)"
-    return None
-
-
-def refused_host(host: str) -> str | None:
-    h = host.lower().rstrip(".")
-    if h in _METADATA_HOSTS:
-        return f"{host} is a cloud metadata host"
-    return refused_address(h)
+# --- URLs ------------------------------------------------------------------------------------
 
 
 def validate_url(url: Any, allow_private: bool, resolve: bool = True) -> str:
