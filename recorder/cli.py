@@ -506,7 +506,8 @@ def _webhook_db(ctx: click.Context) -> Any:
 @click.option("--on-change-only", is_flag=True,
               help="Only when a terminal status differs from the function's previous terminal status.")
 @click.option("--max-failures", type=click.IntRange(1, 10_000), default=None,
-              help="Consecutive failed attempts before the subscription is disabled (default 20).")
+              help="Failed attempts in a row needed, besides DURASCOPE_WEBHOOKS_DISABLE_AFTER_SECONDS of "
+                   "failure, before the subscription is disabled (default 20).")
 @click.option("--description", default=None)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -582,7 +583,7 @@ def _webhook_set(ctx: click.Context, sub_id: str, op: str) -> None:
 @click.argument("subscription_id")
 @click.pass_context
 def webhooks_disable(ctx: click.Context, subscription_id: str) -> None:
-    """Stop delivering to a subscription (it keeps its position; enable resumes)."""
+    """Stop delivering to a subscription (what it misses is still recorded; enable delivers it)."""
     _webhook_set(ctx, subscription_id, "disable")
 
 

@@ -175,7 +175,7 @@ def test_disabled_after_failures_then_enable_and_redeliver(ds: Durascope, receiv
     client = create_app(durascope=ds).test_client()
     sub = _subscribe(client, receiver, "/dis", maxFailures=3, description="<b>ops</b> team")
     receiver.down()
-    disp = Dispatcher(ds.db, ds.settings, FAST)
+    disp = Dispatcher(ds.db, ds.settings, dataclasses.replace(FAST, disable_after_seconds=0.5))
     disp.start()
     try:
         arn = ds.start("add-one", "{}")
@@ -183,7 +183,8 @@ def test_disabled_after_failures_then_enable_and_redeliver(ds: Durascope, receiv
         ds.wait_for(lambda: not client.get(f"/api/v1/webhooks/{sub['id']}").get_json()["enabled"], 30,
                     "not disabled")
         got = client.get(f"/api/v1/webhooks/{sub['id']}").get_json()
-        assert "3 consecutive failed delivery attempts" in got["disabledReason"]
+        assert got["disabledReason"].startswith("disabled after failing for ")
+        assert got["consecutiveFailures"] >= 3 and "consecutive failed delivery attempts" in got["disabledReason"]
         # Its pending deliveries wait for the enable, not for a retry time.
         waiting = client.get(f"/api/v1/webhooks/{sub['id']}/deliveries?state=pending").get_json()["deliveries"]
         assert waiting and all(d["nextAttemptMs"] is None for d in waiting)
@@ -471,3 +472,38 @@ def test_successor_parked_behind_a_retry_and_freed_by_a_manual_redeliver(ds: Dur
         disp.stop()
     assert [e["detail"]["status"] for _, e in receiver.at("/park")] == ["RUNNING", "SUCCEEDED"]
     assert pending() == {}
+
+
+def test_disabled_subscription_records_what_it_missed_and_enable_delivers_it(ds: Durascope,
+                                                                               receiver: Receiver) -> None:
+    register(ds, "add-one", "th_basic.add_one")
+    client = create_app(durascope=ds).test_client()
+    sub = _subscribe(client, receiver, "/away")
+    assert client.post(f"/api/v1/webhooks/{sub['id']}/disable").status_code == 200
+    arns = [ds.start("add-one", json.dumps({"a": i})) for i in range(3)]
+    for arn in arns:
+        ds.wait(arn, 60)
+    disp = Dispatcher(ds.db, ds.settings, FAST)
+
+    def deliveries() -> list[dict]:
+        return client.get(f"/api/v1/webhooks/{sub['id']}/deliveries").get_json()["deliveries"]
+
+    try:
+        for _ in range(3):
+            disp.run_once()
+        # Recorded while disabled, waiting for the enable (no retry time), none sent.
+        missed = deliveries()
+        assert len(missed) == 6 and all(d["state"] == "pending" and d["nextAttemptMs"] is None for d in missed)
+        assert client.get(f"/api/v1/webhooks/{sub['id']}").get_json()["deliveries"]["pending"] == 6
+        assert receiver.at("/away") == []
+        # What it missed outlives the execution itself (the retention purge, or a delete).
+        assert ds.delete(arns[0]) > 0
+        assert client.post(f"/api/v1/webhooks/{sub['id']}/enable").status_code == 200
+        ds.wait_for(lambda: (disp.run_once() or True) and len(receiver.at("/away")) >= 6, 30,
+                    "the backlog was not delivered after the enable")
+    finally:
+        disp.stop()
+    got = receiver.at("/away")
+    assert not receiver.bad and len({i for i, _ in got}) == 6
+    for arn in arns:
+        assert statuses(got, arn) == ["RUNNING", "SUCCEEDED"]

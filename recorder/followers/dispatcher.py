@@ -19,7 +19,8 @@ never waits for a slow send:
    so every retry and redelivery carries the same one.
 4. **Record** (the loop). Outcomes are gathered for a few milliseconds and written in one
    transaction: the attempt log, each delivery succeeded or rescheduled (exponential
-   backoff with jitter, due time in the database), failure counts, auto-disable.
+   backoff with jitter, due time in the database), since when each subscription has been
+   failing, and the disable after a long stretch of failure.
 
 A crash between 3 and 4 sends the event again later with the same webhook-id
 (at-least-once). APScheduler only wakes the loop: at the next due retry, on a periodic
@@ -88,12 +89,12 @@ class Dispatcher:
         self.sender = Sender(self.ws)
         # Sending threads fed by a plain queue (ThreadPoolExecutor.submit cost more CPU
         # per delivery than the fan-out); each item names the queue its outcome goes to.
-        self._todo: queue.SimpleQueue[tuple[int, Due, queue.SimpleQueue[Any]] | None] = queue.SimpleQueue()
+        self._todo: queue.SimpleQueue[tuple[Due, queue.SimpleQueue[Any]] | None] = queue.SimpleQueue()
         self._senders: list[threading.Thread] = []
         # Claimed and not yet recorded; only changed under _claim_lock.
         self._inflight: dict[int, Due] = {}
         self._claim_lock = threading.Lock()
-        self._results: queue.SimpleQueue[tuple[int, Outcome] | None] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
         self._signers: dict[tuple[str, str], Webhook] = {}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -102,12 +103,8 @@ class Dispatcher:
         self._lease_until = 0
         self._wakeup: Wakeup | None = None
         self._rng = random.Random()
-        self._round = 0
-        # Per subscription, the last claim round whose failures were counted: a burst of
-        # failed sends from one claim counts as one failed round however it is recorded.
-        self._counted_round: dict[str, int] = {}
-        # Subscriptions whose failure count this dispatcher set to 0 and has not counted a
-        # failure for since: a success needs no reset statement for them.
+        # Subscriptions this dispatcher knows not to be failing: a success needs no
+        # statement for them.
         self._clean: set[str] = set()
         self._prune_due = True
         self._fanned = 0  # rows fanned out since the statistics were last refreshed
@@ -215,13 +212,13 @@ class Dispatcher:
                 self._record(got)
         finally:
             with self._claim_lock:
-                for _, o in got:
+                for o in got:
                     self._inflight.pop(o.delivery_id, None)
 
-    def _gather(self, inflight: int) -> list[tuple[int, Outcome]]:
+    def _gather(self, inflight: int) -> list[Outcome]:
         """Outcomes: wait up to ``poll_seconds`` for the first item (an outcome or a wake-up),
         then up to ``GATHER_SECONDS`` for more outcomes, so a batch is one transaction."""
-        got: list[tuple[int, Outcome]] = []
+        got: list[Outcome] = []
         try:
             item = self._results.get(timeout=self.ws.poll_seconds)
         except queue.Empty:
@@ -305,12 +302,12 @@ class Dispatcher:
     def send_due(self) -> int:
         due = self._claim(self.send_batch, ())
         if len(due) > 1 and self.ws.concurrency > 1:
-            results: queue.SimpleQueue[tuple[int, Outcome] | None] = queue.SimpleQueue()
+            results: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
             for row in due:
                 self._submit(row, results)
             got = [item for item in (results.get() for _ in due) if item is not None]
         else:
-            got = [(self._round, self._send_one(r)) for r in due]
+            got = [self._send_one(r) for r in due]
         if got:
             self._record(got)
         return len(got)
@@ -328,21 +325,16 @@ class Dispatcher:
 
     def _claim(self, limit: int, exclude: Collection[int]) -> list[Due]:
         due = outbox.claim(self.db, now_ms(), limit, exclude)
-        self._round += 1
         if not due and not exclude:
             nxt = outbox.next_due_ms(self.db)
             if nxt is not None:
                 self._wake_at(nxt)
         return due
 
-    def _record(self, got: Sequence[tuple[int, Outcome]]) -> None:
-        count: dict[str, int] = {}
-        for rnd, o in got:
-            if not o.ok and rnd > self._counted_round.get(o.subscription_id, 0):
-                count[o.subscription_id] = max(rnd, count.get(o.subscription_id, 0))
-        self._clean -= count.keys()
-        self._clean |= outbox.record(self.db, [o for _, o in got], self.ws, self._rng, count.keys(), self._clean)
-        self._counted_round.update(count)
+    def _record(self, got: Sequence[Outcome]) -> None:
+        failed = {o.subscription_id for o in got if not o.ok}
+        clean = outbox.record(self.db, got, self.ws, self._rng, self._clean)
+        self._clean = (self._clean - failed) | clean
 
     # --- sending --------------------------------------------------------------------------------
 
@@ -353,18 +345,18 @@ class Dispatcher:
             signer = self._signers[key] = Webhook(secret)
         return signer
 
-    def _submit(self, row: Due, results: queue.SimpleQueue[tuple[int, Outcome] | None]) -> None:
+    def _submit(self, row: Due, results: queue.SimpleQueue[Outcome | None]) -> None:
         if not self._senders:
             self._senders = [threading.Thread(target=self._sending, name=f"durascope-webhook-{i}", daemon=True)
                              for i in range(self.ws.concurrency)]
             for t in self._senders:
                 t.start()
-        self._todo.put((self._round, row, results))
+        self._todo.put((row, results))
 
     def _sending(self) -> None:
         while (item := self._todo.get()) is not None:
-            rnd, row, results = item
-            results.put((rnd, self._send_one(row)))
+            row, results = item
+            results.put(self._send_one(row))
 
     def _send_one(self, row: Due) -> Outcome:
         ts = time.time()

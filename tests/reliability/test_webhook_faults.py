@@ -1,0 +1,87 @@
+"""Webhook delivery under faults: a receiver that is down, then answers 500, then 200.
+
+After each fault: every status change was delivered, in order per execution, with the
+same ``webhook-id`` on every attempt and redelivery of one change; the subscription is
+still enabled.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import func, select
+
+from recorder.api import Durascope
+from recorder.followers import webhooks as wh
+from recorder.followers.dispatcher import Dispatcher
+from recorder.followers.models import WebhookAttempt
+from recorder.followers.webhooks import WebhookSettings
+from tests.conftest import register
+from tests.webhook_receiver import Receiver, one_id_per_event, statuses
+
+# Quick retries, so that minutes of outage take a second; the disable policy stays the default.
+RETRY = {"retry_base_seconds": 0.05, "retry_max_seconds": 0.2, "poll_seconds": 0.01}
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.release()
+    if r.server is not None:
+        r.down()
+
+
+def _subscribe(ds: Durascope, receiver: Receiver, path: str) -> str:
+    sub = wh.create_subscription(ds.db, wh.validate_spec(receiver.url(path)))
+    receiver.secrets[path] = sub["secret"]
+    return sub["id"]
+
+
+def _failed_attempts(ds: Durascope) -> int:
+    with ds.db.read() as s:
+        return s.execute(select(func.count()).where(WebhookAttempt.ok.is_(False))).scalar_one()
+
+
+def _assert_delivered_in_order(receiver: Receiver, path: str, arns: list[str]) -> None:
+    got = receiver.at(path)
+    assert not receiver.bad
+    assert one_id_per_event(receiver.seen)  # a retry or redelivery carries the change's webhook-id
+    for arn in arns:
+        # At least once: a change may arrive twice (sent, then the sender died), never out of order.
+        arrived = statuses(got, arn)
+        assert [s for i, s in enumerate(arrived) if i == 0 or s != arrived[i - 1]] == ["RUNNING", "SUCCEEDED"]
+
+
+def test_receiver_down_then_500_then_200_loses_nothing_with_default_settings(database_url: str,
+                                                                           receiver: Receiver) -> None:
+    """A receiver outage used to disable the subscription within seconds (one failure counted
+    per claim, 20 by default); now nothing is disabled short of days of failure."""
+    ws = WebhookSettings(**RETRY)
+    assert ws.disable_after_seconds >= 86_400 and ws.max_failures == 20  # the defaults
+    with Durascope.open(database_url) as ds:
+        register(ds, "add-one", "th_basic.add_one")
+        sub_id = _subscribe(ds, receiver, "/outage")
+        receiver.down()
+        disp = Dispatcher(ds.db, ds.settings, ws)
+        disp.start()
+        try:
+            arns = [ds.start("add-one", json.dumps({"a": i})) for i in range(25)]
+            for arn in arns:
+                ds.wait(arn, 60)
+            ds.wait_for(lambda: _failed_attempts(ds) >= 200, 60, "no failed attempts while the receiver is down")
+            receiver.status = 500
+            receiver.up()
+            ds.wait_for(lambda: sum(s.answered == 500 for s in receiver.seen) >= 50, 60, "no 500 answers")
+            down = wh.get_subscription(ds.db, sub_id)
+            assert down["enabled"] and down["consecutiveFailures"] > 20 and down["failingSinceMs"]
+            receiver.status = 200
+            ds.wait_for(lambda: len(receiver.at("/outage")) >= 50, 60, "not delivered after the receiver recovered")
+        finally:
+            disp.stop()
+        _assert_delivered_in_order(receiver, "/outage", arns)
+        after = wh.get_subscription(ds.db, sub_id)
+        assert after["enabled"] and after["consecutiveFailures"] == 0 and after["failingSinceMs"] is None
+        assert after["deliveries"] == {"pending": 0, "succeeded": 50}
