@@ -20,8 +20,8 @@ from tests.conftest import register
 from tests.webhook_receiver import Receiver, statuses
 from recorder.api import Durascope
 from recorder.cli import main as cli
-from recorder.followers.dispatcher import Dispatcher, backoff_ms
-from recorder.followers.models import WebhookAttempt, WebhookDelivery
+from recorder.followers.dispatcher import LEASE_NAME, Dispatcher, backoff_ms
+from recorder.followers.models import Follower, WebhookAttempt, WebhookDelivery
 from recorder.followers.sender import PostResult, Sender
 from recorder.followers.webhooks import WebhookSettings, refused_address
 from viewer import create_app
@@ -507,3 +507,44 @@ def test_disabled_subscription_records_what_it_missed_and_enable_delivers_it(ds:
     assert not receiver.bad and len({i for i, _ in got}) == 6
     for arn in arns:
         assert statuses(got, arn) == ["RUNNING", "SUCCEEDED"]
+
+
+_HOLD_LEASE = """
+import sys, time
+from recorder.config import Settings
+from recorder.followers.dispatcher import Dispatcher
+from recorder.followers.webhooks import WebhookSettings
+from recorder.store.db import Database
+db = Database(sys.argv[1])
+d = Dispatcher(db, Settings.from_env(database_url=sys.argv[1]), WebhookSettings(lease_seconds=300))
+d.run_once()
+print(d.owner, flush=True)
+time.sleep(120)
+"""
+
+
+def test_restarted_dispatcher_takes_a_dead_owners_lease_at_once(ds: Durascope) -> None:
+    """A process of this host that holds the lease and is gone (killed, not restarted yet)
+    does not make its successor wait out the lease; a live one keeps it."""
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_LEASE, ds.settings.database_url], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    try:
+        dead_owner = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert dead_owner, "the lease holder did not start"
+        successor = Dispatcher(ds.db, ds.settings, dataclasses.replace(FAST, lease_seconds=300))
+        successor.run_once()
+        assert _lease_owner(ds) == dead_owner  # alive: its lease is respected
+        proc.kill()
+        proc.wait()
+        successor.run_once()
+        assert _lease_owner(ds) == successor.owner  # gone: taken at once, 300 s before it expires
+        successor.stop()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert _lease_owner(ds) is None  # released on stop
+
+
+def _lease_owner(ds: Durascope) -> str | None:
+    with ds.db.read() as s:
+        return s.execute(select(Follower.owner).where(Follower.name == LEASE_NAME)).scalar()

@@ -26,8 +26,10 @@ A crash between 3 and 4 sends the event again later with the same webhook-id
 (at-least-once). APScheduler only wakes the loop: at the next due retry, on a periodic
 sweep and for the periodic prune (``outbox.prune``, past the log retention). The
 fan-out thread looks at the log tail every ``poll_seconds``. Only one dispatcher per
-database works at a time (a lease in ``followers``). ``run_once`` is one synchronous
-pass of the same steps (tests, tools).
+database works at a time (a lease in ``followers``); a dispatcher restarted on the same
+host takes the lease of its dead predecessor at once (``recorder.owners``) instead of
+waiting for it to expire. ``run_once`` is one synchronous pass of the same steps (tests,
+tools).
 """
 
 from __future__ import annotations
@@ -36,10 +38,8 @@ import logging
 import os
 import queue
 import random
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +54,7 @@ from recorder.followers.models import Follower
 from recorder.followers.outbox import Due, Outcome, backoff_ms, webhook_id
 from recorder.followers.sender import EXCERPT_CHARS, Sender
 from recorder.followers.webhooks import WebhookSettings, now_ms
+from recorder.owners import known_dead, owner_id
 from recorder.store.db import Database
 from recorder.wakeup import Wakeup
 
@@ -80,7 +81,7 @@ class Dispatcher:
         self.db = db
         self.settings = settings
         self.ws = ws or WebhookSettings.from_env()
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or owner_id()
         self.fanout_batch = fanout_batch
         self.send_batch = send_batch
         # In flight at most: a claim of a full batch waits until a batch has been recorded,
@@ -257,7 +258,10 @@ class Dispatcher:
             if row is None:
                 conn.execute(insert(f), {"name": LEASE_NAME, "position": 0, "owner": self.owner,
                                          "lease_expires_ms": until, "updated_ms": now})
-            elif row.owner == self.owner or row.owner is None or (row.lease_expires_ms or 0) < now:
+            elif (row.owner == self.owner or row.owner is None or (row.lease_expires_ms or 0) < now
+                  or known_dead(row.owner)):
+                if row.owner not in (self.owner, None) and (row.lease_expires_ms or 0) >= now:
+                    log.info("webhook dispatcher lease taken from %s: a process of this host that is gone", row.owner)
                 conn.execute(update(f).where(f.c.name == LEASE_NAME)
                              .values(owner=self.owner, lease_expires_ms=until, updated_ms=now))
             else:

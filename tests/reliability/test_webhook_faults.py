@@ -1,14 +1,16 @@
-"""Webhook delivery under faults: a receiver that is down, then answers 500, then 200.
+"""Webhook delivery under faults: a receiver that is down, then answers 500, then 200; and a
+SIGKILL of ``serve`` in the middle of a delivery.
 
 After each fault: every status change was delivered, in order per execution, with the
 same ``webhook-id`` on every attempt and redelivery of one change; the subscription is
-still enabled.
+still enabled; no process outlives the test.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -19,10 +21,19 @@ from recorder.followers.dispatcher import Dispatcher
 from recorder.followers.models import WebhookAttempt
 from recorder.followers.webhooks import WebhookSettings
 from tests.conftest import register
+from tests.reliability.webhook_harness import Served, no_survivors
 from tests.webhook_receiver import Receiver, one_id_per_event, statuses
 
 # Quick retries, so that minutes of outage take a second; the disable policy stays the default.
 RETRY = {"retry_base_seconds": 0.05, "retry_max_seconds": 0.2, "poll_seconds": 0.01}
+RETRY_ENV = {"DURASCOPE_WEBHOOKS_RETRY_BASE_SECONDS": "0.05", "DURASCOPE_WEBHOOKS_RETRY_MAX_SECONDS": "0.2",
+             "DURASCOPE_WEBHOOKS_POLL_SECONDS": "0.01"}
+
+
+@pytest.fixture
+def process_tag() -> Iterator[str]:
+    with no_survivors() as tag:
+        yield tag
 
 
 @pytest.fixture
@@ -85,3 +96,37 @@ def test_receiver_down_then_500_then_200_loses_nothing_with_default_settings(dat
         after = wh.get_subscription(ds.db, sub_id)
         assert after["enabled"] and after["consecutiveFailures"] == 0 and after["failingSinceMs"] is None
         assert after["deliveries"] == {"pending": 0, "succeeded": 50}
+
+
+def test_serve_killed_during_a_delivery_redelivers_it_and_its_successor_takes_over_at_once(
+        database_url: str, receiver: Receiver, tmp_path: Path, process_tag: str) -> None:
+    """SIGKILL of ``serve`` while a delivery is in flight. The restarted ``serve`` sends it
+    again with the same webhook-id, at once: the dead process's 120 s dispatcher lease is
+    not waited out (the test would time out first)."""
+    env = {**RETRY_ENV, "DURASCOPE_WEBHOOKS_LEASE_SECONDS": "120", "DURASCOPE_LEASE_SECONDS": "2"}
+    log = tmp_path / "serve.log"
+    with Durascope.open(database_url, run_engine=False) as ds:
+        register(ds, "add-one", "th_basic.add_one")
+        _subscribe(ds, receiver, "/killed")
+        receiver.holding = True
+        first = Served(database_url, process_tag, log, **env)
+        try:
+            arns = [ds.start("add-one", json.dumps({"a": i})) for i in range(5)]
+            ds.wait_for(lambda: receiver.held.is_set(), 60, f"no delivery reached the receiver: {first.tail()}")
+        finally:
+            first.kill()
+        receiver.release()
+        ds.wait_for(lambda: receiver.seen, 30, "the held request was not recorded")
+        held = receiver.seen[0]
+        second = Served(database_url, process_tag, log, **env)
+        try:
+            ds.wait_for(lambda: len({i for i, _ in receiver.at("/killed")}) >= 10, 60,
+                        f"not delivered after the restart: {second.tail()}")
+            for arn in arns:
+                assert ds.wait(arn, 60).status == "SUCCEEDED"
+        finally:
+            second.stop()
+    assert held.event is not None
+    # The change that was in flight when the sender died arrived again, with its webhook-id.
+    assert held.webhook_id in {i for i, _ in receiver.at("/killed")}
+    _assert_delivered_in_order(receiver, "/killed", arns)
