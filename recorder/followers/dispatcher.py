@@ -15,8 +15,9 @@ never waits for a slow send:
    ``concurrency`` sending threads. A later event of an execution is claimed only after
    the earlier one was *recorded* as succeeded, so order per subscription and execution
    holds while different executions go in parallel.
-3. **Send.** Signed per Standard Webhooks; ``webhook-id`` is the delivery's stable id,
-   so every retry and redelivery carries the same one.
+3. **Send** (``lanes``: a fast lane, and a slow lane for subscriptions whose attempts take
+   long, so they cannot stall the others). Signed per Standard Webhooks; ``webhook-id`` is
+   the delivery's stable id, so every retry and redelivery carries the same one.
 4. **Record** (the loop). Outcomes are gathered for a few milliseconds and written in one
    transaction: the attempt log, each delivery succeeded or rescheduled (exponential
    backoff with jitter, due time in the database), since when each subscription has been
@@ -42,7 +43,6 @@ import threading
 import time
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import insert, select, update
@@ -50,6 +50,7 @@ from standardwebhooks import Webhook
 
 from recorder.config import Settings
 from recorder.followers import outbox
+from recorder.followers.lanes import Lanes
 from recorder.followers.models import Follower
 from recorder.followers.outbox import Due, Outcome, backoff_ms, webhook_id
 from recorder.followers.sender import EXCERPT_CHARS, Sender
@@ -88,10 +89,7 @@ class Dispatcher:
         # so the senders have a batch queued while the next one is claimed.
         self.window = 2 * send_batch
         self.sender = Sender(self.ws)
-        # Sending threads fed by a plain queue (ThreadPoolExecutor.submit cost more CPU
-        # per delivery than the fan-out); each item names the queue its outcome goes to.
-        self._todo: queue.SimpleQueue[tuple[Due, queue.SimpleQueue[Any]] | None] = queue.SimpleQueue()
-        self._senders: list[threading.Thread] = []
+        self.lanes = Lanes(self._send_one, self.ws.concurrency, self.ws.slow_seconds)
         # Claimed and not yet recorded; only changed under _claim_lock.
         self._inflight: dict[int, Due] = {}
         self._claim_lock = threading.Lock()
@@ -140,11 +138,7 @@ class Dispatcher:
         for t in (self._fan_thread, self._thread):
             if t is not None:
                 t.join(timeout=30)
-        for _ in self._senders:
-            self._todo.put(None)
-        for t in self._senders:
-            t.join(timeout=30)
-        self._senders.clear()
+        self.lanes.stop()
         self.sender.close()
         self._release_lease()
 
@@ -198,12 +192,13 @@ class Dispatcher:
             if self._stopping.is_set() or (room < self.send_batch and self._inflight):
                 return
             for row in self._claim(min(room, self.send_batch), list(self._inflight)):
-                self._inflight[row.id] = row
-                self._submit(row, self._results)
+                if self.lanes.put(row, self._results):
+                    self._inflight[row.id] = row
 
     def _step(self) -> None:
         """One turn of the loop: top up the senders, then wait for outcomes or a wake-up
         (at most ``poll_seconds``) and record what came back."""
+        self.lanes.watch()
         if not self._stopping.is_set() and self._hold_lease():
             self._prune_some()
             self._top_up()
@@ -304,14 +299,9 @@ class Dispatcher:
         return n
 
     def send_due(self) -> int:
-        due = self._claim(self.send_batch, ())
-        if len(due) > 1 and self.ws.concurrency > 1:
-            results: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
-            for row in due:
-                self._submit(row, results)
-            got = [item for item in (results.get() for _ in due) if item is not None]
-        else:
-            got = [self._send_one(r) for r in due]
+        results: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
+        queued = sum(self.lanes.put(row, results) for row in self._claim(self.send_batch, ()))
+        got = [item for item in (results.get() for _ in range(queued)) if item is not None]
         if got:
             self._record(got)
         return len(got)
@@ -328,7 +318,7 @@ class Dispatcher:
             self._prune_due = False
 
     def _claim(self, limit: int, exclude: Collection[int]) -> list[Due]:
-        due = outbox.claim(self.db, now_ms(), limit, exclude)
+        due = outbox.claim(self.db, now_ms(), limit, exclude, self.lanes.saturated())
         if not due and not exclude:
             nxt = outbox.next_due_ms(self.db)
             if nxt is not None:
@@ -348,19 +338,6 @@ class Dispatcher:
         if signer is None:
             signer = self._signers[key] = Webhook(secret)
         return signer
-
-    def _submit(self, row: Due, results: queue.SimpleQueue[Outcome | None]) -> None:
-        if not self._senders:
-            self._senders = [threading.Thread(target=self._sending, name=f"durascope-webhook-{i}", daemon=True)
-                             for i in range(self.ws.concurrency)]
-            for t in self._senders:
-                t.start()
-        self._todo.put((row, results))
-
-    def _sending(self) -> None:
-        while (item := self._todo.get()) is not None:
-            row, results = item
-            results.put(self._send_one(row))
 
     def _send_one(self, row: Due) -> Outcome:
         ts = time.time()

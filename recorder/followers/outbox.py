@@ -173,8 +173,10 @@ def _changed(conn: Connection, sub_id: str, changes: Sequence[StatusChange]) -> 
 # --- claim ------------------------------------------------------------------------------------
 
 
-def claim(db: Database, now: int, limit: int, exclude: Collection[int] = ()) -> list[Due]:
-    """Due deliveries that may be sent now, at most ``limit``, skipping ``exclude`` (in flight).
+def claim(db: Database, now: int, limit: int, exclude: Collection[int] = (),
+          skip_subscriptions: Collection[str] = ()) -> list[Due]:
+    """Due deliveries that may be sent now, at most ``limit``, skipping ``exclude`` (in flight)
+    and the rows of ``skip_subscriptions`` (slow ones that have enough in flight).
 
     A row is sendable when no earlier row of its (subscription, execution) is pending: a
     later event of an execution is never sent before an earlier one succeeded. Rows that
@@ -191,6 +193,8 @@ def claim(db: Database, now: int, limit: int, exclude: Collection[int] = ()) -> 
          .where(_D.c.state == "pending", _D.c.next_attempt_ms <= now))
     if exclude:
         q = q.where(_D.c.id.not_in(list(exclude)))
+    if skip_subscriptions:
+        q = q.where(_D.c.subscription_id.not_in(sorted(skip_subscriptions)))
     # Due order only: ix_webhook_deliveries_due gives it, so the scan stops at the LIMIT.
     with db.read() as s:
         rows = s.execute(q.order_by(_D.c.next_attempt_ms).limit(limit)).all()

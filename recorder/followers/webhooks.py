@@ -17,10 +17,13 @@ Settings (environment):
                                                 also have happened (20).
 * ``DURASCOPE_WEBHOOKS_RETRY_BASE_SECONDS``     first retry delay (2); doubles per attempt,
 * ``DURASCOPE_WEBHOOKS_RETRY_MAX_SECONDS``      up to this (600), with jitter (50-100 %).
-* ``DURASCOPE_WEBHOOKS_TIMEOUT_SECONDS``        HTTP timeout per attempt (10).
+* ``DURASCOPE_WEBHOOKS_TIMEOUT_SECONDS``        deadline of one attempt, connect to last byte (10).
+* ``DURASCOPE_WEBHOOKS_SLOW_SECONDS``           an attempt running longer makes its subscription
+                                                "slow": its sends move to threads of their own (2).
 * ``DURASCOPE_WEBHOOKS_POLL_SECONDS``           how often the dispatcher looks at the log tail (0.02).
 * ``DURASCOPE_WEBHOOKS_LEASE_SECONDS``          dispatcher lease: one active dispatcher per database (15).
-* ``DURASCOPE_WEBHOOKS_CONCURRENCY``            parallel HTTP sends (8).
+* ``DURASCOPE_WEBHOOKS_CONCURRENCY``            parallel HTTP sends (8), and as many again for slow
+                                                subscriptions.
 * ``DURASCOPE_WEBHOOKS_LOG_RETENTION_DAYS``     days a succeeded delivery and its attempt log are
                                                 kept after its last attempt (14; 0 keeps them
                                                 forever). Pending deliveries are never pruned.
@@ -86,6 +89,7 @@ class WebhookSettings:
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 600.0
     timeout_seconds: float = 10.0
+    slow_seconds: float = 2.0
     poll_seconds: float = 0.02
     lease_seconds: float = 15.0
     concurrency: int = 8
@@ -105,6 +109,7 @@ class WebhookSettings:
             "retry_base_seconds": _env_float(env, "DURASCOPE_WEBHOOKS_RETRY_BASE_SECONDS", 2.0),
             "retry_max_seconds": _env_float(env, "DURASCOPE_WEBHOOKS_RETRY_MAX_SECONDS", 600.0),
             "timeout_seconds": _env_float(env, "DURASCOPE_WEBHOOKS_TIMEOUT_SECONDS", 10.0),
+            "slow_seconds": _env_float(env, "DURASCOPE_WEBHOOKS_SLOW_SECONDS", 2.0),
             "poll_seconds": _env_float(env, "DURASCOPE_WEBHOOKS_POLL_SECONDS", 0.02),
             "lease_seconds": _env_float(env, "DURASCOPE_WEBHOOKS_LEASE_SECONDS", 15.0),
             "concurrency": max(1, int(_env_float(env, "DURASCOPE_WEBHOOKS_CONCURRENCY", 8))),
