@@ -70,6 +70,11 @@ class Settings:
     # DURASCOPE_ACCESS_KEYS=id:secret[,id:secret]: when set, every API request must be
     # SigV4-signed with one of them (and the viewer asks for a login).
     access_keys: dict[str, str] = field(default_factory=dict)
+    # DURASCOPE_ALLOWED_HOSTS=name[,name]: Host names the server answers besides loopback,
+    # IP literals and its own names ("*" for any, ".example.com" for its subdomains).
+    allowed_hosts: tuple[str, ...] = ()
+    # How long a viewer login lasts (the server ends it sooner at logout).
+    session_hours: float = 8.0
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -89,6 +94,8 @@ class Settings:
             "auto_upgrade": env.get("DURASCOPE_AUTO_UPGRADE", "1") not in ("0", "false", "no"),
             "worker_concurrency": _int(env, "DURASCOPE_WORKER_CONCURRENCY", 2),
             "access_keys": _access_keys(env.get("DURASCOPE_ACCESS_KEYS")),
+            "session_hours": _float(env, "DURASCOPE_SESSION_HOURS", 8.0),
+            "allowed_hosts": tuple(h.strip() for h in (env.get("DURASCOPE_ALLOWED_HOSTS") or "").split(",") if h.strip()),
         }
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 
 from recorder.engine.invoker import runtime_exited, split_handler
 from recorder.httpclient import EngineConnections
+from recorder.sigv4 import sign_headers
 
 log = logging.getLogger("durascope.worker")
 
@@ -103,8 +104,6 @@ class HttpBackend:
     def _call(self, method: str, path: str, body: bytes | None = None, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         if self.credentials is not None:
-            from viewer.auth import sign_headers
-
             headers = sign_headers(method, self.base + path, body, self.credentials[0], self.credentials[1],
                                    self.region, headers)
         return self._connections.request(method, path, body, headers, timeout)

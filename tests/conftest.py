@@ -9,15 +9,20 @@ dropped afterwards.
 from __future__ import annotations
 
 import os
+import re
+import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
 from recorder.api import Durascope
+from recorder.config import Settings
 from recorder.store.db import Database
 
 HANDLERS = str(Path(__file__).parent / "handlers")
@@ -101,3 +106,26 @@ def control_only(database_url: str) -> Iterator[Durascope]:
 
 def register(d: Durascope, name: str, handler: str, **kw: object) -> None:
     d.register_function(name, handler, code_dir=HANDLERS, **kw)  # type: ignore[arg-type]
+
+
+def submit_form(client: Any, page: str, action: str, data: dict[str, str] | None = None) -> Any:
+    """POST a form the way a browser does: with the CSRF token of the page that shows it."""
+    body = client.get(page).get_data(as_text=True)
+    m = re.search(r'name="csrf_token" value="([^"]+)"', body)
+    assert m, f"{page} has no form with a CSRF token"
+    return client.post(action, data={**(data or {}), "csrf_token": m.group(1)})
+
+
+@contextmanager
+def running_server(settings: Settings, **kw: Any) -> Iterator[tuple[Any, Durascope]]:
+    """``durascope serve``'s server on a free loopback port, serving in a thread; closed after."""
+    from viewer.server import build_server
+
+    server, d = build_server(settings, port=0, **kw)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server, d
+    finally:
+        server.shutdown()
+        server.server_close()
+        d.close()

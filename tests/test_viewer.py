@@ -15,7 +15,7 @@ from aws_durable_execution_sdk_python import DurableContext, durable_execution
 from sqlalchemy import event as sa_event
 
 from recorder.api import Durascope
-from tests.conftest import register
+from tests.conftest import register, submit_form
 from viewer import create_app
 from viewer.gantt import MAX_OP_LANES, build_gantt
 from viewer.view_models import Attempt, ExecutionView, Gap, Invocation, OperationView
@@ -150,18 +150,18 @@ def test_execution_page_callback_and_stop(ds: Durascope, client) -> None:
     assert "heartbeat due" in page
 
     # Invalid JSON: refused in place, nothing sent, the execution keeps waiting.
-    resp = client.post(url(arn, "callback"), data={"callback_id": cb["callback_id"], "action": "success",
+    resp = submit_form(client, url(arn), url(arn, "callback"), {"callback_id": cb["callback_id"], "action": "success",
                                                    "payload": "{not json"})
     assert resp.status_code == 400 and "Payload is not valid JSON" in html(resp)
     assert "{not json" in html(resp)  # the typed text stays in the form
     assert ds.describe(arn).status == "RUNNING"
     # An unknown callback id: the service error shows in place too.
-    resp = client.post(url(arn, "callback"), data={"callback_id": "QUJD", "action": "heartbeat"})
+    resp = submit_form(client, url(arn), url(arn, "callback"), {"callback_id": "QUJD", "action": "heartbeat"})
     assert resp.status_code == 400 and 'class="form-error"' in html(resp)
 
-    resp = client.post(url(arn, "callback"), data={"callback_id": cb["callback_id"], "action": "heartbeat"})
+    resp = submit_form(client, url(arn), url(arn, "callback"), {"callback_id": cb["callback_id"], "action": "heartbeat"})
     assert resp.status_code == 303
-    resp = client.post(url(arn, "callback"), data={"callback_id": cb["callback_id"], "action": "success",
+    resp = submit_form(client, url(arn), url(arn, "callback"), {"callback_id": cb["callback_id"], "action": "success",
                                                    "payload": '{"approved": true}'})
     assert resp.status_code == 303 and "notice=callback-success" in resp.headers["Location"]
     assert ds.wait(arn, 30).status == "SUCCEEDED"
@@ -184,7 +184,7 @@ def test_execution_page_callback_and_stop(ds: Durascope, client) -> None:
     waiting = ds.start("waits", json.dumps({"seconds": 3600}), name="long")
     ds.wait_for(lambda: any(w["kind"] == "wait" for w in client.get(api(waiting)).get_json()["waiting_on"]), 30)
     assert "wait &#39;pause&#39;" in html(client.get(url(waiting)))
-    resp = client.post(url(waiting, "stop"))
+    resp = submit_form(client, url(waiting), url(waiting, "stop"))
     assert resp.status_code == 303
     assert ds.wait(waiting, 30).status == "STOPPED"
     assert "Stop execution" not in html(client.get(url(waiting)))
@@ -405,9 +405,9 @@ def test_user_markup_is_always_escaped(ds: Durascope, client) -> None:
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in body
     # In the Gantt JSON: HTML-escaped for plotly's labels, then tojson-escaped for the page.
     assert "\\u0026lt;script\\u0026gt;" in body
-    body = html(client.post(url(cb, "callback"), data={"callback_id": cb_id, "action": "success", "payload": XSS}))
+    body = html(submit_form(client, url(cb), url(cb, "callback"), {"callback_id": cb_id, "action": "success", "payload": XSS}))
     assert "<script>alert" not in body and "&lt;script&gt;" in body
-    body = html(client.post(url(cb, "callback"), data={"callback_id": XSS, "action": "heartbeat"}))
+    body = html(submit_form(client, url(cb), url(cb, "callback"), {"callback_id": XSS, "action": "heartbeat"}))
     assert "<script>alert" not in body
     # The JSON twin returns the data as data.
     assert client.get(api(arn)).get_json()["error"]["message"] == XSS

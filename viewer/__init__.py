@@ -3,12 +3,15 @@
     app = create_app(Settings.from_env(), durascope=Durascope(settings))
 
 The app serves the Lambda-compatible REST API (``viewer.lambda_api``) so boto3 and the
-AWS CLI work against Durascope unchanged. Later blueprints (HTML pages, ``/api/v1``,
-feeds, webhooks admin) hang off the same factory.
+AWS CLI work against Durascope unchanged, the worker runtime relay
+(``viewer.runtime_api``), the HTML pages with their ``/api/v1`` JSON twins
+(``viewer.pages``), and the status-change feed with the webhooks admin (``viewer.feed``).
+Who may reach which of them is one rule, ``viewer.access``, installed in front of all.
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from flask import Flask
@@ -23,11 +26,12 @@ HARD_BODY_LIMIT = 64 * 1024 * 1024
 
 
 def create_app(settings: Settings | None = None, durascope: Durascope | None = None,
-               **config: Any) -> Flask:
+               bind_host: str | None = None, **config: Any) -> Flask:
     """Build the app. Without ``durascope`` one is opened on ``settings`` *without* an
     engine (API only; another process runs invocations and timers); ``run_server``
     passes one that runs the engine. Whoever passes a Durascope closes it; one opened
-    here is marked ``app.extensions["durascope_owned"] = True`` for the app's owner to close."""
+    here is marked ``app.extensions["durascope_owned"] = True`` for the app's owner to close.
+    ``bind_host`` is the name the server listens on, which the Host allowlist accepts."""
     from viewer import lambda_api, pages, runtime_api
 
     settings = settings or (durascope.settings if durascope is not None else Settings.from_env())
@@ -51,14 +55,16 @@ def create_app(settings: Settings | None = None, durascope: Durascope | None = N
     from viewer import feed  # status-change feed and webhooks admin
     app.register_blueprint(feed.bp)
     app.register_blueprint(pages.bp)
-    from viewer import login
+    from viewer import access, login
 
-    login.register_template_helpers(app)
+    access.install(app, access.AccessPolicy.build(settings.access_keys, settings.allowed_hosts, bind_host))
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     if settings.access_keys:
-        from viewer import auth
-
-        auth.install(app, settings.access_keys)
-        login.install(app, settings.access_keys)
+        login.install(app, settings.access_keys, settings.session_hours)
+    else:
+        # Only the CSRF token lives in the session: a key of this process is enough (a
+        # restarted server asks for a reload of a form left open).
+        app.config["SECRET_KEY"] = secrets.token_bytes(32)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> Any:

@@ -317,12 +317,12 @@ _WEBHOOKS = """
 name prefix: {{ w.namePrefix or '-' }}{% if w.onChangeOnly %}<br>on change only{% endif %}</td>
 <td>{% if w.enabled %}enabled{% else %}<span class="err">disabled</span>{% if w.disabledReason %}: {{ w.disabledReason }}{% endif %}{% endif %}</td>
 <td>{{ w.deliveries.succeeded }} delivered, {{ w.deliveries.pending }} pending</td>
-<td><form class="inline" method="post" action="{{ url_for('feed.webhook_action', sub_id=w.id, action='enable' if not w.enabled else 'disable') }}">
+<td><form class="inline" method="post" action="{{ url_for('feed.webhook_action', sub_id=w.id, action='enable' if not w.enabled else 'disable') }}"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
 <button>{{ 'enable' if not w.enabled else 'disable' }}</button></form>
-<form class="inline" method="post" action="{{ url_for('feed.webhook_action', sub_id=w.id, action='delete') }}"><button>delete</button></form></td></tr>
+<form class="inline" method="post" action="{{ url_for('feed.webhook_action', sub_id=w.id, action='delete') }}"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}"><button>delete</button></form></td></tr>
 {% else %}<tr><td colspan="5">no webhook subscriptions yet</td></tr>{% endfor %}</tbody></table>
 <h2>Add a subscription</h2>
-<form method="post" action="{{ url_for('feed.webhooks_page') }}">
+<form method="post" action="{{ url_for('feed.webhooks_page') }}"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
 <p>URL <input name="url" size="60" required placeholder="https://example.com/hooks/durascope"></p>
 <p>statuses {% for s in statuses %}<label><input type="checkbox" name="status" value="{{ s }}"> {{ s }}</label> {% endfor %}</p>
 <p>function (name, name prefix or ARN prefix) <input name="function"> execution-name prefix <input name="name_prefix"></p>
@@ -382,7 +382,7 @@ _WEBHOOK = """
 <p>{% if w.enabled %}enabled{% else %}<span class="err">disabled{% if w.disabledReason %}: {{ w.disabledReason }}{% endif %}</span>{% endif %}
 · followed up to log position {{ w.position }} · {{ w.deliveries.succeeded }} delivered, {{ w.deliveries.pending }} pending
 · consecutive failures {{ w.consecutiveFailures }} / {{ w.maxFailures }}</p>
-<form class="inline" method="post" action="{{ url_for('feed.webhook_action', sub_id=w.id, action='enable' if not w.enabled else 'disable') }}">
+<form class="inline" method="post" action="{{ url_for('feed.webhook_action', sub_id=w.id, action='enable' if not w.enabled else 'disable') }}"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
 <button>{{ 'enable' if not w.enabled else 'disable' }}</button></form>
 <h2>Delivery log</h2>
 <table><thead><tr><th>position</th><th>status</th><th>state</th><th>webhook-id</th><th>attempts (time, code, latency, response)</th><th></th></tr></thead><tbody>
@@ -391,7 +391,7 @@ _WEBHOOK = """
 <td class="mono">{{ d.webhookId }}</td><td>{% for a in d.attemptLog %}<div>#{{ a.attempt }} {{ iso(a.timeMs) }}
 · {{ a.statusCode if a.statusCode is not none else '-' }} · {{ a.latencyMs }} ms{% if a.manual %} · manual{% endif %}
 {% if a.error %}<span class="err">· {{ a.error }}</span>{% endif %}{% if a.responseExcerpt %}<br><code>{{ a.responseExcerpt }}</code>{% endif %}</div>
-{% endfor %}</td><td><form method="post" action="{{ url_for('feed.webhook_redeliver_form', sub_id=w.id, delivery_id=d.id) }}">
+{% endfor %}</td><td><form method="post" action="{{ url_for('feed.webhook_redeliver_form', sub_id=w.id, delivery_id=d.id) }}"><input type="hidden" name="csrf_token" value="{{ csrf_token() }}">
 <button>redeliver</button></form></td></tr>{% else %}<tr><td colspan="6">nothing delivered yet</td></tr>{% endfor %}
 </tbody></table>"""
 

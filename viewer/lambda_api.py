@@ -14,7 +14,8 @@ the model spells (``ServiceError.to_body``). Bad input is a 4xx, never a 500.
 Timestamps in responses are epoch seconds with fraction; timestamps in query strings
 are ISO-8601 (what botocore sends) or epoch seconds.
 
-SigV4 signatures are not verified (spec 2.1); authentication is a later, optional layer.
+Who may call it is decided for the whole app in ``viewer.access`` (SigV4 when
+``DURASCOPE_ACCESS_KEYS`` is set), before this module's hook runs.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import logging
 import re
 import uuid
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from flask import Blueprint, Response, current_app, request
 from werkzeug.exceptions import HTTPException
@@ -43,6 +44,7 @@ from recorder.errors import (
 )
 from recorder.queries import history_page, list_executions
 from recorder.wire import ErrorObject, ts_seconds
+from viewer.rawpath import raw_path
 
 log = logging.getLogger("durascope.api")
 
@@ -104,7 +106,7 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def error_response(exc: ServiceError) -> Response:
-    resp = _json(exc.to_body(), exc.status, {"x-amzn-ErrorType": exc.code})
+    resp = _json(exc.to_body(), exc.status, {"x-amzn-ErrorType": exc.code, "x-amzn-RequestId": str(uuid.uuid4())})
     if exc.status == 429:
         resp.headers["Retry-After"] = "1"
     return resp
@@ -122,30 +124,37 @@ def http_exception_response(exc: HTTPException) -> Response:
         err = InvalidParameterValueException(exc.description or exc.name)
     else:
         err = ServiceError(exc.description or exc.name)
-    resp = error_response(err)
-    resp.headers["x-amzn-RequestId"] = str(uuid.uuid4())
-    return resp
+    return error_response(err)
 
 
 # --- request parsing -----------------------------------------------------------------------
 
 
 def _raw_path() -> str:
-    """The request path exactly as the client sent it (still percent-encoded)."""
-    env = request.environ
-    raw = env.get("RAW_URI") or env.get("REQUEST_URI")
-    if raw:
-        path = raw.split("?", 1)[0].split("#", 1)[0]
-        if "://" in path[:10]:  # absolute-form request target
-            path = "/" + path.split("://", 1)[1].partition("/")[2]
-        script = env.get("SCRIPT_NAME") or ""
-        if script and path.startswith(script):
-            path = path[len(script):]
-        return path or "/"
-    # No raw URI from this server: %2F is already decoded, so the label splitting below
-    # falls back to re-joining segments.
-    path_info = env.get("PATH_INFO", "")
-    return quote(path_info.encode("latin-1", "replace"), safe="/:@!$&'()*+,;=-._~")
+    return raw_path(request.environ)
+
+
+def claims(path: str) -> bool:
+    """Whether a raw request path is this API's (it routes on the raw path, not Flask's map)."""
+    return path.startswith(PREFIXES)
+
+
+def execution_route(path: str) -> tuple[str, str | None] | None:
+    """``(arn, action)`` of a raw path under ``/2025-12-01/durable-executions/``, else None."""
+    segments = path.split("/")[1:]
+    if len(segments) < 3 or segments[0] != DURABLE_VERSION or segments[1] != "durable-executions":
+        return None
+    return _arn_and_action(segments[2:])
+
+
+def body_limit(method: str, path: str, invocation_type: str | None) -> int:
+    """The most a request to this path may carry, known before its body is read."""
+    segments = path.split("/")
+    if method == "POST" and len(segments) >= 2 and segments[1] == INVOKE_VERSION:
+        return ASYNC_PAYLOAD_LIMIT if invocation_type == "Event" else SYNC_PAYLOAD_LIMIT
+    if method == "POST" and segments[-1] == "checkpoint":
+        return CHECKPOINT_BODY_LIMIT
+    return BODY_LIMIT
 
 
 def _arn(text: str) -> str:
@@ -318,7 +327,7 @@ def _ds() -> Durascope:
 @bp.before_app_request
 def _intercept() -> Response | None:
     path = _raw_path()
-    if not path.startswith(PREFIXES):
+    if not claims(path):
         return None
     request_id = str(uuid.uuid4())
     try:

@@ -40,7 +40,7 @@ def build_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, 
     server's API (their checkpoints go through it, over HTTP)."""
     ds = durascope if durascope is not None else Durascope(settings, run_engine=run_engine, invoker=invoker)
     try:
-        app = create_app(settings, durascope=ds)
+        app = create_app(settings, durascope=ds, bind_host=host)
         server = KeepAliveServer(host, port, app)
         if local_workers and ds.workers is not None and ds.local_workers is None:
             ds.set_engine_url(f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{server.server_port}")
