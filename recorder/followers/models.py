@@ -3,7 +3,7 @@
 * ``followers``             one row per follower: the last log position it has handled
                             (``webhook:<subscription id>``) or a lease (``webhook-dispatcher``).
 * ``webhook_subscriptions`` URL, secret, filters, enabled flag, the reason it was disabled and
-                            since when it has been failing (revision 0004).
+                            since when it has been failing (revision 0005).
 * ``webhook_deliveries``    one row per (subscription, status change): its due time, state and
                             the stable ``webhook-id``; the retry schedule lives here.
 * ``webhook_attempts``      the delivery log: every HTTP attempt with code, latency, excerpt.

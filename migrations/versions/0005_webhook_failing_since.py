@@ -6,16 +6,16 @@ grew with every claim and disabled a subscription whose receiver was down for se
 ``failing_since_ms`` is the time of the first failed attempt after the last success
 (NULL while the receiver answers).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-02 14:00:00
 """
 from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0004'
-down_revision = '0003'
+revision = '0005'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
