@@ -143,6 +143,9 @@ class TcpServer:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            if self.closed.is_set():
+                conn.close()
+                return
             self.accepted += 1
             self.conns.append(conn)
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
@@ -173,10 +176,12 @@ class TcpServer:
         return f"{scheme}://127.0.0.1:{self.port}/hook"
 
     def close(self) -> None:
+        """Refuse new connections and end the open ones (shutdown first: a close alone does
+        not wake a thread blocked in accept or recv on Linux)."""
         self.closed.set()
-        self.sock.close()
-        for conn in self.conns:
+        for sock in (self.sock, *self.conns):
             try:
-                conn.close()
+                sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+            sock.close()

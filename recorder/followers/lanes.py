@@ -8,10 +8,11 @@
 
 A send that is still running after ``slow_seconds`` does not wait to finish to count:
 ``watch`` (called by the dispatcher's loop every few milliseconds) marks its subscription
-slow, hands its thread to the slow lane and starts a new fast thread in its place. So a
-receiver that holds connections open ties up at most ``concurrency`` fast threads for
-``slow_seconds`` once, and the attempt's deadline bounds how long a slow thread waits.
-A subscription leaves the slow lane when one of its attempts is quick again.
+slow, and the thread that waits on it leaves the fast lane, which starts a new thread in
+its place (up to ``4 * concurrency`` such sends at once). So a receiver that holds
+connections open ties up fast threads for ``slow_seconds`` once, and the attempt's
+deadline bounds how long the threads it holds wait. A subscription leaves the slow lane
+when one of its attempts is quick again.
 
 Order per (subscription, execution) is not this module's concern: the dispatcher never
 hands over two deliveries of one execution at a time.
@@ -27,6 +28,9 @@ from collections.abc import Callable
 from typing import Any
 
 from recorder.followers.outbox import Due, Outcome
+
+# Sends moved out of the fast lane while they run, at most, per sending thread of the lane.
+_HANDED_OVER_PER_THREAD = 4
 
 Results = queue.SimpleQueue[Any]
 _Item = tuple[Due, Results]
@@ -47,10 +51,12 @@ class Lanes:
         self._turn: deque[str] = deque()  # slow subscriptions with queued items, served in turn
         self._slow: set[str] = set()
         self._slow_sending: Counter[str] = Counter()
-        # thread id -> [subscription, start, in the fast lane]
+        # thread id -> [subscription, start, lane]; lane "handed over": a fast thread whose send
+        # ran too long, replaced in the fast lane
         self._running: dict[int, list[Any]] = {}
         self._fast_threads = 0
         self._slow_threads = 0
+        self._handed_over = 0
         self._threads: list[threading.Thread] = []
         self._stopping = False
 
@@ -82,12 +88,14 @@ class Lanes:
         now = time.monotonic()
         with self._lock:
             for entry in self._running.values():
-                sub, started, fast = entry
-                if fast and now - started >= self._slow_after and self._slow_threads < 2 * self._n:
-                    entry[2] = False
+                sub, started, lane = entry
+                if lane != "fast" or now - started < self._slow_after:
+                    continue
+                self._slow.add(sub)
+                if self._handed_over < _HANDED_OVER_PER_THREAD * self._n:
+                    entry[2] = "handed over"
                     self._fast_threads -= 1
-                    self._slow_threads += 1
-                    self._slow.add(sub)
+                    self._handed_over += 1
                     self._slow_sending[sub] += 1
                     self._start(fast=True)
 
@@ -172,18 +180,22 @@ class Lanes:
                         self._slow_threads -= 1
                     return
                 row, results = item
-                self._running[me] = [row.subscription_id, time.monotonic(), fast]
+                self._running[me] = [row.subscription_id, time.monotonic(), "fast" if fast else "slow"]
             outcome = self._send(row)
             with self._lock:
-                sub, started, fast = self._running.pop(me)
-                if not fast:
+                sub, started, lane = self._running.pop(me)
+                if lane != "fast":
                     self._slow_sending[sub] -= 1
                     if self._slow_sending[sub] <= 0:
                         del self._slow_sending[sub]
                 self._judge(sub, time.monotonic() - started)
-                leave = not fast and self._slow_threads > self._n
-                if leave:
-                    self._slow_threads -= 1
+                leave = False
+                if lane == "handed over":  # joins the slow lane if it has room
+                    self._handed_over -= 1
+                    fast = False
+                    leave = self._slow_threads >= self._n
+                    if not leave:
+                        self._slow_threads += 1
                 self._slow_cv.notify_all()
             results.put(outcome)
             if leave:
