@@ -21,19 +21,13 @@ from recorder.followers.dispatcher import Dispatcher
 from recorder.followers.models import WebhookAttempt
 from recorder.followers.webhooks import WebhookSettings
 from tests.conftest import register
-from tests.reliability.webhook_harness import Served, no_survivors
+from tests.reliability.conftest import Served
 from tests.webhook_receiver import Receiver, one_id_per_event, statuses
 
 # Quick retries, so that minutes of outage take a second; the disable policy stays the default.
 RETRY = {"retry_base_seconds": 0.05, "retry_max_seconds": 0.2, "poll_seconds": 0.01}
 RETRY_ENV = {"DURASCOPE_WEBHOOKS_RETRY_BASE_SECONDS": "0.05", "DURASCOPE_WEBHOOKS_RETRY_MAX_SECONDS": "0.2",
              "DURASCOPE_WEBHOOKS_POLL_SECONDS": "0.01"}
-
-
-@pytest.fixture
-def process_tag() -> Iterator[str]:
-    with no_survivors() as tag:
-        yield tag
 
 
 @pytest.fixture
@@ -109,7 +103,7 @@ def test_serve_killed_during_a_delivery_redelivers_it_and_its_successor_takes_ov
         register(ds, "add-one", "th_basic.add_one")
         _subscribe(ds, receiver, "/killed")
         receiver.holding = True
-        first = Served(database_url, process_tag, log, **env)
+        first = Served(database_url, process_tag, log, "--invoker", "in-process", **env)
         try:
             arns = [ds.start("add-one", json.dumps({"a": i})) for i in range(5)]
             ds.wait_for(lambda: receiver.held.is_set(), 60, f"no delivery reached the receiver: {first.tail()}")
@@ -118,7 +112,7 @@ def test_serve_killed_during_a_delivery_redelivers_it_and_its_successor_takes_ov
         receiver.release()
         ds.wait_for(lambda: receiver.seen, 30, "the held request was not recorded")
         held = receiver.seen[0]
-        second = Served(database_url, process_tag, log, **env)
+        second = Served(database_url, process_tag, log, "--invoker", "in-process", **env)
         try:
             ds.wait_for(lambda: len({i for i, _ in receiver.at("/killed")}) >= 10, 60,
                         f"not delivered after the restart: {second.tail()}")

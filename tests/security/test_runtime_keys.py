@@ -4,8 +4,12 @@ function's executions: handler code never holds a viewer login or a full API cre
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import boto3
 import pytest
@@ -105,3 +109,37 @@ def test_runtime_keys_change_with_the_configured_keys() -> None:
     assert KeyRing({KEY: SECRET}).runtime_credentials("other") != one
     assert KeyRing({}).get("DSRT.add-one") is None  # no keys, no runtime keys
     assert json.dumps(dict(KeyRing({KEY: SECRET}))) == json.dumps({KEY: SECRET})
+
+
+def _whose_key(ds: Durascope, url: str) -> dict[str, object]:
+    lam = boto3.client("lambda", endpoint_url=url, region_name="us-east-1", aws_access_key_id=KEY,
+                       aws_secret_access_key=SECRET)
+    out = lam.invoke(FunctionName="whose-key", Payload=json.dumps({"admin": SECRET}).encode())
+    assert "FunctionError" not in out, out["Payload"].read()
+    return json.loads(out["Payload"].read())
+
+
+def test_local_runtimes_sign_with_their_functions_key(database_url: str) -> None:
+    settings = Settings.from_env(database_url=database_url, access_keys={KEY: SECRET}, worker_concurrency=1)
+    with running_server(settings, invoker="workers") as (server, ds):
+        ds.register_function("whose-key", "th_workers:whose_key", code_dir=HANDLERS)
+        # The execution succeeds: its checkpoints, signed with the narrow key, were accepted.
+        assert _whose_key(ds, f"http://127.0.0.1:{server.server_port}") == {"key_id": "DSRT.whose-key",
+                                                                          "secret_is_admins": False}
+
+
+def test_a_remote_workers_runtimes_get_the_narrow_key_not_the_hosts(database_url: str, tmp_path: Path) -> None:
+    settings = Settings.from_env(database_url=database_url, access_keys={KEY: SECRET}, worker_concurrency=1)
+    with running_server(settings, invoker="workers", local_workers=False) as (server, ds):
+        ds.register_function("whose-key", "th_workers:whose_key", code_dir=HANDLERS)
+        url = f"http://127.0.0.1:{server.server_port}"
+        log = (tmp_path / "worker.log").open("wb")
+        worker = subprocess.Popen([sys.executable, "-m", "recorder.cli", "worker", "--engine", url, "--function",
+                                   "whose-key", "--concurrency", "1"],
+                                  env={**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET},
+                                  stdout=log, stderr=subprocess.STDOUT)
+        try:
+            assert _whose_key(ds, url) == {"key_id": "DSRT.whose-key", "secret_is_admins": False}
+        finally:
+            worker.terminate()
+            worker.wait(15)
