@@ -17,11 +17,15 @@
 W4 also prints where the engine process's CPU went: the HTTP server's threads (parsing,
 the Flask app and the checkpoints' control-plane work they run) and the rest (engine and
 worker-host threads, the bench's own starts and waits).
+
+* HTTP (``--only http``): the server alone, with an application that does nothing, 16
+  kept-alive connections POSTing 1 KB as a checkpoint does: its threads' CPU per request.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -42,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from recorder.config import Settings  # noqa: E402
 from viewer.server import build_server  # noqa: E402
+from viewer.wsgiserver import WSGIServer  # noqa: E402
 
 BENCH_DIR = str(ROOT / "bench")
 PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -247,6 +252,42 @@ def bench_latency(db: str, tmp: Path, n: int = 500) -> dict[str, float]:
             _drop(name)
 
 
+def bench_http(connections: int = 16, n: int = 8000) -> dict[str, float]:
+    answer = json.dumps({"CheckpointToken": "t" * 200, "NewExecutionState": {"Operations": []}}).encode()
+    body = json.dumps({"Updates": [{"Payload": "x" * 900}]}).encode()
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))])
+        return [answer]
+
+    def client(count: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=30)
+        for _ in range(count):
+            conn.request("POST", "/x", body=body, headers={"Content-Type": "application/json"})
+            conn.getresponse().read()
+        conn.close()
+
+    def run(count: int) -> None:
+        threads = [threading.Thread(target=client, args=(count // connections,)) for _ in range(connections)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    server = WSGIServer(app)
+    threading.Thread(target=server.serve_forever, name="durascope-http-selector", daemon=True).start()
+    try:
+        run(connections * 20)  # warm: every connection open, the pool grown
+        cpu0, t = _http_threads_cpu(), time.perf_counter()
+        run(n)
+        el, cpu = time.perf_counter() - t, _http_threads_cpu() - cpu0
+        return {"server_cpu_us_per_request": cpu / n * 1e6, "requests_per_s": n / el}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="latency,w1,w4,engines")
@@ -259,6 +300,9 @@ def main() -> None:
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"durascope-workers-bench-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    if "http" in only:
+        results["http"] = bench_http()
+        print(f"HTTP server alone (a no-op app, 16 connections): {json.dumps(results['http'])}", flush=True)
     for db in dbs:
         if "latency" in only:
             results[f"latency/{db}"] = bench_latency(db, tmp)

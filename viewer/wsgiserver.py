@@ -376,7 +376,10 @@ class _Server(CherootServer):  # type: ignore[misc]
         # queue; this pool queues every one, and that (non-daemon) thread would hold the
         # interpreter open when a caller forgets to stop the server.
         while self.ready:
-            self._connections.run(self.expiration_interval)
+            try:
+                self._connections.run(self.expiration_interval)
+            except Exception:  # noqa: BLE001 - as cheroot's own loop: log, keep accepting
+                log.exception("Error in the connection loop")
 
     def stop(self) -> None:
         self.head_deadlines.stop()
