@@ -7,6 +7,7 @@ from sqlalchemy import create_engine, pool
 
 from recorder.store.models import Base
 import recorder.followers.models  # noqa: F401  (followers' tables, revision 0002)
+import recorder.store.sessions  # noqa: F401  (viewer login sessions, revision 0004)
 
 config = context.config
 target_metadata = Base.metadata

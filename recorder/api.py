@@ -30,6 +30,7 @@ from recorder.queries import (
     iter_history,
     pause_details,
 )
+from recorder.sigv4 import KeyRing
 from recorder.store.db import Database
 from recorder.wire import ErrorObject
 from recorder.worker import DirectBackend, FunctionConfig, WorkerHost
@@ -107,17 +108,23 @@ class Durascope:
     def set_engine_url(self, engine_url: str) -> None:
         """Start local worker processes on demand; they reach this engine at ``engine_url``."""
         assert self.workers is not None
-        credentials = next(iter(self.settings.access_keys.items()), None)
         host = WorkerHost(DirectBackend(self.workers), engine_url, self.settings.region,
-                          self.settings.worker_concurrency, credentials)
+                          self.settings.worker_concurrency)
         self.local_workers = host
 
         def on_demand(function: str) -> None:
             spec = self.control.get_function(function)
             if spec is not None:
-                host.ensure(FunctionConfig(spec.name, spec.handler, spec.code_dir, spec.env, spec.timeout))
+                host.ensure(self.worker_config(spec))
 
         self.workers.on_demand = on_demand
+
+    def worker_config(self, spec: FunctionSpec) -> FunctionConfig:
+        """What a worker host needs to run a function: with keys configured, the function's
+        own narrow key for its runtimes (never a key of the deployment's)."""
+        keys = KeyRing(self.settings.access_keys)
+        return FunctionConfig(spec.name, spec.handler, spec.code_dir, spec.env, spec.timeout,
+                              runtime_credentials=keys.runtime_credentials(spec.name) if keys else None)
 
     @classmethod
     def open(cls, database_url: str | None = None, run_engine: bool = True, **settings: Any) -> Durascope:

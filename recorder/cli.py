@@ -438,13 +438,15 @@ def serve(ctx: click.Context, host: str, port: int, no_engine: bool, invoker: st
 @click.option("--concurrency", type=click.IntRange(1, 256), default=2, show_default=True,
               help="Runtime processes per function.")
 @click.option("--region", default="us-east-1", show_default=True)
-def worker_cmd(engine_url: str, functions: tuple[str, ...], concurrency: int, region: str) -> None:
+@click.option("--insecure", is_flag=True, help="Allow a plain-http engine on another host (results, logs and "
+                                                  "checkpoints then cross the network unencrypted).")
+def worker_cmd(engine_url: str, functions: tuple[str, ...], concurrency: int, region: str, insecure: bool) -> None:
     """Run handlers in awslambdaric processes for an engine reached over HTTP (any host)."""
     from recorder.worker import run_worker
 
     with _friendly_errors():
         try:
-            run_worker(engine_url, list(functions) or None, concurrency, region)
+            run_worker(engine_url, list(functions) or None, concurrency, region, insecure)
         except (OSError, RuntimeError) as exc:
             raise click.ClickException(f"cannot reach the engine at {engine_url}: {exc}") from None
 

@@ -73,6 +73,8 @@ class Settings:
     # DURASCOPE_ALLOWED_HOSTS=name[,name]: Host names the server answers besides loopback,
     # IP literals and its own names ("*" for any, ".example.com" for its subdomains).
     allowed_hosts: tuple[str, ...] = ()
+    # How long a viewer login lasts (the server ends it sooner at logout).
+    session_hours: float = 8.0
     # The HTTP server (viewer.wsgiserver): connections open at once (one more is answered
     # 503), and how long a request's head (request line and headers) may take to arrive.
     max_connections: int = 1000
@@ -99,6 +101,7 @@ class Settings:
             "auto_upgrade": env.get("DURASCOPE_AUTO_UPGRADE", "1") not in ("0", "false", "no"),
             "worker_concurrency": _int(env, "DURASCOPE_WORKER_CONCURRENCY", 2),
             "access_keys": _access_keys(env.get("DURASCOPE_ACCESS_KEYS")),
+            "session_hours": _float(env, "DURASCOPE_SESSION_HOURS", 8.0),
             "allowed_hosts": tuple(h.strip() for h in (env.get("DURASCOPE_ALLOWED_HOSTS") or "").split(",") if h.strip()),
             "max_connections": _int(env, "DURASCOPE_MAX_CONNECTIONS", 1000),
             "head_timeout_seconds": _float(env, "DURASCOPE_HEAD_TIMEOUT_SECONDS", 10.0),

@@ -17,8 +17,33 @@ from recorder.store.sql import Raw
 from recorder.transfer import ImportedHistory, import_histories, parse_history
 
 
+# What one pull reads at most from an endpoint: as much as one import file may hold, and
+# enough pages for that (a history page holds up to 1,000 events, a list page 100 executions).
+MAX_PULL_BYTES = 256 * 1024 * 1024
+MAX_PULL_PAGES = 20_000
+
+
 class PullFailed(RuntimeError):
     pass
+
+
+class _Budget:
+    """Counts what an endpoint sent, so that an endless or huge answer stops the pull."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.pages = 0
+        self.bytes = 0
+
+    def on_response(self, http_response: Any = None, **_: Any) -> None:
+        self.pages += 1
+        self.bytes += len(getattr(http_response, "content", b"") or b"")
+        if self.pages > MAX_PULL_PAGES:
+            raise PullFailed(f"stopped: {self.endpoint} kept sending pages (more than {MAX_PULL_PAGES}); "
+                             "nothing was imported. Pull less at once with --since.")
+        if self.bytes > MAX_PULL_BYTES:
+            raise PullFailed(f"stopped: {self.endpoint} sent more than {MAX_PULL_BYTES // (1024 * 1024)} MiB; "
+                             "nothing was imported. Pull less at once with --since.")
 
 
 def _plain(value: Any) -> Any:
@@ -38,6 +63,8 @@ def pull(db: Database, function: str, endpoint_url: str | None, region: str | No
     from botocore.exceptions import BotoCoreError, ClientError
 
     client = boto3.client("lambda", endpoint_url=endpoint_url, region_name=region)
+    budget = _Budget(endpoint_url or "AWS")
+    client.meta.events.register("after-call.lambda", budget.on_response)
     params: dict[str, Any] = {"FunctionName": function, "MaxItems": 100}
     if since_ms is not None:
         params["StartedAfter"] = datetime.fromtimestamp(since_ms / 1000, UTC)
@@ -56,11 +83,11 @@ def pull(db: Database, function: str, endpoint_url: str | None, region: str | No
                 while True:
                     h = client.get_durable_execution_history(**hparams)
                     events.extend(_plain(h.get("Events", [])))
-                    if not h.get("NextMarker"):
+                    if not h.get("NextMarker") or h["NextMarker"] == hparams.get("Marker"):
                         break
                     hparams["Marker"] = h["NextMarker"]
                 histories.append(parse_history({"DurableExecutionArn": arn, "Events": events}, arn))
-            if not page.get("NextMarker"):
+            if not page.get("NextMarker") or page["NextMarker"] == params.get("Marker"):
                 break
             params["Marker"] = page["NextMarker"]
     except (BotoCoreError, ClientError) as exc:

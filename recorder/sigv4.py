@@ -90,7 +90,7 @@ def parse_authorization(headers: Mapping[str, str], keys: Mapping[str, str],
     if not m:
         raise IncompleteSignature("Authorization header requires Credential, SignedHeaders and Signature "
                                   "in the AWS4-HMAC-SHA256 format")
-    secret = keys.get(m["akid"])
+    secret = keys.get(m["akid"])  # a KeyRing derives runtime keys
     if secret is None:
         raise UnrecognizedClient("The security token included in the request is invalid.")
     amz_date = lower.get("x-amz-date", "")
@@ -214,3 +214,47 @@ def claims_signature(headers: Mapping[str, Any]) -> bool:
     """Whether a request presents itself as SigV4-signed (an AWS4 ``Authorization`` header)."""
     value = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
     return isinstance(value, str) and value.startswith("AWS4-HMAC-SHA256")
+
+
+RUNTIME_KEY_PREFIX = "DSRT."
+
+
+class KeyRing(Mapping[str, str]):
+    """The configured access keys, plus one narrow key per function for its runtimes.
+
+    Handlers run users' code, so the credentials in their environment must not be a viewer
+    login or a full API key. Each function's runtimes sign with ``DSRT.<function>``, whose
+    secret is derived from the configured secrets (every engine process of a deployment
+    derives the same one, and new keys retire it); ``viewer.access`` lets such a key only
+    checkpoint and read executions of its own function.
+    """
+
+    def __init__(self, keys: Mapping[str, str]) -> None:
+        self._keys = dict(keys)
+        self._root = hashlib.sha256(
+            b"durascope-runtime\0" + b"\0".join(f"{k}:{v}".encode() for k, v in sorted(self._keys.items()))).digest()
+
+    def __getitem__(self, key_id: str) -> str:
+        if key_id in self._keys:
+            return self._keys[key_id]
+        function = runtime_function(key_id)
+        if function is None or not self._keys:
+            raise KeyError(key_id)
+        return hmac.new(self._root, function.encode(), hashlib.sha256).hexdigest()
+
+    def __iter__(self) -> Any:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def runtime_credentials(self, function: str) -> tuple[str, str]:
+        key_id = RUNTIME_KEY_PREFIX + function
+        return key_id, self[key_id]
+
+
+def runtime_function(key_id: str) -> str | None:
+    """The function a runtime key belongs to, or None for any other key."""
+    if key_id.startswith(RUNTIME_KEY_PREFIX) and len(key_id) > len(RUNTIME_KEY_PREFIX):
+        return key_id[len(RUNTIME_KEY_PREFIX):]
+    return None

@@ -16,7 +16,15 @@ invocations (warm environments). A slot's supervisor notices a runtime that dies
 mid-invocation (``os._exit``, SIGKILL, the kernel's OOM killer) or overruns the function
 timeout (it is killed), reports the invocation as failed (``Runtime.ExitError`` /
 ``Sandbox.Timedout``) so the engine retries it as Lambda does, and starts a fresh runtime.
-What the runtime prints is attributed to the invocation it was running and stored with it.
+What the runtime prints is attributed to the invocation it was running and stored with it,
+up to the same cap as in-process output.
+
+No runtime outlives its engine: a runtime dies with the process that started it
+(``recorder.runtime_process``), which is the engine itself for ``serve``'s workers; a
+``durascope worker`` host on another machine watches the engine it works for and stops
+the runtimes whose invocations that engine no longer waits for (it died, restarted or
+gave up on them), or all of them once the engine has been unreachable for
+``ENGINE_LOST_SECONDS``.
 """
 
 from __future__ import annotations
@@ -24,21 +32,32 @@ from __future__ import annotations
 import json
 import logging
 import os
-import select
 import signal
-import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Protocol
+from typing import Any
 
-from recorder.engine.invoker import runtime_exited, split_handler
-from recorder.httpclient import EngineConnections
-from recorder.sigv4 import sign_headers
+from recorder.engine.invoker import runtime_exited
+from recorder.engine.logs import InvocationLog
+from recorder.runtime_process import RuntimeProcess, RuntimeSpec
+from recorder.worker_backend import (
+    RESPONSE_LIMIT,
+    RESPONSE_TOO_LARGE,
+    Backend,
+    DirectBackend,
+    EngineRefused,
+    FunctionConfig,
+    HttpBackend,
+    RuntimeOutput,
+    Task,
+    require_secure_engine,
+)
+
+__all__ = ["DirectBackend", "FunctionConfig", "HttpBackend", "RuntimeSlot", "WorkerHost", "run_worker"]
 
 log = logging.getLogger("durascope.worker")
 
@@ -46,208 +65,47 @@ RUNTIME_PREFIX = "/2018-06-01/runtime"
 POLL_SECONDS = 20.0
 # How late a runtime past its deadline may be noticed (it is then killed).
 DEADLINE_CHECK_SECONDS = 0.25
-_LEVELS = ("[DEBUG]", "[INFO]", "[WARNING]", "[ERROR]", "[CRITICAL]")
-
-
-@dataclass(frozen=True)
-class FunctionConfig:
-    name: str
-    handler: str
-    code_dir: str | None
-    env: dict[str, str]
-    timeout: int
-    memory_mb: int = 512
-
-    @property
-    def lambda_handler(self) -> str:
-        """``awslambdaric`` takes Lambda's ``module.function`` form."""
-        module, attr = split_handler(self.handler)
-        return f"{module}.{attr}"
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FunctionConfig:
-        return cls(str(d["FunctionName"]), str(d["Handler"]), d.get("CodeDir"), dict(d.get("Environment") or {}),
-                   int(d.get("Timeout", 900)), int(d.get("MemorySize", 512)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"FunctionName": self.name, "Handler": self.handler, "CodeDir": self.code_dir,
-                "Environment": self.env, "Timeout": self.timeout, "MemorySize": self.memory_mb}
-
-
-@dataclass(frozen=True)
-class Task:
-    """An invocation taken from the engine."""
-
-    request_id: str
-    event: bytes
-    deadline_ms: int
-    function_arn: str
-
-
-class Backend(Protocol):
-    def next(self, function: str, worker: str, wait_seconds: float) -> Task | None: ...
-    def respond(self, function: str, request_id: str, body: bytes) -> None: ...
-    def fail(self, function: str, request_id: str, error: dict[str, Any]) -> None: ...
-    def logs(self, function: str, request_id: str, lines: list[dict[str, Any]]) -> None: ...
-
-
-class HttpBackend:
-    """The engine's worker endpoints over HTTP (``viewer.runtime_api``), SigV4-signed
-    when credentials are given (engines with DURASCOPE_ACCESS_KEYS require it)."""
-
-    def __init__(self, engine_url: str, credentials: tuple[str, str] | None = None, region: str = "us-east-1") -> None:
-        self.base = engine_url.rstrip("/") + "/durascope/runtime"
-        self.credentials = credentials
-        self.region = region
-        self._connections = EngineConnections(self.base)
-
-    def _call(self, method: str, path: str, body: bytes | None = None, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        if self.credentials is not None:
-            headers = sign_headers(method, self.base + path, body, self.credentials[0], self.credentials[1],
-                                   self.region, headers)
-        return self._connections.request(method, path, body, headers, timeout)
-
-    def functions(self) -> list[FunctionConfig]:
-        status, _, body = self._call("GET", "/functions")
-        if status != 200:
-            raise RuntimeError(f"engine answered {status}: {body[:200]!r}")
-        return [FunctionConfig.from_dict(d) for d in json.loads(body)["Functions"]]
-
-    def next(self, function: str, worker: str, wait_seconds: float) -> Task | None:
-        q = urllib.parse.urlencode({"wait": wait_seconds, "worker": worker})
-        status, headers, body = self._call("GET", f"/{urllib.parse.quote(function)}/next?{q}", timeout=wait_seconds + 30)
-        if status == 204:
-            return None
-        if status != 200:
-            raise RuntimeError(f"engine answered {status}: {body[:200]!r}")
-        return Task(headers["Lambda-Runtime-Aws-Request-Id"], body, int(headers["Lambda-Runtime-Deadline-Ms"]),
-                    headers["Lambda-Runtime-Invoked-Function-Arn"])
-
-    def respond(self, function: str, request_id: str, body: bytes) -> None:
-        self._call("POST", f"/{urllib.parse.quote(function)}/invocation/{request_id}/response", body)
-
-    def fail(self, function: str, request_id: str, error: dict[str, Any]) -> None:
-        self._call("POST", f"/{urllib.parse.quote(function)}/invocation/{request_id}/error", json.dumps(error).encode())
-
-    def logs(self, function: str, request_id: str, lines: list[dict[str, Any]]) -> None:
-        self._call("POST", f"/{urllib.parse.quote(function)}/invocation/{request_id}/logs",
-                   json.dumps({"Lines": lines}).encode())
-
-
-class DirectBackend:
-    """The engine's ``WorkerPool`` in the same process (workers started by ``serve``)."""
-
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool
-
-    def next(self, function: str, worker: str, wait_seconds: float) -> Task | None:
-        a = self.pool.next(function, worker, wait_seconds)
-        if a is None:
-            return None
-        return Task(a.request_id, json.dumps(a.event).encode(), a.deadline_ms, a.function_arn)
-
-    def respond(self, function: str, request_id: str, body: bytes) -> None:
-        self.pool.respond(request_id, body)
-
-    def fail(self, function: str, request_id: str, error: dict[str, Any]) -> None:
-        self.pool.fail(request_id, error)
-
-    def logs(self, function: str, request_id: str, lines: list[dict[str, Any]]) -> None:
-        store_worker_logs(self.pool, request_id, lines)
-
-
-def store_worker_logs(pool: Any, request_id: str, lines: list[dict[str, Any]]) -> None:
-    from recorder.engine.logs import CapturedLine
-
-    execution_id = pool.execution_of(request_id)
-    if execution_id is None:
-        return
-    captured = [CapturedLine(int(ln.get("ts_ms") or time.time() * 1000), str(ln.get("level") or "STDOUT")[:16],
-                             None, str(ln.get("message") or "")[:65536], None) for ln in lines[:5000]]
-    pool.control.store_logs(execution_id, request_id, captured)
-
-
-class _Output:
-    """A runtime's stdout and stderr (one pipe), cut into lines without blocking.
-
-    The reader thread and an ending invocation both read it, under the slot's lock, so
-    each line is taken once and given to the invocation running when it was taken. Only
-    the reader thread closes the pipe, so its ``poll`` never sees a reused descriptor.
-    """
-
-    def __init__(self, pipe: Any) -> None:
-        self._pipe = pipe
-        self._fd = pipe.fileno()
-        os.set_blocking(self._fd, False)
-        self._partial = b""
-        self.ended = False
-
-    def wait_readable(self) -> None:
-        """Block until there is output or the end of it (which stays readable). ``poll``,
-        not ``select``: an engine with many runtimes and connections has descriptors
-        above ``select``'s 1,024."""
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
-        poller.poll()
-
-    def close(self) -> None:
-        self._pipe.close()
-
-    def drain(self, final: bool = False) -> list[dict[str, Any]]:
-        """The complete lines in the pipe now; with ``final`` (or at the end of the
-        output) also a last one without a newline."""
-        chunks = [self._partial]
-        while not self.ended:
-            try:
-                data = os.read(self._fd, 65536)
-            except BlockingIOError:
-                break
-            if not data:
-                self.ended = True
-                break
-            chunks.append(data)
-        *complete, self._partial = b"".join(chunks).split(b"\n")
-        if (final or self.ended) and self._partial:
-            complete.append(self._partial)
-            self._partial = b""
-        now = int(time.time() * 1000)
-        return [_line(raw, now) for raw in complete]
-
-
-def _line(raw: bytes, ts_ms: int) -> dict[str, Any]:
-    text = raw.decode("utf-8", "replace")
-    level = "STDOUT"
-    for marker in _LEVELS:
-        if text.startswith(marker):
-            level = marker.strip("[]")
-            break
-    return {"ts_ms": ts_ms, "level": level, "message": text}
+# A remote engine that cannot be reached for this long is taken for dead, and the
+# runtimes working for it are stopped.
+ENGINE_LOST_SECONDS = 3.0
+# How long one question to the engine about the invocations running here may wait.
+WATCH_SECONDS = 10.0
+# What Lambda's Runtime API answers a runtime whose response is too large.
+_TOO_LARGE_REPLY = json.dumps({"errorMessage": f"Exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes).",
+                               "errorType": "RequestEntityTooLarge"}).encode()
 
 
 @dataclass
 class _Current:
     task: Task
-    lines: list[dict[str, Any]] = field(default_factory=list)
+    output: InvocationLog
+    # Set once the runtime has answered: its outcome is on its way to the engine, which
+    # may then say it no longer waits for this invocation; that is no reason to stop it.
+    answered: bool = False
+
+    @classmethod
+    def of(cls, task: Task) -> _Current:
+        return cls(task, InvocationLog("", task.request_id))
 
 
 class RuntimeSlot:
     """One runtime process and its Runtime API endpoint, supervised."""
 
     def __init__(self, backend: Backend, config: FunctionConfig, engine_url: str, region: str,
-                 credentials: tuple[str, str] = ("durascope", "durascope")) -> None:
+                 credentials: tuple[str, str] = ("durascope", "durascope"),
+                 on_task: Any = None) -> None:
         self.backend = backend
         self.config = config
         self.engine_url = engine_url
         self.region = region
         self.credentials = credentials
         self.worker_id = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._on_task = on_task
         self._lock = threading.Lock()
         self._current: _Current | None = None
         self._init_error: dict[str, Any] | None = None
         self._stopping = threading.Event()
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._output: _Output | None = None
+        self._runtime: RuntimeProcess | None = None
         self._server = _QuietServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
 
@@ -261,66 +119,50 @@ class RuntimeSlot:
 
     def stop(self) -> None:
         self._stopping.set()
-        proc = self._proc
-        if proc is not None and proc.poll() is None:
-            proc.terminate()
+        runtime = self._runtime
+        if runtime is not None and runtime.proc.poll() is None:
+            runtime.proc.terminate()
             try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+                runtime.proc.wait(5)
+            except Exception:  # noqa: BLE001 - TimeoutExpired: it ignores SIGTERM
+                runtime.kill_group()
         self._server.shutdown()
         self._server.server_close()
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
+        return self._runtime.pid if self._runtime is not None else None
+
+    @property
+    def running(self) -> str | None:
+        """The request id of the invocation the runtime is working on, if any."""
+        current = self._current
+        return current.task.request_id if current is not None and not current.answered else None
 
     # --- the runtime process -----------------------------------------------------------
 
-    def _env(self) -> dict[str, str]:
+    def _spawn(self) -> RuntimeProcess:
         cfg = self.config
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DURASCOPE_"))}
-        env.update(cfg.env)
-        code_dir = cfg.code_dir or os.getcwd()
-        env.update({
-            "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{self.port}",
-            "_HANDLER": cfg.lambda_handler,
-            "LAMBDA_TASK_ROOT": code_dir,
-            "AWS_LAMBDA_FUNCTION_NAME": cfg.name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(cfg.memory_mb),
-            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(cfg.timeout),
-            "AWS_REGION": self.region,
-            "AWS_DEFAULT_REGION": self.region,
-            "AWS_ACCESS_KEY_ID": self.credentials[0],
-            "AWS_SECRET_ACCESS_KEY": self.credentials[1],
-            "AWS_ENDPOINT_URL_LAMBDA": self.engine_url,
-            "PYTHONUNBUFFERED": "1",
-        })
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (code_dir, env.get("PYTHONPATH", "")) if p)
-        return env
-
-    def _spawn(self) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "awslambdaric", self.config.lambda_handler],
-            env=self._env(), cwd=self.config.code_dir or None,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-        assert proc.stdout is not None
-        output = _Output(proc.stdout)
+        runtime = RuntimeProcess(RuntimeSpec(
+            handler=cfg.lambda_handler, function_name=cfg.name, code_dir=cfg.code_dir or os.getcwd(),
+            memory_mb=cfg.memory_mb, timeout=cfg.timeout, function_env=cfg.env,
+            runtime_api=f"127.0.0.1:{self.port}", region=self.region, credentials=self.credentials,
+            engine_url=self.engine_url))
         with self._lock:
-            self._output = output
-        threading.Thread(target=self._read_output, args=(output,), daemon=True).start()
-        return proc
+            self._runtime = runtime
+        threading.Thread(target=self._read_output, args=(runtime,), daemon=True).start()
+        return runtime
 
-    def _read_output(self, output: _Output) -> None:
+    def _read_output(self, runtime: RuntimeProcess) -> None:
         """Take the runtime's output as it comes, for the invocation running then."""
+        output = runtime.output
         while True:
             output.wait_readable()
             with self._lock:
                 lines = output.drain()
                 current = self._current
                 if current is not None:
-                    current.lines.extend(lines)
+                    _keep(current.output, lines)
                     lines = []
             for line in lines:
                 log.debug("%s runtime: %s", self.config.name, line["message"])
@@ -328,7 +170,7 @@ class RuntimeSlot:
                 output.close()
                 return
 
-    def _collect(self, current: _Current) -> list[dict[str, Any]]:
+    def _collect(self, current: _Current) -> RuntimeOutput:
         """Everything the runtime wrote for an invocation it has ended (or died in).
 
         It wrote that output before it posted its response (it runs unbuffered) or before
@@ -336,21 +178,24 @@ class RuntimeSlot:
         with a last line that has no newline, instead of pausing for the reader thread.
         """
         with self._lock:
-            output = self._output
-            if output is not None:
-                current.lines.extend(output.drain(final=True))
-            lines = list(current.lines)
-            current.lines.clear()
-        return lines
+            runtime = self._runtime
+            if runtime is not None:
+                _keep(current.output, runtime.output.drain(final=True))
+            sink = current.output
+            return RuntimeOutput([{"ts_ms": ln.ts_ms, "level": ln.level, "message": ln.message} for ln in sink.lines],
+                                 sink.dropped)
 
     def _supervise(self) -> None:
+        # The runtime is started from this thread, which lives as long as the slot: the
+        # kernel's parent-death signal follows the thread that started a process.
         while not self._stopping.is_set():
-            self._proc = proc = self._spawn()
+            runtime = self._spawn()
+            proc = runtime.proc
             # A thread blocked in waitpid tells us the runtime exited. Popen.wait(timeout)
             # polls (waitpid and a sleep, ~7 times a call): with a 50 ms timeout here each
             # runtime woke the engine ~140 times a second.
             exited = threading.Event()
-            threading.Thread(target=lambda: (proc.wait(), exited.set()), daemon=True,
+            threading.Thread(target=lambda: (proc.wait(), runtime.reaped(), exited.set()), daemon=True,
                              name=f"durascope-runtime-wait-{proc.pid}").start()
             reason: dict[str, Any] | None = None
             while not self._stopping.is_set():
@@ -367,8 +212,8 @@ class RuntimeSlot:
                                               f"Error: {runtime_exited(code)}"}
                     break
                 if current is not None and time.time() * 1000 > current.task.deadline_ms:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+                    runtime.kill_group()
+                    exited.wait()
                     reason = {"errorType": "Sandbox.Timedout",
                               "errorMessage": f"Task timed out after {self.config.timeout:.2f} seconds"}
                     break
@@ -377,7 +222,8 @@ class RuntimeSlot:
             with self._lock:
                 current, self._current = self._current, None
             if current is not None and reason is not None:
-                self._finish(current, lambda: self.backend.fail(self.config.name, current.task.request_id, reason))
+                failed = current
+                self._finish(failed, lambda: self.backend.fail(self.config.name, failed.task.request_id, reason))
             if self._init_error is not None:
                 self._fail_next_with_init_error()
             # A runtime that keeps dying must not spin: back off a little.
@@ -388,38 +234,68 @@ class RuntimeSlot:
         error, self._init_error = self._init_error, None
         try:
             task = self.backend.next(self.config.name, self.worker_id, 1.0)
+            if task is not None and error is not None:
+                self.backend.fail(self.config.name, task.request_id, error)
         except Exception:  # noqa: BLE001 - the engine may be gone; the next start retries
             return
-        if task is not None and error is not None:
-            self.backend.fail(self.config.name, task.request_id, error)
 
     def _finish(self, current: _Current, send: Any) -> None:
         """Store the invocation's output, then report its outcome (the engine forgets an
-        invocation once it has its outcome)."""
-        lines = self._collect(current)
-        if lines:
-            try:
-                self.backend.logs(self.config.name, current.task.request_id, lines)
-            except Exception:  # noqa: BLE001 - logs are best effort, never the invocation's outcome
-                log.exception("could not store logs of %s", current.task.request_id)
-        send()
+        invocation once it has its outcome). An engine that cannot be reached has gone
+        (or will give up on the invocation at its deadline): say so once, no traceback."""
+        output = self._collect(current)
+        try:
+            if output.lines or output.dropped:
+                self.backend.logs(self.config.name, current.task.request_id, output)
+            send()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not report invocation %s of %s to the engine: %s",
+                        current.task.request_id, self.config.name, exc)
+
+    def abandon(self, request_id: str, why: str) -> None:
+        """The engine no longer waits for ``request_id``: stop the runtime working on it
+        (a fresh one starts), and report nothing."""
+        with self._lock:
+            current = self._current
+            if current is None or current.answered or current.task.request_id != request_id:
+                return
+            self._current = None
+            runtime = self._runtime
+        log.warning("stopping the runtime of %s working on %s: %s", self.config.name, request_id, why)
+        if runtime is not None:
+            runtime.kill_group()
 
     # --- Runtime API requests (called by the HTTP handler) ----------------------------------
 
     def runtime_next(self) -> Task | None:
+        """Block until the engine hands out an invocation, as Lambda's ``next`` does; while
+        the engine cannot be reached, keep asking (one warning, no traceback)."""
+        delay = 0.0
         while not self._stopping.is_set():
-            task = self.backend.next(self.config.name, self.worker_id, POLL_SECONDS)
+            try:
+                task = self.backend.next(self.config.name, self.worker_id, POLL_SECONDS)
+            except Exception as exc:  # noqa: BLE001
+                if not delay:
+                    log.warning("%s: cannot reach the engine (%s); retrying", self.config.name, exc)
+                delay = min(max(delay * 2, 0.25), 5.0)
+                self._stopping.wait(delay)
+                continue
+            delay = 0.0
             if task is not None:
                 with self._lock:
-                    self._current = _Current(task)
+                    self._current = _Current.of(task)
+                if self._on_task is not None:
+                    self._on_task()
                 return task
         return None
 
-    def runtime_done(self, request_id: str, body: bytes, error: bool) -> bool:
+    def runtime_done(self, request_id: str, body: bytes | None, error: bool) -> bool:
+        """The runtime's answer (``body`` None: it was over ``RESPONSE_LIMIT``)."""
         with self._lock:
             current = self._current
             if current is None or current.task.request_id != request_id:
                 return False
+            current.answered = True
         try:
             self._finish_done(current, request_id, body, error)
         finally:
@@ -428,8 +304,10 @@ class RuntimeSlot:
                     self._current = None
         return True
 
-    def _finish_done(self, current: _Current, request_id: str, body: bytes, error: bool) -> None:
-        if error:
+    def _finish_done(self, current: _Current, request_id: str, body: bytes | None, error: bool) -> None:
+        if body is None:
+            self._finish(current, lambda: self.backend.fail(self.config.name, request_id, RESPONSE_TOO_LARGE))
+        elif error:
             try:
                 payload = json.loads(body) if body else {}
             except ValueError:
@@ -438,11 +316,16 @@ class RuntimeSlot:
         else:
             self._finish(current, lambda: self.backend.respond(self.config.name, request_id, body))
 
-    def runtime_init_error(self, body: bytes) -> None:
+    def runtime_init_error(self, body: bytes | None) -> None:
         try:
             self._init_error = json.loads(body) if body else {"errorType": "Runtime.Unknown"}
         except ValueError:
             self._init_error = {"errorType": "Runtime.InitError", "errorMessage": body[:1000].decode("utf-8", "replace")}
+
+
+def _keep(sink: InvocationLog, lines: list[dict[str, Any]]) -> None:
+    for line in lines:
+        sink.add(line["level"], line["message"], ts=line["ts_ms"] / 1000)
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -473,19 +356,24 @@ def _handler_for(slot: RuntimeSlot) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def _body(self) -> bytes:
+        def _body(self) -> bytes | None:
+            """The request body, or None when it is over ``RESPONSE_LIMIT`` (then read
+            and thrown away in pieces, so the connection stays usable)."""
             length = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(length) if length else b""
+            if length <= RESPONSE_LIMIT:
+                return self.rfile.read(length) if length else b""
+            while length > 0:
+                chunk = self.rfile.read(min(length, 1 << 20))
+                if not chunk:
+                    break
+                length -= len(chunk)
+            return None
 
         def do_GET(self) -> None:
             if self.path != f"{RUNTIME_PREFIX}/invocation/next":
                 self._reply(404, b'{"errorType": "NotFound"}')
                 return
-            try:
-                task = slot.runtime_next()
-            except Exception as exc:  # noqa: BLE001 - the engine is unreachable: let the runtime retry
-                self._reply(500, json.dumps({"errorType": "Runtime.Unavailable", "errorMessage": str(exc)}).encode())
-                return
+            task = slot.runtime_next()
             if task is None:
                 self._reply(500, b'{"errorType": "Runtime.Stopping"}')
                 return
@@ -505,7 +393,12 @@ def _handler_for(slot: RuntimeSlot) -> type[BaseHTTPRequestHandler]:
                 self._reply(202, b"{}")
             elif len(parts) == 6 and self.path.startswith(f"{RUNTIME_PREFIX}/invocation/") and parts[5] in ("response", "error"):
                 known = slot.runtime_done(parts[4], body, error=parts[5] == "error")
-                self._reply(202 if known else 400, b"{}" if known else b'{"errorType": "InvalidRequestID"}')
+                if not known:
+                    self._reply(400, b'{"errorType": "InvalidRequestID"}')
+                elif body is None:
+                    self._reply(413, _TOO_LARGE_REPLY)
+                else:
+                    self._reply(202, b"{}")
             else:
                 self._reply(404, b'{"errorType": "NotFound"}')
 
@@ -521,17 +414,24 @@ class WorkerHost:
         self.engine_url = engine_url
         self.region = region
         self.concurrency = max(1, concurrency)
-        # What the SDK inside the runtimes signs its checkpoints with.
+        # What the SDK inside the runtimes signs its checkpoints with when the engine hands
+        # out no key of the function's own (an engine without keys accepts any).
         self.credentials = credentials or ("durascope", "durascope")
         self.slots: dict[str, list[RuntimeSlot]] = {}
         self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._work = threading.Event()
+        if backend.remote:
+            threading.Thread(target=self._watch_engine, name="durascope-engine-watch", daemon=True).start()
 
     def ensure(self, config: FunctionConfig) -> list[RuntimeSlot]:
         with self._lock:
             slots = self.slots.get(config.name)
             if slots:
                 return slots
-            slots = [RuntimeSlot(self.backend, config, self.engine_url, self.region, self.credentials)
+            slots = [RuntimeSlot(self.backend, config, self.engine_url, self.region,
+                                 config.runtime_credentials or self.credentials,
+                                 on_task=self._work.set)
                      for _ in range(self.concurrency)]
             for slot in slots:
                 slot.start()
@@ -539,16 +439,64 @@ class WorkerHost:
             return slots
 
     def stop(self) -> None:
+        self._stopped.set()
+        self._work.set()
         with self._lock:
             slots = [s for group in self.slots.values() for s in group]
             self.slots.clear()
         for slot in slots:
             slot.stop()
 
+    def _running(self) -> dict[str, RuntimeSlot]:
+        with self._lock:
+            slots = [s for group in self.slots.values() for s in group]
+        return {rid: s for s in slots if (rid := s.running) is not None}
 
-def run_worker(engine_url: str, functions: list[str] | None, concurrency: int, region: str) -> None:
+    def _watch_engine(self) -> None:
+        """A remote engine that died cannot stop the runtimes working for it: ask it, while
+        any invocation runs here, which of them it still waits for. A parked question
+        also ends the moment the engine's process does (its connection closes)."""
+        lost_since: float | None = None
+        refused = False
+        while not self._stopped.is_set():
+            running = self._running()
+            if not running:
+                self._work.wait(1.0)
+                self._work.clear()
+                continue
+            try:
+                gone = self.backend.gone(sorted(running), WATCH_SECONDS)
+                why = "its engine no longer waits for it"
+                lost_since = None
+            except EngineRefused as exc:
+                # Alive but not answering the question (an older engine, say): no reason
+                # to stop anything; ask again later.
+                if not refused:
+                    log.warning("the engine does not say which invocations it waits for: %s", exc)
+                refused = True
+                lost_since = None
+                self._stopped.wait(WATCH_SECONDS)
+                continue
+            except Exception as exc:  # noqa: BLE001 - unreachable, reset, timed out: the same here
+                now = time.monotonic()
+                lost_since = lost_since or now
+                if now - lost_since < ENGINE_LOST_SECONDS:
+                    self._stopped.wait(0.25)
+                    continue
+                running = self._running()
+                gone = list(running)
+                why = f"its engine has been unreachable for {ENGINE_LOST_SECONDS:g} s ({exc})"
+            for request_id in gone:
+                slot = running.get(request_id)
+                if slot is not None:
+                    slot.abandon(request_id, why)
+
+
+def run_worker(engine_url: str, functions: list[str] | None, concurrency: int, region: str,
+               insecure: bool = False) -> None:
     """``durascope worker``: serve the named functions (or all registered) until SIGTERM.
     Credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, as for any AWS client."""
+    require_secure_engine(engine_url, insecure)
     key_id, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
     credentials = (key_id, secret) if key_id and secret else None
     backend = HttpBackend(engine_url, credentials, region)

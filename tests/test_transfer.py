@@ -138,7 +138,7 @@ def _hostile_cases(src: Durascope, arn: str, tmp_path: Path) -> list[tuple[Path,
     add("nan.json", json.dumps({**good, "Events": [{**good["Events"][0], "EventTimestamp": "X"}]}).replace(
         '"X"', "NaN").encode(), "not valid JSON")
     add("truncated.json", json.dumps(good).encode()[:-40], "not valid JSON")
-    add("extra-field.json", {**good, "Events": [{**good["Events"][0], "Evil": 1}]}, "unexpected fields")
+    add("extra-field.json", {**good, "Events": [{**good["Events"][0], "Evil": 1}]}, "unexpected field")
     add("no-arn.json", {"Events": good["Events"]}, "pass the execution ARN")
     add("bad-arn.json", {**good, "DurableExecutionArn": "arn:aws:lambda:../../etc"}, "not a valid durable execution ARN")
     nul_name = {**good["Events"][1], "Name": "a\u0000b"}

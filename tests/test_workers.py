@@ -137,3 +137,14 @@ def test_worker_refuses_unknown_functions(served: Served) -> None:
     proc = subprocess.run([sys.executable, "-m", "recorder.cli", "worker", "--engine", "http://127.0.0.1:9"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "cannot reach the engine" in proc.stderr
+
+
+@pytest.mark.parametrize("path", ["/durascope/runtime/whoami/next?wait=nan", "/durascope/runtime/watch?wait=inf"])
+def test_the_worker_endpoints_refuse_a_wait_that_is_not_a_number(served: Served, path: str) -> None:
+    import http.client
+
+    _register(served.ds, "whoami", "th_workers.whoami")
+    conn = http.client.HTTPConnection("127.0.0.1", int(served.url.rsplit(":", 1)[1]), timeout=30)
+    conn.request("POST" if "watch" in path else "GET", path, body=b'{"RequestIds": ["x"]}' if "watch" in path else None)
+    resp = conn.getresponse()
+    assert resp.status == 400 and b"wait must be a number of seconds" in resp.read()

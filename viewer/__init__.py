@@ -60,7 +60,7 @@ def create_app(settings: Settings | None = None, durascope: Durascope | None = N
     access.install(app, access.AccessPolicy.build(settings.access_keys, settings.allowed_hosts, bind_host))
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
     if settings.access_keys:
-        login.install(app, settings.access_keys)
+        login.install(app, settings.access_keys, settings.session_hours)
     else:
         # Only the CSRF token lives in the session: a key of this process is enough (a
         # restarted server asks for a reload of a form left open).

@@ -47,10 +47,12 @@ from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, g, jsonify, redirect, request, session, url_for
+from flask import Flask, Response, current_app, g, jsonify, redirect, request, session, url_for
 from markupsafe import escape
 
 from recorder import sigv4
+from recorder.arns import ExecutionArn
+from recorder.store import sessions
 from recorder.errors import RequestTooLargeException, ServiceError, TooManyRequestsException
 from viewer import lambda_api
 from viewer.rawpath import raw_path
@@ -68,6 +70,7 @@ SIGNED_BLUEPRINTS = frozenset({"runtime_api"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 LOOPBACK_NAMES = ("localhost",)
+SESSION_TOKEN = "sid"  # the session cookie's key for the server-side login session
 MIB = 1024 * 1024
 VIEWER_BODY_LIMIT = 2 * MIB  # a callback result (1 MiB) sent from the execution page's form
 RUNTIME_BODY_LIMIT = 7 * MIB  # a handler's result (6 MB) relayed by a worker host
@@ -77,7 +80,7 @@ RUNTIME_BODY_LIMIT = 7 * MIB  # a handler's result (6 MB) relayed by a worker ho
 class AccessPolicy:
     """What the rule needs to know about this deployment."""
 
-    keys: dict[str, str]
+    keys: sigv4.KeyRing
     allowed_hosts: tuple[str, ...]
     enforce_hosts: bool
 
@@ -88,7 +91,7 @@ class AccessPolicy:
         for name in (socket.gethostname(), socket.getfqdn(), bind_host or ""):
             if name:
                 names.add(name.lower())
-        return cls(dict(keys), tuple(sorted(names)), enforce_hosts=not keys or bool(configured))
+        return cls(sigv4.KeyRing(keys), tuple(sorted(names)), enforce_hosts=not keys or bool(configured))
 
     def host_allowed(self, host_header: str) -> bool:
         host = _hostname(host_header)
@@ -227,9 +230,19 @@ def _cross_site() -> bool:
     return origin == "null" or not parts.netloc or parts.netloc.lower() != request.headers.get("Host", "").lower()
 
 
+def current_user() -> str | None:
+    """The key id of this browser's live login session (checked against the server's own
+    record, so a logged-out or expired session is refused even with a valid cookie)."""
+    if "durascope_user" not in g:
+        token = session.get(SESSION_TOKEN)
+        g.durascope_user = (sessions.session_key_id(current_app.extensions["durascope"].db, token)
+                            if isinstance(token, str) else None)
+    return g.durascope_user
+
+
 def _authenticate(kind: Guard, policy: AccessPolicy, replays: sigv4.ReplayCache) -> Response | None:
     if kind is Guard.VIEWER and not sigv4.claims_signature(request.headers):
-        if not session.get("user"):
+        if not current_user():
             if request.method == "GET" and not request.path.startswith("/api/"):
                 return redirect(url_for("login.login", next=request.full_path.rstrip("?")))
             return _refuse(kind, 401, "Log in first: the viewer requires it when DURASCOPE_ACCESS_KEYS is set.")
@@ -243,6 +256,11 @@ def _authenticate(kind: Guard, policy: AccessPolicy, replays: sigv4.ReplayCache)
                                request.query_string.decode("latin-1"), request.headers, body)
     except sigv4.AuthError as exc:
         return _refuse(kind, exc.status, exc.message, exc)
+    function = sigv4.runtime_function(auth.key_id)
+    if function is not None and not _runtime_may(function):
+        denied = _ForbiddenRequest(f"{auth.key_id} is a runtime's key: it may only checkpoint and read "
+                                   f"executions of function {function}")
+        return _refuse(kind, denied.status, denied.message, denied)
     if request.method in UNSAFE_METHODS:
         # A replayed read changes nothing (and identical reads in one second, a polling
         # loop, are common); a state-changing request is acted on once per signature.
@@ -253,6 +271,21 @@ def _authenticate(kind: Guard, policy: AccessPolicy, replays: sigv4.ReplayCache)
             return _refuse(kind, exc.status, exc.message, exc)
         g.durascope_signature = auth.signature
     return None
+
+
+# What the SDK inside a runtime calls: CheckpointDurableExecution, GetDurableExecutionState,
+# and reads of its own execution.
+RUNTIME_CALLS = frozenset({("POST", "checkpoint"), ("GET", "state"), ("GET", None), ("GET", "history")})
+
+
+def _runtime_may(function: str) -> bool:
+    route = lambda_api.execution_route(raw_path(request.environ))
+    if route is None or (request.method, route[1]) not in RUNTIME_CALLS:
+        return False
+    try:
+        return ExecutionArn.parse(route[0]).function == function
+    except ServiceError:
+        return False
 
 
 def _release_unacted(replays: sigv4.ReplayCache, response: Response) -> Response:
@@ -274,4 +307,4 @@ def install(app: Flask, policy: AccessPolicy) -> None:
     @app.context_processor
     def _helpers() -> dict[str, Any]:
         return {"csrf_token": csrf_token, "login_enabled": bool(policy.keys),
-                "current_user": session.get("user") if policy.keys else None}
+                "current_user": current_user() if policy.keys else None}

@@ -43,6 +43,7 @@ from recorder.errors import (
     ServiceError,
 )
 from recorder.queries import history_page, list_executions
+from recorder.store.availability import DatabaseUnavailable
 from recorder.wire import ErrorObject, ts_seconds
 from viewer.rawpath import raw_path
 
@@ -88,6 +89,14 @@ class NotSupportedYet(ServiceError):
     status = 501
 
 
+class ServiceUnavailable(ServiceError):
+    """The database cannot be used now (restarting, unreachable, disk full): 503, which
+    AWS clients retry, with Retry-After. botocore types it by the code, as any Lambda fault."""
+
+    code = "ServiceException"
+    status = 503
+
+
 def unknown_operation() -> ResourceNotFoundException:
     # Real Lambda answers UnknownOperationException (404); botocore has no class for it,
     # a ResourceNotFoundException gives clients a typed error with the same meaning.
@@ -109,6 +118,21 @@ def error_response(exc: ServiceError) -> Response:
     resp = _json(exc.to_body(), exc.status, {"x-amzn-ErrorType": exc.code, "x-amzn-RequestId": str(uuid.uuid4())})
     if exc.status == 429:
         resp.headers["Retry-After"] = "1"
+    return resp
+
+
+def unavailable_response(exc: DatabaseUnavailable) -> Response:
+    resp = error_response(ServiceUnavailable(exc.outage.message))
+    resp.headers["Retry-After"] = str(exc.outage.retry_after_seconds)
+    return resp
+
+
+@bp.app_errorhandler(DatabaseUnavailable)
+def _database_unavailable(exc: DatabaseUnavailable) -> Response:
+    # Every route of the app, not only this blueprint's: the outage was logged once when it
+    # began (recorder.store.availability), so no traceback per request.
+    resp = unavailable_response(exc)
+    resp.headers["x-amzn-RequestId"] = str(uuid.uuid4())
     return resp
 
 
@@ -137,6 +161,14 @@ def _raw_path() -> str:
 def claims(path: str) -> bool:
     """Whether a raw request path is this API's (it routes on the raw path, not Flask's map)."""
     return path.startswith(PREFIXES)
+
+
+def execution_route(path: str) -> tuple[str, str | None] | None:
+    """``(arn, action)`` of a raw path under ``/2025-12-01/durable-executions/``, else None."""
+    segments = path.split("/")[1:]
+    if len(segments) < 3 or segments[0] != DURABLE_VERSION or segments[1] != "durable-executions":
+        return None
+    return _arn_and_action(segments[2:])
 
 
 def body_limit(method: str, path: str, invocation_type: str | None) -> int:
@@ -328,6 +360,8 @@ def _intercept() -> Response | None:
         resp = error_response(exc)
     except HTTPException as exc:
         resp = http_exception_response(exc)
+    except DatabaseUnavailable as exc:
+        resp = unavailable_response(exc)
     except Exception:  # noqa: BLE001 - a bug must still answer in the AWS shape
         log.exception("unexpected failure on %s %s", request.method, path[:300])
         resp = error_response(ServiceError("Internal failure; see the server log"))

@@ -22,6 +22,7 @@ from typing import Protocol
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from recorder.engine.control import SWEEP_SECONDS, ControlPlane, InvocationInput, InvocationOutcome, now_ms
+from recorder.store.availability import report_failure
 from recorder.wakeup import Wakeup
 
 log = logging.getLogger("durascope.engine")
@@ -152,7 +153,7 @@ class Engine:
                     break
                 inv = None
         except Exception:  # noqa: BLE001 - keep the engine alive; the sweep retries
-            log.exception("invocation of %s failed in the engine", execution_id)
+            report_failure(log, "invocation of %s failed in the engine", execution_id)
         finally:
             self._finished(execution_id)
 
@@ -172,7 +173,7 @@ class Engine:
             try:
                 self.control.renew_lease(execution_id, request_id, self.owner)
             except Exception:  # noqa: BLE001
-                log.exception("lease renewal of %s failed", execution_id)
+                report_failure(log, "lease renewal of %s failed", execution_id)
 
     def _listen(self) -> None:
         """PostgreSQL: other engines announce work they committed (NOTIFY durascope_work)."""
@@ -197,7 +198,7 @@ class Engine:
                                 self._wake_at(max(int(data["t"]), now_ms() + 1))
             except Exception:  # noqa: BLE001 - reconnect; the sweep covers the gap
                 if not self._stopping:
-                    log.warning("LISTEN connection lost; reconnecting", exc_info=True)
+                    report_failure(log, "LISTEN connection lost; reconnecting")
                     time.sleep(1.0)
 
     # --- time --------------------------------------------------------------------------
@@ -217,7 +218,7 @@ class Engine:
                     try:
                         self.control.fire_timer(execution_id, kind, op_id)
                     except Exception:  # noqa: BLE001
-                        log.exception("timer %s/%s/%s failed", execution_id, kind, op_id)
+                        report_failure(log, "timer %s/%s/%s failed", execution_id, kind, op_id)
                 if len(due) < 500:
                     break
             later = []
@@ -231,6 +232,6 @@ class Engine:
             if candidates:
                 self._wake_at(max(min(candidates), now_ms() + 5))
         except Exception:  # noqa: BLE001
-            log.exception("engine tick failed")
+            report_failure(log, "engine tick failed")
         finally:
             self._tick_lock.release()

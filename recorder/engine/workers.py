@@ -9,7 +9,12 @@ leased; if this engine dies its leases expire and another engine re-drives them.
 
 Timeouts follow Lambda: the function's timeout counts from the moment a worker takes
 the invocation; a worker that has not answered by then is reported ``Sandbox.Timedout``
-and the invocation is retried like any failed one.
+and the invocation is retried like any failed one. So do size limits: a response over
+``RESPONSE_LIMIT`` fails the invocation with ``Function.ResponseSizeTooLarge``.
+
+A worker host on another machine asks ``gone`` which of the invocations it runs this
+engine no longer waits for (it stopped, restarted, or gave up on them), and stops
+their runtimes: no runtime outlives the engine it works for by more than a few seconds.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 
 from recorder.engine.control import ControlPlane, InvocationInput, InvocationOutcome
 from recorder.errors import ResourceNotFoundException
+from recorder.worker_backend import RESPONSE_LIMIT, RESPONSE_TOO_LARGE
 
 # Grace added to the function timeout before the engine gives up on a taken invocation
 # (the worker host itself kills its runtime at the deadline and reports it).
@@ -58,12 +64,16 @@ class _Pending:
     worker: str | None = None
     outcome: InvocationOutcome | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    logs_taken: bool = False
 
 
 class WorkerPool:
     def __init__(self, control: ControlPlane) -> None:
         self.control = control
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        # Woken when an invocation leaves _by_request (for ``gone``), on the same lock.
+        self._left = threading.Condition(lock)
         self._queues: dict[str, deque[_Pending]] = {}
         self._by_request: dict[str, _Pending] = {}
         self._last_poll: dict[str, float] = {}
@@ -101,11 +111,13 @@ class WorkerPool:
                 queue = self._queues.get(inv.function.name)
                 if queue and pending in queue:
                     queue.remove(pending)
+                self._left.notify_all()
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            self._left.notify_all()
 
     # --- the worker side ---------------------------------------------------------------
 
@@ -137,6 +149,8 @@ class WorkerPool:
 
     def respond(self, request_id: str, body: bytes) -> bool:
         """The handler's output (the durable envelope as JSON)."""
+        if len(body) > RESPONSE_LIMIT:
+            return self.fail(request_id, RESPONSE_TOO_LARGE)
         try:
             output = json.loads(body) if body else None
         except ValueError:
@@ -165,7 +179,25 @@ class WorkerPool:
         pending.done.set()
         return True
 
-    def execution_of(self, request_id: str) -> str | None:
+    def take_logs(self, request_id: str) -> str | None:
+        """The execution whose invocation ``request_id`` is, the first time its output is
+        handed in; None for an unknown invocation or a second batch (each invocation's
+        output is capped once, as a whole)."""
         with self._cond:
             pending = self._by_request.get(request_id)
-            return pending.inv.execution_id if pending else None
+            if pending is None or pending.logs_taken:
+                return None
+            pending.logs_taken = True
+            return pending.inv.execution_id
+
+    def gone(self, request_ids: list[str], wait_seconds: float) -> list[str]:
+        """Those of ``request_ids`` this engine does not wait for (any more); if it waits for
+        all of them, blocks until one leaves or ``wait_seconds`` pass."""
+        deadline = time.monotonic() + wait_seconds
+        with self._cond:
+            while True:
+                gone = [r for r in request_ids if (p := self._by_request.get(r)) is None or p.done.is_set()]
+                remaining = deadline - time.monotonic()
+                if gone or remaining <= 0 or self._closed:
+                    return gone
+                self._left.wait(remaining)

@@ -53,6 +53,7 @@ from recorder.followers.models import Follower
 from recorder.followers.outbox import Due, Outcome, backoff_ms, webhook_id
 from recorder.followers.sender import EXCERPT_CHARS, Sender
 from recorder.followers.webhooks import WebhookSettings, now_ms
+from recorder.store.availability import report_failure
 from recorder.store.db import Database
 from recorder.wakeup import Wakeup
 
@@ -167,7 +168,7 @@ class Dispatcher:
             try:
                 self._step()
             except Exception:  # noqa: BLE001 - keep following; the next pass retries
-                log.exception("webhook dispatcher pass failed")
+                report_failure(log, "webhook dispatcher pass failed")
                 self._stopping.wait(1.0)
 
     def _fanning(self) -> None:
@@ -182,7 +183,7 @@ class Dispatcher:
                         # costs a GIL hand-over (~5 ms of the live latency on a busy process).
                         self._top_up()
             except Exception:  # noqa: BLE001 - keep following; the next turn retries
-                log.exception("webhook fan-out failed")
+                report_failure(log, "webhook fan-out failed")
                 self._stopping.wait(1.0)
             if n:
                 active_until = time.monotonic() + 1.0

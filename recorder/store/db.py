@@ -21,6 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
+from recorder.store.availability import Availability
 from recorder.store.sql import Raw
 from recorder.store.walcheck import WalCheckpointer
 
@@ -71,6 +72,9 @@ class Database:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
+        # Transactions that fail because the database cannot be used now raise
+        # DatabaseUnavailable, and the outage is logged once (recorder.store.availability).
+        self.availability = Availability(parsed.render_as_string(hide_password=True))
         self._writer: Connection | None = None
         self._wal_path: str | None = None
         self.wal_checkpointer: WalCheckpointer | None = None
@@ -104,35 +108,47 @@ class Database:
     def write(self) -> Iterator[Connection]:
         """A write transaction (SQLAlchemy Core): commits on success, rolls back on any exception."""
         mutex = self._write_mutex
-        if mutex is None:
-            with self.engine.begin() as conn:
-                yield conn
-            return
-        with mutex:
-            # SQLite: one writer connection, kept open. Opening a Connection per
-            # transaction (checkout, events, reset) cost 60 us of a 90 us empty write.
-            if self._writer is None or self._writer.closed:
-                self._writer = self.engine.connect()
-                if self._wal_path is not None and self.wal_checkpointer is None:
-                    self.wal_checkpointer = WalCheckpointer(self._wal_path, mutex)
-            with self._writer.begin():
-                yield self._writer
-            if self.wal_checkpointer is not None:
-                self.wal_checkpointer.committed()
+        try:
+            if mutex is None:
+                with self.engine.begin() as conn:
+                    yield conn
+            else:
+                with mutex:
+                    # SQLite: one writer connection, kept open. Opening a Connection per
+                    # transaction (checkout, events, reset) cost 60 us of a 90 us empty write.
+                    if self._writer is None or self._writer.closed:
+                        self._writer = self.engine.connect()
+                        if self._wal_path is not None and self.wal_checkpointer is None:
+                            self.wal_checkpointer = WalCheckpointer(self._wal_path, mutex)
+                    with self._writer.begin():
+                        yield self._writer
+                    if self.wal_checkpointer is not None:
+                        self.wal_checkpointer.committed()
+        except Exception as exc:
+            raise self.availability.failed(exc) or exc
+        self.availability.succeeded(wrote=True)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with Session(self.read_engine, expire_on_commit=False, autoflush=False) as session:
-            with session.begin():
-                yield session
+        try:
+            with Session(self.read_engine, expire_on_commit=False, autoflush=False) as session:
+                with session.begin():
+                    yield session
+        except Exception as exc:
+            raise self.availability.failed(exc) or exc
+        self.availability.succeeded(wrote=False)
 
     @contextmanager
     def read_raw(self) -> Iterator[Raw]:
         """A read transaction for hand-written SQL (``recorder.store.sql``): for reads
         that run often, such as polling an execution's status, where the ORM session
         costs ten times the query."""
-        with self.read_engine.begin() as conn:
-            yield Raw(conn)
+        try:
+            with self.read_engine.begin() as conn:
+                yield Raw(conn)
+        except Exception as exc:
+            raise self.availability.failed(exc) or exc
+        self.availability.succeeded(wrote=False)
 
     def dispose(self) -> None:
         if self.wal_checkpointer is not None:

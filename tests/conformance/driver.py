@@ -30,6 +30,7 @@ from matcher import Bindings, check_logs, check_result, history_matches, match_h
 from requirements import Requirement  # noqa: E402
 
 import dconf_common  # noqa: E402
+from recorder.history_shapes import check_event  # noqa: E402
 
 TERMINAL_EVENTS = {
     "ExecutionSucceeded": "SUCCEEDED",
@@ -116,6 +117,8 @@ class DurascopeBackend:
         events = self.ds.history(arn)
         if isinstance(events, dict):
             events = events.get("Events", [])
+        for event in events:  # what we record always fits the API's shapes, so it re-imports
+            check_event(event)
         return list(events)
 
     def outcome(self, arn: str) -> tuple[str | None, str | None, Any]:

@@ -59,3 +59,11 @@ def chatty(event, context: DurableContext):
         return "said"
 
     return context.step(talk, name="talk")
+
+
+@durable_execution
+def whose_key(event, context: DurableContext):
+    """What the SDK in this runtime signs its checkpoints with (the step checkpoints it)."""
+    return context.step(lambda _: {"key_id": os.environ.get("AWS_ACCESS_KEY_ID"),
+                                   "secret_is_admins": os.environ.get("AWS_SECRET_ACCESS_KEY") == event.get("admin")},
+                        name="whose-key")
