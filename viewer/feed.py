@@ -8,8 +8,6 @@ Errors use the AWS error shape (status, ``x-amzn-ErrorType``, JSON ``Type``/``me
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, current_app, redirect, render_template_string, request, url_for
@@ -17,11 +15,11 @@ from flask import Blueprint, Response, current_app, redirect, render_template_st
 from recorder.errors import InvalidParameterValueException, ServiceError
 from recorder.followers import webhooks as wh
 from recorder.followers.status import Filter, head_position, iso_millis, parse_statuses, read_filtered
+from viewer.stream import status_stream
 
 bp = Blueprint("feed", __name__)
 
 MAX_PAGE = 1000
-KEEPALIVE_SECONDS = 15.0
 
 
 def _ds() -> Any:
@@ -87,10 +85,6 @@ def status_changes() -> Response:
                   "nextAfter": cursor, "head": head, "hasMore": cursor < head})
 
 
-def _sse(event_id: int, data: dict[str, Any]) -> str:
-    return f"id: {event_id}\nevent: status-change\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
 @bp.get("/api/v1/feed")
 def feed() -> Response:
     """Server-Sent Events, ``id:`` = global log position. Resumes after ``Last-Event-ID``
@@ -112,38 +106,7 @@ def feed() -> Response:
         flt = _filter_args()
     except ServiceError as exc:
         return _error(exc)
-    ds = _ds()
-    poll = float(current_app.config.get("DURASCOPE_FEED_POLL_SECONDS", 0.1))
-
-    def stream() -> Iterator[str]:
-        cursor = after
-        if cursor is None:
-            with ds.db.read() as s:
-                cursor = head_position(s)
-        sent = 0
-        idle_since = last_out = time.monotonic()
-        yield "retry: 2000\n\n"
-        while True:
-            with ds.db.read() as s:
-                changes, cursor = read_filtered(s, cursor, 200, flt, ds.settings)
-            for c in changes:
-                yield _sse(c.position, c.to_event(ds.settings))
-                sent += 1
-                if limit is not None and sent >= limit:
-                    return
-            now = time.monotonic()
-            if changes:
-                idle_since = last_out = now
-                continue
-            if wait is not None and now - idle_since >= wait:
-                return
-            if now - last_out >= KEEPALIVE_SECONDS:
-                last_out = now
-                yield ": keepalive\n\n"
-            time.sleep(poll)
-
-    return Response(stream(), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return status_stream(_ds(), after, limit, wait, flt)  # viewer.stream: capped, one poller for all streams
 
 
 # --- webhooks JSON admin ---------------------------------------------------------------------------

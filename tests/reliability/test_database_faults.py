@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from recorder.api import Durascope
+from recorder.api import Durascope, wait_until
 from tests.reliability.checks import assert_recovered, completed_steps
 from tests.reliability.conftest import Served, fill, postgresql_stopped, small_tmpfs, wait_for_no_process
 from tests.reliability.held import STEPS, lambda_client, register, release_and_wait, start_held
@@ -48,6 +48,12 @@ def _outage_lines(log: str) -> dict[str, int]:
             "end": sum(BACK in ln for ln in lines), "tracebacks": log.count("Traceback")}
 
 
+def _await_the_end_line(served: Served) -> None:
+    # The end of an outage is logged once the database has worked for a second: the
+    # executions can finish, and serve be stopped, before that.
+    wait_until(lambda: BACK in served.tail(1_000_000), 15, "no line saying the outage ended")
+
+
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_postgresql_restart_mid_run(database_url: str, control_only: Durascope, process_tag: str,
                                       tmp_path: Path) -> None:
@@ -69,6 +75,7 @@ def test_a_postgresql_restart_mid_run(database_url: str, control_only: Durascope
         control_only.db.dispose()
         release_and_wait(control_only, tmp_path, arns)
         assert client.get_durable_execution(DurableExecutionArn=arns["a"])["Status"] == "SUCCEEDED"
+        _await_the_end_line(served)
     finally:
         served.stop()
     assert_recovered(control_only, arns, tmp_path, STEPS, before)
@@ -100,6 +107,7 @@ def test_sqlite_on_a_full_disk(process_tag: str, tmp_path: Path) -> None:
                 assert status == 202
                 arns["c"] = headers["x-amz-durable-execution-arn"]
                 release_and_wait(store, tmp_path, arns)
+                _await_the_end_line(served)
             finally:
                 served.stop()
             assert_recovered(store, arns, tmp_path, STEPS, before)
