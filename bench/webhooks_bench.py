@@ -2,7 +2,7 @@
 latency from commit to arrival, and a loss check.
 
     python bench/webhooks_bench.py [--db sqlite|postgresql | --database-url URL]
-                                   [--backlog 10000] [--live 2000] [--rate 300]
+                                   [--backlog 10000] [--live 2000] [--rate 300] [--posts 10000]
 
 Status changes are synthesized by starting executions with ``run_engine=False``
 (each start commits an ExecutionStarted = one RUNNING status change). Two phases:
@@ -11,6 +11,10 @@ Status changes are synthesized by starting executions with ``run_engine=False``
            latency = arrival at the receiver - the moment the start transaction committed.
 * backlog: ``--backlog`` executions are committed with no dispatcher running, then one
            is started; throughput = deliveries / seconds until the last one arrived.
+
+* sender:  ``--posts`` signed-size POSTs from ``concurrency`` threads through the HTTP client
+           alone (``recorder.followers.sender``) to a receiver in another process:
+           CPU of this process per POST, and POSTs per second.
 
 Every delivery is verified with ``standardwebhooks.Webhook(secret).verify`` and checked
 off against the expected event ids: nothing may be missing. Goals: p50 < 50 ms,
@@ -26,6 +30,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -42,6 +47,7 @@ from standardwebhooks import Webhook  # noqa: E402
 from recorder.api import Durascope  # noqa: E402
 from recorder.followers import webhooks as wh  # noqa: E402
 from recorder.followers.dispatcher import Dispatcher  # noqa: E402
+from recorder.followers.sender import Sender  # noqa: E402
 from recorder.followers.webhooks import WebhookSettings  # noqa: E402
 
 
@@ -130,7 +136,10 @@ def main() -> None:
     ap.add_argument("--backlog", type=int, default=10_000)
     ap.add_argument("--live", type=int, default=2_000)
     ap.add_argument("--rate", type=float, default=300.0, help="starts per second in the live phase")
+    ap.add_argument("--posts", type=int, default=10_000, help="POSTs of the sender phase (0: skip it)")
     args = ap.parse_args()
+    if args.posts:
+        _sender_phase(args.posts)
     tmp = tempfile.mkdtemp(prefix="durascope-wh-bench-")
     pg_name = None
     if args.database_url:
@@ -148,6 +157,60 @@ def main() -> None:
             import shutil
 
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+_RECEIVER = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+srv.daemon_threads = True
+print(srv.server_port, flush=True)
+srv.serve_forever()
+"""
+
+
+def _sender_phase(posts: int) -> None:
+    """The HTTP client alone: CPU per POST in this process, the receiver in another."""
+    proc = subprocess.Popen([sys.executable, "-c", _RECEIVER], stdout=subprocess.PIPE, text=True)
+    try:
+        url = f"http://127.0.0.1:{int(proc.stdout.readline())}/hook"  # type: ignore[union-attr]
+        ws = WebhookSettings.from_env()
+        sender = Sender(ws)
+        body = b'{"detail":' + b'"x"' * 100 + b"}"
+        headers = {"webhook-id": "msg_" + "0" * 32, "webhook-timestamp": "1700000000",
+                   "webhook-signature": "v1," + "A" * 44}
+        per_thread = posts // ws.concurrency
+        bad: list[object] = []
+
+        def run() -> None:
+            for _ in range(per_thread):
+                res = sender.post(url, body, headers)
+                if res.status != 204:
+                    bad.append(res)
+
+        threads = [threading.Thread(target=run) for _ in range(ws.concurrency)]
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+        sender.close()
+        n = per_thread * ws.concurrency
+        print(f"sender   {n:>6} POSTs from {ws.concurrency} threads: {cpu / n * 1e6:.0f} us CPU per POST, "
+              f"{n / wall:,.0f} POSTs/s, {len(bad)} failed")
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 def _run(args: argparse.Namespace, url: str) -> None:

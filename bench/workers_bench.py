@@ -13,11 +13,19 @@
   share the same two cores, which this script reports next to the figure).
 * Latency: CheckpointDurableExecution round trips over HTTP with boto3 (START+SUCCEED of a
   step each), p50 and p99.
+
+W4 also prints where the engine process's CPU went: the HTTP server's threads (parsing,
+the Flask app and the checkpoints' control-plane work they run) and the rest (engine and
+worker-host threads, the bench's own starts and waits).
+
+* HTTP (``--only http``): the server alone, with an application that does nothing, 16
+  kept-alive connections POSTing 1 KB as a checkpoint does: its threads' CPU per request.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -38,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from recorder.config import Settings  # noqa: E402
 from viewer.server import build_server  # noqa: E402
+from viewer.wsgiserver import WSGIServer  # noqa: E402
 
 BENCH_DIR = str(ROOT / "bench")
 PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -67,7 +76,7 @@ class Served:
         settings = Settings.from_env(database_url=database_url, worker_concurrency=concurrency,
                                      max_concurrent_invocations=max(64, concurrency * 2))
         self.server, self.ds = build_server(settings, port=0, invoker="workers")
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, name="durascope-http-selector", daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         for name, handler in (("w1", "workloads:sequential"), ("w4", "workloads:three_steps")):
             self.ds.register_function(name, handler, code_dir=BENCH_DIR)
@@ -105,10 +114,23 @@ def bench_w1(db: str, tmp: Path) -> dict[str, float]:
             _drop(name)
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+def _cpu_seconds(pid: int, task: int | None = None) -> float:
+    """utime + stime of a live process (or of one of its threads), from /proc."""
+    stat = Path(f"/proc/{pid}/stat" if task is None else f"/proc/{pid}/task/{task}/stat")
+    fields = stat.read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _http_threads_cpu() -> float:
+    """CPU seconds of this process's live HTTP server threads (viewer.wsgiserver names them)."""
+    total = 0.0
+    for t in threading.enumerate():
+        if t.name.startswith("durascope-http") and t.native_id is not None:
+            try:
+                total += _cpu_seconds(os.getpid(), t.native_id)
+            except OSError:
+                continue  # ended meanwhile
+    return total
 
 
 def _runtime_pids(s: Served) -> list[int]:
@@ -122,7 +144,7 @@ def bench_w4(db: str, tmp: Path, concurrency: int, n: int = 100) -> dict[str, fl
     try:
         s.warm("w4", "{}", concurrency)  # every runtime process started and warm
         pids = _runtime_pids(s)
-        engine0, runtimes0 = time.process_time(), sum(_cpu_seconds(p) for p in pids)
+        engine0, runtimes0, http0 = time.process_time(), sum(_cpu_seconds(p) for p in pids), _http_threads_cpu()
         t = time.perf_counter()
         arns = [s.ds.start("w4", "{}") for _ in range(n)]
         _all_done(s.ds, arns, 600)
@@ -131,7 +153,9 @@ def bench_w4(db: str, tmp: Path, concurrency: int, n: int = 100) -> dict[str, fl
         # polls); the runtime processes host the SDK and its boto3.
         engine = time.process_time() - engine0
         runtimes = sum(_cpu_seconds(p) for p in pids) - runtimes0
+        http = _http_threads_cpu() - http0
         return {"seconds": el, "executions_per_s": n / el, "engine_cpu_ms_per_execution": engine / n * 1000,
+                "engine_http_threads_cpu_ms_per_execution": http / n * 1000,
                 "runtimes_cpu_ms_per_execution": runtimes / n * 1000}
     finally:
         s.close()
@@ -228,17 +252,57 @@ def bench_latency(db: str, tmp: Path, n: int = 500) -> dict[str, float]:
             _drop(name)
 
 
+def bench_http(connections: int = 16, n: int = 8000) -> dict[str, float]:
+    answer = json.dumps({"CheckpointToken": "t" * 200, "NewExecutionState": {"Operations": []}}).encode()
+    body = json.dumps({"Updates": [{"Payload": "x" * 900}]}).encode()
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))])
+        return [answer]
+
+    def client(count: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", server.server_port, timeout=30)
+        for _ in range(count):
+            conn.request("POST", "/x", body=body, headers={"Content-Type": "application/json"})
+            conn.getresponse().read()
+        conn.close()
+
+    def run(count: int) -> None:
+        threads = [threading.Thread(target=client, args=(count // connections,)) for _ in range(connections)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    server = WSGIServer(app)
+    threading.Thread(target=server.serve_forever, name="durascope-http-selector", daemon=True).start()
+    try:
+        run(connections * 20)  # warm: every connection open, the pool grown
+        cpu0, t = _http_threads_cpu(), time.perf_counter()
+        run(n)
+        el, cpu = time.perf_counter() - t, _http_threads_cpu() - cpu0
+        return {"server_cpu_us_per_request": cpu / n * 1e6, "requests_per_s": n / el}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="latency,w1,w4,engines")
     ap.add_argument("--db", default="sqlite,postgresql")
     ap.add_argument("--concurrency", type=int, default=16, help="runtime processes per function (W4)")
+    ap.add_argument("--executions", type=int, default=100, help="executions of W4 (more: steadier CPU figures)")
     args = ap.parse_args()
     only = set(args.only.split(","))
     dbs = args.db.split(",")
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"durascope-workers-bench-{os.getpid()}"
     tmp.mkdir(parents=True, exist_ok=True)
     results: dict[str, object] = {"cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    if "http" in only:
+        results["http"] = bench_http()
+        print(f"HTTP server alone (a no-op app, 16 connections): {json.dumps(results['http'])}", flush=True)
     for db in dbs:
         if "latency" in only:
             results[f"latency/{db}"] = bench_latency(db, tmp)
@@ -247,7 +311,7 @@ def main() -> None:
             results[f"w1/{db}"] = bench_w1(db, tmp)
             print(f"W1 through workers ({db}): {json.dumps(results[f'w1/{db}'])}", flush=True)
         if "w4" in only:
-            results[f"w4/{db}"] = bench_w4(db, tmp, args.concurrency)
+            results[f"w4/{db}"] = bench_w4(db, tmp, args.concurrency, args.executions)
             print(f"W4 through workers ({db}, {args.concurrency} runtimes): {json.dumps(results[f'w4/{db}'])}  "
                   f"goal >= 150/s: {'PASS' if results[f'w4/{db}']['executions_per_s'] >= 150 else 'MISS'}", flush=True)
     if "engines" in only and "postgresql" in dbs:

@@ -75,6 +75,13 @@ class Settings:
     allowed_hosts: tuple[str, ...] = ()
     # How long a viewer login lasts (the server ends it sooner at logout).
     session_hours: float = 8.0
+    # The HTTP server (viewer.wsgiserver): connections open at once (one more is answered
+    # 503), and how long a request's head (request line and headers) may take to arrive.
+    max_connections: int = 1000
+    head_timeout_seconds: float = 10.0
+    # Server-Sent Event streams (/api/v1/feed) open at once, in total and per client address.
+    max_streams: int = 64
+    max_streams_per_client: int = 8
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -96,9 +103,20 @@ class Settings:
             "access_keys": _access_keys(env.get("DURASCOPE_ACCESS_KEYS")),
             "session_hours": _float(env, "DURASCOPE_SESSION_HOURS", 8.0),
             "allowed_hosts": tuple(h.strip() for h in (env.get("DURASCOPE_ALLOWED_HOSTS") or "").split(",") if h.strip()),
+            "max_connections": _int(env, "DURASCOPE_MAX_CONNECTIONS", 1000),
+            "head_timeout_seconds": _float(env, "DURASCOPE_HEAD_TIMEOUT_SECONDS", 10.0),
+            "max_streams": _int(env, "DURASCOPE_MAX_STREAMS", 64),
+            "max_streams_per_client": _int(env, "DURASCOPE_MAX_STREAMS_PER_CLIENT", 8),
         }
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]
         if not 0 <= settings.invoker_processes <= 64:
             raise ValueError(f"DURASCOPE_INVOKER_PROCESSES must be between 0 and 64, got {settings.invoker_processes}")
+        for key, value in (("DURASCOPE_MAX_CONNECTIONS", settings.max_connections),
+                           ("DURASCOPE_MAX_STREAMS", settings.max_streams),
+                           ("DURASCOPE_MAX_STREAMS_PER_CLIENT", settings.max_streams_per_client)):
+            if value < 1:
+                raise ValueError(f"{key} must be at least 1, got {value}")
+        if not settings.head_timeout_seconds > 0:
+            raise ValueError(f"DURASCOPE_HEAD_TIMEOUT_SECONDS must be above 0, got {settings.head_timeout_seconds}")
         return settings

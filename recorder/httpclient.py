@@ -4,7 +4,7 @@
 invocation for a remote worker (next, response, logs), each also costing the engine an
 accept and a thread. Each runtime slot's relay thread keeps its own
 ``http.client`` connection instead (the engine's server keeps HTTP/1.1 connections open,
-``viewer.keepalive``).
+``viewer.wsgiserver``).
 
 A kept-alive connection can have been closed by the server while idle (its idle timeout,
 a restart). Sending on it then fails before the server saw the request, so such a

@@ -124,7 +124,7 @@ def test_demo_serves_what_serve_serves_and_stops_on_sigterm(tmp_path: Path) -> N
     """The demo answers the Lambda API, its printed AWS CLI hint works as printed on a machine
     with no AWS configuration, the README's boto3 snippet works against it as written, and a
     webhook added while it runs is delivered (the demo runs the dispatcher, as serve does)."""
-    from tests.test_webhooks import Receiver
+    from tests.webhook_receiver import Receiver
 
     port = free_port()
     url = f"sqlite:///{tmp_path}/served.db"

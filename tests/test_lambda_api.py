@@ -28,7 +28,7 @@ from recorder.api import Durascope, wait_until
 from recorder.engine.control import ControlPlane, InvocationInput, InvocationOutcome
 from tests.conftest import HANDLERS, register
 from viewer import create_app
-from viewer.keepalive import KeepAliveServer
+from viewer.wsgiserver import WSGIServer
 
 REPO = str(Path(__file__).resolve().parent.parent)
 FN_ARN = "arn:aws:lambda:us-east-1:123456789012:function:{}"
@@ -49,7 +49,7 @@ class Api:
     ds: Durascope
     url: str
     requests: list[tuple[str, str]] = field(default_factory=list)
-    server: KeepAliveServer | None = None
+    server: WSGIServer | None = None
 
     def __post_init__(self) -> None:
         self.client = boto_client(self.url)
@@ -110,11 +110,11 @@ def serving(ds: Durascope, **config: Any) -> Iterator[Api]:
     inner = app.wsgi_app
 
     def recording(environ: dict[str, Any], start_response: Any) -> Any:
-        seen.append((environ["REQUEST_METHOD"], environ.get("RAW_URI") or environ.get("PATH_INFO", "")))
+        seen.append((environ["REQUEST_METHOD"], environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")))
         return inner(environ, start_response)
 
     app.wsgi_app = recording  # type: ignore[method-assign]
-    server = KeepAliveServer("127.0.0.1", 0, app)
+    server = WSGIServer(app)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -14,7 +14,8 @@ import pytest
 from recorder.api import Durascope
 from recorder.followers.dispatcher import Dispatcher
 from tests.conftest import register, submit_form
-from tests.test_webhooks import FAST, Receiver
+from tests.test_webhooks import FAST
+from tests.webhook_receiver import Receiver
 from viewer import create_app
 
 BROWSER = {"Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"}

@@ -11,19 +11,17 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select, update
-from standardwebhooks import Webhook
-
 from tests.conftest import register
+from tests.webhook_receiver import Receiver, statuses
 from recorder.api import Durascope
 from recorder.cli import main as cli
-from recorder.followers.dispatcher import Dispatcher, backoff_ms
-from recorder.followers.models import WebhookAttempt, WebhookDelivery
+from recorder.followers.dispatcher import LEASE_NAME, Dispatcher, backoff_ms
+from recorder.followers.models import Follower, WebhookAttempt, WebhookDelivery
 from recorder.followers.sender import PostResult, Sender
 from recorder.followers.webhooks import WebhookSettings, refused_address
 from viewer import create_app
@@ -31,63 +29,6 @@ from viewer import create_app
 ROOT = Path(__file__).resolve().parents[1]
 FAST = WebhookSettings(retry_base_seconds=0.05, retry_max_seconds=0.3, poll_seconds=0.01, lease_seconds=2,
                        timeout_seconds=5)
-
-
-class Receiver:
-    """A loopback HTTP receiver that verifies Standard Webhooks signatures; can go down and up."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[str, dict]] = []
-        self.secrets: dict[str, str] = {}  # path -> secret
-        self.bad: list[str] = []
-        self.lock = threading.Lock()
-        self.server: ThreadingHTTPServer | None = None
-        self.port = 0
-        self.up()
-
-    def up(self) -> None:
-        recv = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                secret = recv.secrets.get(self.path)
-                try:
-                    event = Webhook(secret).verify(body, dict(self.headers)) if secret else json.loads(body)
-                    if secret is None:
-                        recv.bad.append("no secret for " + self.path)
-                except Exception as exc:  # noqa: BLE001
-                    recv.bad.append(repr(exc))
-                    event = None
-                with recv.lock:
-                    recv.received.append((self.headers["webhook-id"], event, self.path))  # type: ignore[arg-type]
-                self.send_response(200)
-                self.send_header("Content-Length", "8")
-                self.end_headers()
-                self.wfile.write(b"received")
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_port
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def down(self) -> None:
-        assert self.server is not None
-        self.server.shutdown()
-        self.server.server_close()
-        self.server = None
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def at(self, path: str) -> list[tuple[str, dict]]:
-        with self.lock:
-            return [(i, e) for i, e, p in self.received if p == path]  # type: ignore[misc]
 
 
 @pytest.fixture
@@ -107,10 +48,6 @@ def _subscribe(client, receiver: Receiver, path: str, **fields: object) -> dict:
     return sub
 
 
-def _statuses(events: list[tuple[str, dict]], arn: str) -> list[str]:
-    return [e["detail"]["status"] for _, e in events if e["detail"]["durableExecutionArn"] == arn]
-
-
 def test_signed_delivery_in_order_per_execution(ds: Durascope, receiver: Receiver) -> None:
     register(ds, "add-one", "th_basic.add_one")
     register(ds, "fails", "th_basic.always_fails")
@@ -128,12 +65,13 @@ def test_signed_delivery_in_order_per_execution(ds: Durascope, receiver: Receive
     got = receiver.at("/all")
     assert not receiver.bad and len(got) == 10
     for arn in arns[:4]:
-        assert _statuses(got, arn) == ["RUNNING", "SUCCEEDED"]
-    assert _statuses(got, arns[4]) == ["RUNNING", "FAILED"]
+        assert statuses(got, arn) == ["RUNNING", "SUCCEEDED"]
+    assert statuses(got, arns[4]) == ["RUNNING", "FAILED"]
     assert len({i for i, _ in got}) == 10 and len({e["id"] for _, e in got}) == 10
     deliveries = client.get(f"/api/v1/webhooks/{sub['id']}/deliveries").get_json()["deliveries"]
     assert len(deliveries) == 10 and all(d["state"] == "succeeded" for d in deliveries)
-    assert all(d["attemptLog"][0]["statusCode"] == 200 and d["attemptLog"][0]["responseExcerpt"] == "received"
+    # A loopback receiver is a private target: what it answers is not kept in the log.
+    assert all(d["attemptLog"][0]["statusCode"] == 200 and d["attemptLog"][0]["responseExcerpt"] is None
                for d in deliveries)
     assert "secret" not in client.get(f"/api/v1/webhooks/{sub['id']}").get_json()
 
@@ -165,7 +103,7 @@ def test_receiver_down_then_up_loses_nothing(ds: Durascope, receiver: Receiver) 
     assert not receiver.bad
     assert len({i for i, _ in got}) == 12
     for arn in arns:
-        assert _statuses(got, arn)[:2] == ["RUNNING", "SUCCEEDED"]
+        assert statuses(got, arn)[:2] == ["RUNNING", "SUCCEEDED"]
     deliveries = client.get(f"/api/v1/webhooks/{sub['id']}/deliveries").get_json()["deliveries"]
     assert all(d["state"] == "succeeded" for d in deliveries)
     retried = [d for d in deliveries if d["attempts"] > 1]
@@ -237,7 +175,7 @@ def test_disabled_after_failures_then_enable_and_redeliver(ds: Durascope, receiv
     client = create_app(durascope=ds).test_client()
     sub = _subscribe(client, receiver, "/dis", maxFailures=3, description="<b>ops</b> team")
     receiver.down()
-    disp = Dispatcher(ds.db, ds.settings, FAST)
+    disp = Dispatcher(ds.db, ds.settings, dataclasses.replace(FAST, disable_after_seconds=0.5))
     disp.start()
     try:
         arn = ds.start("add-one", "{}")
@@ -245,7 +183,8 @@ def test_disabled_after_failures_then_enable_and_redeliver(ds: Durascope, receiv
         ds.wait_for(lambda: not client.get(f"/api/v1/webhooks/{sub['id']}").get_json()["enabled"], 30,
                     "not disabled")
         got = client.get(f"/api/v1/webhooks/{sub['id']}").get_json()
-        assert "3 consecutive failed delivery attempts" in got["disabledReason"]
+        assert got["disabledReason"].startswith("disabled after failing for ")
+        assert got["consecutiveFailures"] >= 3 and "consecutive failed delivery attempts" in got["disabledReason"]
         # Its pending deliveries wait for the enable, not for a retry time.
         waiting = client.get(f"/api/v1/webhooks/{sub['id']}/deliveries?state=pending").get_json()["deliveries"]
         assert waiting and all(d["nextAttemptMs"] is None for d in waiting)
@@ -533,3 +472,79 @@ def test_successor_parked_behind_a_retry_and_freed_by_a_manual_redeliver(ds: Dur
         disp.stop()
     assert [e["detail"]["status"] for _, e in receiver.at("/park")] == ["RUNNING", "SUCCEEDED"]
     assert pending() == {}
+
+
+def test_disabled_subscription_records_what_it_missed_and_enable_delivers_it(ds: Durascope,
+                                                                               receiver: Receiver) -> None:
+    register(ds, "add-one", "th_basic.add_one")
+    client = create_app(durascope=ds).test_client()
+    sub = _subscribe(client, receiver, "/away")
+    assert client.post(f"/api/v1/webhooks/{sub['id']}/disable").status_code == 200
+    arns = [ds.start("add-one", json.dumps({"a": i})) for i in range(3)]
+    for arn in arns:
+        ds.wait(arn, 60)
+    disp = Dispatcher(ds.db, ds.settings, FAST)
+
+    def deliveries() -> list[dict]:
+        return client.get(f"/api/v1/webhooks/{sub['id']}/deliveries").get_json()["deliveries"]
+
+    try:
+        for _ in range(3):
+            disp.run_once()
+        # Recorded while disabled, waiting for the enable (no retry time), none sent.
+        missed = deliveries()
+        assert len(missed) == 6 and all(d["state"] == "pending" and d["nextAttemptMs"] is None for d in missed)
+        assert client.get(f"/api/v1/webhooks/{sub['id']}").get_json()["deliveries"]["pending"] == 6
+        assert receiver.at("/away") == []
+        # What it missed outlives the execution itself (the retention purge, or a delete).
+        assert ds.delete(arns[0]) > 0
+        assert client.post(f"/api/v1/webhooks/{sub['id']}/enable").status_code == 200
+        ds.wait_for(lambda: (disp.run_once() or True) and len(receiver.at("/away")) >= 6, 30,
+                    "the backlog was not delivered after the enable")
+    finally:
+        disp.stop()
+    got = receiver.at("/away")
+    assert not receiver.bad and len({i for i, _ in got}) == 6
+    for arn in arns:
+        assert statuses(got, arn) == ["RUNNING", "SUCCEEDED"]
+
+
+_HOLD_LEASE = """
+import sys, time
+from recorder.config import Settings
+from recorder.followers.dispatcher import Dispatcher
+from recorder.followers.webhooks import WebhookSettings
+from recorder.store.db import Database
+db = Database(sys.argv[1])
+d = Dispatcher(db, Settings.from_env(database_url=sys.argv[1]), WebhookSettings(lease_seconds=300))
+d.run_once()
+print(d.owner, flush=True)
+time.sleep(120)
+"""
+
+
+def test_restarted_dispatcher_takes_a_dead_owners_lease_at_once(ds: Durascope) -> None:
+    """A process of this host that holds the lease and is gone (killed, not restarted yet)
+    does not make its successor wait out the lease; a live one keeps it."""
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_LEASE, ds.settings.database_url], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    try:
+        dead_owner = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        assert dead_owner, "the lease holder did not start"
+        successor = Dispatcher(ds.db, ds.settings, dataclasses.replace(FAST, lease_seconds=300))
+        successor.run_once()
+        assert _lease_owner(ds) == dead_owner  # alive: its lease is respected
+        proc.kill()
+        proc.wait()
+        successor.run_once()
+        assert _lease_owner(ds) == successor.owner  # gone: taken at once, 300 s before it expires
+        successor.stop()
+    finally:
+        proc.kill()
+        proc.wait()
+    assert _lease_owner(ds) is None  # released on stop
+
+
+def _lease_owner(ds: Durascope) -> str | None:
+    with ds.db.read() as s:
+        return s.execute(select(Follower.owner).where(Follower.name == LEASE_NAME)).scalar()

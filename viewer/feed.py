@@ -9,8 +9,6 @@ have the one ``/api/v1`` shape (``viewer.api_v1.error_json``).
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Iterator
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
@@ -20,6 +18,7 @@ from recorder.followers import webhooks as wh
 from recorder.followers.status import head_position, read_filtered
 from viewer import get_durascope
 from viewer.api_v1 import service_error, view_error
+from viewer.stream import status_stream
 from viewer.view_models.common import ViewError, int_arg
 from viewer.view_models.feed import build_webhook, build_webhook_list, parse_filter
 
@@ -28,7 +27,6 @@ bp.register_error_handler(ViewError, view_error)
 bp.register_error_handler(ServiceError, service_error)
 
 MAX_PAGE = 1000
-KEEPALIVE_SECONDS = 15.0
 
 
 def _json(data: Any, status: int = 200) -> Response:
@@ -53,10 +51,6 @@ def status_changes() -> Response:
                   "nextAfter": cursor, "head": head, "hasMore": cursor < head})
 
 
-def _sse(event_id: int, data: dict[str, Any]) -> str:
-    return f"id: {event_id}\nevent: status-change\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
 def _resume_position() -> int | None:
     last = request.headers.get("Last-Event-ID")
     if last in (None, ""):
@@ -79,38 +73,8 @@ def feed() -> Response:
     limit = int_arg(request.args, "limit", None, 1, 1_000_000)
     wait = int_arg(request.args, "wait", None, 0, 86_400)
     flt = parse_filter(request.args)
-    ds = get_durascope(current_app)
-    poll = float(current_app.config.get("DURASCOPE_FEED_POLL_SECONDS", 0.1))
-
-    def stream() -> Iterator[str]:
-        cursor = after
-        if cursor is None:
-            with ds.db.read() as s:
-                cursor = head_position(s)
-        sent = 0
-        idle_since = last_out = time.monotonic()
-        yield "retry: 2000\n\n"
-        while True:
-            with ds.db.read() as s:
-                changes, cursor = read_filtered(s, cursor, 200, flt, ds.settings)
-            for c in changes:
-                yield _sse(c.position, c.to_event(ds.settings))
-                sent += 1
-                if limit is not None and sent >= limit:
-                    return
-            now = time.monotonic()
-            if changes:
-                idle_since = last_out = now
-                continue
-            if wait is not None and now - idle_since >= wait:
-                return
-            if now - last_out >= KEEPALIVE_SECONDS:
-                last_out = now
-                yield ": keepalive\n\n"
-            time.sleep(poll)
-
-    return Response(stream(), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    # viewer.stream: capped, one poller of the log for every open stream.
+    return status_stream(get_durascope(current_app), after, limit, wait, flt)
 
 
 # --- webhooks ---------------------------------------------------------------------------------------

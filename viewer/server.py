@@ -1,14 +1,10 @@
-"""``durascope serve``: the API and the viewer on one port, plus the engine and the webhook
+"""``durascope serve``: the viewer and the API on one port, plus the engine and the webhook
 dispatcher (``durascope demo`` serves through the same ``serve``).
 
-The WSGI server is werkzeug's **threaded** server with our request cycle
-(``viewer.keepalive``): one thread per connection, no thread pool to exhaust (a
-RequestResponse Invoke and a remote worker's long poll each park a thread), no extra
-dependency, and HTTP/1.1 connections kept open between requests (werkzeug's own handler
-closes each one; what that cost through worker processes: bench/README.md). For heavy
-production traffic, put the app (``viewer.create_app``) behind a dedicated WSGI server
-(gunicorn with threads, waitress) — it needs a server that passes the raw request URI
-(``RAW_URI``/``REQUEST_URI``), or ARNs fall back to the decoded-path heuristic.
+The HTTP server is ``viewer.wsgiserver`` (cheroot with a head deadline, a connection cap
+and a thread for every request in progress). To run the app under another WSGI server,
+use ``viewer.create_app``; that server must pass the raw request URI (``REQUEST_URI`` or
+``RAW_URI``), or ARNs fall back to the decoded-path heuristic (``viewer.rawpath``).
 """
 
 from __future__ import annotations
@@ -19,38 +15,29 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import logging
-
-from werkzeug.serving import BaseWSGIServer
-
-# One access-log line per request costs more than a checkpoint and drowns the console
-# (the root logger runs at INFO for handler output); warnings still show.
-logging.getLogger("werkzeug").setLevel(logging.WARNING)
-
 from recorder.api import Durascope
 from recorder.config import Settings
 from viewer import create_app
-from viewer.keepalive import KeepAliveServer
+from viewer.wsgiserver import ServerLimits, WSGIServer
 
 
 def build_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, run_engine: bool = True,
                  durascope: Durascope | None = None, invoker: str = "in-process",
-                 local_workers: bool = True) -> tuple[BaseWSGIServer, Durascope]:
-    """Open the store (and the engine), build the app and bind the threaded server.
+                 local_workers: bool = True) -> tuple[WSGIServer, Durascope]:
+    """Open the store (and the engine), build the app and bind the server.
     ``port=0`` picks a free port (``server.server_port``). The caller closes both.
     With ``invoker="workers"`` handlers run in local worker processes that reach this
     server's API (their checkpoints go through it, over HTTP)."""
     ds = durascope if durascope is not None else Durascope(settings, run_engine=run_engine, invoker=invoker)
     try:
         app = create_app(settings, durascope=ds, bind_host=host)
-        server = KeepAliveServer(host, port, app)
+        server = WSGIServer(app, host, port, ServerLimits.from_settings(settings))
         if local_workers and ds.workers is not None and ds.local_workers is None:
             ds.set_engine_url(f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{server.server_port}")
     except BaseException:
         if durascope is None:
             ds.close()
         raise
-    server.daemon_threads = True
     return server, ds
 
 
@@ -65,7 +52,7 @@ def run_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, ru
             ds.close()
 
 
-def serve(server: BaseWSGIServer, ds: Durascope, settings: Settings, host: str,
+def serve(server: WSGIServer, ds: Durascope, settings: Settings, host: str,
           ready: Callable[[str], None] | None = None) -> None:
     """What ``durascope serve`` runs once its server is bound (``durascope demo`` too): the
     webhook dispatcher beside the engine, the warnings, then requests until SIGINT/SIGTERM.

@@ -36,7 +36,8 @@ def webhooks() -> None:
 @click.option("--on-change-only", is_flag=True,
               help="Only when a terminal status differs from the function's previous terminal status.")
 @click.option("--max-failures", type=click.IntRange(1, 10_000), default=None,
-              help="Consecutive failed attempts before the subscription is disabled (default 20).")
+              help="Failed attempts in a row needed, besides DURASCOPE_WEBHOOKS_DISABLE_AFTER_SECONDS of "
+                   "failure, before the subscription is disabled (default 20).")
 @click.option("--description", default=None)
 @output_option()
 @click.pass_context
@@ -96,7 +97,8 @@ def _webhook_set(ctx: click.Context, sub_id: str, op: str) -> None:
     click.echo(f"webhook {sub_id} {op}d" if op != "remove" else f"webhook {sub_id} removed")
 
 
-for _op, _doc in (("disable", "Stop delivering to a subscription (it keeps its position; enable resumes)."),
+for _op, _doc in (("disable", "Stop delivering to a subscription (what it misses is still recorded; enable "
+                              "delivers it)."),
                   ("enable", "Resume a disabled subscription where it stopped."),
                   ("remove", "Delete a subscription and its delivery log.")):
     def _command(ctx: click.Context, subscription_id: str, op: str = _op) -> None:

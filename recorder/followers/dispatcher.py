@@ -15,18 +15,22 @@ never waits for a slow send:
    ``concurrency`` sending threads. A later event of an execution is claimed only after
    the earlier one was *recorded* as succeeded, so order per subscription and execution
    holds while different executions go in parallel.
-3. **Send.** Signed per Standard Webhooks; ``webhook-id`` is the delivery's stable id,
-   so every retry and redelivery carries the same one.
+3. **Send** (``lanes``: a fast lane, and a slow lane for subscriptions whose attempts take
+   long, so they cannot stall the others). Signed per Standard Webhooks; ``webhook-id`` is
+   the delivery's stable id, so every retry and redelivery carries the same one.
 4. **Record** (the loop). Outcomes are gathered for a few milliseconds and written in one
    transaction: the attempt log, each delivery succeeded or rescheduled (exponential
-   backoff with jitter, due time in the database), failure counts, auto-disable.
+   backoff with jitter, due time in the database), since when each subscription has been
+   failing, and the disable after a long stretch of failure.
 
 A crash between 3 and 4 sends the event again later with the same webhook-id
 (at-least-once). APScheduler only wakes the loop: at the next due retry, on a periodic
 sweep and for the periodic prune (``outbox.prune``, past the log retention). The
 fan-out thread looks at the log tail every ``poll_seconds``. Only one dispatcher per
-database works at a time (a lease in ``followers``). ``run_once`` is one synchronous
-pass of the same steps (tests, tools).
+database works at a time (a lease in ``followers``); a dispatcher restarted on the same
+host takes the lease of its dead predecessor at once (``recorder.owners``) instead of
+waiting for it to expire. ``run_once`` is one synchronous pass of the same steps (tests,
+tools).
 """
 
 from __future__ import annotations
@@ -35,13 +39,10 @@ import logging
 import os
 import queue
 import random
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import insert, select, update
@@ -49,10 +50,12 @@ from standardwebhooks import Webhook
 
 from recorder.config import Settings
 from recorder.followers import outbox
+from recorder.followers.lanes import Lanes
 from recorder.followers.models import Follower
 from recorder.followers.outbox import Due, Outcome, backoff_ms, webhook_id
 from recorder.followers.sender import EXCERPT_CHARS, Sender
 from recorder.followers.webhooks import WebhookSettings, now_ms
+from recorder.owners import known_dead, owner_id
 from recorder.store.availability import report_failure
 from recorder.store.db import Database
 from recorder.wakeup import Wakeup
@@ -80,21 +83,18 @@ class Dispatcher:
         self.db = db
         self.settings = settings
         self.ws = ws or WebhookSettings.from_env()
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or owner_id()
         self.fanout_batch = fanout_batch
         self.send_batch = send_batch
         # In flight at most: a claim of a full batch waits until a batch has been recorded,
         # so the senders have a batch queued while the next one is claimed.
         self.window = 2 * send_batch
         self.sender = Sender(self.ws)
-        # Sending threads fed by a plain queue (ThreadPoolExecutor.submit cost more CPU
-        # per delivery than the fan-out); each item names the queue its outcome goes to.
-        self._todo: queue.SimpleQueue[tuple[int, Due, queue.SimpleQueue[Any]] | None] = queue.SimpleQueue()
-        self._senders: list[threading.Thread] = []
+        self.lanes = Lanes(self._send_one, self.ws.concurrency, self.ws.slow_seconds)
         # Claimed and not yet recorded; only changed under _claim_lock.
         self._inflight: dict[int, Due] = {}
         self._claim_lock = threading.Lock()
-        self._results: queue.SimpleQueue[tuple[int, Outcome] | None] = queue.SimpleQueue()
+        self._results: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
         self._signers: dict[tuple[str, str], Webhook] = {}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -103,12 +103,8 @@ class Dispatcher:
         self._lease_until = 0
         self._wakeup: Wakeup | None = None
         self._rng = random.Random()
-        self._round = 0
-        # Per subscription, the last claim round whose failures were counted: a burst of
-        # failed sends from one claim counts as one failed round however it is recorded.
-        self._counted_round: dict[str, int] = {}
-        # Subscriptions whose failure count this dispatcher set to 0 and has not counted a
-        # failure for since: a success needs no reset statement for them.
+        # Subscriptions this dispatcher knows not to be failing: a success needs no
+        # statement for them.
         self._clean: set[str] = set()
         self._prune_due = True
         self._fanned = 0  # rows fanned out since the statistics were last refreshed
@@ -143,11 +139,7 @@ class Dispatcher:
         for t in (self._fan_thread, self._thread):
             if t is not None:
                 t.join(timeout=30)
-        for _ in self._senders:
-            self._todo.put(None)
-        for t in self._senders:
-            t.join(timeout=30)
-        self._senders.clear()
+        self.lanes.stop()
         self.sender.close()
         self._release_lease()
 
@@ -201,12 +193,13 @@ class Dispatcher:
             if self._stopping.is_set() or (room < self.send_batch and self._inflight):
                 return
             for row in self._claim(min(room, self.send_batch), list(self._inflight)):
-                self._inflight[row.id] = row
-                self._submit(row, self._results)
+                if self.lanes.put(row, self._results):
+                    self._inflight[row.id] = row
 
     def _step(self) -> None:
         """One turn of the loop: top up the senders, then wait for outcomes or a wake-up
         (at most ``poll_seconds``) and record what came back."""
+        self.lanes.watch()
         if not self._stopping.is_set() and self._hold_lease():
             self._prune_some()
             self._top_up()
@@ -216,13 +209,13 @@ class Dispatcher:
                 self._record(got)
         finally:
             with self._claim_lock:
-                for _, o in got:
+                for o in got:
                     self._inflight.pop(o.delivery_id, None)
 
-    def _gather(self, inflight: int) -> list[tuple[int, Outcome]]:
+    def _gather(self, inflight: int) -> list[Outcome]:
         """Outcomes: wait up to ``poll_seconds`` for the first item (an outcome or a wake-up),
         then up to ``GATHER_SECONDS`` for more outcomes, so a batch is one transaction."""
-        got: list[tuple[int, Outcome]] = []
+        got: list[Outcome] = []
         try:
             item = self._results.get(timeout=self.ws.poll_seconds)
         except queue.Empty:
@@ -261,7 +254,10 @@ class Dispatcher:
             if row is None:
                 conn.execute(insert(f), {"name": LEASE_NAME, "position": 0, "owner": self.owner,
                                          "lease_expires_ms": until, "updated_ms": now})
-            elif row.owner == self.owner or row.owner is None or (row.lease_expires_ms or 0) < now:
+            elif (row.owner == self.owner or row.owner is None or (row.lease_expires_ms or 0) < now
+                  or known_dead(row.owner)):
+                if row.owner not in (self.owner, None) and (row.lease_expires_ms or 0) >= now:
+                    log.info("webhook dispatcher lease taken from %s: a process of this host that is gone", row.owner)
                 conn.execute(update(f).where(f.c.name == LEASE_NAME)
                              .values(owner=self.owner, lease_expires_ms=until, updated_ms=now))
             else:
@@ -304,14 +300,9 @@ class Dispatcher:
         return n
 
     def send_due(self) -> int:
-        due = self._claim(self.send_batch, ())
-        if len(due) > 1 and self.ws.concurrency > 1:
-            results: queue.SimpleQueue[tuple[int, Outcome] | None] = queue.SimpleQueue()
-            for row in due:
-                self._submit(row, results)
-            got = [item for item in (results.get() for _ in due) if item is not None]
-        else:
-            got = [(self._round, self._send_one(r)) for r in due]
+        results: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
+        queued = sum(self.lanes.put(row, results) for row in self._claim(self.send_batch, ()))
+        got = [item for item in (results.get() for _ in range(queued)) if item is not None]
         if got:
             self._record(got)
         return len(got)
@@ -328,22 +319,17 @@ class Dispatcher:
             self._prune_due = False
 
     def _claim(self, limit: int, exclude: Collection[int]) -> list[Due]:
-        due = outbox.claim(self.db, now_ms(), limit, exclude)
-        self._round += 1
+        due = outbox.claim(self.db, now_ms(), limit, exclude, self.lanes.saturated())
         if not due and not exclude:
             nxt = outbox.next_due_ms(self.db)
             if nxt is not None:
                 self._wake_at(nxt)
         return due
 
-    def _record(self, got: Sequence[tuple[int, Outcome]]) -> None:
-        count: dict[str, int] = {}
-        for rnd, o in got:
-            if not o.ok and rnd > self._counted_round.get(o.subscription_id, 0):
-                count[o.subscription_id] = max(rnd, count.get(o.subscription_id, 0))
-        self._clean -= count.keys()
-        self._clean |= outbox.record(self.db, [o for _, o in got], self.ws, self._rng, count.keys(), self._clean)
-        self._counted_round.update(count)
+    def _record(self, got: Sequence[Outcome]) -> None:
+        failed = {o.subscription_id for o in got if not o.ok}
+        clean = outbox.record(self.db, got, self.ws, self._rng, self._clean)
+        self._clean = (self._clean - failed) | clean
 
     # --- sending --------------------------------------------------------------------------------
 
@@ -354,19 +340,6 @@ class Dispatcher:
             signer = self._signers[key] = Webhook(secret)
         return signer
 
-    def _submit(self, row: Due, results: queue.SimpleQueue[tuple[int, Outcome] | None]) -> None:
-        if not self._senders:
-            self._senders = [threading.Thread(target=self._sending, name=f"durascope-webhook-{i}", daemon=True)
-                             for i in range(self.ws.concurrency)]
-            for t in self._senders:
-                t.start()
-        self._todo.put((self._round, row, results))
-
-    def _sending(self) -> None:
-        while (item := self._todo.get()) is not None:
-            rnd, row, results = item
-            results.put((rnd, self._send_one(row)))
-
     def _send_one(self, row: Due) -> Outcome:
         ts = time.time()
         t0 = time.perf_counter()
@@ -376,7 +349,8 @@ class Dispatcher:
                        "webhook-signature": self._signer(row.subscription_id, row.secret).sign(
                            row.webhook_id, stamp, row.body)}
             res = self.sender.post(row.url, row.body.encode(), headers)
-            code, excerpt, error = res.status, res.excerpt, res.error
+            # What a private target answers stays out of the log (``addresses.is_private``).
+            code, excerpt, error = res.status, None if res.private else res.excerpt, res.error
         except Exception as exc:  # noqa: BLE001 - an outcome for every claim, or the row stays in flight
             log.exception("webhook send failed")
             code, excerpt, error = None, None, f"{type(exc).__name__}: {exc}"[:EXCERPT_CHARS]

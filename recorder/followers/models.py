@@ -2,7 +2,8 @@
 
 * ``followers``             one row per follower: the last log position it has handled
                             (``webhook:<subscription id>``) or a lease (``webhook-dispatcher``).
-* ``webhook_subscriptions`` URL, secret, filters, enabled flag and the reason it was disabled.
+* ``webhook_subscriptions`` URL, secret, filters, enabled flag, the reason it was disabled and
+                            since when it has been failing (revision 0005).
 * ``webhook_deliveries``    one row per (subscription, status change): its due time, state and
                             the stable ``webhook-id``; the retry schedule lives here.
 * ``webhook_attempts``      the delivery log: every HTTP attempt with code, latency, excerpt.
@@ -42,9 +43,12 @@ class WebhookSubscription(Base):
     on_change_only: Mapped[bool] = mapped_column(Boolean, default=False)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
-    # Consecutive failed attempts after which the subscription is disabled.
+    # Disabled once every attempt has failed for DURASCOPE_WEBHOOKS_DISABLE_AFTER_SECONDS
+    # since failing_since_ms (the first failure after the last success) and at least
+    # max_failures attempts in a row have failed.
     max_failures: Mapped[int] = mapped_column(Integer)
     consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    failing_since_ms: Mapped[int | None] = mapped_column(BigInteger)
     created_ms: Mapped[int] = mapped_column(BigInteger)
     updated_ms: Mapped[int] = mapped_column(BigInteger)
 

@@ -1,13 +1,16 @@
 """The delivery outbox: ``webhook_deliveries`` rows and the statements the dispatcher runs on them.
 
 * ``fan_out``  status changes after each subscription's position -> one pending row per
-               match, and the new position, in one transaction (invariant 5).
+               match, and the new position, in one transaction (invariant 5). A disabled
+               subscription is fanned out too: what it misses waits for it, and survives
+               the retention purge of the executions.
 * ``claim``    due rows that are the earliest pending one of their (subscription,
                execution), in due order; one statement, driven by
                ``ix_webhook_deliveries_due`` with a LIMIT (no sort of the whole backlog)
                and, per candidate, a probe of ``ix_webhook_deliveries_sub_exec``.
 * ``record``   one transaction per batch of HTTP outcomes: the attempt log, each
-               delivery succeeded or rescheduled, the subscriptions' failure counts.
+               delivery succeeded or rescheduled, since when each subscription has been
+               failing, and the disable once that stretch is long enough.
 * ``prune``    succeeded rows (and their attempt log) past the retention period.
 
 Rows that cannot be sent keep out of the due range, so the due scan stays short however
@@ -93,15 +96,15 @@ class Outcome:
 
 
 def fan_out(db: Database, settings: Settings, batch: int) -> int:
-    """Fan out every enabled subscription that is behind the log head. Returns the rows
-    inserted, or 1 when a full batch matched nothing (more may follow)."""
+    """Fan out every subscription that is behind the log head, enabled or not. Returns the
+    rows inserted, or 1 when a full batch matched nothing (more may follow)."""
     # Read (and encode, below) before the write transactions: on SQLite they hold the one
     # write lock. The position is compare-and-set when written.
     with db.read() as s:
         # One statement when idle (this runs every poll): the head is a subquery.
         head = select(func.max(_EV.c.position)).scalar_subquery()
         subs = s.execute(select(_W, _F.c.position).join(_F, _F.c.name == ("webhook:" + _W.c.id))
-                         .where(_W.c.enabled.is_(True), _F.c.position < head)).all()
+                         .where(_F.c.position < head)).all()
         # Subscriptions at the same position (the usual case: all at the head) share one read.
         reads = {pos: read_status_changes(s, pos, batch) for pos in sorted({r.position for r in subs})}
     return sum(_fan_out_one(db, settings, r.id, SubscriptionSpec.from_row(r), r.position, *reads[r.position],
@@ -117,11 +120,12 @@ def _fan_out_one(db: Database, settings: Settings, sub_id: str, sub: Subscriptio
     now = now_ms()
     name = follower_name(sub_id)
     with db.write() as conn:
-        # Compare-and-set: the position moves only from where it was read, and only while the
-        # subscription is enabled; otherwise someone else fanned these out (or it was disabled).
-        moved = conn.execute(update(_F).where(
-            _F.c.name == name, _F.c.position == pos,
-            exists().where(_W.c.id == sub_id, _W.c.enabled.is_(True))).values(position=cursor, updated_ms=now))
+        # Compare-and-set: the position moves only from where it was read; otherwise someone
+        # else fanned these out (or the subscription was removed with its follower row). Rows
+        # of a disabled subscription are due now like any other: the claim parks them, and
+        # re-checks the subscription as it does, so a concurrent enable always wins.
+        moved = conn.execute(update(_F).where(_F.c.name == name, _F.c.position == pos)
+                             .values(position=cursor, updated_ms=now))
         if moved.rowcount != 1:
             return 0
         wanted = _changed(conn, sub_id, matching) if sub.on_change_only else matching
@@ -169,8 +173,10 @@ def _changed(conn: Connection, sub_id: str, changes: Sequence[StatusChange]) -> 
 # --- claim ------------------------------------------------------------------------------------
 
 
-def claim(db: Database, now: int, limit: int, exclude: Collection[int] = ()) -> list[Due]:
-    """Due deliveries that may be sent now, at most ``limit``, skipping ``exclude`` (in flight).
+def claim(db: Database, now: int, limit: int, exclude: Collection[int] = (),
+          skip_subscriptions: Collection[str] = ()) -> list[Due]:
+    """Due deliveries that may be sent now, at most ``limit``, skipping ``exclude`` (in flight)
+    and the rows of ``skip_subscriptions`` (slow ones that have enough in flight).
 
     A row is sendable when no earlier row of its (subscription, execution) is pending: a
     later event of an execution is never sent before an earlier one succeeded. Rows that
@@ -187,6 +193,8 @@ def claim(db: Database, now: int, limit: int, exclude: Collection[int] = ()) -> 
          .where(_D.c.state == "pending", _D.c.next_attempt_ms <= now))
     if exclude:
         q = q.where(_D.c.id.not_in(list(exclude)))
+    if skip_subscriptions:
+        q = q.where(_D.c.subscription_id.not_in(sorted(skip_subscriptions)))
     # Due order only: ix_webhook_deliveries_due gives it, so the scan stops at the LIMIT.
     with db.read() as s:
         rows = s.execute(q.order_by(_D.c.next_attempt_ms).limit(limit)).all()
@@ -244,13 +252,11 @@ def next_due_ms(db: Database) -> int | None:
 
 
 def record(db: Database, outcomes: Sequence[Outcome], ws: WebhookSettings, rng: random.Random,
-           count_failures: Collection[str], known_clean: Collection[str] = ()) -> set[str]:
+           known_clean: Collection[str] = ()) -> set[str]:
     """Write a batch of outcomes in one transaction.
 
-    ``count_failures``: the subscriptions whose failures in this batch count as a failed
-    round (one per claim round). ``known_clean``: subscriptions whose failure count is
-    known to be 0 already (no reset statement for them). Returns the subscriptions whose
-    failure count is 0 now."""
+    ``known_clean``: subscriptions known not to be failing (no statement for them when all
+    their outcomes succeeded). Returns the subscriptions that are not failing now."""
     now = now_ms()
     done = [o for o in outcomes if o.ok]
     retry = [o for o in outcomes if not o.ok]
@@ -270,18 +276,43 @@ def record(db: Database, outcomes: Sequence[Outcome], ws: WebhookSettings, rng: 
             if o.manual:
                 # Rows parked behind this one wait for its old retry time: they are free now.
                 _release(conn, o.subscription_id, o.execution_id, now)
-        failed = {o.subscription_id: o for o in retry}
-        clean = {o.subscription_id for o in done} - failed.keys()
-        reset = sorted(clean - set(known_clean))
-        if reset:
-            conn.execute(update(_W).where(_W.c.id.in_(reset), _W.c.consecutive_failures != 0)
-                         .values(consecutive_failures=0))
-        counted = sorted(s for s in failed if s in count_failures)
-        if counted:
-            subs = conn.execute(select(_W.c.id, _W.c.consecutive_failures, _W.c.max_failures, _W.c.enabled)
-                                .where(_W.c.id.in_(counted))).all()
-            for sub in subs:
-                _count_failure(conn, sub, failed[sub.id], now)
+        return _account(conn, outcomes, ws, now, known_clean)
+
+
+def _account(conn: Connection, outcomes: Sequence[Outcome], ws: WebhookSettings, now: int,
+             known_clean: Collection[str]) -> set[str]:
+    """Per subscription: a success ends a failing stretch (and makes the deliveries waiting
+    in backoff due at once: the receiver is back); failures start or extend one, and a
+    stretch of ``disable_after_seconds`` with at least ``max_failures`` attempts disables it."""
+    by_sub: dict[str, list[Outcome]] = {}
+    for o in sorted(outcomes, key=lambda o: o.ts_ms):
+        by_sub.setdefault(o.subscription_id, []).append(o)
+    clean: set[str] = set()
+    failing: dict[str, list[Outcome]] = {}
+    for sub_id, outs in by_sub.items():
+        last_ok = max((i for i, o in enumerate(outs) if o.ok), default=None)
+        if last_ok is None:
+            failing[sub_id] = outs
+        elif last_ok == len(outs) - 1:
+            clean.add(sub_id)
+        else:  # answered, then failed again in the same batch: a new stretch starts
+            after = outs[last_ok + 1:]
+            conn.execute(update(_W).where(_W.c.id == sub_id).values(
+                consecutive_failures=len(after), failing_since_ms=after[0].ts_ms))
+    recovered = sorted(clean - set(known_clean))
+    if recovered:
+        back = list(conn.execute(update(_W).where(
+            _W.c.id.in_(recovered), (_W.c.consecutive_failures != 0) | _W.c.failing_since_ms.is_not(None))
+            .values(consecutive_failures=0, failing_since_ms=None).returning(_W.c.id)).scalars())
+        if back:
+            conn.execute(update(_D).where(_D.c.subscription_id.in_(back), _D.c.state == "pending",
+                                          _D.c.next_attempt_ms > now, _D.c.next_attempt_ms < PARKED_MS)
+                         .values(next_attempt_ms=now))
+    if failing:
+        subs = conn.execute(select(_W.c.id, _W.c.consecutive_failures, _W.c.failing_since_ms, _W.c.max_failures,
+                                   _W.c.enabled).where(_W.c.id.in_(sorted(failing)))).all()
+        for sub in subs:
+            _count_failures(conn, sub, failing[sub.id], ws, now)
     return clean
 
 
@@ -292,15 +323,29 @@ def _release(conn: Connection, sub_id: str, execution_id: str, now: int) -> None
                  .values(next_attempt_ms=now))
 
 
-def _count_failure(conn: Connection, sub: Any, last: Outcome, now: int) -> None:
-    n = sub.consecutive_failures + 1
-    values: dict[str, Any] = {"consecutive_failures": n}
-    if n >= sub.max_failures and sub.enabled:
+def _count_failures(conn: Connection, sub: Any, failed: Sequence[Outcome], ws: WebhookSettings, now: int) -> None:
+    n = sub.consecutive_failures + len(failed)
+    since = sub.failing_since_ms if sub.failing_since_ms is not None else failed[0].ts_ms
+    values: dict[str, Any] = {"consecutive_failures": n, "failing_since_ms": since}
+    stretch_ms = now - since
+    if (sub.enabled and ws.disable_after_seconds > 0 and stretch_ms >= ws.disable_after_seconds * 1000
+            and n >= sub.max_failures):
+        last = failed[-1]
         values.update(enabled=False, updated_ms=now, disabled_reason=(
-            f"disabled after {n} consecutive failed delivery attempts; last: {last.error or 'failed'}")[:1000])
-        log.warning("webhook subscription %s disabled after %d failed attempts", sub.id, n)
+            f"disabled after failing for {_duration(stretch_ms)} ({n} consecutive failed delivery attempts); "
+            f"last: {last.error or 'failed'}")[:1000])
+        log.warning("webhook subscription %s disabled after failing for %s (%d attempts)", sub.id,
+                    _duration(stretch_ms), n)
         park_subscription(conn, sub.id)
     conn.execute(update(_W).where(_W.c.id == sub.id).values(**values))
+
+
+def _duration(ms: int) -> str:
+    seconds = ms / 1000
+    for unit, size in (("days", 86_400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.1f} s"
 
 
 # --- prune ------------------------------------------------------------------------------------

@@ -1,32 +1,35 @@
-"""Webhook subscriptions: validation, the address policy, secrets and admin queries.
+"""Webhook subscriptions: validation, settings, secrets and admin queries.
 
-Address policy (checked when a subscription is created and again on every
-connection, against the address actually connected to, so DNS cannot sneak past
-it): link-local addresses (169.254.0.0/16, fe80::/10, which hold the AWS/GCP/Azure/
-OCI metadata endpoint 169.254.169.254 and ECS 169.254.170.2) and the other cloud
-metadata addresses (fd00:ec2::254, 100.100.100.200, 192.0.0.192, the
-``metadata.google.internal``-style names) are refused unless
-``DURASCOPE_WEBHOOKS_ALLOW_PRIVATE=1``. Loopback and RFC 1918 addresses are *not*
-refused: Durascope is self-hosted and a receiver on the same host or network is
-the common case.
+The address policy (which targets are refused, with sources) is in ``addresses``.
+
+A subscription whose receiver keeps failing is disabled only after a long stretch of
+consecutive failure measured in time (five days by default, as the services users know
+wait days), and only after at least ``maxFailures`` attempts in a row failed. While it is
+disabled, new status changes are still recorded as pending deliveries, so enabling it
+delivers what it missed, in order.
 
 Settings (environment):
 
-* ``DURASCOPE_WEBHOOKS_ALLOW_PRIVATE``        1 lifts the address policy above.
-* ``DURASCOPE_WEBHOOKS_MAX_FAILURES``         default of consecutive failed attempt rounds
-                                              before a subscription is disabled (20).
-* ``DURASCOPE_WEBHOOKS_RETRY_BASE_SECONDS``   first retry delay (2); doubles per attempt,
-* ``DURASCOPE_WEBHOOKS_RETRY_MAX_SECONDS``    up to this (600), with jitter (50-100 %).
-* ``DURASCOPE_WEBHOOKS_TIMEOUT_SECONDS``      HTTP timeout per attempt (10).
-* ``DURASCOPE_WEBHOOKS_POLL_SECONDS``         how often the dispatcher looks at the log tail (0.02).
-* ``DURASCOPE_WEBHOOKS_LEASE_SECONDS``        dispatcher lease: one active dispatcher per database (15).
-* ``DURASCOPE_WEBHOOKS_CONCURRENCY``          parallel HTTP sends (8).
-* ``DURASCOPE_WEBHOOKS_LOG_RETENTION_DAYS``   days a succeeded delivery and its attempt log are
-                                              kept after its last attempt (14; 0 keeps them
-                                              forever). Pending deliveries are never pruned.
-* ``DURASCOPE_TEST_CRASH_AFTER_SEND``         TEST HOOK ONLY: 1 makes the dispatcher process
-                                              ``os._exit(9)`` right after an HTTP send, before the
-                                              outcome is recorded (pins at-least-once delivery).
+* ``DURASCOPE_WEBHOOKS_ALLOW_PRIVATE``          1 lifts the address policy (``addresses``).
+* ``DURASCOPE_WEBHOOKS_DISABLE_AFTER_SECONDS``  how long every attempt must have failed before a
+                                                subscription is disabled (432000 = 5 days; 0 never).
+* ``DURASCOPE_WEBHOOKS_MAX_FAILURES``           default of the failed attempts in a row that must
+                                                also have happened (20).
+* ``DURASCOPE_WEBHOOKS_RETRY_BASE_SECONDS``     first retry delay (2); doubles per attempt,
+* ``DURASCOPE_WEBHOOKS_RETRY_MAX_SECONDS``      up to this (600), with jitter (50-100 %).
+* ``DURASCOPE_WEBHOOKS_TIMEOUT_SECONDS``        deadline of one attempt, connect to last byte (10).
+* ``DURASCOPE_WEBHOOKS_SLOW_SECONDS``           an attempt running longer makes its subscription
+                                                "slow": its sends move to threads of their own (2).
+* ``DURASCOPE_WEBHOOKS_POLL_SECONDS``           how often the dispatcher looks at the log tail (0.02).
+* ``DURASCOPE_WEBHOOKS_LEASE_SECONDS``          dispatcher lease: one active dispatcher per database (15).
+* ``DURASCOPE_WEBHOOKS_CONCURRENCY``            parallel HTTP sends (8), and as many again for slow
+                                                subscriptions.
+* ``DURASCOPE_WEBHOOKS_LOG_RETENTION_DAYS``     days a succeeded delivery and its attempt log are
+                                                kept after its last attempt (14; 0 keeps them
+                                                forever). Pending deliveries are never pruned.
+* ``DURASCOPE_TEST_CRASH_AFTER_SEND``           TEST HOOK ONLY: 1 makes the dispatcher process
+                                                ``os._exit(9)`` right after an HTTP send, before the
+                                                outcome is recorded (pins at-least-once delivery).
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from sqlalchemy.orm import Session
 
 from recorder.arns import NAME_RE
 from recorder.errors import InvalidParameterValueException, ResourceNotFoundException
+from recorder.followers.addresses import refused_address, refused_host
 from recorder.followers.models import (Follower, WebhookAttempt, WebhookDelivery, WebhookFunctionStatus,
                                        WebhookSubscription)
 from recorder.followers.status import STATUSES, head_position, parse_statuses
@@ -56,10 +60,6 @@ from recorder.store.db import Database
 _TRUE = ("1", "true", "yes", "on")
 _NAME_PREFIX_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _FUNCTION_ARN_PREFIX_RE = re.compile(r"^arn:aws:lambda:[a-z0-9-]*(:(\d{0,12}(:(function(:[a-zA-Z0-9_-]*(:[$.a-zA-Z0-9_-]*)?)?)?)?)?)?$")
-_METADATA_HOSTS = frozenset({"metadata.google.internal", "metadata.goog", "metadata", "instance-data",
-                             "instance-data.ec2.internal", "metadata.azure.com"})
-_METADATA_ADDRS = frozenset(ipaddress.ip_address(a) for a in ("fd00:ec2::254", "100.100.100.200", "192.0.0.192"))
-_LINK_LOCAL = (ipaddress.ip_network("169.254.0.0/16"), ipaddress.ip_network("fe80::/10"))
 
 
 # next_attempt_ms of the pending rows of a disabled subscription: out of the due range
@@ -84,10 +84,12 @@ def _env_float(env: dict[str, str], key: str, default: float) -> float:
 @dataclass(frozen=True)
 class WebhookSettings:
     allow_private: bool = False
+    disable_after_seconds: float = 5 * 86_400.0
     max_failures: int = 20
     retry_base_seconds: float = 2.0
     retry_max_seconds: float = 600.0
     timeout_seconds: float = 10.0
+    slow_seconds: float = 2.0
     poll_seconds: float = 0.02
     lease_seconds: float = 15.0
     concurrency: int = 8
@@ -101,10 +103,13 @@ class WebhookSettings:
         env = dict(os.environ if env is None else env)
         values: dict[str, Any] = {
             "allow_private": env.get("DURASCOPE_WEBHOOKS_ALLOW_PRIVATE", "").lower() in _TRUE,
+            "disable_after_seconds": max(0.0, _env_float(env, "DURASCOPE_WEBHOOKS_DISABLE_AFTER_SECONDS",
+                                                         5 * 86_400.0)),
             "max_failures": int(_env_float(env, "DURASCOPE_WEBHOOKS_MAX_FAILURES", 20)),
             "retry_base_seconds": _env_float(env, "DURASCOPE_WEBHOOKS_RETRY_BASE_SECONDS", 2.0),
             "retry_max_seconds": _env_float(env, "DURASCOPE_WEBHOOKS_RETRY_MAX_SECONDS", 600.0),
             "timeout_seconds": _env_float(env, "DURASCOPE_WEBHOOKS_TIMEOUT_SECONDS", 10.0),
+            "slow_seconds": _env_float(env, "DURASCOPE_WEBHOOKS_SLOW_SECONDS", 2.0),
             "poll_seconds": _env_float(env, "DURASCOPE_WEBHOOKS_POLL_SECONDS", 0.02),
             "lease_seconds": _env_float(env, "DURASCOPE_WEBHOOKS_LEASE_SECONDS", 15.0),
             "concurrency": max(1, int(_env_float(env, "DURASCOPE_WEBHOOKS_CONCURRENCY", 8))),
@@ -115,29 +120,7 @@ class WebhookSettings:
         return cls(**values)
 
 
-# --- address policy ------------------------------------------------------------------------
-
-
-def refused_address(addr: str) -> str | None:
-    """Why delivering to IP ``addr`` is refused, or None when it is allowed."""
-    try:
-        ip = ipaddress.ip_address(addr.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip in _METADATA_ADDRS:
-        return f"{ip} is a cloud metadata address"
-    if any(ip in net for net in _LINK_LOCAL):
-        return f"{ip} is a link-local address (cloud metadata endpoints live there)"
-    return None
-
-
-def refused_host(host: str) -> str | None:
-    h = host.lower().rstrip(".")
-    if h in _METADATA_HOSTS:
-        return f"{host} is a cloud metadata host"
-    return refused_address(h)
+# --- URLs ------------------------------------------------------------------------------------
 
 
 def validate_url(url: Any, allow_private: bool, resolve: bool = True) -> str:
@@ -269,7 +252,8 @@ def create_subscription(db: Database, spec: SubscriptionSpec) -> dict[str, Any]:
             "statuses_json": json.dumps(sorted(spec.statuses)) if spec.statuses else None,
             "function_filter": spec.function, "name_prefix": spec.name_prefix,
             "on_change_only": spec.on_change_only, "enabled": True, "disabled_reason": None,
-            "max_failures": spec.max_failures, "consecutive_failures": 0, "created_ms": now, "updated_ms": now})
+            "max_failures": spec.max_failures, "consecutive_failures": 0, "failing_since_ms": None,
+            "created_ms": now, "updated_ms": now})
         conn.execute(insert(Follower), {"name": follower_name(sub_id), "position": head, "owner": None,
                                         "lease_expires_ms": None, "updated_ms": now})
     out = get_subscription(db, sub_id)
@@ -283,7 +267,8 @@ def _row_to_dict(row: Any, position: int | None, stats: dict[str, int] | None = 
         "statuses": json.loads(row.statuses_json) if row.statuses_json else None,
         "function": row.function_filter, "namePrefix": row.name_prefix, "onChangeOnly": bool(row.on_change_only),
         "enabled": bool(row.enabled), "disabledReason": row.disabled_reason, "maxFailures": row.max_failures,
-        "consecutiveFailures": row.consecutive_failures, "createdMs": row.created_ms, "updatedMs": row.updated_ms,
+        "consecutiveFailures": row.consecutive_failures, "failingSinceMs": row.failing_since_ms,
+        "createdMs": row.created_ms, "updatedMs": row.updated_ms,
         "position": position,
     }
     if stats is not None:
@@ -329,7 +314,7 @@ def set_enabled(db: Database, sub_id: str, enabled: bool, reason: str | None = N
         _find(conn, sub_id)
         values: dict[str, Any] = {"enabled": enabled, "updated_ms": now}
         if enabled:
-            values.update(disabled_reason=None, consecutive_failures=0)
+            values.update(disabled_reason=None, consecutive_failures=0, failing_since_ms=None)
             # What waited while it was disabled is due now, in order.
             conn.execute(update(WebhookDelivery).where(WebhookDelivery.subscription_id == sub_id,
                                                        WebhookDelivery.state == "pending")
@@ -351,9 +336,11 @@ def park_subscription(conn: Connection, sub_id: str) -> None:
 def delete_subscription(db: Database, sub_id: str) -> None:
     with db.write() as conn:
         _find(conn, sub_id)
+        # The follower row first: a fan-out that holds it finishes before the deliveries
+        # below are deleted, and one that comes later finds no row to move.
+        conn.execute(delete(Follower).where(Follower.name == follower_name(sub_id)))
         for model in (WebhookAttempt, WebhookDelivery, WebhookFunctionStatus):
             conn.execute(delete(model).where(model.subscription_id == sub_id))
-        conn.execute(delete(Follower).where(Follower.name == follower_name(sub_id)))
         conn.execute(delete(WebhookSubscription).where(WebhookSubscription.id == sub_id))
 
 
