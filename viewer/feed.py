@@ -111,8 +111,8 @@ def webhooks_create() -> Response:
 
 @bp.get("/webhooks/<sub_id>")
 def webhooks_get(sub_id: str) -> Response:
-    """The ``/webhooks/<id>`` page's twin: the subscription, and its newest deliveries, each
-    with the execution it was for."""
+    """The ``/webhooks/<id>`` page's twin: the subscription (``deliveries`` counts them), and
+    its newest deliveries as ``deliveryLog``, each with the execution it was for."""
     limit = int_arg(request.args, "limit", 100, 1, MAX_PAGE) or 100
     return _json(build_webhook(get_durascope(current_app), sub_id, limit=limit).to_json())
 

@@ -126,7 +126,9 @@ class WebhookPage:
     form_error: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.webhook, "deliveries": [d.to_json() for d in self.deliveries]}
+        # "deliveries" is the subscription's counts; the log goes beside it, as "attemptLog"
+        # goes beside a delivery.
+        return {**self.webhook, "deliveryLog": [d.to_json() for d in self.deliveries]}
 
 
 def build_webhook_list(ds: Durascope, created: dict[str, Any] | None = None, form_error: str | None = None,
