@@ -87,6 +87,10 @@ def _routes(s: Served) -> list[tuple[str, str]]:
         ("GET", "/api/v1/webhooks"),
         ("POST", "/api/v1/webhooks"),
         ("GET", "/feed"),
+        ("GET", "/errors"),
+        ("GET", "/search?q=input"),
+        ("GET", "/api/v1/errors"),
+        ("GET", "/api/v1/search?q=input"),
         ("GET", "/webhooks"),
         ("POST", "/webhooks"),
     ]
