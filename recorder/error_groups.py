@@ -1,8 +1,9 @@
 """Error groups across executions, aggregated by the database.
 
 A group is (function, error type, masked message) over ``error_occurrences``
-(``recorder.store.error_index``). Four grouped queries answer a page whatever the number
-of failures: the groups, the steps they occur in, their trend, their newest executions.
+(``recorder.store.error_index``). One grouped query counts every group by operation and
+trend bucket (its rows are few whatever the number of failures); each group's newest
+executions are a short walk down the group's index.
 """
 
 from __future__ import annotations
@@ -79,49 +80,63 @@ class ErrorGroups:
 
 def error_groups(conn: Connection | Session, flt: GroupFilter, limit: int = GROUP_LIMIT) -> ErrorGroups:
     where, params = flt.where()
-    params = {**params, "limit": limit}
-    top = (f"SELECT o.function_name, o.error_type, o.fingerprint, COUNT(*) AS n, MIN(o.ts_ms) AS first_ms, "
-           f"MAX(o.ts_ms) AS last_ms FROM error_occurrences o WHERE {where} "
-           f"GROUP BY o.function_name, o.error_type, o.fingerprint ORDER BY n DESC, last_ms DESC LIMIT :limit")
-    rows = conn.execute(text(top), params).all()
-    total = conn.execute(text(f"SELECT COUNT(*) FROM error_occurrences o WHERE {where}"),
-                         {k: v for k, v in params.items() if k != "limit"}).scalar_one()
-    if not rows:
-        return ErrorGroups((), flt.since_ms, flt.until_ms, total)
-    join = (f"FROM error_occurrences o JOIN ({top}) t ON t.function_name = o.function_name "
-            f"AND t.error_type = o.error_type AND t.fingerprint = o.fingerprint WHERE {where}")
-    key = "o.function_name, o.error_type, o.fingerprint"
-
-    operations: dict[GroupKey, list[OperationCount]] = {}
-    for r in conn.execute(text(f"SELECT {key}, o.kind, o.op_name, COUNT(*) AS n {join} "
-                               f"GROUP BY {key}, o.kind, o.op_name ORDER BY n DESC"), params):
-        operations.setdefault((r[0], r[1], r[2]), []).append(OperationCount(r.kind, r.op_name, r.n))
-
-    lo = flt.since_ms if flt.since_ms is not None else min(r.first_ms for r in rows)
-    hi = flt.until_ms if flt.until_ms is not None else max(r.last_ms for r in rows)
+    span_row = conn.execute(text(f"SELECT COUNT(*) AS n, MIN(o.ts_ms) AS lo, MAX(o.ts_ms) AS hi "
+                                 f"FROM error_occurrences o WHERE {where}"), params).one()
+    if not span_row.n:
+        return ErrorGroups((), flt.since_ms, flt.until_ms, 0)
+    lo = flt.since_ms if flt.since_ms is not None else span_row.lo
+    hi = flt.until_ms if flt.until_ms is not None else span_row.hi
     span = max(hi - lo + 1, 1)
+    # One pass: counts by group, operation and trend bucket; the groups are sums of these.
+    key = "o.function_name, o.error_type, o.fingerprint"
+    cells = conn.execute(text(
+        f"SELECT {key}, o.kind, o.op_name, (o.ts_ms - :lo) * {TREND_BUCKETS} / :span AS bucket, "
+        f"COUNT(*) AS n, MIN(o.ts_ms) AS first_ms, MAX(o.ts_ms) AS last_ms FROM error_occurrences o "
+        f"WHERE {where} GROUP BY {key}, o.kind, o.op_name, bucket"), {**params, "lo": lo, "span": span}).all()
+    totals: dict[GroupKey, list[int]] = {}  # count, first, last
+    operations: dict[GroupKey, dict[tuple[str, str | None], int]] = {}
     trends: dict[GroupKey, list[int]] = {}
-    for r in conn.execute(text(f"SELECT {key}, (o.ts_ms - :lo) * {TREND_BUCKETS} / :span AS bucket, COUNT(*) AS n "
-                               f"{join} GROUP BY {key}, bucket"), {**params, "lo": lo, "span": span}):
-        bucket = min(max(int(r.bucket), 0), TREND_BUCKETS - 1)
-        trends.setdefault((r[0], r[1], r[2]), [0] * TREND_BUCKETS)[bucket] += r.n
-
-    samples: dict[GroupKey, list[SampleExecution]] = {}
-    sample_sql = (
-        f"WITH per_execution AS (SELECT {key}, o.execution_id, MAX(o.ts_ms) AS last_ms {join} "
-        f"GROUP BY {key}, o.execution_id), "
-        "ranked AS (SELECT p.*, ROW_NUMBER() OVER (PARTITION BY p.function_name, p.error_type, p.fingerprint "
-        "ORDER BY p.last_ms DESC, p.execution_id) AS rn FROM per_execution p) "
-        "SELECT r.function_name, r.error_type, r.fingerprint, r.last_ms, x.arn, x.name, x.status "
-        f"FROM ranked r JOIN executions x ON x.execution_id = r.execution_id WHERE r.rn <= {SAMPLES} "
-        "ORDER BY r.last_ms DESC")
-    for r in conn.execute(text(sample_sql), params):
-        samples.setdefault((r[0], r[1], r[2]), []).append(SampleExecution(r.arn, r.name, r.status, r.last_ms))
-
+    for c in cells:
+        k = (c[0], c[1], c[2])
+        t = totals.setdefault(k, [0, c.first_ms, c.last_ms])
+        t[0] += c.n
+        t[1], t[2] = min(t[1], c.first_ms), max(t[2], c.last_ms)
+        ops = operations.setdefault(k, {})
+        ops[(c.kind, c.op_name)] = ops.get((c.kind, c.op_name), 0) + c.n
+        trends.setdefault(k, [0] * TREND_BUCKETS)[min(max(int(c.bucket), 0), TREND_BUCKETS - 1)] += c.n
+    top = sorted(totals, key=lambda k: (-totals[k][0], -totals[k][2]))[:limit]
+    samples = _samples(conn, top, where, params)
     groups = tuple(
-        ErrorGroup(function=r[0], error_type=r[1], message=r[2], count=r.n, first_seen_ms=r.first_ms,
-                   last_seen_ms=r.last_ms, operations=tuple(operations.get((r[0], r[1], r[2]), ())),
-                   samples=tuple(samples.get((r[0], r[1], r[2]), ())),
-                   trend=tuple(trends.get((r[0], r[1], r[2]), [0] * TREND_BUCKETS)))
-        for r in rows)
-    return ErrorGroups(groups, lo, hi, total)
+        ErrorGroup(function=k[0], error_type=k[1], message=k[2], count=totals[k][0], first_seen_ms=totals[k][1],
+                   last_seen_ms=totals[k][2],
+                   operations=tuple(OperationCount(kind, name, n) for (kind, name), n in
+                                    sorted(operations[k].items(), key=lambda item: -item[1])),
+                   samples=samples.get(k, ()), trend=tuple(trends[k]))
+        for k in top)
+    return ErrorGroups(groups, lo, hi, span_row.n)
+
+
+def _samples(conn: Connection | Session, keys: list[GroupKey], where: str,
+             params: dict[str, Any]) -> dict[GroupKey, tuple[SampleExecution, ...]]:
+    """The newest executions of each group: a short walk down the group's index each."""
+    newest: dict[GroupKey, dict[str, int]] = {}
+    for k in keys:
+        rows = conn.execute(text(
+            f"SELECT o.execution_id, o.ts_ms FROM error_occurrences o WHERE o.function_name = :g_function "
+            f"AND o.error_type = :g_type AND o.fingerprint = :g_fingerprint AND {where} "
+            f"ORDER BY o.ts_ms DESC LIMIT {SAMPLES * 8}"),
+            {**params, "g_function": k[0], "g_type": k[1], "g_fingerprint": k[2]}).all()
+        seen: dict[str, int] = {}
+        for r in rows:
+            if r.execution_id not in seen and len(seen) < SAMPLES:
+                seen[r.execution_id] = r.ts_ms
+        newest[k] = seen
+    ids = sorted({eid for seen in newest.values() for eid in seen})
+    if not ids:
+        return {}
+    id_params = {f"x{i}": eid for i, eid in enumerate(ids)}
+    described = {r.execution_id: r for r in conn.execute(text(
+        "SELECT execution_id, arn, name, status FROM executions WHERE execution_id IN "
+        f"({', '.join(':' + p for p in id_params)})"), id_params)}
+    return {k: tuple(SampleExecution(described[eid].arn, described[eid].name, described[eid].status, ts)
+                     for eid, ts in seen.items() if eid in described) for k, seen in newest.items()}

@@ -65,6 +65,8 @@ def upgrade() -> None:
     op.create_index("ix_error_occurrences_ts", "error_occurrences", ["ts_ms"])
     op.create_index("ix_error_occurrences_function_ts", "error_occurrences", ["function_name", "ts_ms"])
     op.create_index("ix_error_occurrences_execution", "error_occurrences", ["execution_id"])
+    op.create_index("ix_error_occurrences_group", "error_occurrences",
+                    ["function_name", "error_type", "fingerprint", "ts_ms"])
     if op.get_bind().dialect.name == "sqlite":
         for statement in _SQLITE_FTS:
             op.execute(statement)

@@ -213,6 +213,7 @@ class ErrorOccurrence(Base):
         Index("ix_error_occurrences_ts", "ts_ms"),
         Index("ix_error_occurrences_function_ts", "function_name", "ts_ms"),
         Index("ix_error_occurrences_execution", "execution_id"),
+        Index("ix_error_occurrences_group", "function_name", "error_type", "fingerprint", "ts_ms"),
     )
 
     position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
