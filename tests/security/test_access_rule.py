@@ -91,6 +91,11 @@ def _routes(s: Served) -> list[tuple[str, str]]:
         ("GET", "/search?q=input"),
         ("GET", "/api/v1/errors"),
         ("GET", "/api/v1/search?q=input"),
+        ("GET", f"/diff?a={arn}&b={arn}"),
+        ("GET", f"/api/v1/diff?a={arn}&b={arn}"),
+        ("GET", "/waiting"),
+        ("POST", "/waiting"),
+        ("GET", "/api/v1/waiting"),
         ("GET", "/webhooks"),
         ("POST", "/webhooks"),
     ]
