@@ -55,7 +55,7 @@ from recorder import sigv4
 from recorder.arns import ExecutionArn
 from recorder.store import sessions
 from recorder.errors import RequestTooLargeException, ServiceError, TooManyRequestsException
-from viewer import lambda_api
+from viewer import get_durascope, lambda_api
 from viewer.rawpath import raw_path
 
 
@@ -238,7 +238,7 @@ def current_user() -> str | None:
     record, so a logged-out or expired session is refused even with a valid cookie)."""
     if "durascope_user" not in g:
         token = session.get(SESSION_TOKEN)
-        g.durascope_user = (sessions.session_key_id(current_app.extensions["durascope"].db, token)
+        g.durascope_user = (sessions.session_key_id(get_durascope(current_app).db, token)
                             if isinstance(token, str) else None)
     return g.durascope_user
 

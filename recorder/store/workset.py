@@ -336,6 +336,12 @@ class Workset:
         for changed, params in groups.items():
             self.raw.many(_update_for(kind, changed), params)
 
+    @property
+    def dirty(self) -> bool:
+        """Whether ``flush`` has anything to write."""
+        return (any(self._new.values()) or any(self._dirty.values()) or bool(self._timers)
+                or bool(self._clear_timers))
+
     def flush(self) -> None:
         """Write every change of this transaction (nothing here reads a result back, so on
         PostgreSQL the statements go in one pipeline)."""
