@@ -67,3 +67,14 @@ def chatty(event, context: DurableContext):
 
 def _retry_once(_error: Exception, attempt: int) -> RetryDecision:
     return RetryDecision.retry(Duration.from_seconds(1)) if attempt < 2 else RetryDecision.no_retry()
+
+
+@durable_execution
+def polls(event, context: DurableContext):
+    """Checks a condition every 10 minutes: between checks it waits on the board."""
+    from aws_durable_execution_sdk_python.waits import WaitForConditionConfig, WaitForConditionDecision
+
+    config = WaitForConditionConfig(
+        wait_strategy=lambda state, attempts: WaitForConditionDecision.continue_waiting(Duration.from_seconds(600)),
+        initial_state=0)
+    return context.wait_for_condition(lambda state, _ctx: state + 1, config=config, name="ready?")
