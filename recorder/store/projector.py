@@ -23,7 +23,8 @@ from recorder.store.events import (
     TERMINAL_EXECUTION_EVENTS,
     StoredEvent,
 )
-from recorder.store.models import Event
+from recorder.store.error_index import KINDS, occurrence
+from recorder.store.models import ErrorOccurrence, Event
 from recorder.store.workset import CALLBACKS, EXECUTIONS, OPERATIONS, TIMERS, CallbackRow, ExecRow, OpRow, Workset
 
 DAY_MS = 86_400_000
@@ -120,6 +121,10 @@ class Projector:
         eid = ev.execution_id
         op: OpRow | None
 
+        if t in KINDS:
+            found = occurrence(ev, execution.function_name)
+            if found is not None:
+                ws.add_occurrence(found)
         if t in TERMINAL_EXECUTION_EVENTS:
             self._execution_closed(ev, execution, TERMINAL_EXECUTION_EVENTS[t])
             return
@@ -332,10 +337,11 @@ class Projector:
 
 
 def rebuild(conn: Connection, execution_ids: list[str] | None = None) -> int:
-    """Drop and recompute the projections from the log. Returns events replayed."""
+    """Drop and recompute the projections (error occurrences included) from the log.
+    Returns events replayed."""
     from recorder.store.log import row_to_stored
 
-    for table in (CALLBACKS, TIMERS, OPERATIONS, EXECUTIONS):
+    for table in (CALLBACKS, TIMERS, OPERATIONS, EXECUTIONS, ErrorOccurrence.__table__):
         stmt = delete(table)
         if execution_ids is not None:
             stmt = stmt.where(table.c.execution_id.in_(execution_ids))

@@ -1,0 +1,41 @@
+"""Handlers for the pages across executions: a checkout whose path depends on its input
+(compare), and a step that keeps failing, quickly at first and then slowly (the waiting
+board's "stuck retrying")."""
+
+from __future__ import annotations
+
+from aws_durable_execution_sdk_python import DurableContext, durable_execution
+from aws_durable_execution_sdk_python.config import Duration, StepConfig
+from aws_durable_execution_sdk_python.retries import RetryDecision
+
+
+def _never(_error: Exception, _attempt: int) -> RetryDecision:
+    return RetryDecision.no_retry()
+
+
+def _slow_after_three(_error: Exception, attempt: int) -> RetryDecision:
+    return RetryDecision.retry(Duration.from_seconds(1 if attempt < 3 else 600))
+
+
+@durable_execution
+def checkout(event, context: DurableContext):
+    price = context.step(lambda _: event["amount"] * 2, name="price")
+    if event.get("express"):
+        context.step(lambda _: "express", name="ship-express")
+    else:
+        context.step(lambda _: "standard", name="ship")
+
+    def charge(_):
+        if event.get("fail"):
+            raise RuntimeError(f"card declined for {price}")
+        return {"charged": price}
+
+    return context.step(charge, name="charge", config=StepConfig(retry_strategy=_never))
+
+
+@durable_execution
+def stuck(event, context: DurableContext):
+    def attempt(_):
+        raise ConnectionError("upstream refused")
+
+    return context.step(attempt, name="call-upstream", config=StepConfig(retry_strategy=_slow_after_three))
