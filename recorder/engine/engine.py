@@ -161,18 +161,18 @@ class Engine:
 
     # --- first invocations claimed by the starting transaction (control.StartClaimer) ---
 
-    def reserve(self, execution_id: str, function: str | None = None) -> str | None:
+    def reserve(self, execution_id: str, function: str) -> str | None:
         with self._lock:
             if (self._stopping or not self._started or execution_id in self._inflight
                     or len(self._inflight) >= self.control.settings.max_concurrent_invocations):
                 return None
-            if self._capacity is not None and (function is None or not self._take_slot(function)):
+            if self._capacity is not None and not self._take_slot(function):
                 return None  # left unclaimed: this engine or another claims it when a runtime is free
             self._inflight.add(execution_id)
             return self.owner
 
-    def release(self, execution_id: str, function: str | None = None) -> None:
-        if self._capacity is not None and function is not None:
+    def release(self, execution_id: str, function: str) -> None:
+        if self._capacity is not None:
             self._free_slot(function)
         self._finished(execution_id)
 
@@ -293,7 +293,7 @@ class Engine:
             # A failed invocation that overlapped an outage failed for the database.
             engine_fault = outcome.status == "ERROR" and self.control.db.availability.failed_since(started)
             try:
-                return self._record_end(inv, outcome, engine_fault)
+                return self.control.end_invocation(inv, outcome, engine_fault)
             except Exception as exc:
                 outage = outage_of(exc) is not None
                 if self._stopping or (not outage and time.monotonic() > give_up):
@@ -303,9 +303,6 @@ class Engine:
                     told = not outage
             time.sleep(delay)
             delay = min(delay * 2, END_RETRY_MAX_SECONDS)
-
-    def _record_end(self, inv: InvocationInput, outcome: InvocationOutcome, engine_fault: bool) -> bool:
-        return self.control.end_invocation(inv, outcome)
 
     def _finished(self, execution_id: str) -> None:
         with self._lock:

@@ -88,7 +88,6 @@ def test_a_postgresql_restart_mid_run(database_url: str, control_only: Durascope
 OUTAGE_SECONDS = 2.0
 
 
-@pytest.mark.xfail(strict=True, reason="issue 16 point 2: fixed in a later commit")
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_invocations_that_end_during_an_outage_go_on_at_once_and_count_no_crash(
         database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path) -> None:
