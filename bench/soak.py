@@ -300,6 +300,14 @@ def _histories_with_gaps(ds: Durascope) -> int:
         )).scalar_one()
 
 
+def _invocations_per_engine(ds: Durascope) -> Counter[str]:
+    """Invocations started, per engine process (the pid in the lease owner's name)."""
+    with ds.db.read() as s:
+        bodies = s.execute(text("SELECT body FROM events WHERE event_type = 'InvocationStarted'")).scalars().all()
+    owners = [json.loads(b)["Engine"].split(":") for b in bodies]
+    return Counter(o[1] for o in owners if len(o) > 1)
+
+
 def _undelivered(receiver: Receiver, final: dict[str, str]) -> list[str]:
     """ARNs whose status changes did not all arrive in order (RUNNING, then the final one)."""
     with receiver.lock:
@@ -364,6 +372,7 @@ def main() -> int:
         gaps = _histories_with_gaps(ds)
         differing = _projections_match_rebuild(ds)
         undelivered = _undelivered(receiver, finals)
+        shares = _invocations_per_engine(ds)
     finally:
         for e in engines:
             e.stop()
@@ -374,8 +383,10 @@ def main() -> int:
 
     samples = sorted(probe.samples)
     statuses = Counter(finals.values())
-    print(f"  {len(finals)} executions terminal in {elapsed:.0f} s: {len(finals) / elapsed:.1f} executions/s "
+    print(f"  {len(finals)} executions terminal {elapsed:.0f} s after the first start "
+          f"({elapsed - args.minutes * 60:.1f} s after the last was due): {len(finals) / elapsed:.1f} executions/s "
           f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}); still running: {running}")
+    print("  invocations per engine: " + ", ".join(f"{n} (pid {pid})" for pid, n in shares.most_common()))
     if samples:
         print(f"  checkpoint latency under load ({len(samples)} probes, {probe.errors} errors): "
               f"p50 {statistics.median(samples):.1f} ms, p99 {samples[max(0, int(len(samples) * 0.99) - 1)]:.1f} ms")
