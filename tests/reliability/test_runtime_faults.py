@@ -159,19 +159,19 @@ def _answers(url: str) -> bool:
 
 
 def test_crashes_that_made_progress_do_not_use_up_the_attempts(database_url: str, tmp_path: Path) -> None:
-    """DURASCOPE_MAX_INVOCATION_ATTEMPTS counts consecutive crashes that made no progress: four
-    crashes, each after a new step was checkpointed, do not fail an execution allowed two;
-    two crashes in a row without progress do."""
+    """DURASCOPE_MAX_INVOCATION_ATTEMPTS counts consecutive crashes that made no progress:
+    three crashes, the last two each after a new step was checkpointed, do not fail an
+    execution allowed two; two crashes in a row without progress do."""
     with Durascope.open(database_url, invoker_processes=1, max_invocation_attempts=2,
                         invocation_retry_seconds=0.05) as ds:
         ds.register_function("crashy", "th_faults.progress_then_crash", code_dir=HANDLERS)
         # One after the other: a crash kills the one child interpreter, and every invocation in it.
-        progressing = ds.start("crashy", json.dumps({"ledger": str(tmp_path), "name": "p", "steps": 4}))
+        progressing = ds.start("crashy", json.dumps({"ledger": str(tmp_path), "name": "p", "steps": 3}))
         assert ds.wait(progressing, 60).status == "SUCCEEDED"
-        stuck = ds.start("crashy", json.dumps({"ledger": str(tmp_path), "name": "s", "steps": 4, "always": True}))
+        stuck = ds.start("crashy", json.dumps({"ledger": str(tmp_path), "name": "s", "steps": 3, "always": True}))
         assert ds.wait(stuck, 60).status == "FAILED"
         crashes = {arn: sum(e["EventType"] == "InvocationCompleted" and "Runtime.ExitError" in json.dumps(e)
                             for e in ds.history(arn)) for arn in (progressing, stuck)}
-        assert crashes == {progressing: 4, stuck: 2}
+        assert crashes == {progressing: 3, stuck: 2}
         assert all(gap_free(ds.history(arn)) for arn in crashes)
         assert_projections_match_rebuild(ds)
