@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from recorder.engine.boundary import now_ms
-from recorder.engine.outcomes import callback_outcome
+from recorder.engine.operations import callback
 from recorder.engine.transaction import Core, transaction
 from recorder.errors import (
     CallbackTimeoutException,
@@ -75,5 +75,5 @@ def callback_complete(core: Core, callback_id: str, success: bool, result: bytes
             # The running invocation cannot observe it; timers.settle records it after it ends.
             tx.append(execution_id, [NewEvent(CALLBACK_RECEIVED, OpIdentity(op_id, "CALLBACK"), details)], now)
         else:
-            tx.append(execution_id, [callback_outcome(op, details)], now)
+            tx.append(execution_id, [callback.outcome(op, details)], now)
             tx.mark_changed(state, [op_id], now)

@@ -10,12 +10,13 @@ execution.
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import select, update
 
 from recorder.engine import tokens
 from recorder.engine.boundary import FunctionSpec, InvocationInput, InvocationOutcome, loads, now_ms
-from recorder.engine.outcomes import exec_ident, invocation_completed, paused_event
+from recorder.engine.operations.execution import exec_ident, paused_event
 from recorder.engine.state_pages import STATE_PAGE_BYTES, navigable_page
 from recorder.engine.timers import settle
 from recorder.engine.transaction import Core, Tx, transaction
@@ -97,6 +98,13 @@ def claim(tx: Tx, execution: ExecRow, state: StateRow, spec: FunctionSpec, owner
         operations=ops, next_marker=tokens.state_marker(token, next_seq) if next_seq is not None else "",
         updated_operation_ids=updated, function=spec, start_ms=now,
     )
+
+
+def invocation_completed(request_id: str, start_ms: int, end_ms: int, outcome: InvocationOutcome) -> NewEvent:
+    details: dict[str, Any] = {"StartTimestamp": start_ms, "EndTimestamp": end_ms, "RequestId": request_id}
+    if outcome.status in ("ERROR",):
+        details["Error"] = error_envelope(outcome.error)
+    return NewEvent("InvocationCompleted", None, details)
 
 
 def _record_lost_invocation(tx: Tx, execution: ExecRow, state: StateRow, now: int) -> None:

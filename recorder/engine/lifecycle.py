@@ -10,7 +10,7 @@ from sqlalchemy import select
 from recorder.arns import NAME_RE, ExecutionArn, parse_function_name
 from recorder.engine.boundary import InvocationInput, StartResult, loads, normalize_input, now_ms
 from recorder.engine.invocations import claim
-from recorder.engine.outcomes import exec_ident
+from recorder.engine.operations.execution import exec_ident
 from recorder.engine.transaction import Core, Tx, transaction
 from recorder.errors import (
     DurableExecutionAlreadyStartedException,

@@ -8,12 +8,13 @@ from typing import Any
 
 from recorder.arns import ExecutionArn
 from recorder.engine import tokens
+from recorder.engine.operations import operation_to_wire
 from recorder.engine.transaction import Core
 from recorder.errors import InvalidParameterValueException, ResourceNotFoundException, invalid_token
 from recorder.store.models import EngineState, Execution
 from recorder.store.sql import Raw
 from recorder.store.workset import OP_COLS, OpRow
-from recorder.wire import operation_to_wire, ts_ms
+from recorder.wire import ts_ms
 
 TERMINAL_OP = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "STOPPED"})
 STATE_PAGE_BYTES = 5 * 1024 * 1024

@@ -6,12 +6,13 @@ import json
 
 from recorder.arns import ExecutionArn
 from recorder.engine.boundary import loads, now_ms
-from recorder.engine.outcomes import callback_outcome, chained_outcome, exec_ident, timer_event
+from recorder.engine.operations import callback, chained_invoke, timer_event
+from recorder.engine.operations.execution import exec_ident
 from recorder.engine.transaction import Core, Tx, transaction
 from recorder.store.events import CALLBACK_RECEIVED, OPEN_STATUSES, NewEvent, error_envelope
 from recorder.store.log import purge_execution
-from recorder.store.projector import EXECUTION_TIMEOUT, PURGE
 from recorder.store.sql import Raw
+from recorder.store.vocabulary import TimerKind
 from recorder.store.workset import ExecRow, StateRow
 
 
@@ -47,14 +48,14 @@ def fire_timer(core: Core, execution_id: str, kind: str, op_id: str) -> None:
                       {"eid": execution_id, "kind": kind, "op": op_id})
         if row is None or row[0] > now:
             return
-        if kind == PURGE:
+        if kind == TimerKind.PURGE:
             purge_execution(tx.conn, execution_id)
             return
         ws = tx.ws
         execution, state, _ = tx.lock(execution_id)
         if execution.status not in OPEN_STATUSES:
             ws.clear_timer(execution_id, kind, op_id)
-        elif kind == EXECUTION_TIMEOUT:
+        elif kind == TimerKind.EXECUTION_TIMEOUT:
             tx.close(execution, state, NewEvent("ExecutionTimedOut", exec_ident(execution), {
                 "Error": error_envelope({"ErrorMessage": f"Execution timed out after {execution.execution_timeout} seconds."})}), now)
         elif state.request_id is not None:
@@ -101,11 +102,11 @@ def settle(tx: Tx, execution: ExecRow, state: StateRow, now: int) -> None:
             received = ws.raw.one(
                 "SELECT body FROM events WHERE execution_id = :eid AND op_id = :op AND event_type = "
                 f"'{CALLBACK_RECEIVED}' ORDER BY position DESC LIMIT 1", {"eid": eid, "op": op_id})
-            ev = callback_outcome(op, json.loads(received[0])) if received else None
+            ev = callback.outcome(op, json.loads(received[0])) if received else None
         elif source == 3:
             child_arn = loads(op.details_json, {}).get("DurableExecutionArn")
             child = ws.execution(ExecutionArn.parse(child_arn).execution_id) if child_arn else None
-            ev = chained_outcome(op, child) if child is not None and child.status not in OPEN_STATUSES else None
+            ev = chained_invoke.outcome(op, child) if child is not None and child.status not in OPEN_STATUSES else None
         if ev is not None:
             events.append(ev)
     if events:

@@ -22,7 +22,7 @@ from recorder.config import Settings
 from recorder.engine.boundary import StartClaimer, loads
 from recorder.engine.functions import FunctionRegistry
 from recorder.engine.notify import Notifier, Owed
-from recorder.engine.outcomes import chained_outcome
+from recorder.engine.operations import chained_invoke
 from recorder.errors import ResourceNotFoundException
 from recorder.store.db import Database
 from recorder.store.events import OPEN_STATUSES, NewEvent, StoredEvent
@@ -146,7 +146,7 @@ class Tx:
             return
         if pstate.request_id is not None:
             return  # settled when the parent's running invocation ends (timers.settle)
-        self.append(parent_id, [chained_outcome(op, child)], now)
+        self.append(parent_id, [chained_invoke.outcome(op, child)], now)
         self.mark_changed(pstate, [op.op_id], now)
 
 

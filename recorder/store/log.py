@@ -13,15 +13,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 
 from recorder.store.events import NewEvent, StoredEvent
-from recorder.store.sql import Raw
 from recorder.store.models import (Callback, EngineState, ErrorOccurrence, Event, Execution, LogLine, Operation,
                                    PurgeGrant, Timer)
+from recorder.store.sql import Raw
 
 # Arbitrary constant naming the application-wide append lock.
 APPEND_LOCK_KEY = 0x64757261  # "dura"
