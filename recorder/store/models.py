@@ -16,7 +16,7 @@ All instants are integer epoch milliseconds (``*_ms``).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Identity, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Identity, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-numbers a column declared exactly INTEGER PRIMARY KEY.
@@ -198,6 +198,9 @@ class LogLine(Base):
     level: Mapped[str] = mapped_column(String(16))
     logger: Mapped[str | None] = mapped_column(String(256))
     message: Mapped[str] = mapped_column(Text)
+    # Written while the SDK replayed completed operations (recorder.engine.logs), and in which attempt.
+    replay: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    attempt: Mapped[int | None] = mapped_column(Integer)
 
 
 class ErrorOccurrence(Base):
