@@ -14,8 +14,8 @@ and is guarded as the runtime relay.
   POSTs that boto3 signs within one second look alike too; the second is retried by boto3
   after its back-off, signed anew. Reads are not checked (a polling loop repeats itself).
 * ``VIEWER``: everything else, including any path no route matched (default deny): pages,
-  ``/api/v1``, the feed and the webhooks admin. With keys set, a logged-in session, or a
-  SigV4 signature for scripts.
+  ``/api/v1``, the feed and the webhooks admin, the replay check (``viewer.replay_pages``).
+  With keys set, a logged-in session, or a SigV4 signature for scripts.
 
 Whatever the keys, every request also passes these, in this order, before any body is read:
 

@@ -35,7 +35,7 @@ from werkzeug.exceptions import HTTPException
 
 from recorder.errors import ServiceError
 from recorder.queries import iter_history
-from viewer import api_v1, feed_pages, get_durascope, lambda_api
+from viewer import api_v1, feed_pages, get_durascope, lambda_api, replay_pages
 from viewer.timeline import build_timeline
 from viewer.view_models.common import ViewError, format_duration, plural, validate_callback_payload
 from viewer.graph import build_graph
@@ -54,6 +54,8 @@ def _compact_templates(state: Any) -> None:
 
 bp.register_blueprint(api_v1.bp)
 bp.register_blueprint(feed_pages.bp)
+bp.register_blueprint(replay_pages.bp)
+bp.register_blueprint(replay_pages.api_bp)
 
 VIEWER_PREFIXES = ("/executions/", "/api/v1/", "/feed", "/webhooks")
 # The Lambda REST API (and the Runtime API of worker hosts): their clients get the AWS
@@ -206,7 +208,7 @@ def export_zip() -> Response:
 
 
 @bp.get("/executions/<path:arn>")
-def execution(arn: str, form_error: dict[str, str] | None = None, status: int = 200) -> Any:
+def execution(arn: str, form_error: dict[str, str] | None = None, status: int = 200, replay: Any = None) -> Any:
     view = build_execution(get_durascope(current_app), arn)
     timeline = build_timeline(view)
     # The graph's panel opens on the failing operation: one red box, its error already shown.
@@ -215,7 +217,7 @@ def execution(arn: str, form_error: dict[str, str] | None = None, status: int = 
     panel = detail_of(view, failing, f.lines, f.more_lines) if f and failing else None
     notice = NOTICES.get(request.args.get("notice", ""))
     return render_template("execution.html", v=view, t=timeline, g=build_graph(view), panel=panel, notice=notice,
-                           form_error=form_error or {}), status
+                           form_error=form_error or {}, replay=replay), status
 
 
 @bp.get("/executions/<path:arn>/operations/<op_id>")

@@ -81,6 +81,8 @@ def _routes(s: Served) -> list[tuple[str, str]]:
         ("GET", f"/executions/{arn}/events"),
         ("GET", f"/executions/{arn}/logs"),
         ("POST", f"/executions/{arn}/stop"),
+        ("POST", f"/executions/{arn}/replay-check"),
+        ("POST", f"/api/v1/executions/{arn}/replay-check"),
         ("GET", "/api/v1/executions"),
         ("GET", f"/api/v1/executions/{arn}"),
         ("GET", "/api/v1/status-changes"),
