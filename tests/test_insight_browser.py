@@ -75,3 +75,19 @@ def test_replay_check_button(site, page) -> None:
         shot(page, "replay-check-diverged")
     finally:
         register(ds, "orders", "th_replay:order_flow")
+
+
+def test_function_statistics_page_draws_its_charts(site, page) -> None:
+    from playwright.sync_api import expect
+
+    base = site[0]
+    page.goto(base + "/functions")
+    expect(page.locator("tr[data-function=orders]")).to_contain_text("th_replay:order_flow")
+    shot(page, "functions-index")
+    page.click("tr[data-function=orders] a")
+    for key in ("executions", "steps", "time", "invocations", "callbacks"):
+        # Drawn by the plotly.js this server serves (the page would stay blank without it).
+        expect(page.locator(f"#chart-{key}")).to_have_attribute("data-drawn", "1")
+        expect(page.locator(f"#chart-{key} .main-svg").first).to_be_visible()
+    expect(page.locator("tr[data-step=charge]")).to_contain_text("1")
+    shot(page, "function-statistics", full=True)

@@ -35,7 +35,7 @@ from werkzeug.exceptions import HTTPException
 
 from recorder.errors import ServiceError
 from recorder.queries import iter_history
-from viewer import api_v1, feed_pages, get_durascope, lambda_api, replay_pages
+from viewer import api_v1, feed_pages, functions_pages, get_durascope, lambda_api, replay_pages
 from viewer.timeline import build_timeline
 from viewer.view_models.common import ViewError, format_duration, plural, validate_callback_payload
 from viewer.graph import build_graph
@@ -56,8 +56,10 @@ bp.register_blueprint(api_v1.bp)
 bp.register_blueprint(feed_pages.bp)
 bp.register_blueprint(replay_pages.bp)
 bp.register_blueprint(replay_pages.api_bp)
+bp.register_blueprint(functions_pages.bp)
+bp.register_blueprint(functions_pages.api_bp)
 
-VIEWER_PREFIXES = ("/executions/", "/api/v1/", "/feed", "/webhooks")
+VIEWER_PREFIXES = ("/executions/", "/api/v1/", "/feed", "/webhooks", "/functions")
 # The Lambda REST API (and the Runtime API of worker hosts): their clients get the AWS
 # error shape whatever they accept.
 AWS_PREFIXES = ("/2015-03-31/", "/2025-12-01/", "/2018-06-01/")
