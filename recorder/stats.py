@@ -13,6 +13,7 @@ The window selects executions by their start time: ``since <= start_ms < until``
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,27 +115,57 @@ class FunctionStats:
 _IN_WINDOW = "e.function_name = :f AND e.start_ms >= :since AND e.start_ms < :until"
 
 
-def _percentile_rows(raw: Raw, value: str, source: str, group: str,
-                     params: dict[str, Any]) -> dict[Any, list[float | None]]:
-    """``{group value: [p50, p95, p99]}`` of ``value`` over ``source`` (FROM ... WHERE ...)."""
+@dataclass(frozen=True)
+class _Group:
+    count: int  # rows in the group
+    sums: tuple[int, ...]
+    percentiles: tuple[float | None, ...]  # of the group's non-NULL values, one per PERCENTILES
+
+
+def _grouped(raw: Raw, group: str, value: str, sums: tuple[str, ...], source: str,
+             params: dict[str, Any]) -> dict[Any, _Group]:
+    """One pass over ``source`` (FROM ... WHERE ...) per ``group``: the row count, each of
+    ``sums`` summed, and the percentiles of ``value`` (NULLs left out, as percentile_cont does)."""
+    sum_cols = "".join(f", SUM({x})" for x in sums)
+    out: dict[Any, _Group] = {}
     if raw.postgres:
         cols = ", ".join(f"percentile_cont({p}) WITHIN GROUP (ORDER BY {value})" for p in PERCENTILES)
-        rows = raw.all(f"SELECT {group} AS g, {cols} {source} GROUP BY {group}", params)
-    else:
-        picks = []
-        for i, p in enumerate(PERCENTILES):
-            k = f"({p} * (n - 1))"
-            lo = f"1 + CAST({k} AS INTEGER)"
-            picks.append(f"MAX(CASE WHEN rn = {lo} THEN v END) AS lo{i}, "
-                         f"MAX(CASE WHEN rn = MIN(n, {lo} + 1) THEN v END) AS hi{i}, "
-                         f"MAX({k} - CAST({k} AS INTEGER)) AS f{i}")
-        interpolated = ", ".join(f"lo{i} + f{i} * (hi{i} - lo{i})" for i in range(len(PERCENTILES)))
-        rows = raw.all(
-            f"WITH ranked AS (SELECT {group} AS g, {value} AS v, "
-            f"row_number() OVER (PARTITION BY {group} ORDER BY {value}) AS rn, "
-            f"COUNT(*) OVER (PARTITION BY {group}) AS n {source}) "
-            f"SELECT g, {interpolated} FROM (SELECT g, {', '.join(picks)} FROM ranked GROUP BY g) AS picked", params)
-    return {r[0]: [None if v is None else round(float(v), 1) for v in r[1:]] for r in rows}
+        for row in raw.all(f"SELECT {group}, COUNT(*){sum_cols}, {cols} {source} GROUP BY {group}", params):
+            k = len(sums)
+            out[row[0]] = _Group(int(row[1]), tuple(int(x or 0) for x in row[2:2 + k]),
+                                 tuple(None if v is None else round(float(v), 1) for v in row[2 + k:]))
+        return out
+    # SQLite has no percentile_cont: rank the values of each group once (row_number over a
+    # window) and keep only the two ranks around p * (n - 1) for each p.
+    inputs = "".join(f", {x} AS s{i}" for i, x in enumerate(sums))
+    summed = "".join(f", SUM(s{i})" for i in range(len(sums)))
+    ranks = ", ".join(f"{o} + CAST({p} * (agg.n - 1) AS INTEGER)" for p in PERCENTILES for o in (1, 2))
+    rows = raw.all(
+        f"WITH v AS MATERIALIZED (SELECT {group} AS g, {value} AS d{inputs} {source}), "
+        f"agg AS (SELECT g, COUNT(*) AS n_all, COUNT(d) AS n{summed} FROM v GROUP BY g), "
+        "ranked AS (SELECT g, d, row_number() OVER (PARTITION BY g ORDER BY d) AS rn FROM v WHERE d IS NOT NULL) "
+        f"SELECT agg.*, ranked.rn, ranked.d FROM agg LEFT JOIN ranked ON ranked.g = agg.g AND ranked.rn IN ({ranks})",
+        params)
+    picked: dict[Any, dict[int, float]] = {}
+    heads: dict[Any, Sequence[Any]] = {}
+    for row in rows:
+        heads[row[0]] = row
+        if row[-2] is not None:
+            picked.setdefault(row[0], {})[int(row[-2])] = float(row[-1])
+    for g, row in heads.items():
+        n = int(row[2])
+        values = picked.get(g, {})
+        pcts: list[float | None] = []
+        for p in PERCENTILES:
+            if n == 0:
+                pcts.append(None)
+                continue
+            rank = p * (n - 1)
+            lo = int(rank) + 1
+            hi = min(lo + 1, n)
+            pcts.append(round(values[lo] + (rank - int(rank)) * (values[hi] - values[lo]), 1))
+        out[g] = _Group(int(row[1]), tuple(int(x or 0) for x in row[3:3 + len(sums)]), tuple(pcts))
+    return out
 
 
 def function_stats(db: Database, function: str, window: Window, now_ms: int | None = None) -> FunctionStats:
@@ -153,16 +184,14 @@ def function_stats(db: Database, function: str, window: Window, now_ms: int | No
         n_buckets = -(-(window.until_ms - window.since_ms) // bucket)
         over_time = tuple(Bucket(window.since_ms + i * bucket, by_bucket.get(i, {})) for i in range(n_buckets))
 
-        step_source = (f"FROM executions e JOIN operations o ON o.execution_id = e.execution_id "
-                       f"WHERE {_IN_WINDOW} AND o.type = 'STEP'")
-        counted = raw.all(
-            f"SELECT o.name, COUNT(*), SUM(CASE WHEN o.attempt > 1 THEN o.attempt - 1 ELSE 0 END), "
-            f"SUM(CASE WHEN o.status = 'FAILED' THEN 1 ELSE 0 END) {step_source} "
-            f"GROUP BY o.name ORDER BY COUNT(*) DESC, o.name LIMIT {MAX_STEP_NAMES}", params)
-        durations = _percentile_rows(raw, "(o.end_ms - o.start_ms)", step_source + " AND o.end_ms IS NOT NULL",
-                                     "o.name", params)
-        steps = tuple(_step(name, int(n), int(retries or 0), int(failed or 0), durations.get(name))
-                      for name, n, retries, failed in counted)
+        by_step = _grouped(raw, "o.name", "(o.end_ms - o.start_ms)",
+                           ("CASE WHEN o.attempt > 1 THEN o.attempt - 1 ELSE 0 END",
+                            "CASE WHEN o.status = 'FAILED' THEN 1 ELSE 0 END"),
+                           f"FROM executions e JOIN operations o ON o.execution_id = e.execution_id "
+                           f"WHERE {_IN_WINDOW} AND o.type = 'STEP'", params)
+        busiest = sorted(by_step.items(), key=lambda kv: (-kv[1].count, str(kv[0] or "")))[:MAX_STEP_NAMES]
+        steps = tuple(StepStats(str(name or ""), g.count, g.percentiles[0], g.percentiles[1], g.percentiles[2],
+                                round(g.sums[0] / g.count, 4), round(g.sums[1] / g.count, 4)) for name, g in busiest)
 
         wall, invocations = raw.one(
             f"SELECT SUM(COALESCE(e.end_ms, :now) - e.start_ms), SUM(e.invocation_count) FROM executions e "
@@ -178,8 +207,8 @@ def function_stats(db: Database, function: str, window: Window, now_ms: int | No
 
         cb_source = (f"FROM executions e JOIN callbacks c ON c.execution_id = e.execution_id "
                      f"WHERE {_IN_WINDOW} AND c.end_ms IS NOT NULL")
-        p50, p95, p99 = _percentile_rows(raw, "(c.end_ms - c.started_ms)", cb_source, "1", params).get(
-            1, [None, None, None])
+        waits = _grouped(raw, "1", "(c.end_ms - c.started_ms)", (), cb_source, params).get(1)
+        p50, p95, p99 = waits.percentiles if waits else (None, None, None)
         cases = " ".join(f"WHEN c.end_ms - c.started_ms < {upper} THEN {i}"
                          for i, (upper, _) in enumerate(WAIT_BUCKETS) if upper is not None)
         cb_hist: dict[int, int] = {int(b): int(n) for b, n in raw.all(f"SELECT CASE {cases} ELSE {len(WAIT_BUCKETS) - 1} END AS b, COUNT(*) {cb_source} "
@@ -191,10 +220,6 @@ def function_stats(db: Database, function: str, window: Window, now_ms: int | No
         max(0, wall_ms - active_ms), int(invocations or 0), per_execution,
         Distribution(sum(n for _, n in histogram), p50, p95, p99, histogram))
 
-
-def _step(name: Any, n: int, retries: int, failed: int, durations: list[float | None] | None) -> StepStats:
-    p50, p95, p99 = durations or [None, None, None]
-    return StepStats(str(name or ""), n, p50, p95, p99, round(retries / n, 4), round(failed / n, 4))
 
 
 def _json_ms(raw: Raw, field: str) -> str:
@@ -234,8 +259,8 @@ def functions_glance(db: Database, registered: dict[str, str], window: Window) -
         for fn, st, n in raw.all(f"SELECT e.function_name, e.status, COUNT(*) FROM executions e WHERE {where} "
                                  "GROUP BY e.function_name, e.status", params):
             counts.setdefault(str(fn), {})[str(st)] = int(n)
-        durations = _percentile_rows(raw, "(e.end_ms - e.start_ms)", f"FROM executions e WHERE {where} "
-                                     "AND e.end_ms IS NOT NULL", "e.function_name", params)
+        durations = _grouped(raw, "e.function_name", "(e.end_ms - e.start_ms)", (),
+                             f"FROM executions e WHERE {where}", params)
     names = sorted(set(registered) | set(counts))
     return [FunctionGlance(n, registered.get(n), dict(sorted(counts.get(n, {}).items())),
-                           *(durations.get(n) or [None, None, None])[:2]) for n in names]
+                           *(durations[n].percentiles[:2] if n in durations else (None, None))) for n in names]

@@ -109,7 +109,10 @@ class Execution(Base):
 
 class Operation(Base):
     __tablename__ = "operations"
-    __table_args__ = (Index("ix_operations_seq", "execution_id", "seq"),)
+    __table_args__ = (
+        Index("ix_operations_seq", "execution_id", "seq"),
+        Index("ix_operations_step_stats", "execution_id", "type", "name", "status", "attempt", "start_ms", "end_ms"),
+    )
 
     execution_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     op_id: Mapped[str] = mapped_column(String(64), primary_key=True)
