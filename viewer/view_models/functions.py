@@ -20,6 +20,7 @@ from recorder.stats import (
     functions_glance,
 )
 from viewer.view_models.common import ViewError, format_duration, parse_instant
+from viewer.view_models.cost import CostView, build_function_cost
 
 STATUS_COLORS = {"SUCCEEDED": "#4caf50", "FAILED": "#e53935", "TIMED_OUT": "#fb8c00", "STOPPED": "#90a4ae",
                  "RUNNING": "#29b6f6", "PAUSING": "#ab47bc", "PAUSED": "#8e24aa"}
@@ -100,21 +101,30 @@ class FunctionPage:
     stats: FunctionStats
     charts: tuple[Chart, ...]
     query: dict[str, str]
+    cost: CostView
 
     def to_json(self) -> dict[str, Any]:
         return self.stats.to_json()
 
 
-def build_function_page(ds: Durascope, name: str, args: Any) -> FunctionPage:
+def known_function(ds: Durascope, name: str, args: Any) -> tuple[Window, str | None]:
+    """The window asked for and the function's handler (None if only its executions are
+    here); 404 for a function neither registered nor seen."""
     if not NAME_RE.match(name):
         raise ViewError(f"{name[:80]!r} is not a function name", 400)
     window = parse_window(args)
     spec = ds.control.get_function(name)
-    stats = function_stats(ds.db, name, window)
-    if spec is None and stats.total == 0 and not _has_executions(ds, name):
+    if spec is None and not _has_executions(ds, name):
         raise ViewError(f"Function not found: {name}", 404)
+    return window, spec.handler if spec else None
+
+
+def build_function_page(ds: Durascope, name: str, args: Any) -> FunctionPage:
+    window, handler = known_function(ds, name, args)
+    stats = function_stats(ds.db, name, window)
     query = {k: args[k] for k in ("since", "until") if args.get(k)}
-    return FunctionPage(name, spec.handler if spec else None, stats, _charts(stats), query)
+    return FunctionPage(name, handler, stats, _charts(stats), query,
+                        build_function_cost(ds, name, window))
 
 
 def _has_executions(ds: Durascope, name: str) -> bool:
