@@ -47,6 +47,7 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("execution_id", "event_id", name="uq_events_execution_event_id"),
         Index("ix_events_execution_position", "execution_id", "position"),
+        Index("ix_events_execution_type", "execution_id", "event_type"),
         # SQLite would otherwise hand the positions of a purged newest execution out again.
         {"sqlite_autoincrement": True},
     )
@@ -80,6 +81,7 @@ class Execution(Base):
         Index("ix_executions_start", "start_ms", "execution_id"),
         Index("ix_executions_status_start", "status", "start_ms"),
         Index("ix_executions_function_start", "function_name", "start_ms"),
+        Index("ix_executions_function_start_status", "function_name", "start_ms", "status"),
     )
 
     execution_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -107,7 +109,10 @@ class Execution(Base):
 
 class Operation(Base):
     __tablename__ = "operations"
-    __table_args__ = (Index("ix_operations_seq", "execution_id", "seq"),)
+    __table_args__ = (
+        Index("ix_operations_seq", "execution_id", "seq"),
+        Index("ix_operations_step_stats", "execution_id", "type", "name", "status", "attempt", "start_ms", "end_ms"),
+    )
 
     execution_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     op_id: Mapped[str] = mapped_column(String(64), primary_key=True)
