@@ -116,10 +116,11 @@ class StartClaimer(Protocol):
     """An engine in this process that takes the first invocation of the executions started
     here, in the transaction that starts them (``ControlPlane.start_claimer``)."""
 
-    def reserve(self, execution_id: str) -> str | None:
-        """The lease owner's name if a free invocation slot is now held for this execution."""
+    def reserve(self, execution_id: str, function: str) -> str | None:
+        """The lease owner's name if a free invocation slot (of ``function``) is now held for
+        this execution."""
 
-    def release(self, execution_id: str) -> None:
+    def release(self, execution_id: str, function: str) -> None:
         """Give back a reserved slot whose claim did not commit."""
 
     def run(self, inv: InvocationInput) -> None:

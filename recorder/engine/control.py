@@ -142,8 +142,8 @@ class ControlPlane:
     def renew_lease(self, execution_id: str, request_id: str, owner: str) -> bool:
         return invocations.renew_lease(self.core, execution_id, request_id, owner)
 
-    def end_invocation(self, inv: InvocationInput, outcome: InvocationOutcome) -> bool:
-        return invocations.end_invocation(self.core, inv, outcome)
+    def end_invocation(self, inv: InvocationInput, outcome: InvocationOutcome, engine_fault: bool = False) -> bool:
+        return invocations.end_invocation(self.core, inv, outcome, engine_fault)
 
     def owed_invocations(self, limit: int = 10_000) -> list[tuple[str, int]]:
         return invocations.owed_invocations(self.core, limit)

@@ -3,8 +3,9 @@
 An execution owes an invocation while ``engine_state.invoke_wanted`` is set and
 ``next_invoke_ms`` has come; a claim takes it by setting ``request_id`` and a lease
 (``lease_owner``, ``lease_expires_ms``). An invocation whose lease expires is recorded as
-lost (a failed invocation), and ``max_invocation_attempts`` failures in a row fail the
-execution.
+lost (a failed invocation), and ``max_invocation_attempts`` failures in a row that made
+no progress (completed no operation) fail the execution. A failure the engine reports
+as its own (the invocation overlapped a database outage) is recorded but not counted.
 """
 
 from __future__ import annotations
@@ -124,9 +125,11 @@ def renew_lease(core: Core, execution_id: str, request_id: str, owner: str) -> b
         return bool(done.rowcount)
 
 
-def end_invocation(core: Core, inv: InvocationInput, outcome: InvocationOutcome) -> bool:
+def end_invocation(core: Core, inv: InvocationInput, outcome: InvocationOutcome, engine_fault: bool = False) -> bool:
     """Record the invocation's end. True when the execution wants another invocation now
-    (the caller may run it at once instead of waiting for the dispatcher)."""
+    (the caller may run it at once instead of waiting for the dispatcher). With
+    ``engine_fault`` a failed invocation failed for the engine (its database was down),
+    not for its handler: it counts toward no ``max_invocation_attempts``."""
     with transaction(core) as tx:
         execution, state, _ = tx.lock(inv.execution_id)
         now = now_ms()
@@ -135,7 +138,7 @@ def end_invocation(core: Core, inv: InvocationInput, outcome: InvocationOutcome)
             # invocation still happened, so it is still recorded.
             tx.append(inv.execution_id, [invocation_completed(inv.request_id, inv.start_ms, now, outcome)], now)
             return False
-        _finish(tx, execution, state, inv.request_id, inv.start_ms, outcome, now)
+        _finish(tx, execution, state, inv.request_id, inv.start_ms, outcome, now, counted=not engine_fault)
         again = inv.execution_id in tx.owed.invoke and state.next_invoke_ms <= now
         if again:
             # The caller runs it at once: no engine needs telling.
@@ -144,9 +147,11 @@ def end_invocation(core: Core, inv: InvocationInput, outcome: InvocationOutcome)
 
 
 def _finish(tx: Tx, execution: ExecRow, state: StateRow, request_id: str,
-            start_ms: int, outcome: InvocationOutcome, now: int) -> None:
+            start_ms: int, outcome: InvocationOutcome, now: int, counted: bool = True) -> None:
     ws = tx.ws
     eid = execution.execution_id
+    # Before this transaction's own changes: the query flushes them.
+    progressed = outcome.status == "ERROR" and _made_progress(ws, eid)
     tx.append(eid, [invocation_completed(request_id, start_ms, now, outcome)], now)
     state.request_id = None
     state.lease_owner = None
@@ -196,12 +201,29 @@ def _finish(tx: Tx, execution: ExecRow, state: StateRow, request_id: str,
             else:
                 tx.want_invoke(state, now)
     else:  # ERROR: the invocation itself failed; Lambda retries it
-        state.consecutive_failures += 1
+        if progressed:
+            state.consecutive_failures = 0
+        elif counted:
+            state.consecutive_failures += 1
         if state.consecutive_failures >= tx.core.settings.max_invocation_attempts:
             tx.close(execution, state, NewEvent("ExecutionFailed", ident, {"Error": error_envelope(outcome.error)}), now)
         else:
-            delay = int(tx.core.settings.invocation_retry_seconds * 1000 * state.consecutive_failures)
+            delay = int(tx.core.settings.invocation_retry_seconds * 1000 * max(1, state.consecutive_failures))
             tx.want_invoke(state, now + delay)
+
+
+def _made_progress(ws: Workset, execution_id: str) -> bool:
+    """Whether the latest invocation completed an operation (a step, a wait, a child
+    context...): a crash after that is no crash loop, whatever it is."""
+    ws.flush()
+    row = ws.raw.one(
+        "SELECT 1 FROM events WHERE execution_id = :eid AND position > ("
+        "SELECT max(position) FROM events WHERE execution_id = :eid AND event_type = :started) "
+        "AND (event_type LIKE :succeeded OR event_type LIKE :failed) "
+        "AND event_type NOT LIKE :execution AND event_type NOT LIKE :invocation LIMIT 1",
+        {"eid": execution_id, "started": INVOCATION_STARTED, "succeeded": "%Succeeded", "failed": "%Failed",
+         "execution": "Execution%", "invocation": "Invocation%"})
+    return row is not None
 
 
 def _has_backend_wait(ws: Workset, execution_id: str) -> bool:

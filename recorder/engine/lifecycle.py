@@ -60,7 +60,7 @@ def start_execution(core: Core, function: str, payload: str | bytes | None = Non
             now = now_ms()
             result = start_in(tx, ref.name, data, name, now)
             if result.created and claimer is not None:
-                owner = claimer.reserve(result.execution_id)
+                owner = claimer.reserve(result.execution_id, ref.name)
                 if owner is not None:
                     reserved = result.execution_id
                     execution = tx.ws.execution(reserved)
@@ -69,7 +69,7 @@ def start_execution(core: Core, function: str, payload: str | bytes | None = Non
                     claimed = claim(tx, execution, tx.ws.state(reserved), spec, owner, now)
     except BaseException:
         if reserved is not None and claimer is not None and (tx is None or not tx.committed):
-            claimer.release(reserved)
+            claimer.release(reserved, ref.name)
         raise
     return result
 

@@ -12,6 +12,12 @@ the invocation; a worker that has not answered by then is reported ``Sandbox.Tim
 and the invocation is retried like any failed one. So do size limits: a response over
 ``RESPONSE_LIMIT`` fails the invocation with ``Function.ResponseSizeTooLarge``.
 
+The engine claims an invocation only when a worker can take it now (``capacity``):
+the workers of a function are those waiting in ``next``, busy with one of its
+invocations, or back from ``next`` moments ago; with none yet, one, so that the first
+invocation starts the local workers on demand. What no worker can take stays unclaimed
+in the store, for this engine's next free worker or another engine's.
+
 A worker host on another machine asks ``gone`` which of the invocations it runs this
 engine no longer waits for (it stopped, restarted, or gave up on them), and stops
 their runtimes: no runtime outlives the engine it works for by more than a few seconds.
@@ -22,7 +28,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +40,9 @@ from recorder.worker_backend import RESPONSE_LIMIT, RESPONSE_TOO_LARGE
 # Grace added to the function timeout before the engine gives up on a taken invocation
 # (the worker host itself kills its runtime at the deadline and reports it).
 TIMEOUT_GRACE_SECONDS = 5.0
+# A worker back from ``next`` this recently still counts as one of its function's workers
+# (it is on its way to ask again, or to answer).
+WORKER_SEEN_SECONDS = 5.0
 
 
 def invocation_event(inv: InvocationInput) -> dict[str, Any]:
@@ -77,9 +86,15 @@ class WorkerPool:
         self._queues: dict[str, deque[_Pending]] = {}
         self._by_request: dict[str, _Pending] = {}
         self._last_poll: dict[str, float] = {}
+        # Per function: the workers waiting in ``next``, and when each was last seen there.
+        self._polling: dict[str, Counter[str]] = {}
+        self._seen: dict[str, dict[str, float]] = {}
         # Called with a function name when an invocation for it is queued, so a local
         # manager can start worker processes on demand.
         self.on_demand: Callable[[str], None] | None = None
+        # Called with a function name when a worker of it is seen for the first time (the
+        # engine sets it: it may claim more of that function's invocations now).
+        self.on_capacity: Callable[[str], None] | None = None
         self._closed = False
 
     # --- the Invoker side ------------------------------------------------------------
@@ -113,6 +128,16 @@ class WorkerPool:
                     queue.remove(pending)
                 self._left.notify_all()
 
+    def capacity(self, function: str) -> int:
+        """How many invocations of ``function`` the workers here can run at once."""
+        now = time.monotonic()
+        with self._cond:
+            workers = {w for w, t in self._seen.get(function, {}).items() if now - t < WORKER_SEEN_SECONDS}
+            workers.update(self._polling.get(function, ()))
+            workers.update(p.worker for p in self._by_request.values()
+                           if p.worker is not None and p.inv.function.name == function)
+        return max(1, len(workers))
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
@@ -128,6 +153,27 @@ class WorkerPool:
         deadline = time.monotonic() + wait_seconds
         with self._cond:
             self._last_poll[function] = time.monotonic()
+            polling = self._polling.setdefault(function, Counter())
+            seen = self._seen.setdefault(function, {})
+            new = worker not in polling and worker not in seen
+            polling[worker] += 1
+        if new and self.on_capacity is not None:
+            self.on_capacity(function)
+        try:
+            return self._next(function, worker, deadline)
+        finally:
+            with self._cond:
+                polling[worker] -= 1
+                if polling[worker] <= 0:
+                    del polling[worker]
+                now = time.monotonic()
+                seen[worker] = now
+                for w, t in list(seen.items()):
+                    if now - t > WORKER_SEEN_SECONDS and w not in polling:
+                        del seen[w]
+
+    def _next(self, function: str, worker: str, deadline: float) -> Assignment | None:
+        with self._cond:
             while True:
                 queue = self._queues.get(function)
                 if queue:
