@@ -21,7 +21,9 @@ from typing import Protocol
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from recorder.engine.control import SWEEP_SECONDS, ControlPlane, InvocationInput, InvocationOutcome, now_ms
+from recorder.engine.boundary import SWEEP_SECONDS, InvocationInput, InvocationOutcome, now_ms
+from recorder.engine.control import ControlPlane
+from recorder.engine.notify import CHANNEL, WorkNotice
 from recorder.store.availability import report_failure
 from recorder.wakeup import Wakeup
 
@@ -177,8 +179,6 @@ class Engine:
 
     def _listen(self) -> None:
         """PostgreSQL: other engines announce work they committed (NOTIFY durascope_work)."""
-        import json
-
         import psycopg
         from sqlalchemy.engine import make_url
 
@@ -186,16 +186,16 @@ class Engine:
         while not self._stopping:
             try:
                 with psycopg.connect(url, autocommit=True) as conn:
-                    conn.execute("LISTEN durascope_work")
+                    conn.execute(f"LISTEN {CHANNEL}")
                     while not self._stopping:
                         for note in conn.notifies(timeout=1.0):
-                            data = json.loads(note.payload)
-                            if data.get("o") == self.control.owner:
+                            notice = WorkNotice.from_json(note.payload)
+                            if notice.owner == self.control.owner:
                                 continue
-                            for execution_id in data.get("i") or []:
+                            for execution_id in notice.invoke:
                                 self.submit(execution_id)
-                            if data.get("t"):
-                                self._wake_at(max(int(data["t"]), now_ms() + 1))
+                            if notice.due_ms:
+                                self._wake_at(max(notice.due_ms, now_ms() + 1))
             except Exception:  # noqa: BLE001 - reconnect; the sweep covers the gap
                 if not self._stopping:
                     report_failure(log, "LISTEN connection lost; reconnecting")

@@ -27,15 +27,24 @@ class FunctionRegistry:
             raise InvalidParameterValueException("Function name must match [a-zA-Z0-9-_]{1,64}")
         if not spec.handler or len(spec.handler) > 512:
             raise InvalidParameterValueException("Handler must be given as pkg.module.function or pkg.module:function")
-        for label, value, lo, hi in (("timeout", spec.timeout, 1, 900),
-                                     ("execution timeout", spec.execution_timeout, 1, 31_622_400),
-                                     ("retention days", spec.retention_days, 1, 90)):
+        for label, value, lo, hi in (
+            ("timeout", spec.timeout, 1, 900),
+            ("execution timeout", spec.execution_timeout, 1, 31_622_400),
+            ("retention days", spec.retention_days, 1, 90),
+        ):
             if not lo <= value <= hi:
                 raise InvalidParameterValueException(f"{label} must be from {lo} to {hi}, got {value}")
         now = now_ms()
-        values = {"handler": spec.handler, "code_dir": spec.code_dir, "env_json": json.dumps(spec.env, sort_keys=True),
-                  "timeout_seconds": spec.timeout, "execution_timeout_seconds": spec.execution_timeout,
-                  "retention_days": spec.retention_days, "concurrency": spec.concurrency, "updated_ms": now}
+        values = {
+            "handler": spec.handler,
+            "code_dir": spec.code_dir,
+            "env_json": json.dumps(spec.env, sort_keys=True),
+            "timeout_seconds": spec.timeout,
+            "execution_timeout_seconds": spec.execution_timeout,
+            "retention_days": spec.retention_days,
+            "concurrency": spec.concurrency,
+            "updated_ms": now,
+        }
         table = Function.__table__
         with self.db.write() as conn:
             exists = conn.execute(select(table.c.name).where(table.c.name == spec.name)).first()

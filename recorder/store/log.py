@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 
-from recorder.store.events import NewEvent, StoredEvent
+from recorder.store.events import NewEvent, StoredEvent, compact_json
 from recorder.store.models import Callback, EngineState, Event, Execution, LogLine, Operation, PurgeGrant, Timer
 from recorder.store.sql import Raw
 
@@ -27,10 +27,6 @@ APPEND_LOCK_KEY = 0x64757261  # "dura"
 
 _EVENTS = Event.__table__
 _EVENT_COLS = ("execution_id", "event_id", "event_type", "op_id", "ts_ms", "body", "extra")
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def append(
@@ -65,8 +61,8 @@ def append(
                 "event_type": ev.event_type,
                 "op_id": ev.op_id,
                 "ts_ms": ts,
-                "body": _dumps(body),
-                "extra": _dumps(ev.extra) if ev.extra is not None else None,
+                "body": compact_json(body),
+                "extra": compact_json(ev.extra) if ev.extra is not None else None,
             }
         )
         prepared.append((event_id, body, ev))
