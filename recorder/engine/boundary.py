@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from sqlalchemy import Row
+
 from recorder.errors import InvalidParameterValueException
 from recorder.store.models import Function
 
@@ -81,7 +83,7 @@ class FunctionSpec:
     runtime_credentials: tuple[str, str] | None = None
 
     @classmethod
-    def from_row(cls, row: Function) -> FunctionSpec:
+    def from_row(cls, row: Function | Row[Any]) -> FunctionSpec:
         return cls(
             name=row.name,
             handler=row.handler,

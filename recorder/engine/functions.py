@@ -12,7 +12,7 @@ from recorder.config import Settings
 from recorder.engine.boundary import FunctionSpec, now_ms
 from recorder.errors import InvalidParameterValueException
 from recorder.store.db import Database
-from recorder.store.models import Function
+from recorder.store.models import Function, table_of
 
 
 class FunctionRegistry:
@@ -45,7 +45,7 @@ class FunctionRegistry:
             "concurrency": spec.concurrency,
             "updated_ms": now,
         }
-        table = Function.__table__
+        table = table_of(Function)
         with self.db.write() as conn:
             exists = conn.execute(select(table.c.name).where(table.c.name == spec.name)).first()
             if exists:
@@ -64,7 +64,7 @@ class FunctionRegistry:
             cached = self._cache.get(name)
         if cached is not None:
             return cached
-        table = Function.__table__
+        table = table_of(Function)
         stmt = select(table).where(table.c.name == name)
         if conn is not None:
             row = conn.execute(stmt).first()

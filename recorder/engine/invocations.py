@@ -21,7 +21,7 @@ from recorder.engine.state_pages import STATE_PAGE_BYTES, navigable_page
 from recorder.engine.timers import settle
 from recorder.engine.transaction import Core, Tx, transaction
 from recorder.store.events import NewEvent, error_envelope, payload_envelope
-from recorder.store.models import EngineState, Execution
+from recorder.store.models import EngineState, Execution, table_of
 from recorder.store.vocabulary import OPEN_EXECUTION, EventType, ExecutionStatus, OperationStatus, OperationType
 from recorder.store.workset import ExecRow, StateRow, Workset
 
@@ -152,7 +152,7 @@ def _record_lost_invocation(tx: Tx, execution: ExecRow, state: StateRow, now: in
 
 
 def renew_lease(core: Core, execution_id: str, request_id: str, owner: str) -> bool:
-    table = EngineState.__table__
+    table = table_of(EngineState)
     with core.db.write() as conn:
         done = conn.execute(
             update(table)

@@ -64,9 +64,11 @@ def serve_call(control: ControlPlane, method: str, args: tuple[Any, ...],
     with ``ts`` (``render_timestamps`` finishes a response served with ``ts_ms``)."""
     try:
         if method == "checkpoint":
-            return True, control.checkpoint(*args, ts=ts)
+            arn, token, updates, client_token = args
+            return True, control.checkpoint(arn, token, updates, client_token, ts=ts)
         if method == "get_state":
-            return True, control.get_state(*args, ts=ts)
+            arn, token, marker, max_items = args
+            return True, control.get_state(arn, token, marker, max_items, ts=ts)
         raise ValueError(f"unknown service call {method!r}")
     except Exception as exc:  # noqa: BLE001 - every failure must reach the SDK classified
         shaped = _as_boto(exc)
@@ -102,12 +104,15 @@ class ServiceClient:
 
     def checkpoint(self, durable_execution_arn: str, checkpoint_token: str, updates: list[OperationUpdate],
                    client_token: str | None) -> CheckpointOutput:
-        return self._result("checkpoint", (durable_execution_arn, checkpoint_token,
-                                           [u.to_dict() for u in updates], client_token))
+        out: CheckpointOutput = self._result("checkpoint", (durable_execution_arn, checkpoint_token,
+                                                            [u.to_dict() for u in updates], client_token))
+        return out
 
     def get_execution_state(self, durable_execution_arn: str, checkpoint_token: str, next_marker: str,
                             max_items: int = 1000) -> StateOutput:
-        return self._result("get_state", (durable_execution_arn, checkpoint_token, next_marker or None, max_items))
+        out: StateOutput = self._result("get_state", (durable_execution_arn, checkpoint_token, next_marker or None,
+                                                      max_items))
+        return out
 
 
 class InProcessServiceClient(ServiceClient):

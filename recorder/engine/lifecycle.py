@@ -21,7 +21,7 @@ from recorder.errors import (
 )
 from recorder.store.events import NewEvent, OpIdentity, error_envelope, payload_envelope
 from recorder.store.log import purge_execution
-from recorder.store.models import Execution
+from recorder.store.models import Execution, table_of
 from recorder.store.vocabulary import OPEN_EXECUTION, EventType, ExecutionStatus, OperationType
 from recorder.store.workset import StateRow
 from recorder.wire import ErrorObject
@@ -83,7 +83,7 @@ def start_in(
     if spec is None:
         raise ResourceNotFoundException(f"Function not found: {core.functions.arn(function)}")
     if name is not None:
-        ex = Execution.__table__
+        ex = table_of(Execution)
         existing = tx.conn.execute(
             select(ex.c.arn, ex.c.execution_id, ex.c.input_payload).where(
                 ex.c.function_name == function, ex.c.name == name

@@ -168,7 +168,7 @@ class WorkerPool:
     def fail(self, request_id: str, error: dict[str, Any]) -> bool:
         """The invocation itself failed: the handler raised past the SDK, the runtime
         crashed or timed out. Lambda's ``{errorType, errorMessage, stackTrace}``."""
-        converted = {
+        converted: dict[str, Any] = {
             "ErrorType": str(error.get("errorType") or error.get("ErrorType") or "Runtime.Unknown"),
             "ErrorMessage": str(error.get("errorMessage") or error.get("ErrorMessage") or ""),
         }

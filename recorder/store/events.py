@@ -15,15 +15,11 @@ from typing import Any
 
 from recorder.store.vocabulary import OPEN_EXECUTION, EventType, ExecutionStatus
 
-# Engine-only record types, under the names the engine has used (``EventType`` is the vocabulary).
-INVOCATION_STARTED = EventType.INVOCATION_STARTED
-STEP_READY = EventType.STEP_READY
-CALLBACK_HEARTBEAT = EventType.CALLBACK_HEARTBEAT
-PAUSE_REQUESTED = EventType.PAUSE_REQUESTED
-PAUSE_CANCELLED = EventType.PAUSE_CANCELLED
-CALLBACK_RECEIVED = EventType.CALLBACK_RECEIVED
-ENGINE_RECORDS = frozenset({INVOCATION_STARTED, STEP_READY, CALLBACK_HEARTBEAT, PAUSE_REQUESTED, PAUSE_CANCELLED,
-                            CALLBACK_RECEIVED})
+# Engine records: state changes AWS keeps out of the history (no EventId).
+ENGINE_RECORDS = frozenset({
+    EventType.INVOCATION_STARTED, EventType.STEP_READY, EventType.CALLBACK_HEARTBEAT, EventType.PAUSE_REQUESTED,
+    EventType.PAUSE_CANCELLED, EventType.CALLBACK_RECEIVED,
+})
 OPEN_STATUSES = OPEN_EXECUTION
 
 # The event that closes an execution, and the status it leaves.
@@ -95,7 +91,8 @@ class StoredEvent:
     def details(self) -> dict[str, Any]:
         if self.event_id is None:
             return self.body
-        return self.body.get(f"{self.event_type}Details", {})
+        details: dict[str, Any] = self.body.get(f"{self.event_type}Details", {})
+        return details
 
     def to_history(self) -> dict[str, Any]:
         """The event as GetDurableExecutionHistory returns it (EventTimestamp in epoch ms)."""

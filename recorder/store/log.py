@@ -18,21 +18,32 @@ from typing import Any
 from sqlalchemy import Connection, delete, insert, select
 
 from recorder.store.events import NewEvent, StoredEvent, compact_json
-from recorder.store.models import Callback, EngineState, Event, Execution, LogLine, Operation, PurgeGrant, Timer
+from recorder.store.models import (
+    Callback,
+    EngineState,
+    Event,
+    Execution,
+    LogLine,
+    Operation,
+    PurgeGrant,
+    Timer,
+    table_of,
+)
 from recorder.store.sql import Raw
+from recorder.store.workset import ExecRow
 
 # Arbitrary constant naming the application-wide append lock.
 APPEND_LOCK_KEY = 0x64757261  # "dura"
 
 
-_EVENTS = Event.__table__
+_EVENTS = table_of(Event)
 _EVENT_COLS = ("execution_id", "event_id", "event_type", "op_id", "ts_ms", "body", "extra")
 
 
 def append(
     conn: Connection,
     execution_id: str,
-    execution: Execution | None,
+    execution: ExecRow | None,
     events: Sequence[NewEvent],
     now_ms: int,
 ) -> list[StoredEvent]:

@@ -7,7 +7,7 @@ from recorder.store.projections.base import Handler, close_op, details, existing
 from recorder.store.vocabulary import CallbackStatus, EventType, OperationStatus, OperationType, TimerKind
 from recorder.store.workset import CallbackRow, ExecRow, OpRow, Workset
 
-_CLOSED = {
+_CLOSED: dict[str, tuple[OperationStatus, CallbackStatus]] = {
     EventType.CALLBACK_SUCCEEDED: (OperationStatus.SUCCEEDED, CallbackStatus.SUCCEEDED),
     EventType.CALLBACK_FAILED: (OperationStatus.FAILED, CallbackStatus.FAILED),
     EventType.CALLBACK_TIMED_OUT: (OperationStatus.TIMED_OUT, CallbackStatus.TIMED_OUT),

@@ -7,7 +7,7 @@ from recorder.store.projections.base import Handler, close_op, existing_op, new_
 from recorder.store.vocabulary import EventType, OperationStatus, OperationType
 from recorder.store.workset import ExecRow, OpRow, Workset
 
-_CLOSED = {
+_CLOSED: dict[str, OperationStatus] = {
     EventType.CHAINED_INVOKE_SUCCEEDED: OperationStatus.SUCCEEDED,
     EventType.CHAINED_INVOKE_FAILED: OperationStatus.FAILED,
     EventType.CHAINED_INVOKE_TIMED_OUT: OperationStatus.TIMED_OUT,
