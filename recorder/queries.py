@@ -204,6 +204,17 @@ def execution_logs(db: Database, arn: str, min_level: str | None = None, request
     return entries
 
 
+def newest_success(db: Database, arn: str) -> tuple[str, str | None]:
+    """The function of execution ``arn`` and the ARN of its newest SUCCEEDED execution
+    (None when it has none yet)."""
+    with db.read() as s:
+        execution = find_execution(s, arn)
+        found = s.execute(select(Execution.arn).where(Execution.function_name == execution.function_name,
+                                                      Execution.status == "SUCCEEDED")
+                          .order_by(Execution.start_ms.desc()).limit(1)).scalar_one_or_none()
+    return execution.function_name, found
+
+
 def operation_ids(db: Database, arn: str, id_or_name: str) -> dict[str, str | None]:
     """The operations of an execution with this id, or else this name: {id: name}."""
     with db.read() as s:
