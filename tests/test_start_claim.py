@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from recorder.api import Durascope
+from recorder.engine import lifecycle
 from tests.conftest import register
 from tests.test_engine import types
 
@@ -65,7 +66,7 @@ def test_a_claim_that_does_not_commit_writes_nothing_and_frees_the_slot(ds: Dura
     def broken(*_args: Any) -> Any:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(ds.control, "_claim", broken)
+    monkeypatch.setattr(lifecycle, "claim", broken)
     with pytest.raises(RuntimeError, match="disk on fire"):
         ds.start("add", "{}", name="doomed")
     assert ds.engine is not None and ds.engine.idle()

@@ -35,7 +35,8 @@ from werkzeug.exceptions import HTTPException
 
 from recorder.errors import ServiceError
 from recorder.queries import iter_history
-from viewer import api_v1, cost_pages, feed_pages, functions_pages, get_durascope, lambda_api, replay_pages
+from viewer import (api_v1, cost_pages, diff_pages, errors_pages, feed_pages, functions_pages, get_durascope, lambda_api,
+                    replay_pages, waiting_pages)
 from viewer.timeline import build_timeline
 from viewer.view_models.common import ViewError, format_duration, plural, validate_callback_payload
 from viewer.graph import build_graph
@@ -55,13 +56,20 @@ def _compact_templates(state: Any) -> None:
 
 bp.register_blueprint(api_v1.bp)
 bp.register_blueprint(feed_pages.bp)
+bp.register_blueprint(errors_pages.bp)
+bp.register_blueprint(errors_pages.api)
+for _pages in (diff_pages, waiting_pages):
+    bp.register_blueprint(_pages.bp)
+    bp.register_blueprint(_pages.api)
+
 bp.register_blueprint(replay_pages.bp)
 bp.register_blueprint(replay_pages.api_bp)
 bp.register_blueprint(functions_pages.bp)
 bp.register_blueprint(functions_pages.api_bp)
 bp.register_blueprint(cost_pages.api_bp)
 
-VIEWER_PREFIXES = ("/executions/", "/api/v1/", "/feed", "/webhooks", "/functions")
+VIEWER_PREFIXES = ("/executions/", "/api/v1/", "/feed", "/webhooks", "/errors", "/search", "/diff", "/waiting",
+                   "/functions")
 # The Lambda REST API (and the Runtime API of worker hosts): their clients get the AWS
 # error shape whatever they accept.
 AWS_PREFIXES = ("/2015-03-31/", "/2025-12-01/", "/2018-06-01/")

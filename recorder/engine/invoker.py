@@ -34,14 +34,8 @@ from aws_durable_execution_sdk_python.lambda_service import (
 )
 
 from recorder.engine import logs
-from recorder.engine.control import (
-    ControlPlane,
-    FunctionSpec,
-    InvocationInput,
-    InvocationOutcome,
-    _render_op,
-    _render_ops,
-)
+from recorder.engine.control import ControlPlane, FunctionSpec, InvocationInput, InvocationOutcome
+from recorder.engine.state_pages import render_op, render_ops
 from recorder.errors import ServiceError
 from recorder.wire import ts_datetime
 
@@ -81,8 +75,8 @@ def serve_call(control: ControlPlane, method: str, args: tuple[Any, ...],
 def render_timestamps(method: str, body: dict[str, Any]) -> dict[str, Any]:
     """A response served with ``ts=ts_ms``, with the datetimes the SDK's parsers expect."""
     if method == "checkpoint":
-        return _render_ops(body, ts_datetime)
-    return {**body, "Operations": [_render_op(o, ts_datetime) for o in body["Operations"]]}
+        return render_ops(body, ts_datetime)
+    return {**body, "Operations": [render_op(o, ts_datetime) for o in body["Operations"]]}
 
 
 _OUTPUTS: dict[str, tuple[Any, Any]] = {
@@ -219,7 +213,7 @@ def run_handler(handlers: HandlerCache, inv: InvocationInput, client: ServiceCli
         durable_execution_arn=inv.arn,
         checkpoint_token=inv.token,
         initial_execution_state=InitialExecutionState(
-            operations=[Operation.from_dict(_render_op(o, ts_datetime)) for o in inv.operations],
+            operations=[Operation.from_dict(render_op(o, ts_datetime)) for o in inv.operations],
             next_marker=inv.next_marker,
         ),
         updated_operation_ids=inv.updated_operation_ids,

@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 
 from recorder.store.events import NewEvent, StoredEvent
+from recorder.store.models import (Callback, EngineState, ErrorOccurrence, Event, Execution, LogLine, Operation,
+                                   PurgeGrant, Timer)
 from recorder.store.sql import Raw
-from recorder.store.models import Callback, EngineState, Event, Execution, LogLine, Operation, PurgeGrant, Timer
 
 # Arbitrary constant naming the application-wide append lock.
 APPEND_LOCK_KEY = 0x64757261  # "dura"
@@ -136,7 +136,7 @@ def purge_execution(conn: Connection, execution_id: str) -> int:
         raise ValueError(f"execution {execution_id} is not closed; only closed executions are purged")
     conn.execute(insert(PurgeGrant), {"execution_id": execution_id})
     deleted = conn.execute(delete(Event).where(Event.execution_id == execution_id)).rowcount
-    for model in (Operation, Callback, Timer, EngineState, LogLine):
+    for model in (Operation, Callback, Timer, EngineState, LogLine, ErrorOccurrence):
         conn.execute(delete(model).where(model.execution_id == execution_id))
     conn.execute(delete(Execution).where(Execution.execution_id == execution_id))
     conn.execute(delete(PurgeGrant).where(PurgeGrant.execution_id == execution_id))
