@@ -135,26 +135,34 @@ def _grouped(raw: Raw, group: str, value: str, sums: tuple[str, ...], source: st
             out[row[0]] = _Group(int(row[1]), tuple(int(x or 0) for x in row[2:2 + k]),
                                  tuple(None if v is None else round(float(v), 1) for v in row[2 + k:]))
         return out
-    # SQLite has no percentile_cont: rank the values of each group once (row_number over a
-    # window) and keep only the two ranks around p * (n - 1) for each p.
-    inputs = "".join(f", {x} AS s{i}" for i, x in enumerate(sums))
+    # SQLite has no percentile_cont. Its equivalent: count each distinct value per group
+    # (durations in ms repeat a lot, so this is far smaller than the rows), a running total
+    # over them (a window), and keep the values holding the two ranks around p * (n - 1).
+    inputs = "".join(f", SUM({x}) AS s{i}" for i, x in enumerate(sums))
     summed = "".join(f", SUM(s{i})" for i in range(len(sums)))
-    ranks = ", ".join(f"{o} + CAST({p} * (agg.n - 1) AS INTEGER)" for p in PERCENTILES for o in (1, 2))
+    covers = " OR ".join(f"(cum.upto - cum.c < {r} AND {r} <= cum.upto)"
+                         for p in PERCENTILES
+                         for r in (f"(1 + CAST({p} * (agg.n - 1) AS INTEGER))",
+                                   f"MIN(agg.n, 2 + CAST({p} * (agg.n - 1) AS INTEGER))"))
     rows = raw.all(
-        f"WITH v AS MATERIALIZED (SELECT {group} AS g, {value} AS d{inputs} {source}), "
-        f"agg AS (SELECT g, COUNT(*) AS n_all, COUNT(d) AS n{summed} FROM v GROUP BY g), "
-        "ranked AS (SELECT g, d, row_number() OVER (PARTITION BY g ORDER BY d) AS rn FROM v WHERE d IS NOT NULL) "
-        f"SELECT agg.*, ranked.rn, ranked.d FROM agg LEFT JOIN ranked ON ranked.g = agg.g AND ranked.rn IN ({ranks})",
-        params)
-    picked: dict[Any, dict[int, float]] = {}
+        f"WITH h AS MATERIALIZED (SELECT {group} AS g, {value} AS d, COUNT(*) AS c{inputs} {source} "
+        f"GROUP BY {group}, {value}), "
+        f"agg AS (SELECT g, SUM(c) AS n_all, SUM(CASE WHEN d IS NULL THEN 0 ELSE c END) AS n{summed} "
+        "FROM h GROUP BY g), "
+        "cum AS (SELECT g, d, c, SUM(c) OVER (PARTITION BY g ORDER BY d) AS upto FROM h WHERE d IS NOT NULL) "
+        f"SELECT agg.*, cum.d, cum.upto, cum.c FROM agg LEFT JOIN cum ON cum.g = agg.g AND ({covers})", params)
+    spans: dict[Any, list[tuple[int, int, float]]] = {}
     heads: dict[Any, Sequence[Any]] = {}
     for row in rows:
         heads[row[0]] = row
-        if row[-2] is not None:
-            picked.setdefault(row[0], {})[int(row[-2])] = float(row[-1])
+        if row[-3] is not None:
+            spans.setdefault(row[0], []).append((int(row[-2]) - int(row[-1]), int(row[-2]), float(row[-3])))
+
+    def at(g: Any, rank: int) -> float:
+        return next(v for after, upto, v in spans[g] if after < rank <= upto)
+
     for g, row in heads.items():
         n = int(row[2])
-        values = picked.get(g, {})
         pcts: list[float | None] = []
         for p in PERCENTILES:
             if n == 0:
@@ -162,8 +170,8 @@ def _grouped(raw: Raw, group: str, value: str, sums: tuple[str, ...], source: st
                 continue
             rank = p * (n - 1)
             lo = int(rank) + 1
-            hi = min(lo + 1, n)
-            pcts.append(round(values[lo] + (rank - int(rank)) * (values[hi] - values[lo]), 1))
+            lo_v, hi_v = at(g, lo), at(g, min(lo + 1, n))
+            pcts.append(round(lo_v + (rank - int(rank)) * (hi_v - lo_v), 1))
         out[g] = _Group(int(row[1]), tuple(int(x or 0) for x in row[3:3 + len(sums)]), tuple(pcts))
     return out
 

@@ -91,3 +91,18 @@ def test_function_statistics_page_draws_its_charts(site, page) -> None:
         expect(page.locator(f"#chart-{key} .main-svg").first).to_be_visible()
     expect(page.locator("tr[data-step=charge]")).to_contain_text("1")
     shot(page, "function-statistics", full=True)
+
+
+def test_cost_on_the_execution_and_function_pages(site, page) -> None:
+    from playwright.sync_api import expect
+
+    base, _, arn = site
+    page.goto(exec_url(base, arn))
+    section = page.locator("#cost")
+    expect(section.locator("[data-cost=lambda]")).to_contain_text("$0.0000")
+    expect(section.locator("[data-cost=sfn]")).to_have_text("$0.0001")  # 3 steps and a wait: 4 transitions
+    section.scroll_into_view_if_needed()
+    shot(page, "execution-cost")
+    page.goto(base + "/functions/orders")
+    expect(page.locator("#cost")).to_contain_text("per 1,000 executions")
+    expect(page.locator("#cost [data-cost=sfn]")).to_have_text("$0.1")

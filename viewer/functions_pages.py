@@ -58,4 +58,4 @@ def functions_index_json() -> Any:
 
 @api_bp.get("/functions/<name>/stats")
 def function_stats_json(name: str) -> Any:
-    return jsonify(build_function_page(get_durascope(current_app), name, request.args).to_json())
+    return jsonify(build_function_page(get_durascope(current_app), name, request.args, with_cost=False).to_json())

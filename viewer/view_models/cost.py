@@ -3,6 +3,7 @@ as the execution and function pages show it and their twins return it."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,18 +40,24 @@ class CostView:
 
 
 def usd(value: float) -> str:
-    """Dollars with the digits that matter: $0.000164, $0.044, $12.30."""
-    if value == 0:
+    """Dollars with two significant digits below a cent: $0.0000004, $0.000048, $0.044, $12.30."""
+    if value <= 0:
         return "$0"
     if value < 0.01:
-        return f"${value:.6f}".rstrip("0")
+        decimals = min(12, 1 - math.floor(math.log10(value)))
+        return f"${value:.{decimals}f}".rstrip("0").rstrip(".")
     return f"${value:,.4f}".rstrip("0").rstrip(".") if value < 1 else f"${value:,.2f}"
 
 
 def _quantity(value: float, unit: str) -> str:
+    if unit.startswith("GB"):
+        # Histories are kilobytes: say so rather than 2.3e-06 GB.
+        for scale, name in ((1.0, "GB"), (1 / 1024, "MB"), (1 / 1024 ** 2, "KB")):
+            if value >= scale or name == "KB":
+                return f"{value / scale:,.1f} {name}{unit[2:]}"
     if value == int(value):
         return f"{int(value):,} {unit}"
-    return f"{value:.6g} {unit}"
+    return f"{value:,.4g} {unit}"
 
 
 def _view(est: cost.Estimate) -> CostView:

@@ -101,7 +101,7 @@ class FunctionPage:
     stats: FunctionStats
     charts: tuple[Chart, ...]
     query: dict[str, str]
-    cost: CostView
+    cost: CostView | None
 
     def to_json(self) -> dict[str, Any]:
         return self.stats.to_json()
@@ -119,12 +119,13 @@ def known_function(ds: Durascope, name: str, args: Any) -> tuple[Window, str | N
     return window, spec.handler if spec else None
 
 
-def build_function_page(ds: Durascope, name: str, args: Any) -> FunctionPage:
+def build_function_page(ds: Durascope, name: str, args: Any, with_cost: bool = True) -> FunctionPage:
+    """The statistics page; ``with_cost=False`` for the stats twin (cost has its own)."""
     window, handler = known_function(ds, name, args)
     stats = function_stats(ds.db, name, window)
     query = {k: args[k] for k in ("since", "until") if args.get(k)}
     return FunctionPage(name, handler, stats, _charts(stats), query,
-                        build_function_cost(ds, name, window))
+                        build_function_cost(ds, name, window) if with_cost else None)
 
 
 def _has_executions(ds: Durascope, name: str) -> bool:
