@@ -110,6 +110,9 @@ class ControlPlane:
     def get_function(self, name: str, conn: Connection | None = None) -> FunctionSpec | None:
         return self.core.functions.get(name, conn)
 
+    def served_function(self, function: str, qualifier: str | None = None) -> FunctionSpec:
+        return self.core.functions.served(function, qualifier)
+
     def function_arn(self, name: str, qualifier: str | None = None) -> str:
         return self.core.functions.arn(name, qualifier)
 

@@ -7,10 +7,10 @@ import threading
 
 from sqlalchemy import Connection, insert, select, update
 
-from recorder.arns import NAME_RE, function_arn
+from recorder.arns import NAME_RE, function_arn, parse_function_name
 from recorder.config import Settings
 from recorder.engine.boundary import FunctionSpec, now_ms
-from recorder.errors import InvalidParameterValueException
+from recorder.errors import InvalidParameterValueException, ResourceNotFoundException
 from recorder.store.db import Database
 from recorder.store.models import Function, table_of
 
@@ -79,3 +79,15 @@ class FunctionRegistry:
 
     def arn(self, name: str, qualifier: str | None = None) -> str:
         return function_arn(self.settings.region, self.settings.account_id, name, qualifier)
+
+    def served(self, function: str, qualifier: str | None = None, conn: Connection | None = None) -> FunctionSpec:
+        """The registered function a request names (a name, a partial or a full ARN), if
+        this engine serves it: only ``$LATEST``, which an unqualified name means. The one
+        place that decides; anything else is ResourceNotFoundException."""
+        ref = parse_function_name(function)
+        version = qualifier or ref.qualifier
+        spec = self.get(ref.name, conn) if version in (None, "$LATEST") else None
+        if spec is None:
+            suffix = "" if version in (None, "$LATEST") else " (only $LATEST is served)"
+            raise ResourceNotFoundException(f"Function not found: {self.arn(ref.name, version)}{suffix}")
+        return spec

@@ -17,7 +17,6 @@ from recorder.errors import (
     InvalidParameterValueException,
     RequestTooLargeException,
     ResourceConflictException,
-    ResourceNotFoundException,
 )
 from recorder.store.events import NewEvent, OpIdentity, error_envelope, payload_envelope
 from recorder.store.log import purge_execution
@@ -31,11 +30,8 @@ def start_execution(
     core: Core, function: str, payload: str | bytes | None = None, name: str | None = None, qualifier: str | None = None
 ) -> StartResult:
     ref = parse_function_name(function)
-    qualifier = qualifier or ref.qualifier
-    if qualifier not in (None, "$LATEST"):
-        raise ResourceNotFoundException(
-            f"Function not found: {core.functions.arn(ref.name, qualifier)} (only $LATEST is served)"
-        )
+    if (qualifier or ref.qualifier) not in (None, "$LATEST"):
+        core.functions.served(function, qualifier)  # raises: only $LATEST is served
     if name is not None and (not isinstance(name, str) or not NAME_RE.match(name)):
         raise InvalidParameterValueException("DurableExecutionName must match [a-zA-Z0-9-_]{1,64}")
     data = normalize_input(payload)
@@ -79,9 +75,7 @@ def start_in(
     execution_id: str | None = None,
 ) -> StartResult:
     core = tx.core
-    spec = core.functions.get(function, tx.conn)
-    if spec is None:
-        raise ResourceNotFoundException(f"Function not found: {core.functions.arn(function)}")
+    spec = core.functions.served(function, conn=tx.conn)
     if name is not None:
         ex = table_of(Execution)
         existing = tx.conn.execute(

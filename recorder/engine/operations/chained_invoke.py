@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from recorder.arns import ExecutionArn, parse_function_name
+from recorder.arns import ExecutionArn
 from recorder.engine.boundary import loads, normalize_input
 from recorder.engine.operations.base import OperationSpec, PlanContext, identity, outcome_details
 from recorder.errors import InvalidParameterValueException, ResourceNotFoundException
@@ -61,12 +61,9 @@ def plan(
 
 def _resolve_target(core: Core, text: str) -> str | None:
     try:
-        ref = parse_function_name(text)
+        return core.functions.served(text).name
     except (ResourceNotFoundException, InvalidParameterValueException):
         return None
-    if ref.qualifier not in (None, "$LATEST"):
-        return None
-    return ref.name if core.functions.get(ref.name) is not None else None
 
 
 def outcome(op: OpRow, child: ExecRow) -> NewEvent:
