@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recorder.api import Durascope  # noqa: E402
+from recorder.store.availability import DatabaseUnavailable  # noqa: E402
 from recorder.synthetic import T0, synthetic, synthetic_failure  # noqa: E402
 from recorder.transfer import import_histories, parse_history  # noqa: E402
 from viewer import create_app  # noqa: E402
@@ -71,10 +72,23 @@ def seed(ds: Durascope, executions: int, failures: int) -> None:
             doc = synthetic(f"fn-{i % FUNCTIONS}", 4, t0)
         batch.append(parse_history(doc, "bench"))
         if len(batch) == 2000:
-            import_histories(ds.db, batch)
+            _import(ds, batch)
             batch = []
     if batch:
-        import_histories(ds.db, batch)
+        _import(ds, batch)
+
+
+def _import(ds: Durascope, batch: list) -> None:
+    # Other work on the machine may restart PostgreSQL: a batch is one transaction, so a
+    # failed one is retried whole.
+    for attempt in range(20):
+        try:
+            import_histories(ds.db, batch)
+            return
+        except DatabaseUnavailable as exc:
+            print(f"batch retried: {exc.__cause__ or exc}", file=sys.stderr)
+            time.sleep(min(2 ** attempt, 10))
+    raise RuntimeError("the database stayed unavailable")
 
 
 def run(db: str, executions: int, failures: int) -> None:

@@ -20,18 +20,23 @@ from recorder.errors import InvalidParameterValueException, ResourceNotFoundExce
 from recorder.store.db import Database
 from recorder.store.events import strip_execution_data
 from recorder.store.log import row_to_stored
-from recorder.store.models import Event, Execution, LogLine
+from recorder.store.models import Event, Execution, LogLine, Operation
+from recorder.store.vocabulary import TERMINAL_EXECUTION, EventType, ExecutionStatus
 from recorder.store.workset import OP_COLS, OpRow
 from recorder.wire import ts_seconds
 
-TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
+TERMINAL = TERMINAL_EXECUTION
+# An execution paused or about to be (its pause details are shown).
+_PAUSED = (ExecutionStatus.PAUSING, ExecutionStatus.PAUSED)
+# The terminal statuses that carry an Error.
+_FAILED = TERMINAL_EXECUTION - {ExecutionStatus.SUCCEEDED}
 
 # Detail fields that hold instants (stored in epoch ms).
 _DETAIL_TS = {
-    "InvocationCompleted": ("StartTimestamp", "EndTimestamp"),
-    "WaitStarted": ("ScheduledEndTimestamp",),
-    "ExecutionPaused": ("PauseRequestTimestamp",),
-    "ExecutionResumed": ("ResumeRequestTimestamp",),
+    EventType.INVOCATION_COMPLETED: ("StartTimestamp", "EndTimestamp"),
+    EventType.WAIT_STARTED: ("ScheduledEndTimestamp",),
+    EventType.EXECUTION_PAUSED: ("PauseRequestTimestamp",),
+    EventType.EXECUTION_RESUMED: ("ResumeRequestTimestamp",),
 }
 
 
@@ -73,7 +78,7 @@ def execution_outcome(db: Database, arn: str) -> tuple[Any, ...]:
 
 def pause_details(s: Session, execution: Execution) -> dict[str, Any] | None:
     """The pause request of a PAUSING/PAUSED execution (kept on its EXECUTION op)."""
-    if execution.status not in ("PAUSING", "PAUSED"):
+    if execution.status not in _PAUSED:
         return None
     from recorder.store.models import Operation
 
@@ -137,7 +142,7 @@ def execution_description(execution: Execution, function_arn: str, include_data:
         out["EndTimestamp"] = ts(execution.end_ms)
     elif execution.execution_timeout:
         out["ExpectedExecutionTimeoutTimestamp"] = ts(execution.start_ms + execution.execution_timeout * 1000)
-    if execution.status in ("PAUSING", "PAUSED") and pause:
+    if execution.status in _PAUSED and pause:
         details: dict[str, Any] = {"PauseRequestTimestamp": ts(int(pause["PauseRequestTimestamp"])),
                                    "ExecutionTimeoutPaused": bool(pause.get("ExecutionTimeoutPaused", True))}
         reason = (pause.get("Reason") or {}).get("Payload")
@@ -147,9 +152,9 @@ def execution_description(execution: Execution, function_arn: str, include_data:
     if include_data:
         if execution.input_payload is not None:
             out["InputPayload"] = execution.input_payload
-        if execution.status == "SUCCEEDED" and execution.result is not None:
+        if execution.status == ExecutionStatus.SUCCEEDED and execution.result is not None:
             out["Result"] = execution.result
-        if execution.status in ("FAILED", "TIMED_OUT", "STOPPED") and execution.error_json:
+        if execution.status in _FAILED and execution.error_json:
             out["Error"] = json.loads(execution.error_json)
     return out
 
@@ -166,14 +171,17 @@ class LogEntry:
     request_id: str | None
     op_id: str | None
     id: int = 0  # the stored line's id: the logs page's anchor
+    replay: bool = False  # written while the SDK replayed completed operations
+    attempt: int | None = None  # the step attempt it was written in
 
 
 def execution_logs(db: Database, arn: str, min_level: str | None = None, request_id: str | None = None,
                    op_id: str | None = None, limit: int = 10_000,
-                   request_ids: tuple[str, ...] | None = None) -> list[LogEntry]:
+                   request_ids: tuple[str, ...] | None = None, replay: bool = True) -> list[LogEntry]:
     """Captured handler output of one execution, oldest first. ``min_level`` keeps
     records at or above it (stdout/stderr lines count as INFO/ERROR); ``request_ids``
-    keeps the lines of those invocations."""
+    keeps the lines of those invocations; ``replay=False`` drops the lines written while
+    the SDK replayed (the repeats of earlier invocations' lines)."""
     if min_level is not None and min_level.upper() not in LEVELS:
         raise InvalidParameterValueException(f"level must be one of {', '.join(LEVELS)}")
     with db.read() as s:
@@ -185,12 +193,37 @@ def execution_logs(db: Database, arn: str, min_level: str | None = None, request
             q = q.where(LogLine.request_id.in_(request_ids))
         if op_id:
             q = q.where(LogLine.op_id == op_id)
+        if not replay:
+            q = q.where(LogLine.replay.is_(False))
         rows = s.scalars(q.order_by(LogLine.id).limit(limit)).all()
-    entries = [LogEntry(r.ts_ms, r.level, r.logger, r.message, r.request_id, r.op_id, r.id) for r in rows]
+    entries = [LogEntry(r.ts_ms, r.level, r.logger, r.message, r.request_id, r.op_id, r.id, r.replay, r.attempt)
+               for r in rows]
     if min_level is not None:
         floor = LEVELS.index(min_level.upper())
         entries = [e for e in entries if level_rank(e.level) >= floor]
     return entries
+
+
+def newest_success(db: Database, arn: str) -> tuple[str, str | None]:
+    """The function of execution ``arn`` and the ARN of its newest SUCCEEDED execution
+    (None when it has none yet)."""
+    with db.read() as s:
+        execution = find_execution(s, arn)
+        found = s.execute(select(Execution.arn).where(Execution.function_name == execution.function_name,
+                                                      Execution.status == "SUCCEEDED")
+                          .order_by(Execution.start_ms.desc()).limit(1)).scalar_one_or_none()
+    return execution.function_name, found
+
+
+def operation_ids(db: Database, arn: str, id_or_name: str) -> dict[str, str | None]:
+    """The operations of an execution with this id, or else this name: {id: name}."""
+    with db.read() as s:
+        execution = find_execution(s, arn)
+        rows = s.execute(select(Operation.op_id, Operation.name).where(
+            Operation.execution_id == execution.execution_id,
+            (Operation.op_id == id_or_name) | (Operation.name == id_or_name))).all()
+    by_id = {r.op_id: r.name for r in rows if r.op_id == id_or_name}
+    return by_id or {r.op_id: r.name for r in rows}
 
 
 def level_rank(level: str) -> int:
@@ -203,7 +236,8 @@ def level_rank(level: str) -> int:
 
 # --- ListDurableExecutionsByFunction --------------------------------------------------
 
-LIST_STATUSES = frozenset({"RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED", "DELETING", "PAUSING", "PAUSED"})
+# ListDurableExecutionsByFunction accepts DELETING as a filter too (no execution here is ever in it).
+LIST_STATUSES = frozenset({*ExecutionStatus, "DELETING"})
 
 
 @dataclass(frozen=True)

@@ -41,23 +41,21 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from recorder.engine.boundary import RESPONSE_LIMIT, RESPONSE_TOO_LARGE, FunctionSpec
 from recorder.engine.invoker import runtime_exited
 from recorder.engine.logs import InvocationLog
 from recorder.runtime_process import RuntimeProcess, RuntimeSpec
 from recorder.worker_backend import (
-    RESPONSE_LIMIT,
-    RESPONSE_TOO_LARGE,
     Backend,
     DirectBackend,
     EngineRefused,
-    FunctionConfig,
     HttpBackend,
     RuntimeOutput,
     Task,
     require_secure_engine,
 )
 
-__all__ = ["DirectBackend", "FunctionConfig", "HttpBackend", "RuntimeSlot", "WorkerHost", "run_worker"]
+__all__ = ["DirectBackend", "FunctionSpec", "HttpBackend", "RuntimeSlot", "WorkerHost", "run_worker"]
 
 log = logging.getLogger("durascope.worker")
 
@@ -94,7 +92,7 @@ class _Current:
 class RuntimeSlot:
     """One runtime process and its Runtime API endpoint, supervised."""
 
-    def __init__(self, backend: Backend, config: FunctionConfig, engine_url: str, region: str,
+    def __init__(self, backend: Backend, config: FunctionSpec, engine_url: str, region: str,
                  credentials: tuple[str, str] = ("durascope", "durascope"),
                  on_task: Any = None) -> None:
         self.backend = backend
@@ -438,7 +436,7 @@ class WorkerHost:
         if backend.remote:
             threading.Thread(target=self._watch_engine, name="durascope-engine-watch", daemon=True).start()
 
-    def ensure(self, config: FunctionConfig) -> list[RuntimeSlot]:
+    def ensure(self, config: FunctionSpec) -> list[RuntimeSlot]:
         with self._lock:
             slots = self.slots.get(config.name)
             if slots:

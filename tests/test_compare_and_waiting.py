@@ -128,6 +128,8 @@ def test_the_board_lists_what_each_suspended_execution_waits_for(ds: Durascope, 
     register(ds, "approval", "th_basic.approval")
     register(ds, "waits", "th_basic.waits")
     register(ds, "stuck", "th_insight.stuck")
+    register(ds, "polls", "th_insight.polls")
+    poll_arn = ds.start("polls", "{}", name="poller")
     cb_arn = ds.start("approval", json.dumps({"timeout": 30, "heartbeat": 1}), name="needs-approval")
     wait_arn = ds.start("waits", json.dumps({"seconds": 600}), name="sleeper")
     stuck_arn = ds.start("stuck", "{}", name="stuck-1")
@@ -138,6 +140,9 @@ def test_the_board_lists_what_each_suspended_execution_waits_for(ds: Durascope, 
     assert cb["function"] == "approval" and cb["suspendedSince"].endswith("Z")
     wait = _suspended(ds, wait_arn, "wait", client)
     assert wait["waitingOn"][0]["name"] == "pause"
+    [check] = _suspended(ds, poll_arn, "condition", client)["waitingOn"]
+    assert check["name"] == "ready?" and check["attempt"] == 1 and check["until"].endswith("Z")
+    assert {e["executionArn"] for e in _board(client, kind="condition")} == {poll_arn}
     retrying = ds.wait_for(lambda: next((e for e in _board(client) if e["executionArn"] == stuck_arn
                                          and e["waitingOn"] and e["waitingOn"][0].get("attempt", 0) >= 3), None),
                            60, "the step never reached its third retry")

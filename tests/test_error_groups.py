@@ -130,6 +130,26 @@ def test_live_failures_are_grouped_and_searchable(ds: Durascope, client) -> None
     assert any(h["operationName"] == "doomed" and h["operationId"] for h in found["errors"])
 
 
+def test_failed_and_timed_out_callbacks_are_grouped(ds: Durascope, client) -> None:
+    register(ds, "approval", "th_basic.approval")
+    arns = [ds.start("approval", '{"timeout": 300}') for _ in range(2)]
+    late = ds.start("approval", '{"timeout": 1}')
+    for arn in arns:
+        callback_id = ds.wait_for(lambda a=arn: next((e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(a)
+                                                      if e["EventType"] == "CallbackStarted"), None), 30, "no callback")
+        ds.callback_failure(callback_id, {"ErrorType": "Rejected", "ErrorMessage": f"rejected by user {arn[-6:]}"})
+    for arn in (*arns, late):
+        ds.wait(arn, 60)
+    groups = client.get("/api/v1/errors?function=approval").get_json()["groups"]
+    callback_groups = {g["errorType"]: g for g in groups if any(o["kind"] == "callback" for o in g["operations"])}
+    rejected = callback_groups["Rejected"]
+    assert rejected["count"] >= 2 and rejected["message"].startswith("rejected by user")
+    assert {s["executionArn"] for s in rejected["sampleExecutions"]} == set(arns)
+    timed_out = callback_groups["Callback.Timeout"]
+    assert timed_out["message"] == "Callback timed out" and timed_out["count"] == 1
+    assert [s["executionArn"] for s in timed_out["sampleExecutions"]] == [late]
+
+
 def test_search_finds_error_text_and_log_lines(ds: Durascope, client) -> None:
     register(ds, "logs", "th_basic.logs_things")
     arn = ds.start("logs", "{}")

@@ -29,18 +29,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Durasc
         register(ds, "checkout", "th_insight.checkout")
         register(ds, "approval", "th_basic.approval")
         register(ds, "waits", "th_basic.waits")
+        register(ds, "chatty", "th_insight.chatty")
         arns = {"doomed": ds.start("doomed", "{}", name="doomed-1"), "logs": ds.start("logs", "{}", name="logs-1"),
                 "good": ds.start("checkout", '{"amount": 5}', name="checkout-good"),
                 "bad": ds.start("checkout", '{"amount": 5, "fail": true}', name="checkout-bad"),
                 "approval": ds.start("approval", '{"timeout": 600}', name="approval-1"),
-                "sleeper": ds.start("waits", '{"seconds": 900}', name="sleeper-1")}
+                "sleeper": ds.start("waits", '{"seconds": 900}', name="sleeper-1"),
+                "chatty": ds.start("chatty", "{}", name="chatty-1")}
         docs = [synthetic_failure("payments", T0 + i * 3600, "CardDeclined",
                                   f"payment {100 + i} declined for order {i:04x}ab", step="charge")
                 for i in range(12)]
         docs.append(synthetic_failure("payments", T0 + 50_000, "<i>Odd</i>", "bad <b>input</b> 7", step="parse"))
         import_histories(ds.db, [parse_history(d, "test") for d in docs])
         arns["newest-declined"] = docs[11]["DurableExecutionArn"]
-        for key in ("doomed", "logs", "good", "bad"):
+        for key in ("doomed", "logs", "good", "bad", "chatty"):
             ds.wait(arns[key], 60)
         base = f"http://127.0.0.1:{server.server_port}"
         ds.wait_for(lambda: len(_board(base)) == 2, 60, "not both suspended")
@@ -174,3 +176,33 @@ def test_waiting_board_highlights_and_acts_after_confirmation(site, page) -> Non
     expect(page.locator(".outcome")).to_contain_text("Stop requested for 1 execution")
     ds.wait_for(lambda: ds.describe(arns["sleeper"]).status == "STOPPED", 30, "not stopped")
     shot(page, "insight-waiting-after")
+
+
+def test_logs_hide_replays_group_by_operation_and_attempts_jump_to_their_lines(site, page) -> None:
+    from playwright.sync_api import expect
+
+    base, _ds, _arns = site
+    page.goto(base + "/")
+    page.click("text=chatty-1")
+    page.click("nav.tabs >> text=Logs")
+    rows = page.locator("table.logs tbody tr")
+    expect(page.locator(".replay-note")).to_contain_text("3 lines written while the SDK replayed")
+    expect(rows.filter(has_text="starting")).to_have_count(1)
+    shot(page, "insight-logs")
+
+    page.check("input[name=replay]")
+    page.click("form.filters button[type=submit]")
+    expect(rows.filter(has_text="starting")).to_have_count(3)
+    expect(page.locator("tr.replayed .badge.replay")).to_have_count(3)
+    page.check("input[name=group]")
+    page.click("form.filters button[type=submit]")
+    expect(page.locator("h2.log-group")).to_have_count(3)
+    shot(page, "insight-logs-grouped", full=True)
+
+    # From the execution page, the second attempt of "second" jumps to exactly its lines.
+    page.click("nav.tabs >> text=Overview")
+    link = page.locator("a.attempt-logs[href*='attempt=2']").first
+    assert link.is_visible(), "the attempt's link is hidden"
+    link.click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("inside second, attempt 2")

@@ -33,15 +33,12 @@ from typing import Protocol
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select, update
 
-from recorder.engine.control import (
-    SWEEP_SECONDS,
-    ControlPlane,
-    InvocationInput,
-    InvocationOutcome,
-    now_ms,
-)
+from recorder.engine.boundary import SWEEP_SECONDS, InvocationInput, InvocationOutcome, now_ms
+from recorder.engine.control import ControlPlane
+from recorder.engine.notify import CHANNEL, WorkNotice
+from recorder.store.availability import report_failure
 from recorder.owners import known_dead, owner_id
-from recorder.store.availability import outage_of, report_failure
+from recorder.store.availability import outage_of
 from recorder.store.models import EngineState, Execution
 from recorder.wakeup import Wakeup
 
@@ -340,8 +337,6 @@ class Engine:
 
     def _listen(self) -> None:
         """PostgreSQL: other engines announce work they committed (NOTIFY durascope_work)."""
-        import json
-
         import psycopg
         from sqlalchemy.engine import make_url
 
@@ -349,16 +344,16 @@ class Engine:
         while not self._stopping:
             try:
                 with psycopg.connect(url, autocommit=True) as conn:
-                    conn.execute("LISTEN durascope_work")
+                    conn.execute(f"LISTEN {CHANNEL}")
                     while not self._stopping:
                         for note in conn.notifies(timeout=1.0):
-                            data = json.loads(note.payload)
-                            if data.get("o") == self.control.owner:
+                            notice = WorkNotice.from_json(note.payload)
+                            if notice.owner == self.control.owner:
                                 continue
-                            for execution_id in data.get("i") or []:
+                            for execution_id in notice.invoke:
                                 self.submit(execution_id)
-                            if data.get("t"):
-                                self._wake_at(max(int(data["t"]), now_ms() + 1))
+                            if notice.due_ms:
+                                self._wake_at(max(notice.due_ms, now_ms() + 1))
             except Exception:  # noqa: BLE001 - reconnect; the sweep covers the gap
                 if not self._stopping:
                     report_failure(log, "LISTEN connection lost; reconnecting")

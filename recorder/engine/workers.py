@@ -33,9 +33,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from recorder.engine.control import ControlPlane, InvocationInput, InvocationOutcome
+from recorder.engine.boundary import (
+    RESPONSE_LIMIT,
+    RESPONSE_TOO_LARGE,
+    InvocationInput,
+    InvocationOutcome,
+    OutcomeStatus,
+)
+from recorder.engine.control import ControlPlane
 from recorder.errors import ResourceNotFoundException
-from recorder.worker_backend import RESPONSE_LIMIT, RESPONSE_TOO_LARGE
 
 # Grace added to the function timeout before the engine gives up on a taken invocation
 # (the worker host itself kills its runtime at the deadline and reports it).
@@ -110,12 +116,13 @@ class WorkerPool:
         try:
             while not pending.done.wait(0.5):
                 if self._closed:
-                    return InvocationOutcome("ERROR", error={"ErrorType": "Runtime.Unavailable",
-                                                             "ErrorMessage": "The engine stopped before a worker answered"})
+                    return InvocationOutcome(OutcomeStatus.ERROR, error={
+                        "ErrorType": "Runtime.Unavailable",
+                        "ErrorMessage": "The engine stopped before a worker answered"})
                 if pending.taken_at is not None:
                     limit = inv.function.timeout + TIMEOUT_GRACE_SECONDS
                     if time.monotonic() - pending.taken_at > limit:
-                        return InvocationOutcome("ERROR", error={
+                        return InvocationOutcome(OutcomeStatus.ERROR, error={
                             "ErrorType": "Sandbox.Timedout",
                             "ErrorMessage": f"Task timed out after {inv.function.timeout:.2f} seconds"})
             assert pending.outcome is not None
@@ -207,14 +214,14 @@ class WorkerPool:
     def fail(self, request_id: str, error: dict[str, Any]) -> bool:
         """The invocation itself failed: the handler raised past the SDK, the runtime
         crashed or timed out. Lambda's ``{errorType, errorMessage, stackTrace}``."""
-        converted = {
+        converted: dict[str, Any] = {
             "ErrorType": str(error.get("errorType") or error.get("ErrorType") or "Runtime.Unknown"),
             "ErrorMessage": str(error.get("errorMessage") or error.get("ErrorMessage") or ""),
         }
         trace = error.get("stackTrace") or error.get("StackTrace")
         if isinstance(trace, list):
             converted["StackTrace"] = [str(x) for x in trace][:50]
-        return self._finish(request_id, InvocationOutcome("ERROR", error=converted))
+        return self._finish(request_id, InvocationOutcome(OutcomeStatus.ERROR, error=converted))
 
     def _finish(self, request_id: str, outcome: InvocationOutcome) -> bool:
         with self._cond:
