@@ -41,7 +41,7 @@ def _bad(msg: str) -> InvalidParameterValueException:
 
 
 def refuse_nul(value: str | bytes, where: str) -> None:
-    if ("\x00" if isinstance(value, str) else b"\x00") in value:
+    if "\x00" in value if isinstance(value, str) else b"\x00" in value:
         raise _bad(f"{where} must not contain NUL (U+0000) characters")
 
 
@@ -217,60 +217,3 @@ def ts_seconds(value: int) -> float:
 
 def ts_datetime(value: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(value / 1000.0, tz=dt.UTC)
-
-
-def operation_to_wire(row: Any, ts: Any = ts_ms) -> dict[str, Any]:
-    """Render an ``operations`` row as the API's Operation structure."""
-    out: dict[str, Any] = {"Id": row.op_id, "Type": row.type, "Status": row.status}
-    if row.parent_id:
-        out["ParentId"] = row.parent_id
-    if row.name:
-        out["Name"] = row.name
-    if row.sub_type:
-        out["SubType"] = row.sub_type
-    out["StartTimestamp"] = ts(row.start_ms)
-    if row.end_ms is not None:
-        out["EndTimestamp"] = ts(row.end_ms)
-    details = json.loads(row.details_json) if row.details_json else {}
-    error = json.loads(row.error_json) if row.error_json else None
-    t = row.type
-    if t == "EXECUTION":
-        inp = details.get("InputPayload")
-        out["ExecutionDetails"] = {"InputPayload": inp} if inp is not None else {}
-    elif t == "CONTEXT":
-        cd: dict[str, Any] = {}
-        if row.result is not None:
-            cd["Result"] = row.result
-        if error is not None:
-            cd["Error"] = error
-        if row.replay_children:
-            cd["ReplayChildren"] = True
-        if cd:
-            out["ContextDetails"] = cd
-    elif t == "STEP":
-        sd: dict[str, Any] = {"Attempt": row.attempt}
-        if row.next_attempt_ms is not None and row.status == "PENDING":
-            sd["NextAttemptTimestamp"] = ts(row.next_attempt_ms)
-        if row.result is not None:
-            sd["Result"] = row.result
-        if error is not None:
-            sd["Error"] = error
-        out["StepDetails"] = sd
-    elif t == "WAIT":
-        if "ScheduledEndTimestamp" in details:
-            out["WaitDetails"] = {"ScheduledEndTimestamp": ts(int(details["ScheduledEndTimestamp"]))}
-    elif t == "CALLBACK":
-        cbd: dict[str, Any] = {"CallbackId": details.get("CallbackId")}
-        if row.result is not None:
-            cbd["Result"] = row.result
-        if error is not None:
-            cbd["Error"] = error
-        out["CallbackDetails"] = cbd
-    elif t == "CHAINED_INVOKE":
-        cid: dict[str, Any] = {}
-        if row.result is not None:
-            cid["Result"] = row.result
-        if error is not None:
-            cid["Error"] = error
-        out["ChainedInvokeDetails"] = cid
-    return out

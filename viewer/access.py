@@ -14,9 +14,10 @@ and is guarded as the runtime relay.
   POSTs that boto3 signs within one second look alike too; the second is retried by boto3
   after its back-off, signed anew. Reads are not checked (a polling loop repeats itself).
 * ``VIEWER``: everything else, including any path no route matched (default deny): pages,
-  ``/api/v1``, the feed, the webhooks admin, errors, search, compare
-  and the waiting board (its bulk actions are CSRF-checked form posts). With keys set, a logged-in session, or a
-  SigV4 signature for scripts.
+  ``/api/v1``, the feed, the webhooks admin, errors, search, compare and the waiting board
+  (its bulk actions are CSRF-checked form posts), the replay check (``viewer.replay_pages``)
+  and function statistics (``viewer.functions_pages``; its plotly.js is a static asset, OPEN).
+  With keys set, a logged-in session, or a SigV4 signature for scripts.
 
 Whatever the keys, every request also passes these, in this order, before any body is read:
 
@@ -66,7 +67,7 @@ class Guard(enum.Enum):
 
 
 # Endpoints anyone may fetch: what the login page itself needs.
-OPEN_ENDPOINTS = frozenset({"login.login", "static", "pages.favicon"})
+OPEN_ENDPOINTS = frozenset({"login.login", "static", "pages.favicon", "pages.functions_pages.plotly_js"})
 SIGNED_BLUEPRINTS = frozenset({"runtime_api"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})

@@ -7,23 +7,25 @@ works on ``_Sim`` copies of the operations), so a rejected request changes nothi
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from recorder.arns import ExecutionArn, parse_function_name
+from recorder.arns import ExecutionArn
 from recorder.engine import tokens
-from recorder.engine.boundary import loads, normalize_input, now_ms
+from recorder.engine.boundary import loads, now_ms
 from recorder.engine.lifecycle import start_in
-from recorder.engine.outcomes import child_name, timer_event, update_error
+from recorder.engine.operations import OPERATIONS, operation_to_wire, timer_event
+from recorder.engine.operations.base import PlanContext
+from recorder.engine.operations.chained_invoke import child_name
+from recorder.engine.operations.execution import exec_ident
 from recorder.engine.state_pages import render_ops
 from recorder.engine.transaction import Core, Tx, transaction
-from recorder.errors import InvalidParameterValueException, ResourceNotFoundException, invalid_token
-from recorder.store.events import OPEN_STATUSES, NewEvent, OpIdentity, error_envelope, payload_envelope
-from recorder.store.projector import WAIT
+from recorder.errors import InvalidParameterValueException, invalid_token
+from recorder.store.events import NewEvent, OpIdentity
+from recorder.store.vocabulary import OPEN_EXECUTION, ExecutionStatus, OperationStatus, OperationType, TimerKind
 from recorder.store.workset import ExecRow, StateRow, Workset
-from recorder.wire import MAX_PAYLOAD, Update, operation_to_wire, parse_updates, ts_ms
+from recorder.wire import Update, parse_updates, ts_ms
 
 CLIENT_TOKEN_WINDOW_MS = 15 * 60 * 1000
 
@@ -40,8 +42,9 @@ class _Sim:
     attempt: int
 
 
-def checkpoint(core: Core, arn: str, token: Any, raw_updates: Any, client_token: Any = None,
-               ts: Callable[[int], Any] = ts_ms) -> dict[str, Any]:
+def checkpoint(
+    core: Core, arn: str, token: Any, raw_updates: Any, client_token: Any = None, ts: Callable[[int], Any] = ts_ms
+) -> dict[str, Any]:
     execution_id = ExecutionArn.parse(arn).execution_id
     if not isinstance(token, str) or not token:
         raise invalid_token("CheckpointToken is required")
@@ -51,11 +54,16 @@ def checkpoint(core: Core, arn: str, token: Any, raw_updates: Any, client_token:
     with transaction(core) as tx:
         execution, state, next_op_timer = tx.lock(execution_id)
         now = now_ms()
-        if (client_token is not None and state.last_client_token == client_token
-                and state.last_client_inbound == token and state.last_client_ms is not None
-                and now - state.last_client_ms < CLIENT_TOKEN_WINDOW_MS and state.last_client_response):
+        if (
+            client_token is not None
+            and state.last_client_token == client_token
+            and state.last_client_inbound == token
+            and state.last_client_ms is not None
+            and now - state.last_client_ms < CLIENT_TOKEN_WINDOW_MS
+            and state.last_client_response
+        ):
             return render_ops(json.loads(state.last_client_response), ts)
-        if state.token is None or token != state.token or execution.status not in OPEN_STATUSES:
+        if state.token is None or token != state.token or execution.status not in OPEN_EXECUTION:
             raise invalid_token()
         response = _apply_checkpoint(tx, execution, state, updates, now, next_op_timer)
         if client_token is not None:
@@ -66,17 +74,21 @@ def checkpoint(core: Core, arn: str, token: Any, raw_updates: Any, client_token:
         tx.ws.touch_state(state)
     return render_ops(response, ts)
 
-def _apply_checkpoint(tx: Tx, execution: ExecRow, state: StateRow,
-                      updates: list[Update], now: int, next_op_timer: int | None) -> dict[str, Any]:
+
+def _apply_checkpoint(
+    tx: Tx, execution: ExecRow, state: StateRow, updates: list[Update], now: int, next_op_timer: int | None
+) -> dict[str, Any]:
     ws = tx.ws
     eid = execution.execution_id
-    wanted = {u.id for u in updates if u.type != "EXECUTION"} | {u.parent_id for u in updates if u.parent_id}
+    wanted = {u.id for u in updates if u.type != OperationType.EXECUTION} | {
+        u.parent_id for u in updates if u.parent_id
+    }
     rows = ws.preload_ops(eid, wanted) if wanted else {}
     sim = {op_id: _Sim(r.type, r.status, r.sub_type, r.name, r.parent_id, r.attempt) for op_id, r in rows.items()}
 
     # An empty checkpoint is the SDK polling for branches suspended until a time
     # (spec 4.5): it completes the waits and retries due by now. Other checkpoints
-    # leave timers to the end of the invocation (see _settle).
+    # leave timers to the end of the invocation (see timers.settle).
     timer_events: list[NewEvent] = []
     timer_ops: list[str] = []
     if not updates and next_op_timer is not None and next_op_timer <= now:
@@ -87,18 +99,17 @@ def _apply_checkpoint(tx: Tx, execution: ExecRow, state: StateRow,
     if body:
         tx.append(eid, body, now)
     for op_id, fn, data, child_id in children:
-        start_in(tx, fn, data, child_name(eid, op_id), now, parent=(execution.arn, op_id),
-                       execution_id=child_id)
+        start_in(tx, fn, data, child_name(eid, op_id), now, parent=(execution.arn, op_id), execution_id=child_id)
     if closing is not None:
         tx.close(execution, state, closing, now)
 
-    touched = [u.id for u in updates if u.type != "EXECUTION"]
+    touched = [u.id for u in updates if u.type != OperationType.EXECUTION]
     pending = loads(state.pending_ops_json, [])
     ops = [op for i in dict.fromkeys(touched + timer_ops + pending) if (op := ws.op(eid, i)) is not None]
     ops.sort(key=lambda o: o.seq)
     response: dict[str, Any] = {"NewExecutionState": {"Operations": [operation_to_wire(o) for o in ops]}}
     state.pending_ops_json = "[]"
-    if closing is None and execution.status == "PAUSING":
+    if closing is None and execution.status == ExecutionStatus.PAUSING:
         # Applied, but answered without a token: the SDK stops and returns PENDING.
         state.token = None
     elif closing is None:
@@ -108,10 +119,14 @@ def _apply_checkpoint(tx: Tx, execution: ExecRow, state: StateRow,
         response["CheckpointToken"] = state.token
     return response
 
-def _due_op_timers(ws: Workset, execution_id: str, now: int,
-                   sim: dict[str, _Sim]) -> tuple[list[NewEvent], list[str]]:
-    due = ws.raw.all("SELECT kind, op_id FROM timers WHERE execution_id = :eid AND kind IN ('wait', 'retry') "
-                     "AND due_ms <= :now ORDER BY due_ms", {"eid": execution_id, "now": now})
+
+def _due_op_timers(ws: Workset, execution_id: str, now: int, sim: dict[str, _Sim]) -> tuple[list[NewEvent], list[str]]:
+    due = ws.raw.all(
+        "SELECT kind, op_id FROM timers WHERE execution_id = :eid "
+        f"AND kind IN ('{TimerKind.WAIT}', '{TimerKind.RETRY}') "
+        "AND due_ms <= :now ORDER BY due_ms",
+        {"eid": execution_id, "now": now},
+    )
     events: list[NewEvent] = []
     ids: list[str] = []
     for kind, op_id in due:
@@ -123,181 +138,80 @@ def _due_op_timers(ws: Workset, execution_id: str, now: int,
             continue
         events.append(ev)
         ids.append(row.op_id)
-        sim[row.op_id] = _Sim(row.type, "SUCCEEDED" if kind == WAIT else "READY",
-                              row.sub_type, row.name, row.parent_id, row.attempt)
+        sim[row.op_id] = _Sim(
+            row.type,
+            OperationStatus.SUCCEEDED if kind == TimerKind.WAIT else OperationStatus.READY,
+            row.sub_type,
+            row.name,
+            row.parent_id,
+            row.attempt,
+        )
     return events, ids
 
-def _plan(core: Core, execution: ExecRow, updates: list[Update], sim: dict[str, _Sim],
-          now: int) -> tuple[list[NewEvent], list[tuple[str, str, str | None, str]], NewEvent | None]:
-    """Validate the whole batch against ``sim`` and decide its events (nothing is written)."""
+
+def _plan(
+    core: Core, execution: ExecRow, updates: list[Update], sim: dict[str, _Sim], now: int
+) -> tuple[list[NewEvent], list[tuple[str, str, str | None, str]], NewEvent | None]:
+    """Validate the whole batch against ``sim`` and decide its events (nothing is written).
+    Each update is planned by its operation type (``recorder.engine.operations``)."""
     events: list[NewEvent] = []
     children: list[tuple[str, str, str | None, str]] = []
     closing: NewEvent | None = None
-    exec_idx = [i for i, u in enumerate(updates) if u.type == "EXECUTION"]
+    exec_idx = [i for i, u in enumerate(updates) if u.type == OperationType.EXECUTION]
     if len(exec_idx) > 1:
         raise InvalidParameterValueException("A checkpoint may carry at most one EXECUTION update")
     if exec_idx and exec_idx[0] != len(updates) - 1:
         raise InvalidParameterValueException("The EXECUTION update must be the last update of the checkpoint")
     seen: dict[str, list[str]] = {}
     for i, u in enumerate(updates):
-        where = f"Updates[{i}] ({u.type} {u.action} {u.id})"
-        if u.type == "EXECUTION":
-            ident = OpIdentity(execution.execution_id, "EXECUTION", name=execution.name)
-            if u.action == "SUCCEED":
-                if u.error is not None:
-                    raise InvalidParameterValueException(f"{where}: SUCCEED takes no Error")
-                closing = NewEvent("ExecutionSucceeded", ident, {"Result": payload_envelope(u.payload)})
-            elif u.action == "FAIL":
-                if u.payload is not None:
-                    raise InvalidParameterValueException(f"{where}: FAIL takes no Payload")
-                closing = NewEvent("ExecutionFailed", ident, {"Error": error_envelope(update_error(u))})
-            else:
-                raise InvalidParameterValueException(f"{where}: EXECUTION takes only SUCCEED or FAIL")
+        ctx = PlanContext(core, execution, now, f"Updates[{i}] ({u.type} {u.action} {u.id})", children)
+        where = ctx.where
+        op_type = OPERATIONS.get(u.type)
+        if op_type is None:
+            raise ctx.refuse(f"unknown operation type {u.type}")
+        if u.type == OperationType.EXECUTION:
+            _, closed = op_type.plan(ctx, u, exec_ident(execution), None, 0)
+            closing = closed[0]
             events.append(closing)
             continue
         before = seen.get(u.id)
-        if before is not None and not (u.type in ("STEP", "CONTEXT") and before == ["START"] and u.action != "START"):
+        if before is not None and not (
+            op_type.start_and_finish_in_one_checkpoint and before == ["START"] and u.action != "START"
+        ):
             raise InvalidParameterValueException(f"{where}: operation {u.id} appears twice in one checkpoint")
         seen.setdefault(u.id, []).append(u.action)
         cur = sim.get(u.id)
         if cur is not None:
             if cur.type != u.type:
                 raise InvalidParameterValueException(f"{where}: operation is a {cur.type}, not a {u.type}")
-            for label, given, stored in (("SubType", u.sub_type, cur.sub_type), ("Name", u.name, cur.name),
-                                         ("ParentId", u.parent_id, cur.parent_id)):
+            for label, given, stored in (
+                ("SubType", u.sub_type, cur.sub_type),
+                ("Name", u.name, cur.name),
+                ("ParentId", u.parent_id, cur.parent_id),
+            ):
                 if given is not None and given != stored:
                     raise InvalidParameterValueException(
-                        f"{where}: {label} {given!r} differs from the recorded {stored!r}")
+                        f"{where}: {label} {given!r} differs from the recorded {stored!r}"
+                    )
         if u.parent_id is not None:
             parent = sim.get(u.parent_id)
-            if parent is None or parent.type != "CONTEXT":
+            if parent is None or parent.type != OperationType.CONTEXT:
                 raise InvalidParameterValueException(f"{where}: ParentId {u.parent_id} is not a CONTEXT operation")
-        ident = OpIdentity(u.id, u.type,
-                           cur.sub_type if cur else u.sub_type,
-                           cur.name if cur else u.name,
-                           cur.parent_id if cur else u.parent_id)
+        ident = OpIdentity(
+            u.id,
+            u.type,
+            cur.sub_type if cur else u.sub_type,
+            cur.name if cur else u.name,
+            cur.parent_id if cur else u.parent_id,
+        )
         status = cur.status if cur else None
         attempt = cur.attempt if cur else 0
-        new_status, evs = _plan_one(core, execution, u, ident, status, attempt, where, now, children)
+        new_status, evs = op_type.plan(ctx, u, ident, status, attempt)
         events.extend(evs)
         if cur is None:
             sim[u.id] = _Sim(u.type, new_status, ident.sub_type, ident.name, ident.parent_id, 0)
         else:
             cur.status = new_status
-        if u.type == "STEP" and u.action in ("SUCCEED", "FAIL", "RETRY"):
+        if u.action in op_type.attempt_actions:
             sim[u.id].attempt = attempt + 1
     return events, children, closing
-
-def _plan_one(core: Core, execution: ExecRow, u: Update, ident: OpIdentity, status: str | None, attempt: int,
-              where: str, now: int, children: list[tuple[str, str, str | None, str]]) -> tuple[str, list[NewEvent]]:
-    t, a = u.type, u.action
-
-    def refuse(reason: str) -> InvalidParameterValueException:
-        return InvalidParameterValueException(f"{where}: {reason}")
-
-    if t == "STEP":
-        if a == "START":
-            if status not in (None, "READY"):
-                raise refuse(f"cannot START a step in status {status}")
-            return "STARTED", [NewEvent("StepStarted", ident, {})]
-        if a == "CANCEL":
-            raise refuse("steps cannot be cancelled")
-        if status not in (None, "STARTED", "READY"):
-            raise refuse(f"cannot {a} a step in status {status}")
-        if a == "RETRY":
-            if u.next_attempt_delay is None:
-                raise refuse("RETRY needs StepOptions.NextAttemptDelaySeconds")
-            if u.error is not None and u.payload is not None:
-                raise refuse("RETRY takes Error or Payload, not both")
-            retry = {"CurrentAttempt": attempt + 1, "NextAttemptDelaySeconds": u.next_attempt_delay}
-            if u.error is not None:
-                return "PENDING", [NewEvent("StepFailed", ident, {"Error": error_envelope(update_error(u)), "RetryDetails": retry})]
-            return "PENDING", [NewEvent("StepSucceeded", ident, {"Result": payload_envelope(u.payload), "RetryDetails": retry})]
-        if a == "SUCCEED":
-            if u.error is not None:
-                raise refuse("SUCCEED takes no Error")
-            return "SUCCEEDED", [NewEvent("StepSucceeded", ident, {"Result": payload_envelope(u.payload),
-                                                                    "RetryDetails": {"CurrentAttempt": attempt + 1}})]
-        if u.payload is not None:
-            raise refuse("FAIL takes no Payload")
-        return "FAILED", [NewEvent("StepFailed", ident, {"Error": error_envelope(update_error(u)),
-                                                          "RetryDetails": {"CurrentAttempt": attempt + 1}})]
-    if t == "CONTEXT":
-        if a == "START":
-            if status is not None:
-                raise refuse("the context already exists")
-            return "STARTED", [NewEvent("ContextStarted", ident, {})]
-        if a not in ("SUCCEED", "FAIL"):
-            raise refuse(f"contexts take START, SUCCEED or FAIL, not {a}")
-        if status not in (None, "STARTED"):
-            raise refuse(f"cannot {a} a context in status {status}")
-        if a == "SUCCEED":
-            if u.error is not None:
-                raise refuse("SUCCEED takes no Error")
-            extra = {"ReplayChildren": True} if u.replay_children else None
-            return "SUCCEEDED", [NewEvent("ContextSucceeded", ident, {"Result": payload_envelope(u.payload)}, extra)]
-        if u.payload is not None:
-            raise refuse("FAIL takes no Payload")
-        return "FAILED", [NewEvent("ContextFailed", ident, {"Error": error_envelope(update_error(u))})]
-    if t == "WAIT":
-        if a == "START":
-            if status is not None:
-                raise refuse("the wait already exists")
-            if u.wait_seconds is None:
-                raise refuse("WAIT START needs WaitOptions.WaitSeconds")
-            return "STARTED", [NewEvent("WaitStarted", ident, {
-                "Duration": u.wait_seconds, "ScheduledEndTimestamp": now + u.wait_seconds * 1000})]
-        if a == "CANCEL":
-            if status != "STARTED":
-                raise refuse(f"cannot CANCEL a wait in status {status or 'absent'}")
-            details = {"Error": error_envelope(update_error(u))} if u.error is not None else {}
-            return "CANCELLED", [NewEvent("WaitCancelled", ident, details)]
-        raise refuse(f"waits take START or CANCEL, not {a}")
-    if t == "CALLBACK":
-        if a != "START":
-            raise refuse(f"callbacks take only START, not {a}")
-        if status is not None:
-            raise refuse("the callback already exists")
-        details: dict[str, Any] = {"CallbackId": tokens.new_callback_id(execution.execution_id, u.id)}
-        if u.callback_timeout:
-            details["Timeout"] = u.callback_timeout
-        if u.callback_heartbeat:
-            details["HeartbeatTimeout"] = u.callback_heartbeat
-        return "STARTED", [NewEvent("CallbackStarted", ident, details)]
-    if t == "CHAINED_INVOKE":
-        if a != "START":
-            raise refuse(f"chained invokes take only START, not {a}")
-        if status is not None:
-            raise refuse("the chained invoke already exists")
-        if not u.has_invoke_options or not u.invoke_function:
-            raise refuse("CHAINED_INVOKE START needs ChainedInvokeOptions.FunctionName")
-        if u.payload is not None and len(u.payload.encode("utf-8")) > MAX_PAYLOAD:
-            raise refuse("the chained invoke payload is larger than 1 MiB")
-        details = {"FunctionName": u.invoke_function}
-        if u.invoke_tenant:
-            details["TenantId"] = u.invoke_tenant
-        target = _resolve_target(core, u.invoke_function)
-        if target is None:
-            error = {"ErrorType": "ResourceNotFoundException",
-                     "ErrorMessage": f"Function not found: {u.invoke_function}"}
-            return "FAILED", [NewEvent("ChainedInvokeStarted", ident, details),
-                              NewEvent("ChainedInvokeFailed", ident, {"Error": error_envelope(error)})]
-        child_id = str(uuid.uuid4())
-        child_arn = ExecutionArn(core.settings.region, core.settings.account_id, target, "$LATEST",
-                                 child_name(execution.execution_id, u.id), child_id)
-        details["Input"] = payload_envelope(u.payload)
-        details["ExecutedVersion"] = "$LATEST"
-        details["DurableExecutionArn"] = str(child_arn)
-        children.append((u.id, target, normalize_input(u.payload), child_id))
-        return "STARTED", [NewEvent("ChainedInvokeStarted", ident, details)]
-    raise refuse(f"unknown operation type {t}")
-
-def _resolve_target(core: Core, text: str) -> str | None:
-    try:
-        ref = parse_function_name(text)
-    except (ResourceNotFoundException, InvalidParameterValueException):
-        return None
-    if ref.qualifier not in (None, "$LATEST"):
-        return None
-    return ref.name if core.functions.get(ref.name) is not None else None
-

@@ -16,7 +16,7 @@ All instants are integer epoch milliseconds (``*_ms``).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Identity, Index, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import BigInteger, Boolean, Identity, Index, Integer, String, Table, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-numbers a column declared exactly INTEGER PRIMARY KEY.
@@ -25,6 +25,13 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 class Base(DeclarativeBase):
     pass
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's ``Table`` (``DeclarativeBase`` types ``__table__`` as the wider ``FromClause``)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 class Function(Base):
@@ -47,6 +54,7 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("execution_id", "event_id", name="uq_events_execution_event_id"),
         Index("ix_events_execution_position", "execution_id", "position"),
+        Index("ix_events_execution_type", "execution_id", "event_type"),
         # SQLite would otherwise hand the positions of a purged newest execution out again.
         {"sqlite_autoincrement": True},
     )
@@ -80,6 +88,7 @@ class Execution(Base):
         Index("ix_executions_start", "start_ms", "execution_id"),
         Index("ix_executions_status_start", "status", "start_ms"),
         Index("ix_executions_function_start", "function_name", "start_ms"),
+        Index("ix_executions_function_stats", "function_name", "start_ms", "status", "end_ms", "invocation_count"),
     )
 
     execution_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -107,7 +116,10 @@ class Execution(Base):
 
 class Operation(Base):
     __tablename__ = "operations"
-    __table_args__ = (Index("ix_operations_seq", "execution_id", "seq"),)
+    __table_args__ = (
+        Index("ix_operations_seq", "execution_id", "seq"),
+        Index("ix_operations_step_stats", "execution_id", "type", "name", "status", "attempt", "start_ms", "end_ms"),
+    )
 
     execution_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     op_id: Mapped[str] = mapped_column(String(64), primary_key=True)

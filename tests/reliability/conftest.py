@@ -15,9 +15,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -26,6 +28,7 @@ from sqlalchemy.engine import make_url
 
 from recorder.api import wait_until
 from tests.conftest import PG_URL
+from tests.webhook_receiver import Receiver
 
 TAG_VARIABLE = "DURASCOPE_TEST_PROCESS_TAG"
 # Restarts of the machine's PostgreSQL are serialized across test processes.
@@ -62,6 +65,16 @@ def process_tag() -> Iterator[str]:
     assert not survivors, f"processes outlived the test: {survivors}"
 
 
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback (``tests/webhook_receiver.py``)."""
+    r = Receiver()
+    yield r
+    r.release()
+    if r.server is not None:
+        r.down()
+
+
 def wait_for_no_process(tag: str, within: float, what: str) -> None:
     wait_until(lambda: not tagged_processes(tag), within, f"{what}: {tagged_processes(tag)} still alive")
 
@@ -84,20 +97,40 @@ def _pg_ready() -> bool:
         return False
 
 
+def _pg_started_ms() -> float:
+    url = make_url(PG_URL)
+    with psycopg.connect(host=url.host, port=url.port or 5432, user=url.username, dbname=url.database) as conn:
+        row = conn.execute("SELECT extract(epoch FROM pg_postmaster_start_time()) * 1000").fetchone()
+    assert row is not None
+    return float(row[0])
+
+
+@dataclass
+class Outage:
+    """When the block of ``postgresql_stopped`` had PostgreSQL stopped, and when the server
+    started again (``pg_postmaster_start_time``; epoch ms)."""
+
+    stopped_ms: float = 0.0
+    back_ms: float = 0.0
+
+
 @contextmanager
-def postgresql_stopped() -> Iterator[None]:
+def postgresql_stopped() -> Iterator[Outage]:
     """The machine's PostgreSQL is down inside the block, and accepts connections again
     after it. Other suites may be using it: keep the block short."""
     if os.geteuid() != 0 or not shutil.which("pg_ctlcluster") or not os.path.isdir("/etc/postgresql"):
         pytest.skip("restarting the local PostgreSQL needs root and pg_ctlcluster")
+    outage = Outage()
     with _PG_LOCK.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         subprocess.run([*_cluster(), "stop", "-m", "fast"], check=True, capture_output=True, timeout=60)
+        outage.stopped_ms = time.time() * 1000
         try:
-            yield
+            yield outage
         finally:
             subprocess.run([*_cluster(), "start"], check=True, capture_output=True, timeout=60)
             wait_until(_pg_ready, 60, "PostgreSQL did not accept connections after its restart")
+            outage.back_ms = _pg_started_ms()
 
 
 def restart_postgresql() -> None:
