@@ -209,3 +209,21 @@ def test_a_purged_execution_leaves_no_error_behind(ds: Durascope, client) -> Non
     assert client.get("/api/v1/errors").get_json()["groups"] == []
     assert client.get("/api/v1/search?q=vanishing").get_json()["errors"] == []
     assert _occurrences(ds) == []
+
+
+def test_the_migration_fills_the_index_from_an_existing_log(ds: Durascope, client) -> None:
+    """A store that had failures and log lines before revision 0006: upgrading indexes them."""
+    from alembic import command
+
+    register(ds, "logs", "th_basic.logs_things")
+    arn = ds.start("logs", "{}")
+    ds.wait(arn, 60)
+    _load(ds, _docs())
+    before = _occurrences(ds)
+    command.downgrade(ds.db.alembic_config(), "0005")
+    with ds.db.read() as conn:
+        assert conn.execute(text("SELECT COUNT(*) FROM log_lines")).scalar_one() > 0  # the lines stay
+    command.upgrade(ds.db.alembic_config(), "head")
+    assert _occurrences(ds) == before
+    assert client.get("/api/v1/search?q=markup").get_json()["logs"][0]["executionArn"] == arn
+    assert client.get("/api/v1/search?q=declined").get_json()["errors"]
