@@ -60,6 +60,18 @@ def _import(ds: Durascope, batch: list) -> None:  # type: ignore[type-arg]
             time.sleep(3)
 
 
+def _retrying(what, attempts: int = 20):  # type: ignore[no-untyped-def]
+    """``what()``, again while PostgreSQL is being restarted by other work on the machine."""
+    for attempt in range(attempts):
+        try:
+            return what()
+        except Exception as exc:  # noqa: BLE001 - the driver's and SQLAlchemy's connection errors
+            if attempt == attempts - 1 or not any(w in str(exc).lower() for w in ("connect", "shutting down")):
+                raise
+            time.sleep(3)
+    return None
+
+
 def _seeded(ds: Durascope) -> int:
     with ds.db.read() as s:
         return int(s.connection().exec_driver_sql("SELECT COUNT(*) FROM executions").scalar() or 0)
@@ -93,10 +105,14 @@ def run(db: str, executions: int, functions: int, keep_url: str | None = None) -
         url = f"sqlite:////tmp/insight-bench-{uuid.uuid4().hex[:6]}.db"
     else:
         name = f"ibench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{name}"')
+
+        def create() -> None:
+            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+                c.execute(f'CREATE DATABASE "{name}"')
+
+        _retrying(create)
         url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    ds = Durascope.open(url, run_engine=False)
+    ds = _retrying(lambda: Durascope.open(url, run_engine=False))
     try:
         have = max(0, _seeded(ds) - 200) if keep_url else 0
         load = seed(ds, executions, functions, have) if have < executions else 0.0
