@@ -85,7 +85,8 @@ def _import(ds: Durascope, batch: list) -> None:
         try:
             import_histories(ds.db, batch)
             return
-        except DatabaseUnavailable:
+        except DatabaseUnavailable as exc:
+            print(f"batch retried: {exc.__cause__ or exc}", file=sys.stderr)
             time.sleep(min(2 ** attempt, 10))
     raise RuntimeError("the database stayed unavailable")
 

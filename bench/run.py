@@ -353,9 +353,10 @@ class InvokerAloneSystem(_ReferenceSystem):
         now = int(time.time() * 1000)
         op = {"Id": execution_id, "Type": "EXECUTION", "Status": "STARTED", "StartTimestamp": now,
               "ExecutionDetails": {"InputPayload": payload}}
-        function = FunctionSpec(handler, f"workloads:{handler}", str(BENCH_DIR))
-        out = self.invoker.invoke(InvocationInput(execution_id, arn, str(uuid.uuid4()), "t", [op], "", [],
-                                                  function, now))
+        function = FunctionSpec(name=handler, handler=f"workloads:{handler}", code_dir=str(BENCH_DIR))
+        out = self.invoker.invoke(InvocationInput(
+            execution_id=execution_id, arn=arn, request_id=str(uuid.uuid4()), token="t", operations=[op],
+            next_marker="", updated_operation_ids=[], function=function, start_ms=now))
         if out.status != "SUCCEEDED":
             raise AssertionError(f"the invoker alone ended {out}")
         return out.result

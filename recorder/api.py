@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -33,7 +34,7 @@ from recorder.queries import (
 from recorder.sigv4 import KeyRing
 from recorder.store.db import Database
 from recorder.wire import ErrorObject
-from recorder.worker import DirectBackend, FunctionConfig, WorkerHost
+from recorder.worker import DirectBackend, WorkerHost
 
 T = TypeVar("T")
 
@@ -119,12 +120,11 @@ class Durascope:
 
         self.workers.on_demand = on_demand
 
-    def worker_config(self, spec: FunctionSpec) -> FunctionConfig:
+    def worker_config(self, spec: FunctionSpec) -> FunctionSpec:
         """What a worker host needs to run a function: with keys configured, the function's
         own narrow key for its runtimes (never a key of the deployment's)."""
         keys = KeyRing(self.settings.access_keys)
-        return FunctionConfig(spec.name, spec.handler, spec.code_dir, spec.env, spec.timeout,
-                              runtime_credentials=keys.runtime_credentials(spec.name) if keys else None)
+        return dataclasses.replace(spec, runtime_credentials=keys.runtime_credentials(spec.name) if keys else None)
 
     @classmethod
     def open(cls, database_url: str | None = None, run_engine: bool = True, **settings: Any) -> Durascope:
@@ -155,9 +155,9 @@ class Durascope:
     def register_function(self, name: str, handler: str, code_dir: str | None = None,
                           env: dict[str, str] | None = None, timeout: int = 900,
                           execution_timeout: int | None = None, retention_days: int | None = None) -> FunctionSpec:
-        spec = FunctionSpec(name, handler, code_dir, dict(env or {}), timeout,
-                            execution_timeout or self.settings.default_execution_timeout,
-                            retention_days or self.settings.default_retention_days)
+        spec = FunctionSpec(name=name, handler=handler, code_dir=code_dir, env=dict(env or {}), timeout=timeout,
+                            execution_timeout=execution_timeout or self.settings.default_execution_timeout,
+                            retention_days=retention_days or self.settings.default_retention_days)
         self.control.register_function(spec)
         return spec
 

@@ -90,7 +90,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
-        from recorder import cost
+        from recorder import prices
 
         env = dict(os.environ if env is None else env)
         values: dict[str, object] = {
@@ -113,8 +113,8 @@ class Settings:
             "head_timeout_seconds": _float(env, "DURASCOPE_HEAD_TIMEOUT_SECONDS", 10.0),
             "max_streams": _int(env, "DURASCOPE_MAX_STREAMS", 64),
             "max_streams_per_client": _int(env, "DURASCOPE_MAX_STREAMS_PER_CLIENT", 8),
-            "cost_prices": cost.parse_price_overrides(env.get("DURASCOPE_COST_PRICES")),
-            "cost_memory_mb": cost.parse_memory_sizes(env.get("DURASCOPE_COST_MEMORY_MB")),
+            "cost_prices": prices.parse_price_overrides(env.get("DURASCOPE_COST_PRICES")),
+            "cost_memory_mb": prices.parse_memory_sizes(env.get("DURASCOPE_COST_MEMORY_MB")),
         }
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]

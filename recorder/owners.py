@@ -42,8 +42,9 @@ def _stat(pid: int) -> tuple[str, str] | None:
 
 
 def owner_id() -> str:
-    """This process as a lease owner (a new nonce each call: two holders in one process differ)."""
-    host = socket.gethostname()[:64]
+    """This process as a lease owner (a new nonce each call: two holders in one process differ).
+    At most 64 characters (the engine's lease column): the host name is cut to 20."""
+    host = socket.gethostname()[:20]
     nonce = uuid.uuid4().hex[:8]
     scope = _scope()
     me = _stat(os.getpid()) if scope else None

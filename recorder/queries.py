@@ -21,17 +21,22 @@ from recorder.store.db import Database
 from recorder.store.events import strip_execution_data
 from recorder.store.log import row_to_stored
 from recorder.store.models import Event, Execution, LogLine, Operation
+from recorder.store.vocabulary import TERMINAL_EXECUTION, EventType, ExecutionStatus
 from recorder.store.workset import OP_COLS, OpRow
 from recorder.wire import ts_seconds
 
-TERMINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED"})
+TERMINAL = TERMINAL_EXECUTION
+# An execution paused or about to be (its pause details are shown).
+_PAUSED = (ExecutionStatus.PAUSING, ExecutionStatus.PAUSED)
+# The terminal statuses that carry an Error.
+_FAILED = TERMINAL_EXECUTION - {ExecutionStatus.SUCCEEDED}
 
 # Detail fields that hold instants (stored in epoch ms).
 _DETAIL_TS = {
-    "InvocationCompleted": ("StartTimestamp", "EndTimestamp"),
-    "WaitStarted": ("ScheduledEndTimestamp",),
-    "ExecutionPaused": ("PauseRequestTimestamp",),
-    "ExecutionResumed": ("ResumeRequestTimestamp",),
+    EventType.INVOCATION_COMPLETED: ("StartTimestamp", "EndTimestamp"),
+    EventType.WAIT_STARTED: ("ScheduledEndTimestamp",),
+    EventType.EXECUTION_PAUSED: ("PauseRequestTimestamp",),
+    EventType.EXECUTION_RESUMED: ("ResumeRequestTimestamp",),
 }
 
 
@@ -73,7 +78,7 @@ def execution_outcome(db: Database, arn: str) -> tuple[Any, ...]:
 
 def pause_details(s: Session, execution: Execution) -> dict[str, Any] | None:
     """The pause request of a PAUSING/PAUSED execution (kept on its EXECUTION op)."""
-    if execution.status not in ("PAUSING", "PAUSED"):
+    if execution.status not in _PAUSED:
         return None
     from recorder.store.models import Operation
 
@@ -137,7 +142,7 @@ def execution_description(execution: Execution, function_arn: str, include_data:
         out["EndTimestamp"] = ts(execution.end_ms)
     elif execution.execution_timeout:
         out["ExpectedExecutionTimeoutTimestamp"] = ts(execution.start_ms + execution.execution_timeout * 1000)
-    if execution.status in ("PAUSING", "PAUSED") and pause:
+    if execution.status in _PAUSED and pause:
         details: dict[str, Any] = {"PauseRequestTimestamp": ts(int(pause["PauseRequestTimestamp"])),
                                    "ExecutionTimeoutPaused": bool(pause.get("ExecutionTimeoutPaused", True))}
         reason = (pause.get("Reason") or {}).get("Payload")
@@ -147,9 +152,9 @@ def execution_description(execution: Execution, function_arn: str, include_data:
     if include_data:
         if execution.input_payload is not None:
             out["InputPayload"] = execution.input_payload
-        if execution.status == "SUCCEEDED" and execution.result is not None:
+        if execution.status == ExecutionStatus.SUCCEEDED and execution.result is not None:
             out["Result"] = execution.result
-        if execution.status in ("FAILED", "TIMED_OUT", "STOPPED") and execution.error_json:
+        if execution.status in _FAILED and execution.error_json:
             out["Error"] = json.loads(execution.error_json)
     return out
 
@@ -199,6 +204,17 @@ def execution_logs(db: Database, arn: str, min_level: str | None = None, request
     return entries
 
 
+def newest_success(db: Database, arn: str) -> tuple[str, str | None]:
+    """The function of execution ``arn`` and the ARN of its newest SUCCEEDED execution
+    (None when it has none yet)."""
+    with db.read() as s:
+        execution = find_execution(s, arn)
+        found = s.execute(select(Execution.arn).where(Execution.function_name == execution.function_name,
+                                                      Execution.status == "SUCCEEDED")
+                          .order_by(Execution.start_ms.desc()).limit(1)).scalar_one_or_none()
+    return execution.function_name, found
+
+
 def operation_ids(db: Database, arn: str, id_or_name: str) -> dict[str, str | None]:
     """The operations of an execution with this id, or else this name: {id: name}."""
     with db.read() as s:
@@ -220,7 +236,8 @@ def level_rank(level: str) -> int:
 
 # --- ListDurableExecutionsByFunction --------------------------------------------------
 
-LIST_STATUSES = frozenset({"RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED", "DELETING", "PAUSING", "PAUSED"})
+# ListDurableExecutionsByFunction accepts DELETING as a filter too (no execution here is ever in it).
+LIST_STATUSES = frozenset({*ExecutionStatus, "DELETING"})
 
 
 @dataclass(frozen=True)

@@ -40,8 +40,7 @@ from recorder.errors import InvalidParameterValueException
 from recorder.history_shapes import ShapeError, check_event
 from recorder.queries import iter_history
 from recorder.store.db import Database
-from recorder.store.events import StoredEvent
-from recorder.store.log import _dumps
+from recorder.store.events import StoredEvent, compact_json
 from recorder.store.models import Execution
 from recorder.store.projector import Projector
 from recorder.store.sql import Raw
@@ -441,7 +440,7 @@ def _append_imported(conn: Any, h: ImportedHistory) -> None:
             "INSERT INTO events (execution_id, event_id, event_type, op_id, ts_ms, body, extra) "
             "VALUES (:e, :i, :t, :o, :ts, :b, :x) RETURNING position",
             {"e": ev.execution_id, "i": ev.event_id, "t": ev.event_type, "o": ev.op_id, "ts": ev.ts_ms,
-             "b": _dumps(ev.body), "x": _dumps(ev.extra) if ev.extra is not None else None})
+             "b": compact_json(ev.body), "x": compact_json(ev.extra) if ev.extra is not None else None})
         assert row is not None
         projector.apply(StoredEvent(row[0], ev.execution_id, ev.event_id, ev.event_type, ev.op_id, ev.ts_ms,
                                     ev.body, ev.extra))

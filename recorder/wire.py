@@ -41,7 +41,7 @@ def _bad(msg: str) -> InvalidParameterValueException:
 
 
 def refuse_nul(value: str | bytes, where: str) -> None:
-    if ("\x00" if isinstance(value, str) else b"\x00") in value:
+    if "\x00" in value if isinstance(value, str) else b"\x00" in value:
         raise _bad(f"{where} must not contain NUL (U+0000) characters")
 
 

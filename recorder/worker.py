@@ -41,23 +41,21 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from recorder.engine.boundary import RESPONSE_LIMIT, RESPONSE_TOO_LARGE, FunctionSpec
 from recorder.engine.invoker import runtime_exited
 from recorder.engine.logs import InvocationLog
 from recorder.runtime_process import RuntimeProcess, RuntimeSpec
 from recorder.worker_backend import (
-    RESPONSE_LIMIT,
-    RESPONSE_TOO_LARGE,
     Backend,
     DirectBackend,
     EngineRefused,
-    FunctionConfig,
     HttpBackend,
     RuntimeOutput,
     Task,
     require_secure_engine,
 )
 
-__all__ = ["DirectBackend", "FunctionConfig", "HttpBackend", "RuntimeSlot", "WorkerHost", "run_worker"]
+__all__ = ["DirectBackend", "FunctionSpec", "HttpBackend", "RuntimeSlot", "WorkerHost", "run_worker"]
 
 log = logging.getLogger("durascope.worker")
 
@@ -68,6 +66,9 @@ DEADLINE_CHECK_SECONDS = 0.25
 # A remote engine that cannot be reached for this long is taken for dead, and the
 # runtimes working for it are stopped.
 ENGINE_LOST_SECONDS = 3.0
+# How long after an invocation's deadline its outcome is still offered to an engine that
+# fails to take it (the engine waits that long past the function's timeout).
+REPORT_GRACE_SECONDS = 5.0
 # How long one question to the engine about the invocations running here may wait.
 WATCH_SECONDS = 10.0
 # What Lambda's Runtime API answers a runtime whose response is too large.
@@ -91,7 +92,7 @@ class _Current:
 class RuntimeSlot:
     """One runtime process and its Runtime API endpoint, supervised."""
 
-    def __init__(self, backend: Backend, config: FunctionConfig, engine_url: str, region: str,
+    def __init__(self, backend: Backend, config: FunctionSpec, engine_url: str, region: str,
                  credentials: tuple[str, str] = ("durascope", "durascope"),
                  on_task: Any = None) -> None:
         self.backend = backend
@@ -241,16 +242,27 @@ class RuntimeSlot:
 
     def _finish(self, current: _Current, send: Any) -> None:
         """Store the invocation's output, then report its outcome (the engine forgets an
-        invocation once it has its outcome). An engine that cannot be reached has gone
-        (or will give up on the invocation at its deadline): say so once, no traceback."""
+        invocation once it has its outcome). Both are retried with backoff while they fail
+        (the engine's database restarting, say): the outcome is only here. An engine that
+        cannot be reached by the invocation's deadline has given up on it (or gone): say
+        so once, no traceback."""
         output = self._collect(current)
-        try:
-            if output.lines or output.dropped:
-                self.backend.logs(self.config.name, current.task.request_id, output)
-            send()
-        except Exception as exc:  # noqa: BLE001
-            log.warning("could not report invocation %s of %s to the engine: %s",
-                        current.task.request_id, self.config.name, exc)
+        give_up = current.task.deadline_ms / 1000 + REPORT_GRACE_SECONDS
+        logged = not (output.lines or output.dropped)
+        delay = 0.05
+        while True:
+            try:
+                if not logged:
+                    self.backend.logs(self.config.name, current.task.request_id, output)
+                    logged = True
+                send()
+                return
+            except Exception as exc:  # noqa: BLE001
+                if time.time() > give_up or self._stopping.wait(delay):
+                    log.warning("could not report invocation %s of %s to the engine: %s",
+                                current.task.request_id, self.config.name, exc)
+                    return
+            delay = min(delay * 2, 1.0)
 
     def abandon(self, request_id: str, why: str) -> None:
         """The engine no longer waits for ``request_id``: stop the runtime working on it
@@ -424,7 +436,7 @@ class WorkerHost:
         if backend.remote:
             threading.Thread(target=self._watch_engine, name="durascope-engine-watch", daemon=True).start()
 
-    def ensure(self, config: FunctionConfig) -> list[RuntimeSlot]:
+    def ensure(self, config: FunctionSpec) -> list[RuntimeSlot]:
         with self._lock:
             slots = self.slots.get(config.name)
             if slots:

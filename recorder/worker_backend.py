@@ -1,6 +1,6 @@
 """How a worker host reaches its engine: ``HttpBackend`` over HTTP (``durascope worker
 --engine URL``, any host) or ``DirectBackend`` in the engine's own process (the workers
-``durascope serve`` starts). Both speak in the same typed values (``FunctionConfig``,
+``durascope serve`` starts). Both speak in the same typed values (``FunctionSpec``,
 ``Task``); the engine's side of either is ``recorder.engine.workers.WorkerPool``.
 """
 
@@ -15,16 +15,11 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from recorder.engine.invoker import split_handler
+from recorder.engine.boundary import FunctionSpec
 from recorder.engine.logs import MAX_BYTES, MAX_LINES, CapturedLine, InvocationLog
 from recorder.httpclient import EngineConnections
 from recorder.sigv4 import sign_headers
 
-# Lambda's limit on a synchronous response, as its Runtime API measures it: "6 MB" in the
-# quotas, 6,291,556 bytes in the error it gives (6 MiB and 100 bytes).
-RESPONSE_LIMIT = 6_291_556
-RESPONSE_TOO_LARGE = {"errorType": "Function.ResponseSizeTooLarge",
-                      "errorMessage": f"Response payload size exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes)."}
 # The largest body of one invocation's output an honest worker host sends: MAX_BYTES
 # characters (each up to 6 bytes once JSON-escaped) and MAX_LINES lines of framing.
 LOGS_BODY_LIMIT = 6 * MAX_BYTES + 128 * MAX_LINES
@@ -36,40 +31,6 @@ class InsecureEngineURL(ValueError):
 
 class EngineRefused(RuntimeError):
     """The engine answered, with an error: it is alive, whatever else is wrong."""
-
-
-@dataclass(frozen=True)
-class FunctionConfig:
-    name: str
-    handler: str
-    code_dir: str | None
-    env: dict[str, str]
-    timeout: int
-    memory_mb: int = 512
-    # What the SDK inside this function's runtimes signs with (recorder.sigv4.KeyRing's
-    # narrow key), handed out by an engine that requires signatures.
-    runtime_credentials: tuple[str, str] | None = None
-
-    @property
-    def lambda_handler(self) -> str:
-        """``awslambdaric`` takes Lambda's ``module.function`` form."""
-        module, attr = split_handler(self.handler)
-        return f"{module}.{attr}"
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> FunctionConfig:
-        creds = d.get("RuntimeCredentials")
-        return cls(str(d["FunctionName"]), str(d["Handler"]), d.get("CodeDir"), dict(d.get("Environment") or {}),
-                   int(d.get("Timeout", 900)), int(d.get("MemorySize", 512)),
-                   (str(creds["AccessKeyId"]), str(creds["SecretAccessKey"])) if creds else None)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"FunctionName": self.name, "Handler": self.handler, "CodeDir": self.code_dir,
-                               "Environment": self.env, "Timeout": self.timeout, "MemorySize": self.memory_mb}
-        if self.runtime_credentials is not None:
-            out["RuntimeCredentials"] = {"AccessKeyId": self.runtime_credentials[0],
-                                         "SecretAccessKey": self.runtime_credentials[1]}
-        return out
 
 
 @dataclass(frozen=True)
@@ -145,11 +106,11 @@ class HttpBackend:
                                    self.region, headers)
         return self._connections.request(method, path, body, headers, timeout)
 
-    def functions(self) -> list[FunctionConfig]:
+    def functions(self) -> list[FunctionSpec]:
         status, _, body = self._call("GET", "/functions")
         if status != 200:
             raise RuntimeError(f"engine answered {status}: {body[:200]!r}")
-        return [FunctionConfig.from_dict(d) for d in json.loads(body)["Functions"]]
+        return [FunctionSpec.from_dict(d) for d in json.loads(body)["Functions"]]
 
     def next(self, function: str, worker: str, wait_seconds: float) -> Task | None:
         q = urllib.parse.urlencode({"wait": wait_seconds, "worker": worker})

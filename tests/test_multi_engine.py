@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import text
 
 from recorder.api import Durascope, wait_until
+from recorder.engine.notify import CHANNEL, WorkNotice
 from tests.conftest import HANDLERS, pg_connect, register
 
 N = 200
@@ -69,7 +70,7 @@ def test_two_engines_share_executions_and_one_survives_the_other_being_killed(da
         ds.close()
 
 
-def _notifications_until_sentinel(listener, url: str, channel: str = "durascope_work") -> list[dict]:  # type: ignore[no-untyped-def]
+def _notifications_until_sentinel(listener, url: str, channel: str = CHANNEL) -> list[WorkNotice]:  # type: ignore[no-untyped-def]
     """What arrived on the channel before a sentinel sent now: notifications are delivered
     in commit order, so everything committed before the sentinel has arrived by then."""
     with pg_connect(url, autocommit=True) as other:
@@ -78,7 +79,7 @@ def _notifications_until_sentinel(listener, url: str, channel: str = "durascope_
     for note in listener.notifies(timeout=30):
         if note.payload == "sentinel":
             return got
-        got.append(json.loads(note.payload))
+        got.append(WorkNotice.from_json(note.payload))
     raise AssertionError("the sentinel did not arrive")
 
 
@@ -87,13 +88,13 @@ def test_other_engines_are_told_only_what_their_sweep_would_find_late(pg_url: st
     the local engine claims, and its close, whose timers are a day and two weeks away, are
     not (every engine's sweep reads those anyway)."""
     with pg_connect(pg_url, autocommit=True) as listener:
-        listener.execute("LISTEN durascope_work")
+        listener.execute(f"LISTEN {CHANNEL}")
         ds = Durascope.open(pg_url, run_engine=False)
         try:
             register(ds, "add-one", "th_basic:add_one")
             arn = ds.start("add-one", '{"a": 1}')
             (note,) = _notifications_until_sentinel(listener, pg_url)
-            assert note["i"] == [arn.rsplit("/", 1)[1]]
+            assert note.invoke == (arn.rsplit("/", 1)[1],)
         finally:
             ds.close()
         with Durascope.open(pg_url) as ds:
@@ -103,4 +104,4 @@ def test_other_engines_are_told_only_what_their_sweep_would_find_late(pg_url: st
             assert _notifications_until_sentinel(listener, pg_url) == []
             waiting = ds.start("waits", "{\"seconds\": 1}")
             assert ds.wait(waiting, 30).status == "SUCCEEDED"
-            assert any(n["t"] is not None for n in _notifications_until_sentinel(listener, pg_url))
+            assert any(n.due_ms is not None for n in _notifications_until_sentinel(listener, pg_url))

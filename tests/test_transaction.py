@@ -28,8 +28,9 @@ def strict(database_url: str) -> Iterator[Durascope]:
 @pytest.fixture
 def patient(database_url: str) -> Iterator[Durascope]:
     """No engine; an expired lease at once; lost invocations retried after an hour."""
-    d = Durascope.open(database_url, run_engine=False, lease_seconds=0.0, max_invocation_attempts=5,
-                       invocation_retry_seconds=3600.0)
+    d = Durascope.open(
+        database_url, run_engine=False, lease_seconds=0.0, max_invocation_attempts=5, invocation_retry_seconds=3600.0
+    )
     try:
         yield d
     finally:

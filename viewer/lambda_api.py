@@ -419,12 +419,9 @@ def invoke(function: str) -> Response:
                 f"Could not parse request body into json: {str(exc)[:200]}") from None
     name = request.headers.get("X-Amz-Durable-Execution-Name") or None
     qualifier = _arg("Qualifier") or None
-    ref = parse_function_name(function)
     version_headers = {"X-Amz-Executed-Version": "$LATEST"}
     if itype == "DryRun":
-        q = qualifier or ref.qualifier
-        if q not in (None, "$LATEST") or ds.control.get_function(ref.name) is None:
-            raise ResourceNotFoundException(f"Function not found: {ds.control.function_arn(ref.name, q)}")
+        ds.control.served_function(function, qualifier)
         if name is not None and not NAME_RE.fullmatch(name):
             raise InvalidParameterValueException("DurableExecutionName must match [a-zA-Z0-9-_]{1,64}")
         return Response(b"", status=204, headers=version_headers)
@@ -568,8 +565,7 @@ def list_by_function(function: str) -> Response:
     ds = get_durascope(current_app)
     ref = parse_function_name(function)
     qualifier = _arg("Qualifier") or ref.qualifier
-    if qualifier not in (None, "$LATEST") or ds.control.get_function(ref.name) is None:
-        raise ResourceNotFoundException(f"Function not found: {ds.control.function_arn(ref.name, qualifier)}")
+    ds.control.served_function(function, qualifier)
     name = _arg("DurableExecutionName")
     if name is not None and not NAME_RE.fullmatch(name):
         raise InvalidParameterValueException("DurableExecutionName must match [a-zA-Z0-9-_]{1,64}")

@@ -23,19 +23,14 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
+from recorder.engine.boundary import RESPONSE_LIMIT, RESPONSE_TOO_LARGE
 from recorder.errors import (
     InvalidParameterValueException,
     RequestTooLargeException,
     ResourceConflictException,
     ServiceError,
 )
-from recorder.worker_backend import (
-    LOGS_BODY_LIMIT,
-    RESPONSE_LIMIT,
-    RESPONSE_TOO_LARGE,
-    RuntimeOutput,
-    store_worker_logs,
-)
+from recorder.worker_backend import LOGS_BODY_LIMIT, RuntimeOutput, store_worker_logs
 from viewer import get_durascope
 
 bp = Blueprint("runtime_api", __name__, url_prefix="/durascope/runtime")

@@ -13,16 +13,9 @@ from recorder.errors import (
     RequestTooLargeException,
     ResourceNotFoundException,
 )
-from recorder.store.events import (
-    CALLBACK_HEARTBEAT,
-    CALLBACK_RECEIVED,
-    OPEN_STATUSES,
-    NewEvent,
-    OpIdentity,
-    error_envelope,
-    payload_envelope,
-)
+from recorder.store.events import NewEvent, OpIdentity, error_envelope, payload_envelope
 from recorder.store.models import Callback
+from recorder.store.vocabulary import OPEN_EXECUTION, CallbackStatus, EventType, OperationType
 from recorder.wire import MAX_PAYLOAD, ErrorObject, refuse_nul
 
 
@@ -41,14 +34,22 @@ def callback_heartbeat(core: Core, callback_id: str) -> None:
     with transaction(core) as tx:
         execution, _state, _ = tx.lock(execution_id)
         cb = tx.ws.callback(callback_id)
-        if cb is None or cb.status != "STARTED" or execution.status not in OPEN_STATUSES:
+        if cb is None or cb.status != CallbackStatus.STARTED or execution.status not in OPEN_EXECUTION:
             raise CallbackTimeoutException(f"Callback {callback_id} is already closed")
-        tx.append(execution_id,
-                  [NewEvent(CALLBACK_HEARTBEAT, OpIdentity(op_id, "CALLBACK"), {"CallbackId": callback_id})], now_ms())
+        tx.append(
+            execution_id,
+            [
+                NewEvent(
+                    EventType.CALLBACK_HEARTBEAT, OpIdentity(op_id, OperationType.CALLBACK), {"CallbackId": callback_id}
+                )
+            ],
+            now_ms(),
+        )
 
 
-def callback_complete(core: Core, callback_id: str, success: bool, result: bytes | None = None,
-                      error: ErrorObject | None = None) -> None:
+def callback_complete(
+    core: Core, callback_id: str, success: bool, result: bytes | None = None, error: ErrorObject | None = None
+) -> None:
     execution_id, op_id = _target(core, callback_id)
     payload: str | None = None
     if success and result:
@@ -63,7 +64,7 @@ def callback_complete(core: Core, callback_id: str, success: bool, result: bytes
         execution, state, _ = tx.lock(execution_id)
         cb = tx.ws.callback(callback_id)
         op = tx.ws.op(execution_id, op_id)
-        if cb is None or op is None or cb.status != "STARTED" or execution.status not in OPEN_STATUSES:
+        if cb is None or op is None or cb.status != CallbackStatus.STARTED or execution.status not in OPEN_EXECUTION:
             raise CallbackTimeoutException(f"Callback {callback_id} is already closed")
         now = now_ms()
         details: dict[str, Any] = {"CallbackId": callback_id, "Success": success}
@@ -73,7 +74,11 @@ def callback_complete(core: Core, callback_id: str, success: bool, result: bytes
             details["Error"] = error_envelope(error.to_dict() if error else {})
         if state.request_id is not None:
             # The running invocation cannot observe it; timers.settle records it after it ends.
-            tx.append(execution_id, [NewEvent(CALLBACK_RECEIVED, OpIdentity(op_id, "CALLBACK"), details)], now)
+            tx.append(
+                execution_id,
+                [NewEvent(EventType.CALLBACK_RECEIVED, OpIdentity(op_id, OperationType.CALLBACK), details)],
+                now,
+            )
         else:
             tx.append(execution_id, [callback.outcome(op, details)], now)
             tx.mark_changed(state, [op_id], now)

@@ -65,8 +65,15 @@ from recorder.store.models import LogLine
 from recorder.wire import ErrorObject, ts_ms
 
 __all__ = [
-    "SWEEP_SECONDS", "ControlPlane", "FunctionSpec", "InvocationInput", "InvocationOutcome", "StartClaimer",
-    "StartResult", "normalize_input", "now_ms",
+    "SWEEP_SECONDS",
+    "ControlPlane",
+    "FunctionSpec",
+    "InvocationInput",
+    "InvocationOutcome",
+    "StartClaimer",
+    "StartResult",
+    "normalize_input",
+    "now_ms",
 ]
 
 
@@ -103,13 +110,17 @@ class ControlPlane:
     def get_function(self, name: str, conn: Connection | None = None) -> FunctionSpec | None:
         return self.core.functions.get(name, conn)
 
+    def served_function(self, function: str, qualifier: str | None = None) -> FunctionSpec:
+        return self.core.functions.served(function, qualifier)
+
     def function_arn(self, name: str, qualifier: str | None = None) -> str:
         return self.core.functions.arn(name, qualifier)
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    def start_execution(self, function: str, payload: str | bytes | None = None, name: str | None = None,
-                        qualifier: str | None = None) -> StartResult:
+    def start_execution(
+        self, function: str, payload: str | bytes | None = None, name: str | None = None, qualifier: str | None = None
+    ) -> StartResult:
         return lifecycle.start_execution(self.core, function, payload, name, qualifier)
 
     def stop_execution(self, arn: str, error: ErrorObject | None = None) -> int:
@@ -126,12 +137,14 @@ class ControlPlane:
 
     # --- the SDK's calls -------------------------------------------------------------------
 
-    def checkpoint(self, arn: str, token: Any, raw_updates: Any, client_token: Any = None,
-                   ts: Callable[[int], Any] = ts_ms) -> dict[str, Any]:
+    def checkpoint(
+        self, arn: str, token: Any, raw_updates: Any, client_token: Any = None, ts: Callable[[int], Any] = ts_ms
+    ) -> dict[str, Any]:
         return checkpoint.checkpoint(self.core, arn, token, raw_updates, client_token, ts)
 
-    def get_state(self, arn: str, token: Any, marker: Any = None, max_items: Any = None,
-                  ts: Callable[[int], Any] = ts_ms) -> dict[str, Any]:
+    def get_state(
+        self, arn: str, token: Any, marker: Any = None, max_items: Any = None, ts: Callable[[int], Any] = ts_ms
+    ) -> dict[str, Any]:
         return state_pages.get_state(self.core, arn, token, marker, max_items, ts)
 
     # --- invocations -----------------------------------------------------------------------
@@ -142,8 +155,8 @@ class ControlPlane:
     def renew_lease(self, execution_id: str, request_id: str, owner: str) -> bool:
         return invocations.renew_lease(self.core, execution_id, request_id, owner)
 
-    def end_invocation(self, inv: InvocationInput, outcome: InvocationOutcome) -> bool:
-        return invocations.end_invocation(self.core, inv, outcome)
+    def end_invocation(self, inv: InvocationInput, outcome: InvocationOutcome, engine_fault: bool = False) -> bool:
+        return invocations.end_invocation(self.core, inv, outcome, engine_fault)
 
     def owed_invocations(self, limit: int = 10_000) -> list[tuple[str, int]]:
         return invocations.owed_invocations(self.core, limit)
@@ -164,8 +177,9 @@ class ControlPlane:
     def callback_heartbeat(self, callback_id: str) -> None:
         callbacks.callback_heartbeat(self.core, callback_id)
 
-    def callback_complete(self, callback_id: str, success: bool, result: bytes | None = None,
-                          error: ErrorObject | None = None) -> None:
+    def callback_complete(
+        self, callback_id: str, success: bool, result: bytes | None = None, error: ErrorObject | None = None
+    ) -> None:
         callbacks.callback_complete(self.core, callback_id, success, result, error)
 
     # --- captured logs -----------------------------------------------------------------

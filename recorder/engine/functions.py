@@ -7,12 +7,12 @@ import threading
 
 from sqlalchemy import Connection, insert, select, update
 
-from recorder.arns import NAME_RE, function_arn
+from recorder.arns import NAME_RE, function_arn, parse_function_name
 from recorder.config import Settings
 from recorder.engine.boundary import FunctionSpec, now_ms
-from recorder.errors import InvalidParameterValueException
+from recorder.errors import InvalidParameterValueException, ResourceNotFoundException
 from recorder.store.db import Database
-from recorder.store.models import Function
+from recorder.store.models import Function, table_of
 
 
 class FunctionRegistry:
@@ -27,16 +27,25 @@ class FunctionRegistry:
             raise InvalidParameterValueException("Function name must match [a-zA-Z0-9-_]{1,64}")
         if not spec.handler or len(spec.handler) > 512:
             raise InvalidParameterValueException("Handler must be given as pkg.module.function or pkg.module:function")
-        for label, value, lo, hi in (("timeout", spec.timeout, 1, 900),
-                                     ("execution timeout", spec.execution_timeout, 1, 31_622_400),
-                                     ("retention days", spec.retention_days, 1, 90)):
+        for label, value, lo, hi in (
+            ("timeout", spec.timeout, 1, 900),
+            ("execution timeout", spec.execution_timeout, 1, 31_622_400),
+            ("retention days", spec.retention_days, 1, 90),
+        ):
             if not lo <= value <= hi:
                 raise InvalidParameterValueException(f"{label} must be from {lo} to {hi}, got {value}")
         now = now_ms()
-        values = {"handler": spec.handler, "code_dir": spec.code_dir, "env_json": json.dumps(spec.env, sort_keys=True),
-                  "timeout_seconds": spec.timeout, "execution_timeout_seconds": spec.execution_timeout,
-                  "retention_days": spec.retention_days, "concurrency": spec.concurrency, "updated_ms": now}
-        table = Function.__table__
+        values = {
+            "handler": spec.handler,
+            "code_dir": spec.code_dir,
+            "env_json": json.dumps(spec.env, sort_keys=True),
+            "timeout_seconds": spec.timeout,
+            "execution_timeout_seconds": spec.execution_timeout,
+            "retention_days": spec.retention_days,
+            "concurrency": spec.concurrency,
+            "updated_ms": now,
+        }
+        table = table_of(Function)
         with self.db.write() as conn:
             exists = conn.execute(select(table.c.name).where(table.c.name == spec.name)).first()
             if exists:
@@ -55,7 +64,7 @@ class FunctionRegistry:
             cached = self._cache.get(name)
         if cached is not None:
             return cached
-        table = Function.__table__
+        table = table_of(Function)
         stmt = select(table).where(table.c.name == name)
         if conn is not None:
             row = conn.execute(stmt).first()
@@ -70,3 +79,15 @@ class FunctionRegistry:
 
     def arn(self, name: str, qualifier: str | None = None) -> str:
         return function_arn(self.settings.region, self.settings.account_id, name, qualifier)
+
+    def served(self, function: str, qualifier: str | None = None, conn: Connection | None = None) -> FunctionSpec:
+        """The registered function a request names (a name, a partial or a full ARN), if
+        this engine serves it: only ``$LATEST``, which an unqualified name means. The one
+        place that decides; anything else is ResourceNotFoundException."""
+        ref = parse_function_name(function)
+        version = qualifier or ref.qualifier
+        spec = self.get(ref.name, conn) if version in (None, "$LATEST") else None
+        if spec is None:
+            suffix = "" if version in (None, "$LATEST") else " (only $LATEST is served)"
+            raise ResourceNotFoundException(f"Function not found: {self.arn(ref.name, version)}{suffix}")
+        return spec

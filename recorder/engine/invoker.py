@@ -34,7 +34,8 @@ from aws_durable_execution_sdk_python.lambda_service import (
 )
 
 from recorder.engine import logs
-from recorder.engine.control import ControlPlane, FunctionSpec, InvocationInput, InvocationOutcome
+from recorder.engine.boundary import FunctionSpec, InvocationInput, InvocationOutcome, OutcomeStatus, split_handler
+from recorder.engine.control import ControlPlane
 from recorder.engine.state_pages import render_op, render_ops
 from recorder.errors import ServiceError
 from recorder.wire import ts_datetime
@@ -63,9 +64,11 @@ def serve_call(control: ControlPlane, method: str, args: tuple[Any, ...],
     with ``ts`` (``render_timestamps`` finishes a response served with ``ts_ms``)."""
     try:
         if method == "checkpoint":
-            return True, control.checkpoint(*args, ts=ts)
+            arn, token, updates, client_token = args
+            return True, control.checkpoint(arn, token, updates, client_token, ts=ts)
         if method == "get_state":
-            return True, control.get_state(*args, ts=ts)
+            arn, token, marker, max_items = args
+            return True, control.get_state(arn, token, marker, max_items, ts=ts)
         raise ValueError(f"unknown service call {method!r}")
     except Exception as exc:  # noqa: BLE001 - every failure must reach the SDK classified
         shaped = _as_boto(exc)
@@ -101,12 +104,15 @@ class ServiceClient:
 
     def checkpoint(self, durable_execution_arn: str, checkpoint_token: str, updates: list[OperationUpdate],
                    client_token: str | None) -> CheckpointOutput:
-        return self._result("checkpoint", (durable_execution_arn, checkpoint_token,
-                                           [u.to_dict() for u in updates], client_token))
+        out: CheckpointOutput = self._result("checkpoint", (durable_execution_arn, checkpoint_token,
+                                                            [u.to_dict() for u in updates], client_token))
+        return out
 
     def get_execution_state(self, durable_execution_arn: str, checkpoint_token: str, next_marker: str,
                             max_items: int = 1000) -> StateOutput:
-        return self._result("get_state", (durable_execution_arn, checkpoint_token, next_marker or None, max_items))
+        out: StateOutput = self._result("get_state", (durable_execution_arn, checkpoint_token, next_marker or None,
+                                                      max_items))
+        return out
 
 
 class InProcessServiceClient(ServiceClient):
@@ -168,17 +174,6 @@ def runtime_exited(code: int) -> str:
         return f"Runtime exited with signal {-code}"
 
 
-def split_handler(handler: str) -> tuple[str, str]:
-    """``pkg.module:function`` or Lambda's ``pkg.module.function``."""
-    if ":" in handler:
-        module, _, attr = handler.partition(":")
-    else:
-        module, _, attr = handler.rpartition(".")
-    if not module or not attr:
-        raise ValueError(f"handler {handler!r} must be written pkg.module.function or pkg.module:function")
-    return module, attr
-
-
 class HandlerCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -208,7 +203,7 @@ def run_handler(handlers: HandlerCache, inv: InvocationInput, client: ServiceCli
     except Exception as exc:  # noqa: BLE001 - an import error is a failed invocation (Runtime.ImportModuleError)
         err = error_from_exception(exc)
         err["ErrorType"] = "Runtime.ImportModuleError"
-        return InvocationOutcome("ERROR", error=err), []
+        return InvocationOutcome(OutcomeStatus.ERROR, error=err), []
     event = DurableExecutionInvocationInputWithClient(
         durable_execution_arn=inv.arn,
         checkpoint_token=inv.token,
@@ -232,7 +227,7 @@ def run_handler(handlers: HandlerCache, inv: InvocationInput, client: ServiceCli
             output = handler(event, context)
             outcome = InvocationOutcome.from_envelope(output)
         except BaseException as exc:  # noqa: BLE001 - sys.exit() in a handler is a crashed invocation too
-            outcome = InvocationOutcome("ERROR", error=_crash_error(exc))
+            outcome = InvocationOutcome(OutcomeStatus.ERROR, error=_crash_error(exc))
     return outcome, sink.finish()
 
 

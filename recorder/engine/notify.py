@@ -13,6 +13,33 @@ from recorder.engine.boundary import SWEEP_SECONDS, CloseListener, Listener, now
 from recorder.store.db import Database
 from recorder.store.sql import Raw
 
+# The channel every engine on a PostgreSQL database LISTENs on.
+CHANNEL = "durascope_work"
+
+
+@dataclass(frozen=True, kw_only=True)
+class WorkNotice:
+    """The payload of a NOTIFY on ``CHANNEL``: which engine sent it (its own are ignored),
+    the executions that want an invocation nobody has claimed (at most 100), and the
+    earliest timer due before the receivers' next sweep."""
+
+    owner: str
+    invoke: tuple[str, ...] = ()
+    due_ms: int | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"owner": self.owner, "invoke": list(self.invoke), "due_ms": self.due_ms})
+
+    @classmethod
+    def from_json(cls, payload: str) -> WorkNotice:
+        data = json.loads(payload)
+        due = data.get("due_ms")
+        return cls(
+            owner=str(data.get("owner") or ""),
+            invoke=tuple(str(i) for i in data.get("invoke") or ()),
+            due_ms=int(due) if due else None,
+        )
+
 
 @dataclass
 class Owed:
@@ -52,9 +79,11 @@ class Notifier:
         soon = [d for d in owed.timer_dues if d < now_ms() + SWEEP_SECONDS * 1000]
         if not owed.invoke and not soon:
             return
-        payload = json.dumps({"o": self.owner, "i": sorted(owed.invoke)[:100], "t": min(soon) if soon else None})
+        notice = WorkNotice(
+            owner=self.owner, invoke=tuple(sorted(owed.invoke)[:100]), due_ms=min(soon) if soon else None
+        )
         try:
             with self.db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                Raw(conn).one("SELECT pg_notify('durascope_work', :p)", {"p": payload})
+                Raw(conn).one("SELECT pg_notify(:c, :p)", {"c": CHANNEL, "p": notice.to_json()})
         except Exception:  # noqa: BLE001 - a lost wake-up only delays work until the next sweep
             pass

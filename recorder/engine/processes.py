@@ -40,7 +40,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from recorder.engine.control import ControlPlane, InvocationInput, InvocationOutcome
+from recorder.engine.boundary import InvocationInput, InvocationOutcome, OutcomeStatus
+from recorder.engine.control import ControlPlane
 from recorder.engine.invoker import runtime_exited, serve_call
 from recorder.wire import ts_ms
 
@@ -193,7 +194,7 @@ class ProcessInvoker:
             outcome, lines = self._child().run(next(self._ids), inv, fn_arn, self.memory_mb).result()
         except ChildExited as exc:
             # What Lambda reports when the runtime process exits during an invocation.
-            return InvocationOutcome("ERROR", error={
+            return InvocationOutcome(OutcomeStatus.ERROR, error={
                 "ErrorType": "Runtime.ExitError",
                 "ErrorMessage": f"RequestId: {inv.request_id} Error: {exc}"})
         if lines:

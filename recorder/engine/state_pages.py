@@ -13,15 +13,16 @@ from recorder.engine.transaction import Core
 from recorder.errors import InvalidParameterValueException, ResourceNotFoundException, invalid_token
 from recorder.store.models import EngineState, Execution
 from recorder.store.sql import Raw
+from recorder.store.vocabulary import TERMINAL_OPERATION, OperationType
 from recorder.store.workset import OP_COLS, OpRow
 from recorder.wire import ts_ms
 
-TERMINAL_OP = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "STOPPED"})
 STATE_PAGE_BYTES = 5 * 1024 * 1024
 
 
-def get_state(core: Core, arn: str, token: Any, marker: Any = None, max_items: Any = None,
-              ts: Callable[[int], Any] = ts_ms) -> dict[str, Any]:
+def get_state(
+    core: Core, arn: str, token: Any, marker: Any = None, max_items: Any = None, ts: Callable[[int], Any] = ts_ms
+) -> dict[str, Any]:
     execution_id = ExecutionArn.parse(arn).execution_id
     if not isinstance(token, str) or not token:
         raise invalid_token("CheckpointToken is required")
@@ -53,12 +54,17 @@ def _max_items(value: Any, default: int, cap: int) -> int:
     return min(n, cap)
 
 
-def navigable_page(raw: Raw, execution_id: str, start_seq: int, limit: int,
-                   max_bytes: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+def navigable_page(
+    raw: Raw, execution_id: str, start_seq: int, limit: int, max_bytes: int | None = None
+) -> tuple[list[dict[str, Any]], int | None]:
     """Ops in first-START order from ``start_seq``, without the children of closed
     contexts that do not replay them (spec 4.4). Returns (page, next seq or None)."""
-    rows = [OpRow(*r) for r in raw.all(f"SELECT {', '.join(OP_COLS)} FROM operations WHERE execution_id = :eid "
-                                       "ORDER BY seq", {"eid": execution_id})]
+    rows = [
+        OpRow(*r)
+        for r in raw.all(
+            f"SELECT {', '.join(OP_COLS)} FROM operations WHERE execution_id = :eid ORDER BY seq", {"eid": execution_id}
+        )
+    ]
     by_id = {r.op_id: r for r in rows}
     hidden: dict[str, bool] = {}
 
@@ -71,7 +77,11 @@ def navigable_page(raw: Raw, execution_id: str, start_seq: int, limit: int,
         parent = by_id.get(parent_id)
         result = False
         if parent is not None:
-            closed_prunes = parent.type == "CONTEXT" and parent.status in TERMINAL_OP and not parent.replay_children
+            closed_prunes = (
+                parent.type == OperationType.CONTEXT
+                and parent.status in TERMINAL_OPERATION
+                and not parent.replay_children
+            )
             result = closed_prunes or is_hidden(parent)
         hidden[parent_id] = result
         return result

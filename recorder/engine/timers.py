@@ -9,11 +9,27 @@ from recorder.engine.boundary import loads, now_ms
 from recorder.engine.operations import callback, chained_invoke, timer_event
 from recorder.engine.operations.execution import exec_ident
 from recorder.engine.transaction import Core, Tx, transaction
-from recorder.store.events import CALLBACK_RECEIVED, OPEN_STATUSES, NewEvent, error_envelope
+from recorder.store.events import NewEvent, error_envelope
 from recorder.store.log import purge_execution
 from recorder.store.sql import Raw
-from recorder.store.vocabulary import TimerKind
+from recorder.store.vocabulary import (
+    OPEN_EXECUTION,
+    CallbackStatus,
+    EventType,
+    OperationStatus,
+    OperationType,
+    TimerKind,
+)
 from recorder.store.workset import ExecRow, StateRow
+
+# Timers that fire while an invocation runs (the others wait for it to end: ``settle``).
+_UNHELD = f"('{TimerKind.EXECUTION_TIMEOUT}', '{TimerKind.PURGE}')"
+# Op timers settled after an invocation, as an SQL list.
+_OP_TIMERS = (
+    "('"
+    + "', '".join((TimerKind.WAIT, TimerKind.RETRY, TimerKind.CALLBACK_TIMEOUT, TimerKind.CALLBACK_HEARTBEAT_TIMEOUT))
+    + "')"
+)
 
 
 def due_timers(core: Core, now: int | None = None, limit: int = 500) -> list[tuple[str, str, str]]:
@@ -24,8 +40,10 @@ def due_timers(core: Core, now: int | None = None, limit: int = 500) -> list[tup
         rows = Raw(s.connection()).all(
             "SELECT t.execution_id, t.kind, t.op_id FROM timers t "
             "LEFT JOIN engine_state s ON s.execution_id = t.execution_id "
-            "WHERE t.due_ms <= :now AND (s.request_id IS NULL OR t.kind IN ('execution-timeout', 'purge')) "
-            "ORDER BY t.due_ms LIMIT :lim", {"now": now, "lim": limit})
+            f"WHERE t.due_ms <= :now AND (s.request_id IS NULL OR t.kind IN {_UNHELD}) "
+            "ORDER BY t.due_ms LIMIT :lim",
+            {"now": now, "lim": limit},
+        )
     return [(r[0], r[1], r[2]) for r in rows]
 
 
@@ -33,7 +51,8 @@ def next_timer_due(core: Core) -> int | None:
     with core.db.read() as s:
         row = Raw(s.connection()).one(
             "SELECT MIN(t.due_ms) FROM timers t LEFT JOIN engine_state s ON s.execution_id = t.execution_id "
-            "WHERE s.request_id IS NULL OR t.kind IN ('execution-timeout', 'purge')")
+            f"WHERE s.request_id IS NULL OR t.kind IN {_UNHELD}"
+        )
         return row[0] if row else None
 
 
@@ -43,9 +62,11 @@ def fire_timer(core: Core, execution_id: str, kind: str, op_id: str) -> None:
         raw = tx.ws.raw
         # Claim the timer: on PostgreSQL an engine that sees it locked leaves it to
         # the engine holding it (exactly one fires it).
-        row = raw.one("SELECT due_ms FROM timers WHERE execution_id = :eid AND kind = :kind AND op_id = :op"
-                      + (" FOR UPDATE SKIP LOCKED" if raw.postgres else ""),
-                      {"eid": execution_id, "kind": kind, "op": op_id})
+        row = raw.one(
+            "SELECT due_ms FROM timers WHERE execution_id = :eid AND kind = :kind AND op_id = :op"
+            + (" FOR UPDATE SKIP LOCKED" if raw.postgres else ""),
+            {"eid": execution_id, "kind": kind, "op": op_id},
+        )
         if row is None or row[0] > now:
             return
         if kind == TimerKind.PURGE:
@@ -53,11 +74,23 @@ def fire_timer(core: Core, execution_id: str, kind: str, op_id: str) -> None:
             return
         ws = tx.ws
         execution, state, _ = tx.lock(execution_id)
-        if execution.status not in OPEN_STATUSES:
+        if execution.status not in OPEN_EXECUTION:
             ws.clear_timer(execution_id, kind, op_id)
         elif kind == TimerKind.EXECUTION_TIMEOUT:
-            tx.close(execution, state, NewEvent("ExecutionTimedOut", exec_ident(execution), {
-                "Error": error_envelope({"ErrorMessage": f"Execution timed out after {execution.execution_timeout} seconds."})}), now)
+            tx.close(
+                execution,
+                state,
+                NewEvent(
+                    EventType.EXECUTION_TIMED_OUT,
+                    exec_ident(execution),
+                    {
+                        "Error": error_envelope(
+                            {"ErrorMessage": f"Execution timed out after {execution.execution_timeout} seconds."}
+                        )
+                    },
+                ),
+                now,
+            )
         elif state.request_id is not None:
             return  # an invocation is running: settle records it when it ends
         else:
@@ -85,12 +118,14 @@ def settle(tx: Tx, execution: ExecRow, state: StateRow, now: int) -> None:
     events: list[NewEvent] = []
     # One round trip for the three kinds of owed completion.
     owed = ws.raw.all(
-        "SELECT 1, kind, op_id, due_ms FROM timers WHERE execution_id = :eid AND kind IN "
-        "('wait', 'retry', 'callback-timeout', 'callback-heartbeat') AND due_ms <= :now "
-        "UNION ALL SELECT 2, 'callback', op_id, 0 FROM callbacks WHERE execution_id = :eid AND status = 'RECEIVED' "
+        f"SELECT 1, kind, op_id, due_ms FROM timers WHERE execution_id = :eid AND kind IN {_OP_TIMERS} "
+        "AND due_ms <= :now "
+        "UNION ALL SELECT 2, 'callback', op_id, 0 FROM callbacks WHERE execution_id = :eid "
+        f"AND status = '{CallbackStatus.RECEIVED}' "
         "UNION ALL SELECT 3, 'chained', op_id, 0 FROM operations WHERE execution_id = :eid "
-        "AND type = 'CHAINED_INVOKE' AND status = 'STARTED' ORDER BY 1, 4",
-        {"eid": eid, "now": now})
+        f"AND type = '{OperationType.CHAINED_INVOKE}' AND status = '{OperationStatus.STARTED}' ORDER BY 1, 4",
+        {"eid": eid, "now": now},
+    )
     for source, kind, op_id, _ in owed:
         op = ws.op(eid, op_id)
         if op is None or any(e.op_id == op_id for e in events):
@@ -98,15 +133,17 @@ def settle(tx: Tx, execution: ExecRow, state: StateRow, now: int) -> None:
         ev: NewEvent | None = None
         if source == 1:
             ev = timer_event(kind, op)
-        elif source == 2 and op.status == "STARTED":
+        elif source == 2 and op.status == OperationStatus.STARTED:
             received = ws.raw.one(
                 "SELECT body FROM events WHERE execution_id = :eid AND op_id = :op AND event_type = "
-                f"'{CALLBACK_RECEIVED}' ORDER BY position DESC LIMIT 1", {"eid": eid, "op": op_id})
+                f"'{EventType.CALLBACK_RECEIVED}' ORDER BY position DESC LIMIT 1",
+                {"eid": eid, "op": op_id},
+            )
             ev = callback.outcome(op, json.loads(received[0])) if received else None
         elif source == 3:
             child_arn = loads(op.details_json, {}).get("DurableExecutionArn")
             child = ws.execution(ExecutionArn.parse(child_arn).execution_id) if child_arn else None
-            ev = chained_invoke.outcome(op, child) if child is not None and child.status not in OPEN_STATUSES else None
+            ev = chained_invoke.outcome(op, child) if child is not None and child.status not in OPEN_EXECUTION else None
         if ev is not None:
             events.append(ev)
     if events:

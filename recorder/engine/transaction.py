@@ -25,9 +25,10 @@ from recorder.engine.notify import Notifier, Owed
 from recorder.engine.operations import chained_invoke
 from recorder.errors import ResourceNotFoundException
 from recorder.store.db import Database
-from recorder.store.events import OPEN_STATUSES, NewEvent, StoredEvent
+from recorder.store.events import NewEvent, StoredEvent
 from recorder.store.log import append
 from recorder.store.projector import Projector
+from recorder.store.vocabulary import OPEN_EXECUTION, EventType, OperationStatus
 from recorder.store.workset import ExecRow, StateRow, Workset
 
 
@@ -93,8 +94,13 @@ class Tx:
 
     def append(self, execution_id: str, events: list[NewEvent], now: int) -> list[StoredEvent]:
         ws = self.ws
-        stored = append(ws.conn, execution_id, ws.execution(execution_id) if events[0].event_type != "ExecutionStarted"
-                        else None, events, now)
+        stored = append(
+            ws.conn,
+            execution_id,
+            ws.execution(execution_id) if events[0].event_type != EventType.EXECUTION_STARTED else None,
+            events,
+            now,
+        )
         projector = Projector(ws)
         for ev in stored:
             projector.apply(ev)
@@ -142,7 +148,7 @@ class Tx:
             return
         parent, pstate, _ = got
         op = ws.op(parent_id, child.parent_op_id or "")
-        if parent.status not in OPEN_STATUSES or op is None or op.status != "STARTED":
+        if parent.status not in OPEN_EXECUTION or op is None or op.status != OperationStatus.STARTED:
             return
         if pstate.request_id is not None:
             return  # settled when the parent's running invocation ends (timers.settle)

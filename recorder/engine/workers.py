@@ -12,6 +12,12 @@ the invocation; a worker that has not answered by then is reported ``Sandbox.Tim
 and the invocation is retried like any failed one. So do size limits: a response over
 ``RESPONSE_LIMIT`` fails the invocation with ``Function.ResponseSizeTooLarge``.
 
+The engine claims an invocation only when a worker can take it now (``capacity``):
+the workers of a function are those waiting in ``next``, busy with one of its
+invocations, or back from ``next`` moments ago; with none yet, one, so that the first
+invocation starts the local workers on demand. What no worker can take stays unclaimed
+in the store, for this engine's next free worker or another engine's.
+
 A worker host on another machine asks ``gone`` which of the invocations it runs this
 engine no longer waits for (it stopped, restarted, or gave up on them), and stops
 their runtimes: no runtime outlives the engine it works for by more than a few seconds.
@@ -22,18 +28,27 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from recorder.engine.control import ControlPlane, InvocationInput, InvocationOutcome
+from recorder.engine.boundary import (
+    RESPONSE_LIMIT,
+    RESPONSE_TOO_LARGE,
+    InvocationInput,
+    InvocationOutcome,
+    OutcomeStatus,
+)
+from recorder.engine.control import ControlPlane
 from recorder.errors import ResourceNotFoundException
-from recorder.worker_backend import RESPONSE_LIMIT, RESPONSE_TOO_LARGE
 
 # Grace added to the function timeout before the engine gives up on a taken invocation
 # (the worker host itself kills its runtime at the deadline and reports it).
 TIMEOUT_GRACE_SECONDS = 5.0
+# A worker back from ``next`` this recently still counts as one of its function's workers
+# (it is on its way to ask again, or to answer).
+WORKER_SEEN_SECONDS = 5.0
 
 
 def invocation_event(inv: InvocationInput) -> dict[str, Any]:
@@ -77,9 +92,15 @@ class WorkerPool:
         self._queues: dict[str, deque[_Pending]] = {}
         self._by_request: dict[str, _Pending] = {}
         self._last_poll: dict[str, float] = {}
+        # Per function: the workers waiting in ``next``, and when each was last seen there.
+        self._polling: dict[str, Counter[str]] = {}
+        self._seen: dict[str, dict[str, float]] = {}
         # Called with a function name when an invocation for it is queued, so a local
         # manager can start worker processes on demand.
         self.on_demand: Callable[[str], None] | None = None
+        # Called with a function name when a worker of it is seen for the first time (the
+        # engine sets it: it may claim more of that function's invocations now).
+        self.on_capacity: Callable[[str], None] | None = None
         self._closed = False
 
     # --- the Invoker side ------------------------------------------------------------
@@ -95,12 +116,13 @@ class WorkerPool:
         try:
             while not pending.done.wait(0.5):
                 if self._closed:
-                    return InvocationOutcome("ERROR", error={"ErrorType": "Runtime.Unavailable",
-                                                             "ErrorMessage": "The engine stopped before a worker answered"})
+                    return InvocationOutcome(OutcomeStatus.ERROR, error={
+                        "ErrorType": "Runtime.Unavailable",
+                        "ErrorMessage": "The engine stopped before a worker answered"})
                 if pending.taken_at is not None:
                     limit = inv.function.timeout + TIMEOUT_GRACE_SECONDS
                     if time.monotonic() - pending.taken_at > limit:
-                        return InvocationOutcome("ERROR", error={
+                        return InvocationOutcome(OutcomeStatus.ERROR, error={
                             "ErrorType": "Sandbox.Timedout",
                             "ErrorMessage": f"Task timed out after {inv.function.timeout:.2f} seconds"})
             assert pending.outcome is not None
@@ -112,6 +134,16 @@ class WorkerPool:
                 if queue and pending in queue:
                     queue.remove(pending)
                 self._left.notify_all()
+
+    def capacity(self, function: str) -> int:
+        """How many invocations of ``function`` the workers here can run at once."""
+        now = time.monotonic()
+        with self._cond:
+            workers = {w for w, t in self._seen.get(function, {}).items() if now - t < WORKER_SEEN_SECONDS}
+            workers.update(self._polling.get(function, ()))
+            workers.update(p.worker for p in self._by_request.values()
+                           if p.worker is not None and p.inv.function.name == function)
+        return max(1, len(workers))
 
     def close(self) -> None:
         with self._cond:
@@ -128,6 +160,27 @@ class WorkerPool:
         deadline = time.monotonic() + wait_seconds
         with self._cond:
             self._last_poll[function] = time.monotonic()
+            polling = self._polling.setdefault(function, Counter())
+            seen = self._seen.setdefault(function, {})
+            new = worker not in polling and worker not in seen
+            polling[worker] += 1
+        if new and self.on_capacity is not None:
+            self.on_capacity(function)
+        try:
+            return self._next(function, worker, deadline)
+        finally:
+            with self._cond:
+                polling[worker] -= 1
+                if polling[worker] <= 0:
+                    del polling[worker]
+                now = time.monotonic()
+                seen[worker] = now
+                for w, t in list(seen.items()):
+                    if now - t > WORKER_SEEN_SECONDS and w not in polling:
+                        del seen[w]
+
+    def _next(self, function: str, worker: str, deadline: float) -> Assignment | None:
+        with self._cond:
             while True:
                 queue = self._queues.get(function)
                 if queue:
@@ -161,14 +214,14 @@ class WorkerPool:
     def fail(self, request_id: str, error: dict[str, Any]) -> bool:
         """The invocation itself failed: the handler raised past the SDK, the runtime
         crashed or timed out. Lambda's ``{errorType, errorMessage, stackTrace}``."""
-        converted = {
+        converted: dict[str, Any] = {
             "ErrorType": str(error.get("errorType") or error.get("ErrorType") or "Runtime.Unknown"),
             "ErrorMessage": str(error.get("errorMessage") or error.get("ErrorMessage") or ""),
         }
         trace = error.get("stackTrace") or error.get("StackTrace")
         if isinstance(trace, list):
             converted["StackTrace"] = [str(x) for x in trace][:50]
-        return self._finish(request_id, InvocationOutcome("ERROR", error=converted))
+        return self._finish(request_id, InvocationOutcome(OutcomeStatus.ERROR, error=converted))
 
     def _finish(self, request_id: str, outcome: InvocationOutcome) -> bool:
         with self._cond:

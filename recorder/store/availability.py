@@ -142,6 +142,12 @@ class Availability:
     def outage(self) -> Outage | None:
         return self._outage
 
+    def failed_since(self, monotonic: float) -> bool:
+        """Whether a transaction failed for an outage at or after ``time.monotonic()`` was
+        ``monotonic``: the engine counts no crash against a handler whose invocation
+        overlapped an outage (its checkpoints failed for the database, not for itself)."""
+        return self._last_failure >= monotonic
+
     def failed(self, exc: BaseException) -> DatabaseUnavailable | None:
         """Record a failed transaction; the exception to raise instead if it was an outage."""
         outage = outage_of(exc)

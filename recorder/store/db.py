@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -24,6 +25,9 @@ from sqlalchemy.pool import StaticPool
 from recorder.store.availability import Availability
 from recorder.store.sql import Raw
 from recorder.store.walcheck import WalCheckpointer
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -163,7 +167,7 @@ class Database:
 
     # --- schema -----------------------------------------------------------------
 
-    def alembic_config(self):  # type: ignore[no-untyped-def]
+    def alembic_config(self) -> Config:
         from alembic.config import Config
 
         cfg = Config()
@@ -201,7 +205,8 @@ class Database:
         if auto_upgrade and (self.is_sqlite or current is None):
             self.upgrade()
             return
+        shown = make_url(self.url).render_as_string(hide_password=True)
         raise SchemaOutdated(
             f"the database schema is at revision {current or 'none'}, this Durascope needs {head}: "
-            f"run `durascope db upgrade` (DURASCOPE_DATABASE_URL={make_url(self.url).render_as_string(hide_password=True)})"
+            f"run `durascope db upgrade` (DURASCOPE_DATABASE_URL={shown})"
         )

@@ -9,29 +9,25 @@ global position but no EventId and are never returned as history.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
-# Engine-only record types.
-INVOCATION_STARTED = "InvocationStarted"
-STEP_READY = "StepReady"
-CALLBACK_HEARTBEAT = "CallbackHeartbeat"
-# A pause that waits for the running invocation (status PAUSING), and a resume
-# that cancels such a pause before it took effect.
-PAUSE_REQUESTED = "PauseRequested"
-PAUSE_CANCELLED = "PauseCancelled"
-# A callback result that arrived while an invocation was running; it becomes the
-# CallbackSucceeded/CallbackFailed event once that invocation has ended.
-CALLBACK_RECEIVED = "CallbackResultReceived"
-ENGINE_RECORDS = frozenset({INVOCATION_STARTED, STEP_READY, CALLBACK_HEARTBEAT, PAUSE_REQUESTED, PAUSE_CANCELLED,
-                            CALLBACK_RECEIVED})
-OPEN_STATUSES = frozenset({"RUNNING", "PAUSING", "PAUSED"})
+from recorder.store.vocabulary import OPEN_EXECUTION, EventType, ExecutionStatus
 
-TERMINAL_EXECUTION_EVENTS = {
-    "ExecutionSucceeded": "SUCCEEDED",
-    "ExecutionFailed": "FAILED",
-    "ExecutionTimedOut": "TIMED_OUT",
-    "ExecutionStopped": "STOPPED",
+# Engine records: state changes AWS keeps out of the history (no EventId).
+ENGINE_RECORDS = frozenset({
+    EventType.INVOCATION_STARTED, EventType.STEP_READY, EventType.CALLBACK_HEARTBEAT, EventType.PAUSE_REQUESTED,
+    EventType.PAUSE_CANCELLED, EventType.CALLBACK_RECEIVED,
+})
+OPEN_STATUSES = OPEN_EXECUTION
+
+# The event that closes an execution, and the status it leaves.
+TERMINAL_EXECUTION_EVENTS: dict[str, ExecutionStatus] = {
+    EventType.EXECUTION_SUCCEEDED: ExecutionStatus.SUCCEEDED,
+    EventType.EXECUTION_FAILED: ExecutionStatus.FAILED,
+    EventType.EXECUTION_TIMED_OUT: ExecutionStatus.TIMED_OUT,
+    EventType.EXECUTION_STOPPED: ExecutionStatus.STOPPED,
 }
 
 
@@ -95,7 +91,8 @@ class StoredEvent:
     def details(self) -> dict[str, Any]:
         if self.event_id is None:
             return self.body
-        return self.body.get(f"{self.event_type}Details", {})
+        details: dict[str, Any] = self.body.get(f"{self.event_type}Details", {})
+        return details
 
     def to_history(self) -> dict[str, Any]:
         """The event as GetDurableExecutionHistory returns it (EventTimestamp in epoch ms)."""
@@ -111,6 +108,11 @@ class StoredEvent:
         out["EventTimestamp"] = self.ts_ms
         out[details_key] = self.body.get(details_key, {})
         return out
+
+
+def compact_json(value: object) -> str:
+    """JSON as the store keeps it: no spaces, non-ASCII characters as they are."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def payload_envelope(payload: str | None) -> dict[str, Any]:

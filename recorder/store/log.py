@@ -17,27 +17,34 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select
 
-from recorder.store.events import NewEvent, StoredEvent
-from recorder.store.models import (Callback, EngineState, ErrorOccurrence, Event, Execution, LogLine, Operation,
-                                   PurgeGrant, Timer)
+from recorder.store.events import NewEvent, StoredEvent, compact_json
+from recorder.store.models import (
+    Callback,
+    ErrorOccurrence,
+    EngineState,
+    Event,
+    Execution,
+    LogLine,
+    Operation,
+    PurgeGrant,
+    Timer,
+    table_of,
+)
 from recorder.store.sql import Raw
+from recorder.store.workset import ExecRow
 
 # Arbitrary constant naming the application-wide append lock.
 APPEND_LOCK_KEY = 0x64757261  # "dura"
 
 
-_EVENTS = Event.__table__
+_EVENTS = table_of(Event)
 _EVENT_COLS = ("execution_id", "event_id", "event_type", "op_id", "ts_ms", "body", "extra")
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def append(
     conn: Connection,
     execution_id: str,
-    execution: Execution | None,
+    execution: ExecRow | None,
     events: Sequence[NewEvent],
     now_ms: int,
 ) -> list[StoredEvent]:
@@ -66,8 +73,8 @@ def append(
                 "event_type": ev.event_type,
                 "op_id": ev.op_id,
                 "ts_ms": ts,
-                "body": _dumps(body),
-                "extra": _dumps(ev.extra) if ev.extra is not None else None,
+                "body": compact_json(body),
+                "extra": compact_json(ev.extra) if ev.extra is not None else None,
             }
         )
         prepared.append((event_id, body, ev))

@@ -16,7 +16,7 @@ All instants are integer epoch milliseconds (``*_ms``).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Identity, Index, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import BigInteger, Boolean, Identity, Index, Integer, String, Table, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-numbers a column declared exactly INTEGER PRIMARY KEY.
@@ -25,6 +25,13 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 class Base(DeclarativeBase):
     pass
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's ``Table`` (``DeclarativeBase`` types ``__table__`` as the wider ``FromClause``)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
 
 
 class Function(Base):

@@ -12,20 +12,11 @@ from sqlalchemy import Connection, delete, select
 
 from recorder.store.events import StoredEvent
 from recorder.store.error_index import KINDS, occurrence
-from recorder.store.models import ErrorOccurrence, Event
+from recorder.store.models import ErrorOccurrence, Event, table_of
 from recorder.store.projections import HANDLERS, execution_started
-from recorder.store.vocabulary import DAY_MS, TimerKind
 from recorder.store.workset import CALLBACKS, EXECUTIONS, OPERATIONS, TIMERS, Workset
 
-# Timer kinds, under the names the engine has used (``TimerKind`` is the vocabulary).
-WAIT = TimerKind.WAIT
-RETRY = TimerKind.RETRY
-CALLBACK_TIMEOUT = TimerKind.CALLBACK_TIMEOUT
-CALLBACK_HEARTBEAT_TIMEOUT = TimerKind.CALLBACK_HEARTBEAT_TIMEOUT
-EXECUTION_TIMEOUT = TimerKind.EXECUTION_TIMEOUT
-PURGE = TimerKind.PURGE
-
-__all__ = ["DAY_MS", "Projector", "rebuild"]
+__all__ = ["Projector", "rebuild"]
 
 
 class Projector:
@@ -64,12 +55,12 @@ def rebuild(conn: Connection, execution_ids: list[str] | None = None) -> int:
     Returns events replayed."""
     from recorder.store.log import row_to_stored
 
-    for table in (CALLBACKS, TIMERS, OPERATIONS, EXECUTIONS, ErrorOccurrence.__table__):
+    for table in (CALLBACKS, TIMERS, OPERATIONS, EXECUTIONS, table_of(ErrorOccurrence)):
         stmt = delete(table)
         if execution_ids is not None:
             stmt = stmt.where(table.c.execution_id.in_(execution_ids))
         conn.execute(stmt)
-    events = Event.__table__
+    events = table_of(Event)
     count = 0
     last = 0
     # Read the log in pages and flush each page's projection writes before the next:

@@ -16,7 +16,7 @@ from sqlalchemy import BigInteger, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from recorder.store.db import Database
-from recorder.store.models import Base
+from recorder.store.models import Base, table_of
 
 
 class ViewerSession(Base):
@@ -43,8 +43,8 @@ def open_session(db: Database, key_id: str, lifetime_seconds: float) -> str:
     token = secrets.token_urlsafe(32)
     now = _now_ms()
     with db.write() as conn:
-        conn.execute(ViewerSession.__table__.delete().where(ViewerSession.expires_ms < now))
-        conn.execute(ViewerSession.__table__.insert().values(
+        conn.execute(table_of(ViewerSession).delete().where(ViewerSession.expires_ms < now))
+        conn.execute(table_of(ViewerSession).insert().values(
             token_sha256=_digest(token), key_id=key_id, created_ms=now,
             expires_ms=now + int(lifetime_seconds * 1000), revoked_ms=None))
     return token
@@ -52,16 +52,17 @@ def open_session(db: Database, key_id: str, lifetime_seconds: float) -> str:
 
 def session_key_id(db: Database, token: str) -> str | None:
     """The key id of a live session, or None if the token is unknown, expired or revoked."""
-    table = ViewerSession.__table__
+    table = table_of(ViewerSession)
     with db.read() as s:
         row = s.execute(table.select().where(table.c.token_sha256 == _digest(token))).first()
     if row is None or row.revoked_ms is not None or row.expires_ms <= _now_ms():
         return None
-    return row.key_id
+    key_id: str = row.key_id
+    return key_id
 
 
 def revoke_session(db: Database, token: str) -> None:
-    table = ViewerSession.__table__
+    table = table_of(ViewerSession)
     with db.write() as conn:
         conn.execute(table.update().where(table.c.token_sha256 == _digest(token), table.c.revoked_ms.is_(None))
                      .values(revoked_ms=_now_ms()))

@@ -33,7 +33,9 @@ class Raw:
         self.conn = conn
         self.dialect = conn.dialect.name
         self.postgres = self.dialect == "postgresql"
-        self._driver = conn.connection.driver_connection
+        driver = conn.connection.driver_connection
+        assert driver is not None  # a connection in use always has its DBAPI connection
+        self._driver: Any = driver
 
     def _sql(self, sql: str) -> str:
         if not self.postgres:
@@ -49,7 +51,8 @@ class Raw:
         cur = self._driver.cursor()
         try:
             cur.execute(self._sql(sql), params or {})
-            return cur.fetchall()
+            rows: list[Sequence[Any]] = cur.fetchall()
+            return rows
         finally:
             cur.close()
 
@@ -57,7 +60,8 @@ class Raw:
         cur = self._driver.cursor()
         try:
             cur.execute(self._sql(sql), params or {})
-            return cur.fetchone()
+            row: Sequence[Any] | None = cur.fetchone()
+            return row
         finally:
             cur.close()
 
@@ -65,7 +69,8 @@ class Raw:
         cur = self._driver.cursor()
         try:
             cur.execute(self._sql(sql), params or {})
-            return cur.rowcount
+            count: int = cur.rowcount
+            return count
         finally:
             cur.close()
 
@@ -75,7 +80,8 @@ class Raw:
         cur = self._driver.cursor()
         try:
             cur.execute(self._sql(sql), params)
-            return cur.lastrowid
+            rowid: int = cur.lastrowid
+            return rowid
         finally:
             cur.close()
 

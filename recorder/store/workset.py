@@ -16,13 +16,13 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from recorder.store.models import Callback, Execution, Operation, Timer
+from recorder.store.models import Callback, Execution, Operation, Timer, table_of
 from recorder.store.sql import Raw, placeholders
 
-EXECUTIONS = Execution.__table__
-OPERATIONS = Operation.__table__
-CALLBACKS = Callback.__table__
-TIMERS = Timer.__table__
+EXECUTIONS = table_of(Execution)
+OPERATIONS = table_of(Operation)
+CALLBACKS = table_of(Callback)
+TIMERS = table_of(Timer)
 
 
 @dataclass(slots=True)

@@ -69,3 +69,22 @@ def loud(event, context: DurableContext):
         return "shouted"
 
     return context.step(shout, name="shout")
+
+
+@durable_execution
+def progress_then_crash(event, context: DurableContext):
+    """Runs ``steps`` steps; the first time each step's body runs, its runtime dies
+    (``os._exit``) instead. So every invocation after the first has checkpointed a new
+    step before it crashes: each crash made progress. With ``always``, step 0 crashes
+    every time: no crash makes progress."""
+    ledger = Path(event["ledger"])
+    for i in range(int(event.get("steps", 4))):
+        def body(_, i=i):
+            marker = ledger / f"{event['name']}.crashed-{i}"
+            if (event.get("always") and i == 0) or not marker.exists():
+                marker.touch()
+                os._exit(3)
+            return i
+
+        context.step(body, name=f"step-{i}")
+    return "done"

@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 
 from recorder.api import wait_until
 from tests.conftest import PG_URL
+from tests.webhook_receiver import Receiver
 
 TAG_VARIABLE = "DURASCOPE_TEST_PROCESS_TAG"
 # Restarts of the machine's PostgreSQL are serialized across test processes.
@@ -60,6 +61,16 @@ def process_tag() -> Iterator[str]:
         except ProcessLookupError:
             pass
     assert not survivors, f"processes outlived the test: {survivors}"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback (``tests/webhook_receiver.py``)."""
+    r = Receiver()
+    yield r
+    r.release()
+    if r.server is not None:
+        r.down()
 
 
 def wait_for_no_process(tag: str, within: float, what: str) -> None:

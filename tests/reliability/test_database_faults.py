@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from recorder.api import Durascope, wait_until
-from tests.reliability.checks import assert_recovered, completed_steps
+from tests.reliability.checks import assert_recovered, completed_steps, ledger_count
 from tests.reliability.conftest import Served, fill, postgresql_stopped, small_tmpfs, wait_for_no_process
 from tests.reliability.held import STEPS, lambda_client, register, release_and_wait, start_held
 
@@ -80,6 +81,39 @@ def test_a_postgresql_restart_mid_run(database_url: str, control_only: Durascope
         served.stop()
     assert_recovered(control_only, arns, tmp_path, STEPS, before)
     assert _outage_lines(served.tail(1_000_000)) == {"start": 1, "end": 1, "tracebacks": 0}, served.tail()
+    wait_for_no_process(process_tag, 10, "after serve stopped")
+
+
+# How long the database stays down once every runtime has ended its invocation.
+OUTAGE_SECONDS = 2.0
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_invocations_that_end_during_an_outage_go_on_at_once_and_count_no_crash(
+        database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path) -> None:
+    """Three invocations end while PostgreSQL is down: their checkpoints and the record of
+    their end fail. The engine keeps each outcome and records it once the database is
+    back; the executions go on at once (not after the 60 s lease), and the failures,
+    the engine's own, use up none of the single attempt each execution is allowed."""
+    register(control_only, process_tag)
+    served = Served(database_url, process_tag, tmp_path / "serve.log", DURASCOPE_WORKER_CONCURRENCY="3",
+                    DURASCOPE_LEASE_SECONDS="60", DURASCOPE_MAX_INVOCATION_ATTEMPTS="1")
+    try:
+        arns = start_held(served.url, tmp_path, ["a", "b", "c"])
+        before = completed_steps(control_only, arns)
+        with postgresql_stopped():
+            (tmp_path / "release").touch()
+            wait_until(lambda: all(ledger_count(tmp_path, n, "step-1") for n in arns), 30, "the held steps did not end")
+            time.sleep(OUTAGE_SECONDS)  # the length of the outage, not a wait for work
+        control_only.db.dispose()
+        for arn in arns.values():
+            assert control_only.wait(arn, 20).status == "SUCCEEDED"
+        _await_the_end_line(served)
+    finally:
+        served.stop()
+    assert_recovered(control_only, arns, tmp_path, STEPS, before)
+    assert not [e for arn in arns.values() for e in control_only.history(arn)
+                if "The invocation was lost" in json.dumps(e)], "an engine-side failure was recorded as a crash"
     wait_for_no_process(process_tag, 10, "after serve stopped")
 
 

@@ -5,6 +5,7 @@ seconds, and after the fault every execution completes with nothing run twice.""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,9 +15,20 @@ from pathlib import Path
 import pytest
 
 from recorder.api import Durascope, wait_until
-from tests.reliability.checks import assert_recovered, completed_steps, ledger_count
+from tests.conftest import HANDLERS
+from tests.reliability.checks import (
+    WEBHOOK_RETRY_ENV,
+    assert_projections_match_rebuild,
+    assert_recovered,
+    assert_webhooks_delivered,
+    completed_steps,
+    gap_free,
+    ledger_count,
+    subscribe,
+)
 from tests.reliability.conftest import TAG_VARIABLE, Served, free_port, tagged_processes, wait_for_no_process
 from tests.reliability.held import STEPS, holder, register, release_and_wait, start_held
+from tests.webhook_receiver import Receiver
 
 # A runtime must be gone this soon after its engine (issue: "a few seconds").
 ORPHAN_SECONDS = 5.0
@@ -46,9 +58,13 @@ def test_a_runtime_sigkilled_mid_step_is_retried_and_nothing_ran_twice(
 
 
 def test_no_worker_runtime_outlives_a_sigkilled_engine(database_url: str, control_only: Durascope,
-                                                      process_tag: str, tmp_path: Path) -> None:
-    _sigkill_engine_mid_step(database_url, control_only, process_tag, tmp_path, "workers",
-                             DURASCOPE_WORKER_CONCURRENCY="3")
+                                                      process_tag: str, tmp_path: Path, receiver: Receiver) -> None:
+    """SIGKILL of serve during steps: its runtimes stop, its successor finishes the steps,
+    and every status change is delivered."""
+    subscribe(control_only, receiver, "/steps")
+    arns = _sigkill_engine_mid_step(database_url, control_only, process_tag, tmp_path, "workers",
+                                    DURASCOPE_WORKER_CONCURRENCY="3", **WEBHOOK_RETRY_ENV)
+    assert_webhooks_delivered(receiver, "/steps", list(arns.values()))
 
 
 # The child interpreters never touch the database: one store shows it.
@@ -60,7 +76,7 @@ def test_no_child_interpreter_outlives_a_sigkilled_engine(database_url: str, con
 
 
 def _sigkill_engine_mid_step(database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path,
-                             invoker: str, **env: str) -> None:
+                             invoker: str, **env: str) -> dict[str, str]:
     register(control_only, process_tag)
     args = ("--invoker", invoker)
     env["DURASCOPE_LEASE_SECONDS"] = "1"
@@ -83,6 +99,7 @@ def _sigkill_engine_mid_step(database_url: str, control_only: Durascope, process
         second.stop()
     assert_recovered(control_only, arns, tmp_path, STEPS, before)
     wait_for_no_process(process_tag, 10, "after serve stopped")
+    return arns
 
 
 _ENGINE_WITHOUT_LOCAL_WORKERS = """
@@ -139,3 +156,22 @@ def _answers(url: str) -> bool:
         return True
     except (urllib.error.URLError, OSError):
         return False
+
+
+def test_crashes_that_made_progress_do_not_use_up_the_attempts(database_url: str, tmp_path: Path) -> None:
+    """DURASCOPE_MAX_INVOCATION_ATTEMPTS counts consecutive crashes that made no progress: four
+    crashes, each after a new step was checkpointed, do not fail an execution allowed two;
+    two crashes in a row without progress do."""
+    with Durascope.open(database_url, invoker_processes=1, max_invocation_attempts=2,
+                        invocation_retry_seconds=0.05) as ds:
+        ds.register_function("crashy", "th_faults.progress_then_crash", code_dir=HANDLERS)
+        # One after the other: a crash kills the one child interpreter, and every invocation in it.
+        progressing = ds.start("crashy", json.dumps({"ledger": str(tmp_path), "name": "p", "steps": 4}))
+        assert ds.wait(progressing, 60).status == "SUCCEEDED"
+        stuck = ds.start("crashy", json.dumps({"ledger": str(tmp_path), "name": "s", "steps": 4, "always": True}))
+        assert ds.wait(stuck, 60).status == "FAILED"
+        crashes = {arn: sum(e["EventType"] == "InvocationCompleted" and "Runtime.ExitError" in json.dumps(e)
+                            for e in ds.history(arn)) for arn in (progressing, stuck)}
+        assert crashes == {progressing: 4, stuck: 2}
+        assert all(gap_free(ds.history(arn)) for arn in crashes)
+        assert_projections_match_rebuild(ds)

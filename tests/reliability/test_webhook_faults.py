@@ -9,10 +9,8 @@ still enabled; no process outlives the test.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import func, select
 
 from recorder.api import Durascope
@@ -21,28 +19,16 @@ from recorder.followers.dispatcher import Dispatcher
 from recorder.followers.models import WebhookAttempt
 from recorder.followers.webhooks import WebhookSettings
 from tests.conftest import register
+from tests.reliability.checks import (
+    WEBHOOK_RETRY,
+    WEBHOOK_RETRY_ENV,
+    assert_projections_match_rebuild,
+    assert_webhooks_delivered,
+    gap_free,
+    subscribe,
+)
 from tests.reliability.conftest import Served
-from tests.webhook_receiver import Receiver, one_id_per_event, statuses
-
-# Quick retries, so that minutes of outage take a second; the disable policy stays the default.
-RETRY = {"retry_base_seconds": 0.05, "retry_max_seconds": 0.2, "poll_seconds": 0.01}
-RETRY_ENV = {"DURASCOPE_WEBHOOKS_RETRY_BASE_SECONDS": "0.05", "DURASCOPE_WEBHOOKS_RETRY_MAX_SECONDS": "0.2",
-             "DURASCOPE_WEBHOOKS_POLL_SECONDS": "0.01"}
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    r = Receiver()
-    yield r
-    r.release()
-    if r.server is not None:
-        r.down()
-
-
-def _subscribe(ds: Durascope, receiver: Receiver, path: str) -> str:
-    sub = wh.create_subscription(ds.db, wh.validate_spec(receiver.url(path)))
-    receiver.secrets[path] = sub["secret"]
-    return sub["id"]
+from tests.webhook_receiver import Receiver
 
 
 def _failed_attempts(ds: Durascope) -> int:
@@ -50,25 +36,15 @@ def _failed_attempts(ds: Durascope) -> int:
         return s.execute(select(func.count()).where(WebhookAttempt.ok.is_(False))).scalar_one()
 
 
-def _assert_delivered_in_order(receiver: Receiver, path: str, arns: list[str]) -> None:
-    got = receiver.at(path)
-    assert not receiver.bad
-    assert one_id_per_event(receiver.seen)  # a retry or redelivery carries the change's webhook-id
-    for arn in arns:
-        # At least once: a change may arrive twice (sent, then the sender died), never out of order.
-        arrived = statuses(got, arn)
-        assert [s for i, s in enumerate(arrived) if i == 0 or s != arrived[i - 1]] == ["RUNNING", "SUCCEEDED"]
-
-
 def test_receiver_down_then_500_then_200_loses_nothing_with_default_settings(database_url: str,
                                                                            receiver: Receiver) -> None:
     """A receiver outage used to disable the subscription within seconds (one failure counted
     per claim, 20 by default); now nothing is disabled short of days of failure."""
-    ws = WebhookSettings(**RETRY)
+    ws = WebhookSettings(**WEBHOOK_RETRY)
     assert ws.disable_after_seconds >= 86_400 and ws.max_failures == 20  # the defaults
     with Durascope.open(database_url) as ds:
         register(ds, "add-one", "th_basic.add_one")
-        sub_id = _subscribe(ds, receiver, "/outage")
+        sub_id = subscribe(ds, receiver, "/outage")
         receiver.down()
         disp = Dispatcher(ds.db, ds.settings, ws)
         disp.start()
@@ -86,7 +62,7 @@ def test_receiver_down_then_500_then_200_loses_nothing_with_default_settings(dat
             ds.wait_for(lambda: len(receiver.at("/outage")) >= 50, 60, "not delivered after the receiver recovered")
         finally:
             disp.stop()
-        _assert_delivered_in_order(receiver, "/outage", arns)
+        assert_webhooks_delivered(receiver, "/outage", arns)
         after = wh.get_subscription(ds.db, sub_id)
         assert after["enabled"] and after["consecutiveFailures"] == 0 and after["failingSinceMs"] is None
         assert after["deliveries"] == {"pending": 0, "succeeded": 50}
@@ -97,11 +73,11 @@ def test_serve_killed_during_a_delivery_redelivers_it_and_its_successor_takes_ov
     """SIGKILL of ``serve`` while a delivery is in flight. The restarted ``serve`` sends it
     again with the same webhook-id, at once: the dead process's 120 s dispatcher lease is
     not waited out (the test would time out first)."""
-    env = {**RETRY_ENV, "DURASCOPE_WEBHOOKS_LEASE_SECONDS": "120", "DURASCOPE_LEASE_SECONDS": "2"}
+    env = {**WEBHOOK_RETRY_ENV, "DURASCOPE_WEBHOOKS_LEASE_SECONDS": "120", "DURASCOPE_LEASE_SECONDS": "2"}
     log = tmp_path / "serve.log"
     with Durascope.open(database_url, run_engine=False) as ds:
         register(ds, "add-one", "th_basic.add_one")
-        _subscribe(ds, receiver, "/killed")
+        subscribe(ds, receiver, "/killed")
         receiver.holding = True
         first = Served(database_url, process_tag, log, "--invoker", "in-process", **env)
         try:
@@ -120,7 +96,9 @@ def test_serve_killed_during_a_delivery_redelivers_it_and_its_successor_takes_ov
                 assert ds.wait(arn, 60).status == "SUCCEEDED"
         finally:
             second.stop()
+        assert all(gap_free(ds.history(arn)) for arn in arns)
+        assert_projections_match_rebuild(ds)
     assert held.event is not None
     # The change that was in flight when the sender died arrived again, with its webhook-id.
     assert held.webhook_id in {i for i, _ in receiver.at("/killed")}
-    _assert_delivered_in_order(receiver, "/killed", arns)
+    assert_webhooks_delivered(receiver, "/killed", arns)

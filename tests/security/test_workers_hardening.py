@@ -20,10 +20,11 @@ import pytest
 
 from recorder.api import Durascope
 from recorder.config import Settings
+from recorder.engine.boundary import RESPONSE_LIMIT
 from recorder.engine.logs import MAX_BYTES, MAX_LINES
 from recorder.queries import execution_logs
 from recorder.runtime_process import DURASCOPE_ADDED, LAMBDA_RESERVED, LAMBDA_UNRESERVED
-from recorder.worker_backend import LOGS_BODY_LIMIT, RESPONSE_LIMIT, InsecureEngineURL, require_secure_engine
+from recorder.worker_backend import LOGS_BODY_LIMIT, InsecureEngineURL, require_secure_engine
 from tests.conftest import HANDLERS
 from viewer.server import build_server
 

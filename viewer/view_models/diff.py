@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from recorder.api import Durascope
+from recorder.queries import newest_success
 from viewer.view_models.common import ViewError, arg_list
 from viewer.view_models.execution import ExecutionView, OperationView, build_execution
 
@@ -187,17 +188,7 @@ def build_diff(ds: Durascope, args: Any) -> DiffPage:
 
 def last_success_arn(ds: Durascope, arn: str) -> str:
     """The newest SUCCEEDED execution of the same function as ``arn`` (404 when none)."""
-    from sqlalchemy import select
-
-    from recorder.store.models import Execution
-
-    with ds.db.read() as s:
-        function = s.execute(select(Execution.function_name).where(Execution.arn == arn)).scalar_one_or_none()
-        if function is None:
-            raise ViewError(f"No execution {arn[:300]}", 404)
-        found = s.execute(select(Execution.arn).where(Execution.function_name == function,
-                                                      Execution.status == "SUCCEEDED")
-                          .order_by(Execution.start_ms.desc()).limit(1)).scalar_one_or_none()
+    function, found = newest_success(ds.db, arn)
     if found is None:
         raise ViewError(f"Function {function} has no successful execution to compare with yet", 404)
     return found

@@ -11,6 +11,7 @@ from typing import Any
 
 from recorder.api import Durascope
 from recorder.queries import TERMINAL, execution_detail, execution_logs, execution_origin, find_execution
+from recorder.store.vocabulary import OPEN_OPERATION
 from viewer.operation_logs import Line, LoggedTrace, execution_trace, operation_traces, own_lines, split_records
 from viewer.values import Value, decode_full
 from viewer.view_models.common import ErrorInfo, ViewError, now_ms
@@ -21,7 +22,6 @@ MAX_TREE_OPS = 500
 # Invocations whose logs are read for tracebacks: the failures the page shows first.
 MAX_TRACE_INVOCATIONS = 50
 MAX_FAILURE_LINES = 40
-OPEN_STATUSES = frozenset({"STARTED", "PENDING", "READY"})
 FAILED_STATUSES = frozenset({"FAILED", "TIMED_OUT"})
 # What each kind of operation is called on the page (the SDK's subtypes, in its words).
 KINDS = {"Step": "step", "Wait": "wait", "Callback": "callback", "Map": "map", "MapIteration": "iteration",
@@ -275,7 +275,7 @@ def _op_view(o: Any, depth: int, n_children: int, attempts: tuple[Attempt, ...],
              inputs: dict[str, str]) -> OperationView:
     details = json.loads(o.details_json) if o.details_json else {}
     end, closed_by = o.end_ms, None
-    if e.end_ms is not None and o.end_ms is None and o.status in OPEN_STATUSES:
+    if e.end_ms is not None and o.end_ms is None and o.status in OPEN_OPERATION:
         end, closed_by = e.end_ms, CLOSED_BY.get(e.status, "left open when the execution ended")
         attempts = tuple(replace(a, end_ms=e.end_ms, outcome="cancelled") if a.outcome == "running" else a
                          for a in attempts)

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from recorder.engine.operations.base import OperationType
+from recorder.engine.operations.base import OperationSpec
 from recorder.engine.operations.callback import CALLBACK
 from recorder.engine.operations.chained_invoke import CHAINED_INVOKE
 from recorder.engine.operations.context import CONTEXT
@@ -23,7 +23,9 @@ from recorder.store.events import NewEvent
 from recorder.store.workset import OpRow
 from recorder.wire import ts_ms
 
-OPERATIONS: dict[str, OperationType] = {op.type: op for op in (EXECUTION, CONTEXT, STEP, WAIT, CALLBACK, CHAINED_INVOKE)}
+OPERATIONS: dict[str, OperationSpec] = {
+    op.type: op for op in (EXECUTION, CONTEXT, STEP, WAIT, CALLBACK, CHAINED_INVOKE)
+}
 
 
 def timer_event(kind: str, row: OpRow) -> NewEvent | None:
@@ -52,4 +54,4 @@ def operation_to_wire(row: OpRow, ts: Callable[[int], Any] = ts_ms) -> dict[str,
     return out
 
 
-__all__ = ["OPERATIONS", "OperationType", "operation_to_wire", "timer_event"]
+__all__ = ["OPERATIONS", "OperationSpec", "operation_to_wire", "timer_event"]

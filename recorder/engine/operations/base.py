@@ -1,7 +1,7 @@
 """What an operation type is to the engine: how a checkpoint update of it is planned,
 what its timers append when due, and how its row is rendered on the wire.
 
-Each type's module (``step``, ``wait``, ...) builds one ``OperationType``; the package
+Each type's module (``step``, ``wait``, ...) builds one ``OperationSpec``; the package
 registers them by type. How its events fold into the projections is the store's part
 (``recorder.store.projections``), since the store imports nothing from the engine.
 """
@@ -49,7 +49,7 @@ def _no_timer(kind: str, row: OpRow) -> NewEvent | None:
 
 
 @dataclass(frozen=True, kw_only=True)
-class OperationType:
+class OperationSpec:
     type: str
     plan: Plan
     render: Render

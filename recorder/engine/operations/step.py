@@ -5,22 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from recorder.engine.operations.base import OperationType, PlanContext, identity, update_error
-from recorder.store.events import STEP_READY, NewEvent, OpIdentity, error_envelope, payload_envelope
-from recorder.store.vocabulary import TimerKind
+from recorder.engine.operations.base import OperationSpec, PlanContext, identity, update_error
+from recorder.store.events import NewEvent, OpIdentity, error_envelope, payload_envelope
+from recorder.store.vocabulary import EventType, OperationStatus, OperationType, TimerKind
 from recorder.store.workset import OpRow
 from recorder.wire import Update
 
 
-def plan(ctx: PlanContext, u: Update, ident: OpIdentity, status: str | None, attempt: int) -> tuple[str, list[NewEvent]]:
+def plan(
+    ctx: PlanContext, u: Update, ident: OpIdentity, status: str | None, attempt: int
+) -> tuple[str, list[NewEvent]]:
     a = u.action
     if a == "START":
-        if status not in (None, "READY"):
+        if status not in (None, OperationStatus.READY):
             raise ctx.refuse(f"cannot START a step in status {status}")
-        return "STARTED", [NewEvent("StepStarted", ident, {})]
+        return OperationStatus.STARTED, [NewEvent(EventType.STEP_STARTED, ident, {})]
     if a == "CANCEL":
         raise ctx.refuse("steps cannot be cancelled")
-    if status not in (None, "STARTED", "READY"):
+    if status not in (None, OperationStatus.STARTED, OperationStatus.READY):
         raise ctx.refuse(f"cannot {a} a step in status {status}")
     if a == "RETRY":
         if u.next_attempt_delay is None:
@@ -29,30 +31,44 @@ def plan(ctx: PlanContext, u: Update, ident: OpIdentity, status: str | None, att
             raise ctx.refuse("RETRY takes Error or Payload, not both")
         retry = {"CurrentAttempt": attempt + 1, "NextAttemptDelaySeconds": u.next_attempt_delay}
         if u.error is not None:
-            return "PENDING", [NewEvent("StepFailed", ident, {"Error": error_envelope(update_error(u)),
-                                                               "RetryDetails": retry})]
-        return "PENDING", [NewEvent("StepSucceeded", ident, {"Result": payload_envelope(u.payload),
-                                                              "RetryDetails": retry})]
+            return OperationStatus.PENDING, [
+                NewEvent(
+                    EventType.STEP_FAILED, ident, {"Error": error_envelope(update_error(u)), "RetryDetails": retry}
+                )
+            ]
+        return OperationStatus.PENDING, [
+            NewEvent(EventType.STEP_SUCCEEDED, ident, {"Result": payload_envelope(u.payload), "RetryDetails": retry})
+        ]
     if a == "SUCCEED":
         if u.error is not None:
             raise ctx.refuse("SUCCEED takes no Error")
-        return "SUCCEEDED", [NewEvent("StepSucceeded", ident, {"Result": payload_envelope(u.payload),
-                                                                "RetryDetails": {"CurrentAttempt": attempt + 1}})]
+        return OperationStatus.SUCCEEDED, [
+            NewEvent(
+                EventType.STEP_SUCCEEDED,
+                ident,
+                {"Result": payload_envelope(u.payload), "RetryDetails": {"CurrentAttempt": attempt + 1}},
+            )
+        ]
     if u.payload is not None:
         raise ctx.refuse("FAIL takes no Payload")
-    return "FAILED", [NewEvent("StepFailed", ident, {"Error": error_envelope(update_error(u)),
-                                                      "RetryDetails": {"CurrentAttempt": attempt + 1}})]
+    return OperationStatus.FAILED, [
+        NewEvent(
+            EventType.STEP_FAILED,
+            ident,
+            {"Error": error_envelope(update_error(u)), "RetryDetails": {"CurrentAttempt": attempt + 1}},
+        )
+    ]
 
 
 def timer_event(kind: str, row: OpRow) -> NewEvent | None:
-    if kind == TimerKind.RETRY and row.status == "PENDING":
-        return NewEvent(STEP_READY, identity(row), {})
+    if kind == TimerKind.RETRY and row.status == OperationStatus.PENDING:
+        return NewEvent(EventType.STEP_READY, identity(row), {})
     return None
 
 
 def render(row: OpRow, out: dict[str, Any], details: dict[str, Any], error: Any, ts: Callable[[int], Any]) -> None:
     sd: dict[str, Any] = {"Attempt": row.attempt}
-    if row.next_attempt_ms is not None and row.status == "PENDING":
+    if row.next_attempt_ms is not None and row.status == OperationStatus.PENDING:
         sd["NextAttemptTimestamp"] = ts(row.next_attempt_ms)
     if row.result is not None:
         sd["Result"] = row.result
@@ -61,6 +77,11 @@ def render(row: OpRow, out: dict[str, Any], details: dict[str, Any], error: Any,
     out["StepDetails"] = sd
 
 
-STEP = OperationType(type="STEP", plan=plan, render=render, timer_event=timer_event,
-                     attempt_actions=frozenset({"SUCCEED", "FAIL", "RETRY"}),
-                     start_and_finish_in_one_checkpoint=True)
+STEP = OperationSpec(
+    type=OperationType.STEP,
+    plan=plan,
+    render=render,
+    timer_event=timer_event,
+    attempt_actions=frozenset({"SUCCEED", "FAIL", "RETRY"}),
+    start_and_finish_in_one_checkpoint=True,
+)

@@ -10,16 +10,13 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from recorder.store.events import StoredEvent
+from recorder.store.events import StoredEvent, compact_json
+from recorder.store.vocabulary import OperationStatus
 from recorder.store.workset import ExecRow, OpRow, Workset
 
 # An event's fold into the projections: the operation row it changed, to be written back
 # (None when the handler wrote what it changed itself, or changed no operation).
 Handler = Callable[[Workset, StoredEvent, ExecRow], "OpRow | None"]
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def payload(envelope: Any) -> Any:
@@ -28,7 +25,7 @@ def payload(envelope: Any) -> Any:
 
 def error_json(envelope: Any) -> str | None:
     err = payload(envelope)
-    return dumps(err) if err is not None else None
+    return compact_json(err) if err is not None else None
 
 
 def details(op: OpRow) -> dict[str, Any]:
@@ -50,10 +47,22 @@ def new_op(ws: Workset, ev: StoredEvent, execution: ExecRow, op_type: str, statu
     body = ev.body
     assert ev.op_id is not None
     op = OpRow(
-        execution_id=ev.execution_id, op_id=ev.op_id, seq=execution.op_count, type=op_type,
-        sub_type=body.get("SubType"), name=body.get("Name"), parent_id=body.get("ParentId"), status=status,
-        start_ms=ev.ts_ms, end_ms=None, attempt=0, next_attempt_ms=None, result=None, error_json=None,
-        replay_children=None, details_json=None,
+        execution_id=ev.execution_id,
+        op_id=ev.op_id,
+        seq=execution.op_count,
+        type=op_type,
+        sub_type=body.get("SubType"),
+        name=body.get("Name"),
+        parent_id=body.get("ParentId"),
+        status=status,
+        start_ms=ev.ts_ms,
+        end_ms=None,
+        attempt=0,
+        next_attempt_ms=None,
+        result=None,
+        error_json=None,
+        replay_children=None,
+        details_json=None,
     )
     execution.op_count += 1
     ws.add_op(op)
@@ -61,7 +70,7 @@ def new_op(ws: Workset, ev: StoredEvent, execution: ExecRow, op_type: str, statu
 
 
 def op_or_new(ws: Workset, ev: StoredEvent, execution: ExecRow, op_type: str) -> OpRow:
-    return find_op(ws, ev) or new_op(ws, ev, execution, op_type, "STARTED")
+    return find_op(ws, ev) or new_op(ws, ev, execution, op_type, OperationStatus.STARTED)
 
 
 def close_op(op: OpRow, ev: StoredEvent, status: str) -> None:

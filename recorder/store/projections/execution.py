@@ -5,15 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from recorder.store.events import (
-    INVOCATION_STARTED,
-    PAUSE_CANCELLED,
-    PAUSE_REQUESTED,
-    TERMINAL_EXECUTION_EVENTS,
-    StoredEvent,
-)
-from recorder.store.projections.base import Handler, close_op, details, dumps, new_op, payload
-from recorder.store.vocabulary import DAY_MS, TimerKind
+from recorder.store.events import TERMINAL_EXECUTION_EVENTS, StoredEvent, compact_json
+from recorder.store.projections.base import Handler, close_op, details, new_op, payload
+from recorder.store.vocabulary import DAY_MS, EventType, ExecutionStatus, OperationStatus, OperationType, TimerKind
 from recorder.store.workset import ExecRow, Workset
 
 
@@ -31,17 +25,31 @@ def started(ws: Workset, ev: StoredEvent) -> None:
     d = ev.details
     x = ev.extra or {}
     execution = ExecRow(
-        execution_id=ev.execution_id, arn=x["Arn"], function_name=x["FunctionName"],
-        function_version=x.get("FunctionVersion", "$LATEST"), name=x["ExecutionName"], status="RUNNING",
-        input_payload=payload(d.get("Input")), result=None, error_json=None, error_type=None,
-        start_ms=ev.ts_ms, end_ms=None, execution_timeout=int(d.get("ExecutionTimeout") or 0),
-        retention_days=int(x.get("RetentionDays", 14)), last_event_id=ev.event_id or 0, last_ts_ms=ev.ts_ms,
-        invocation_count=0, op_count=0, parent_arn=x.get("ParentArn"), parent_op_id=x.get("ParentOpId"),
+        execution_id=ev.execution_id,
+        arn=x["Arn"],
+        function_name=x["FunctionName"],
+        function_version=x.get("FunctionVersion", "$LATEST"),
+        name=x["ExecutionName"],
+        status=ExecutionStatus.RUNNING,
+        input_payload=payload(d.get("Input")),
+        result=None,
+        error_json=None,
+        error_type=None,
+        start_ms=ev.ts_ms,
+        end_ms=None,
+        execution_timeout=int(d.get("ExecutionTimeout") or 0),
+        retention_days=int(x.get("RetentionDays", 14)),
+        last_event_id=ev.event_id or 0,
+        last_ts_ms=ev.ts_ms,
+        invocation_count=0,
+        op_count=0,
+        parent_arn=x.get("ParentArn"),
+        parent_op_id=x.get("ParentOpId"),
         imported=bool(x.get("Imported", False)),
     )
     ws.add_execution(execution)
-    op = new_op(ws, ev, execution, "EXECUTION", "STARTED")
-    op.details_json = dumps({"InputPayload": execution.input_payload})
+    op = new_op(ws, ev, execution, OperationType.EXECUTION, OperationStatus.STARTED)
+    op.details_json = compact_json({"InputPayload": execution.input_payload})
     if execution.execution_timeout > 0 and not execution.imported:
         ws.set_timer(ev.execution_id, TimerKind.EXECUTION_TIMEOUT, "", ev.ts_ms + execution.execution_timeout * 1000)
 
@@ -51,11 +59,11 @@ def _closed(ws: Workset, ev: StoredEvent, execution: ExecRow) -> None:
     d = ev.details
     execution.status = status
     execution.end_ms = ev.ts_ms
-    if status == "SUCCEEDED":
+    if status == ExecutionStatus.SUCCEEDED:
         execution.result = payload(d.get("Result"))
     else:
         err = payload(d.get("Error"))
-        execution.error_json = dumps(err) if err is not None else None
+        execution.error_json = compact_json(err) if err is not None else None
         execution.error_type = _error_type_column(err.get("ErrorType")) if isinstance(err, dict) else None
     op = ws.op(ev.execution_id, ev.execution_id)
     if op is not None:
@@ -84,14 +92,14 @@ def _pause_change(ws: Workset, ev: StoredEvent, execution: ExecRow) -> None:
     op = ws.op(ev.execution_id, ev.execution_id)
     assert op is not None
     held = details(op)
-    if t == PAUSE_REQUESTED:
-        execution.status = "PAUSING"
+    if t == EventType.PAUSE_REQUESTED:
+        execution.status = ExecutionStatus.PAUSING
         held["Pause"] = {k: d[k] for k in ("PauseRequestTimestamp", "Reason", "ExecutionTimeoutPaused") if k in d}
-    elif t == PAUSE_CANCELLED:
-        execution.status = "RUNNING"
+    elif t == EventType.PAUSE_CANCELLED:
+        execution.status = ExecutionStatus.RUNNING
         held.pop("Pause", None)
-    elif t == "ExecutionPaused":
-        execution.status = "PAUSED"
+    elif t == EventType.EXECUTION_PAUSED:
+        execution.status = ExecutionStatus.PAUSED
         held["Pause"] = {k: d[k] for k in ("PauseRequestTimestamp", "Reason", "ExecutionTimeoutPaused") if k in d}
         if d.get("ExecutionTimeoutPaused", True) and execution.execution_timeout > 0:
             due = execution.start_ms + execution.execution_timeout * 1000 + int(held.get("TimeoutExtendedMs", 0))
@@ -99,7 +107,7 @@ def _pause_change(ws: Workset, ev: StoredEvent, execution: ExecRow) -> None:
             held["PausedAtMs"] = ev.ts_ms
             ws.clear_timer(ev.execution_id, TimerKind.EXECUTION_TIMEOUT, "")
     else:  # ExecutionResumed
-        execution.status = "RUNNING"
+        execution.status = ExecutionStatus.RUNNING
         held.pop("Pause", None)
         remaining = held.pop("TimeoutRemainingMs", None)
         paused_at = held.pop("PausedAtMs", None)
@@ -109,13 +117,21 @@ def _pause_change(ws: Workset, ev: StoredEvent, execution: ExecRow) -> None:
             due = min(ev.ts_ms + int(remaining), cap)
             held["TimeoutExtendedMs"] = due - (execution.start_ms + execution.execution_timeout * 1000)
             ws.set_timer(ev.execution_id, TimerKind.EXECUTION_TIMEOUT, "", due)
-    op.details_json = dumps(held)
+    op.details_json = compact_json(held)
     ws.touch_op(op)
 
 
 HANDLERS: dict[str, Handler] = {
     **{t: _closed for t in TERMINAL_EXECUTION_EVENTS},
-    "InvocationCompleted": _invocation_completed,
-    INVOCATION_STARTED: _invocation_started,
-    **{t: _pause_change for t in (PAUSE_REQUESTED, PAUSE_CANCELLED, "ExecutionPaused", "ExecutionResumed")},
+    EventType.INVOCATION_COMPLETED: _invocation_completed,
+    EventType.INVOCATION_STARTED: _invocation_started,
+    **{
+        t: _pause_change
+        for t in (
+            EventType.PAUSE_REQUESTED,
+            EventType.PAUSE_CANCELLED,
+            EventType.EXECUTION_PAUSED,
+            EventType.EXECUTION_RESUMED,
+        )
+    },
 }
