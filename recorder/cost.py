@@ -1,7 +1,7 @@
 """What an execution, or a function per 1,000 executions, would cost on AWS: as Lambda
 durable functions, and as the same workflow on Step Functions Standard.
 
-One dated price table (``PRICES``, us-east-1, x86, on-demand, no free tier), each price
+The one dated price table (``recorder.prices.PRICES``, us-east-1, x86, on-demand, no free tier), each price
 with the page it comes from. ``DURASCOPE_COST_PRICES`` overrides any of them (JSON:
 ``{"durableOperation": 0.000009}``) and ``DURASCOPE_COST_MEMORY_MB`` sets the memory
 size a function is billed at (``orders=512,*=256``; default 128 MB); both are read by
