@@ -17,6 +17,7 @@ TABLES = {
     "operations": "execution_id, op_id",
     "callbacks": "callback_id",
     "timers": "execution_id, kind, op_id",
+    "step_runs": "execution_id, op_id",
 }
 
 
@@ -50,7 +51,8 @@ def test_rebuild_gives_identical_rows(ds: Durascope) -> None:
     assert all(before[t] for t in TABLES), "every projection must have rows for the comparison to mean something"
     with ds.db.write() as conn:
         conn.execute(text("DELETE FROM operations"))
-        conn.execute(text("UPDATE executions SET status = 'BROKEN'"))
+        conn.execute(text("DELETE FROM step_runs"))
+        conn.execute(text("UPDATE executions SET status = 'BROKEN', active_ms = 0"))
         count = rebuild(conn)
     assert count > 30
     assert snapshot(ds) == before

@@ -184,3 +184,59 @@ def test_step_names_are_escaped(ds: Durascope) -> None:
     page = client.get(f"/functions/escapes?since={int(T0 * 1000) - 1}&until={int(T0 * 1000) + 60_000}",
                       headers={"Accept": "text/html"}).get_data(as_text=True)
     assert name not in page and "&lt;img src=x" in page
+
+
+# --- the statistics' projections ------------------------------------------------------------------
+
+
+def _stats_rows(ds: Durascope) -> tuple[list[Any], list[Any]]:
+    from sqlalchemy import text
+
+    with ds.db.read() as s:
+        return ([tuple(r) for r in s.execute(text("SELECT * FROM step_runs ORDER BY execution_id, op_id"))],
+                [tuple(r) for r in s.execute(text(
+                    "SELECT execution_id, active_ms FROM executions ORDER BY execution_id"))])
+
+
+def test_step_runs_and_active_time_come_back_from_the_log(ds: Durascope) -> None:
+    """``step_runs`` and ``executions.active_ms`` are projections: the projector keeps them as
+    runs happen, ``durascope db rebuild-projections`` and the migration's backfill give the
+    same rows, and the statistics read the same figures from any of them."""
+    from alembic import command
+    from click.testing import CliRunner
+    from sqlalchemy import text
+
+    from recorder.cli import main as cli
+
+    _run_pipeline(ds)
+    ds.engine.stop()  # type: ignore[union-attr]
+    window = Window.last()
+    live = function_stats(ds.db, "pipeline", window)
+    steps, active = _stats_rows(ds)
+    # One row per STEP operation, as the operations say, and every execution invoked for a while.
+    assert sorted((r[0], r[1]) for r in steps) == sorted(
+        (r.execution_id, r.op_id) for r in _step_keys(ds))
+    assert {"fetch", "parse"} <= {r[4] for r in steps} and all(ms > 0 for _, ms in active)
+
+    with ds.db.write() as conn:
+        conn.execute(text("DELETE FROM step_runs"))
+        conn.execute(text("UPDATE executions SET active_ms = 0"))
+    assert function_stats(ds.db, "pipeline", window).steps == ()  # the page reads them: the test means something
+    result = CliRunner().invoke(cli, ["--database-url", ds.db.url, "db", "rebuild-projections"])
+    assert result.exit_code == 0, result.output
+    assert _stats_rows(ds) == (steps, active)
+
+    command.downgrade(ds.db.alembic_config(), "0008")
+    command.upgrade(ds.db.alembic_config(), "head")
+    assert _stats_rows(ds) == (steps, active)
+    again = function_stats(ds.db, "pipeline", window)
+    assert (again.steps, again.active_ms, again.invocations) == (live.steps, live.active_ms, live.invocations)
+
+
+def _step_keys(ds: Durascope) -> list[Any]:
+    from sqlalchemy import select
+
+    from recorder.store.models import Operation
+
+    with ds.db.read() as s:
+        return list(s.execute(select(Operation.execution_id, Operation.op_id).where(Operation.type == "STEP")))

@@ -27,6 +27,7 @@ from recorder.store.models import (
     LogLine,
     Operation,
     PurgeGrant,
+    StepRun,
     Timer,
     table_of,
 )
@@ -143,7 +144,7 @@ def purge_execution(conn: Connection, execution_id: str) -> int:
         raise ValueError(f"execution {execution_id} is not closed; only closed executions are purged")
     conn.execute(insert(PurgeGrant), {"execution_id": execution_id})
     deleted = conn.execute(delete(Event).where(Event.execution_id == execution_id)).rowcount
-    for model in (Operation, Callback, Timer, EngineState, LogLine, ErrorOccurrence):
+    for model in (Operation, StepRun, Callback, Timer, EngineState, LogLine, ErrorOccurrence):
         conn.execute(delete(model).where(model.execution_id == execution_id))
     conn.execute(delete(Execution).where(Execution.execution_id == execution_id))
     conn.execute(delete(PurgeGrant).where(PurgeGrant.execution_id == execution_id))
