@@ -89,7 +89,7 @@ def test_error_groups_page_filters_and_opens_the_newest_sample(site, page) -> No
     expect(page).to_have_url(base + "/errors")
     groups = page.locator("table.groups tbody tr.group")
     expect(groups.first).to_contain_text("CardDeclined")
-    expect(groups.first).to_contain_text("payment <n> declined for order <hex>")  # escaped, shown as text
+    expect(groups.first).to_contain_text("payment <n> declined for order <n>")  # escaped, shown as text
     expect(groups.first.locator("td.num")).to_have_text("36")  # 12 executions × (2 attempts + 1)
     expect(page.locator("table.groups")).to_contain_text("<i>Odd</i>")
     expect(page.locator("table.groups")).to_contain_text("never works")

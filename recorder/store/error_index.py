@@ -42,8 +42,9 @@ _MASKS = (
      "<time>"),
     (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b"), "<time>"),
     (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<hex>"),
-    # A hex id has digits and letters (a word of letters a-f alone, "facade", stays a word).
-    (re.compile(r"\b(?=[0-9a-fA-F]*[0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{4,}\b"), "<hex>"),
+    # A hex id has digits and letters (a word of letters a-f alone, "facade", stays a word). It
+    # masks as a number does: a random id is all digits now and then ("39e430", "325631").
+    (re.compile(r"\b(?=[0-9a-fA-F]*[0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{4,}\b"), "<n>"),
     (re.compile(r"\d+(?:\.\d+)?"), "<n>"),
 )
 
