@@ -1,6 +1,6 @@
-"""ARN formats of spec 7.5.
+"""ARN formats (docs/protocol.md#arns).
 
-Execution ids are UUIDs (spec: real id format unconfirmed). The execution id is the
+Execution ids are UUIDs (AWS does not document the real format; docs/protocol.md#choices). The execution id is the
 last ARN segment and doubles as the Id of the EXECUTION operation, which is how the
 SDK finds the input.
 """

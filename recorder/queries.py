@@ -283,7 +283,7 @@ def list_executions(db: Database, function_name: str, function_arn: Callable[[st
                     ts: Callable[[int], Any] = ts_seconds) -> ExecutionListPage:
     """One page of a function's executions with keyset pagination on (start, id).
 
-    Default order is newest first; ``reverse`` gives oldest first (spec 7.2, the opposite
+    Default order is newest first; ``reverse`` gives oldest first (docs/protocol.md#rest-api, the opposite
     of history). ``started_after_ms``/``started_before_ms`` are inclusive. The marker is
     opaque and pinned to the filters it was issued for. ``function_arn(name, version)``
     renders the qualified FunctionArn of each item."""

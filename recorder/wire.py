@@ -23,7 +23,7 @@ EXEC_UPDATE_ID_RE = re.compile(r"^[a-zA-Z0-9_.:-]{1,128}$")
 SUBTYPE_RE = re.compile(r"^[a-zA-Z0-9_-]{1,32}$")
 PRINTABLE_RE = re.compile(r"^[\x20-\x7e]{1,256}$")
 MAX_SECONDS = 31_622_400
-# Spec 3.2: 1 MB per payload (6 MiB only for the EXECUTION result) and 1 MB per error
+# docs/protocol.md#rest-api: 1 MB per payload (6 MiB only for the EXECUTION result) and 1 MB per error
 # (the API doc's limit; the test backend's 32 KiB is unconfirmed, so we take the doc's).
 MAX_PAYLOAD = 1024 * 1024
 MAX_EXECUTION_PAYLOAD = 6 * 1024 * 1024
@@ -206,7 +206,7 @@ def parse_updates(raw: Any) -> list[Update]:
 # --- operations back to the wire --------------------------------------------------
 
 # Timestamp renderings: the invocation event takes epoch ms, REST takes epoch
-# seconds, the in-process SDK client takes aware datetimes (spec 2.1, pitfall 6).
+# seconds, the in-process SDK client takes aware datetimes (docs/protocol.md#invocation-event).
 def ts_ms(value: int) -> int:
     return value
 

@@ -1,7 +1,7 @@
 """A short hypothesis fuzz run over every route of the Lambda REST API (viewer/lambda_api.py),
 on SQLite and PostgreSQL, through the Flask test client (no network).
 
-Issue 4 and invariant 8: bad input gets an AWS-shaped 4xx and changes nothing, never a 500.
+Issue 4 and docs/protocol.md#invariants, 8: bad input gets an AWS-shaped 4xx and changes nothing, never a 500.
 The example tests (test_lambda_api.py, test_checkpoint_errors.py) pin the cases someone
 thought of; this run sends what nobody thought of: garbage path labels (ARNs, function
 names, callback ids with unicode, slashes, percent-encoding, very long strings), query

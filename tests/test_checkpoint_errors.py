@@ -1,4 +1,4 @@
-"""Bad input to the control plane gets the AWS error and changes nothing (invariant 8)."""
+"""Bad input to the control plane gets the AWS error and changes nothing (docs/protocol.md#invariants, 8)."""
 
 from __future__ import annotations
 

@@ -636,7 +636,7 @@ with open(out_path, "w") as f:
 def _run_in_subprocess(api: Api, inv: InvocationInput, tmp_path: Path, first_page: int | None = None) -> Any:
     """One invocation of the handler in another process; the SDK reaches the server only
     through boto3 (AWS_ENDPOINT_URL_LAMBDA). The invocation input is the JSON event of
-    spec 2.1 (operation timestamps in epoch ms)."""
+    docs/protocol.md#invocation-event (operation timestamps in epoch ms)."""
     ops, marker = inv.operations, inv.next_marker
     if first_page is not None:
         # A short first page makes the SDK fetch the rest with GetDurableExecutionState.
@@ -774,7 +774,7 @@ def test_pause_resume_delete_answer_an_aws_error_until_the_control_plane_has_the
 # --- routing and the error shape for requests boto3 cannot make --------------------------------------
 
 
-# The HTTP status and message member of each 4xx this API sends (spec 7.3).
+# The HTTP status and message member of each 4xx this API sends (docs/protocol.md#rest-api).
 AWS_ERRORS = {
     "InvalidParameterValueException": (400, "message"),
     "InvalidRequestContentException": (400, "message"),

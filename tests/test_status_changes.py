@@ -1,4 +1,4 @@
-"""Status-change events derived from the log (spec section 8): shape, ids, paging, SSE feed."""
+"""Status-change events derived from the log (docs/protocol.md#status-changes): shape, ids, paging, SSE feed."""
 
 from __future__ import annotations
 

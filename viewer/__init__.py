@@ -21,7 +21,7 @@ from recorder.api import Durascope
 from recorder.config import Settings
 
 # Requests larger than this are refused before routing (413, AWS-shaped). Each route
-# has its own, smaller limit (6 MB for most bodies, spec 7.4).
+# has its own, smaller limit (6 MB for most bodies, docs/protocol.md#rest-api).
 HARD_BODY_LIMIT = 64 * 1024 * 1024
 
 
@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None, durascope: Durascope | None = N
     app.config.update(
         MAX_CONTENT_LENGTH=HARD_BODY_LIMIT,
         # Seconds a RequestResponse Invoke waits for the execution to end (Lambda's
-        # synchronous limit is 15 minutes; spec 7.4 leaves longer waits unconfirmed).
+        # synchronous limit is 15 minutes; docs/protocol.md#choices).
         DURASCOPE_SYNC_INVOKE_TIMEOUT=900.0,
     )
     app.config.update(config)

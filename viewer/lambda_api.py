@@ -1,8 +1,8 @@
-"""The Lambda-compatible REST API (spec section 7), so boto3 and the AWS CLI work unchanged.
+"""The Lambda-compatible REST API (docs/protocol.md#rest-api), so boto3 and the AWS CLI work unchanged.
 
 Routing is done here on the **raw, percent-encoded** request path, not by Flask's URL
 map: durable-execution ARNs and CallbackIds contain ``/`` (botocore sends it as
-``%2F``), and a decoded path cannot be split safely (spec pitfall 15). A
+``%2F``), and a decoded path cannot be split safely (docs/protocol.md#rest-api). A
 ``before_app_request`` hook claims every path under ``/2015-03-31/`` and
 ``/2025-12-01/``; anything there that is not an operation gets an AWS-shaped 404.
 If a server gives no raw URI (``RAW_URI``/``REQUEST_URI``), or a client sends ``/``
@@ -57,10 +57,10 @@ DURABLE_VERSION = "2025-12-01"
 PREFIXES = (f"/{INVOKE_VERSION}/", f"/{DURABLE_VERSION}/")
 
 MIB = 1024 * 1024
-SYNC_PAYLOAD_LIMIT = 6 * MIB  # Invoke RequestResponse (spec 7.4)
+SYNC_PAYLOAD_LIMIT = 6 * MIB  # Invoke RequestResponse (docs/protocol.md#rest-api)
 ASYNC_PAYLOAD_LIMIT = 1 * MIB  # Invoke Event
 BODY_LIMIT = 6 * MIB  # every other body
-# A checkpoint may carry an EXECUTION result of up to 6 MiB (spec 2.2) plus the envelope.
+# A checkpoint may carry an EXECUTION result of up to 6 MiB (docs/protocol.md#return-envelope) plus the envelope.
 CHECKPOINT_BODY_LIMIT = 7 * MIB
 
 EXECUTION_ACTIONS = frozenset({"checkpoint", "state", "history", "stop", "pause", "resume"})
@@ -249,7 +249,7 @@ def _json_body(limit: int = BODY_LIMIT) -> dict[str, Any] | None:
 
 
 def _error_body() -> ErrorObject | None:
-    """Stop and callback-failure bodies: a bare ErrorObject, optional (spec 7.2, pitfall 21)."""
+    """Stop and callback-failure bodies: a bare ErrorObject, optional (docs/protocol.md#rest-api)."""
     obj = _json_body()
     if not obj:
         return None
@@ -439,7 +439,7 @@ def invoke(function: str) -> Response:
     if summary.status == "SUCCEEDED":
         body = summary.result if summary.result is not None else "null"
         return Response(body.encode("utf-8"), status=200, headers=headers, mimetype="application/json")
-    # Spec 7.4 (unconfirmed): failed/timed-out/stopped → 200, Unhandled, Lambda's error body.
+    # docs/protocol.md#rest-api (unconfirmed): failed/timed-out/stopped → 200, Unhandled, Lambda's error body.
     err = summary.error or {}
     out: dict[str, Any] = {
         "errorType": err.get("ErrorType") or f"DurableExecution.{summary.status}",
@@ -587,7 +587,7 @@ def list_by_function(function: str) -> Response:
 
 
 def callback_succeed(callback_id: str) -> Response:
-    # Raw body bytes are the result, stored verbatim (spec pitfall 21); the control
+    # Raw body bytes are the result, stored verbatim (docs/protocol.md#rest-api); the control
     # plane enforces the 1 MiB limit and refuses NUL characters.
     data = _body(BODY_LIMIT)
     get_durascope(current_app).control.callback_complete(callback_id, True, result=data or None)

@@ -16,12 +16,12 @@
 Each public method is one write transaction: lock the execution's ``engine_state``
 row, check, decide the events, append them and fold them into the projections
 (``recorder.store``), then commit. Nothing is applied before every update of a
-checkpoint has been validated, so a rejected request changes nothing (invariant 8).
+checkpoint has been validated, so a rejected request changes nothing (docs/protocol.md#invariants, 8).
 After commit, listeners (the local engine) are told which executions want an
 invocation and when the next timer is due; the database stays the truth and a
 restarted engine recovers the same work from it.
 
-Choices the spec leaves open (spec section 10), kept here so they are easy to change:
+Choices AWS leaves open (docs/protocol.md#choices), kept here so they are easy to change:
 
 * Execution events carry the EXECUTION op Id and the execution name as ``Name``.
 * ``RetryDetails {CurrentAttempt: n}`` on every StepSucceeded/StepFailed.

@@ -4,7 +4,7 @@ The database holds every due time and every owed invocation; this class only kee
 the process busy with them. Commits tell it (through the control plane's listener)
 which executions want an invocation and when the next timer is due; APScheduler
 wakes it at that time; a periodic sweep picks up work that other processes wrote
-and, after a restart, everything overdue fires at once (DESIGN invariant 6).
+and, after a restart, everything overdue fires at once (docs/protocol.md#invariants, 6).
 
 Faults it rides out (issue 16, ``tests/reliability/``):
 

@@ -3,7 +3,7 @@
 It hands the SDK a ``DurableExecutionInvocationInputWithClient`` whose service client
 calls the control plane directly (no HTTP), and maps control-plane errors to the SDK's
 ``CheckpointError``/``GetExecutionStateError`` exactly as botocore errors would be
-mapped, so the SDK classifies retries the same way on both paths (spec 2.1).
+mapped, so the SDK classifies retries the same way on both paths (docs/protocol.md#invocation-event).
 This is the fast path; it shares the process (and ``os.environ``) with the engine, so
 per-function environment variables and timeouts need worker processes.
 ``recorder.engine.processes`` runs the same ``run_handler`` in child interpreters.

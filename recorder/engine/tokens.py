@@ -1,4 +1,4 @@
-"""Checkpoint tokens, callback ids and state markers: opaque, standard base64 (pitfall 22).
+"""Checkpoint tokens, callback ids and state markers: opaque, standard base64 (docs/protocol.md#tokens).
 
 A token names (execution, invocation, sequence) plus a random nonce; it is valid
 only while it equals the one stored in ``engine_state``, so the store, not a secret

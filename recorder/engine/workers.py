@@ -52,7 +52,7 @@ WORKER_SEEN_SECONDS = 5.0
 
 
 def invocation_event(inv: InvocationInput) -> dict[str, Any]:
-    """The Lambda event of a durable invocation (spec 2.1; timestamps in epoch ms)."""
+    """The Lambda event of a durable invocation (docs/protocol.md#invocation-event; timestamps in epoch ms)."""
     return {
         "DurableExecutionArn": inv.arn,
         "CheckpointToken": inv.token,

@@ -1,7 +1,7 @@
 """The delivery outbox: ``webhook_deliveries`` rows and the statements the dispatcher runs on them.
 
 * ``fan_out``  status changes after each subscription's position -> one pending row per
-               match, and the new position, in one transaction (invariant 5). A disabled
+               match, and the new position, in one transaction (docs/protocol.md#invariants, 5). A disabled
                subscription is fanned out too: what it misses waits for it, and survives
                the retention purge of the executions.
 * ``claim``    due rows that are the earliest pending one of their (subscription,

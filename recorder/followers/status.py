@@ -1,4 +1,4 @@
-"""Status-change notifications derived from the log (spec section 8).
+"""Status-change notifications derived from the log (docs/protocol.md#status-changes).
 
 One notification per ``ExecutionStarted`` (RUNNING) and per terminal execution event
 (SUCCEEDED, FAILED, TIMED_OUT, STOPPED), read from ``events`` in global position
@@ -78,7 +78,7 @@ class StatusChange:
         return function_arn(settings.region, settings.account_id, self.function_name, self.function_version)
 
     def to_event(self, settings: Settings) -> dict[str, Any]:
-        """The EventBridge event Lambda publishes for this change (spec section 8)."""
+        """The EventBridge event Lambda publishes for this change (docs/protocol.md#status-changes)."""
         detail: dict[str, Any] = {
             "durableExecutionArn": self.arn,
             "durableExecutionName": self.name,

@@ -1,4 +1,4 @@
-"""History events in the AWS GetDurableExecutionHistory shape (spec section 6).
+"""History events in the AWS GetDurableExecutionHistory shape (docs/protocol.md#history-events).
 
 ``NewEvent`` is what the control plane decides to append; ``recorder.store.log``
 numbers and stores it, ``recorder.store.projector`` folds it into the projections.

@@ -176,7 +176,7 @@ class ReferenceBackend:
         resp = self._runners[arn].get_execution_history(arn, include_execution_data=True)
         events = resp.to_dict()["Events"]
         for e in events:
-            # Known gap of the test backend (spec 6.5): it drops these details.
+            # Known gap of the test backend (docs/protocol.md#history-events): it drops these details.
             if e.get("EventType") == "InvocationCompleted":
                 e.setdefault("InvocationCompletedDetails", {})
         return events
