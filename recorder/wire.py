@@ -67,8 +67,12 @@ class ErrorObject:
             raise _bad(f"{where}.StackTrace must be a list of strings")
         if raw.get("ErrorType") is not None and not ERROR_TYPE_RE.fullmatch(raw["ErrorType"]):
             raise _bad(f"{where}.ErrorType must be at most 256 characters, without NUL (U+0000)")
-        err = cls(raw.get("ErrorMessage"), raw.get("ErrorType"), raw.get("ErrorData"),
-                  tuple(trace) if trace is not None else None)
+        err = cls(
+            raw.get("ErrorMessage"),
+            raw.get("ErrorType"),
+            raw.get("ErrorData"),
+            tuple(trace) if trace is not None else None,
+        )
         if len(json.dumps(err.to_dict())) > MAX_ERROR:
             raise _bad(f"{where} is larger than {MAX_ERROR} bytes")
         return err
@@ -204,6 +208,7 @@ def parse_updates(raw: Any) -> list[Update]:
 
 
 # --- operations back to the wire --------------------------------------------------
+
 
 # Timestamp renderings: the invocation event takes epoch ms, REST takes epoch
 # seconds, the in-process SDK client takes aware datetimes (docs/protocol.md#invocation-event).

@@ -6,9 +6,8 @@ import json
 import re
 import uuid
 
-
-from tests.conftest import register
 from recorder.api import Durascope
+from tests.conftest import register
 from viewer import create_app
 
 ISO_S = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")

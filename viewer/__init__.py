@@ -25,8 +25,9 @@ from recorder.config import Settings
 HARD_BODY_LIMIT = 64 * 1024 * 1024
 
 
-def create_app(settings: Settings | None = None, durascope: Durascope | None = None,
-               bind_host: str | None = None, **config: Any) -> Flask:
+def create_app(
+    settings: Settings | None = None, durascope: Durascope | None = None, bind_host: str | None = None, **config: Any
+) -> Flask:
     """Build the app. Without ``durascope`` one is opened on ``settings`` *without* an
     engine (API only; another process runs invocations and timers); ``run_server``
     passes one that runs the engine. Whoever passes a Durascope closes it; one opened
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, durascope: Durascope | None = N
     app.register_blueprint(lambda_api.bp)
     app.register_blueprint(runtime_api.bp)
     from viewer import feed  # status-change feed and webhooks admin
+
     app.register_blueprint(feed.bp)
     app.register_blueprint(pages.bp)
     from viewer import access, login

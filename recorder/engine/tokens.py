@@ -40,7 +40,9 @@ def parse_state_marker(marker: str, token: str) -> int:
             raise ValueError("out of range")
         return seq
     except (ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise InvalidParameterValueException("Invalid Marker: it is unknown or belongs to another checkpoint token") from exc
+        raise InvalidParameterValueException(
+            "Invalid Marker: it is unknown or belongs to another checkpoint token"
+        ) from exc
 
 
 def history_marker(position: int) -> str:
