@@ -27,16 +27,16 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recorder.api import Durascope  # noqa: E402
-from recorder.synthetic import synthetic  # noqa: E402
-from recorder.transfer import import_histories, parse_history  # noqa: E402
-from viewer import create_app  # noqa: E402
+from recorder.api import Durascope
+from recorder.synthetic import synthetic
+from recorder.transfer import import_histories, parse_history
+from viewer import create_app
 
 PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 FUNCTION = "busy"
 
 
-def timed(client, url: str, runs: int = 5) -> tuple[float, float, int, int]:  # type: ignore[no-untyped-def]
+def timed(client, url: str, runs: int = 5) -> tuple[float, float, int, int]:
     client.get(url)  # warm: the first request also loads templates
     samples, size, status = [], 0, 0
     for _ in range(runs):
@@ -47,25 +47,25 @@ def timed(client, url: str, runs: int = 5) -> tuple[float, float, int, int]:  # 
     return statistics.median(samples), max(samples), size, status
 
 
-def _import(ds: Durascope, batch: list) -> None:  # type: ignore[type-arg]
+def _import(ds: Durascope, batch: list) -> None:
     # Other work on this machine may restart PostgreSQL: retry the batch (one transaction).
     for attempt in range(10):
         try:
             import_histories(ds.db, batch)
             return
-        except Exception as exc:  # noqa: BLE001 - DatabaseUnavailable or the driver's OperationalError
+        except Exception as exc:
             if attempt == 9 or "connection" not in str(exc).lower() and "unavailable" not in str(exc).lower():
                 raise
             print(f"  batch retried after: {str(exc).splitlines()[0][:100]}", flush=True)
             time.sleep(3)
 
 
-def _retrying(what, attempts: int = 20):  # type: ignore[no-untyped-def]
+def _retrying(what, attempts: int = 20):
     """``what()``, again while PostgreSQL is being restarted by other work on the machine."""
     for attempt in range(attempts):
         try:
             return what()
-        except Exception as exc:  # noqa: BLE001 - the driver's and SQLAlchemy's connection errors
+        except Exception as exc:
             if attempt == attempts - 1 or not any(w in str(exc).lower() for w in ("connect", "shutting down")):
                 raise
             time.sleep(3)
@@ -119,20 +119,27 @@ def run(db: str, executions: int, functions: int, keep_url: str | None = None) -
         if db == "postgresql":
             with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as c:
                 c.execute("ANALYZE")
-        print(f"[{db}] seeded {executions:,} executions ({-(-executions // functions):,} of {FUNCTION}) "
-              f"in {load:.0f} s", flush=True)
+        print(
+            f"[{db}] seeded {executions:,} executions ({-(-executions // functions):,} of {FUNCTION}) in {load:.0f} s",
+            flush=True,
+        )
         client = create_app(durascope=ds).test_client()
         hour = executions // 23  # the executions of the last hour (they are spread over 23 hours)
-        for label, url_path in (("function page", f"/functions/{FUNCTION}"),
-                                ("stats twin", f"/api/v1/functions/{FUNCTION}/stats"),
-                                (f"twin, 1 h (~{hour:,})", f"/api/v1/functions/{FUNCTION}/stats?since=1h"),
-                                ("cost twin", f"/api/v1/functions/{FUNCTION}/cost"),
-                                ("functions index", "/functions"),
-                                ("index twin", "/api/v1/functions")):
+        for label, url_path in (
+            ("function page", f"/functions/{FUNCTION}"),
+            ("stats twin", f"/api/v1/functions/{FUNCTION}/stats"),
+            (f"twin, 1 h (~{hour:,})", f"/api/v1/functions/{FUNCTION}/stats?since=1h"),
+            ("cost twin", f"/api/v1/functions/{FUNCTION}/cost"),
+            ("functions index", "/functions"),
+            ("index twin", "/api/v1/functions"),
+        ):
             median, worst, size, status = timed(client, url_path)
             verdict = "under 1 s" if worst < 1000 else "OVER 1 s"
-            print(f"[{db}] {label:20} {url_path:46} median {median:7.1f} ms  worst {worst:7.1f} ms  "
-                  f"{size / 1024:7.1f} KiB  HTTP {status}  ({verdict})", flush=True)
+            print(
+                f"[{db}] {label:20} {url_path:46} median {median:7.1f} ms  worst {worst:7.1f} ms  "
+                f"{size / 1024:7.1f} KiB  HTTP {status}  ({verdict})",
+                flush=True,
+            )
         one, five, fifteen = os.getloadavg()
         print(f"[{db}] load average {one:.2f}, {five:.2f}, {fifteen:.2f} on {os.cpu_count()} CPUs", flush=True)
     finally:
