@@ -27,8 +27,7 @@ class Price:
 # transcriptions of that page (one dated 2026-09-20, whose example is 1M executions x 4
 # durable operations = $32), so each says so in its source.
 _LAMBDA = "https://aws.amazon.com/lambda/pricing/"
-_UNCONFIRMED = (" (not read on that page: as transcribed from it by third parties, 2026-09; "
-                "check before relying on it)")
+_UNCONFIRMED = " (not read on that page: as transcribed from it by third parties, 2026-09; check before relying on it)"
 PRICES: dict[str, Price] = {
     "lambdaRequest": Price(0.20 / 1_000_000, "request", _LAMBDA),
     "lambdaGbSecond": Price(0.0000166667, "GB-second (x86)", _LAMBDA),

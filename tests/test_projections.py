@@ -23,8 +23,9 @@ TABLES = {
 
 def snapshot(ds: Durascope) -> dict[str, list[tuple[Any, ...]]]:
     with ds.db.read() as s:
-        return {t: [tuple(r) for r in s.execute(text(f"SELECT * FROM {t} ORDER BY {order}"))]
-                for t, order in TABLES.items()}
+        return {
+            t: [tuple(r) for r in s.execute(text(f"SELECT * FROM {t} ORDER BY {order}"))] for t, order in TABLES.items()
+        }
 
 
 def test_rebuild_gives_identical_rows(ds: Durascope) -> None:
@@ -64,7 +65,9 @@ def test_retention_purge_runs_from_its_timer(ds: Durascope) -> None:
     ds.wait(arn, 30)
     eid = arn.rsplit("/", 1)[1]
     with ds.db.read() as s:
-        due = s.execute(text("SELECT due_ms FROM timers WHERE execution_id = :e AND kind = 'purge'"), {"e": eid}).scalar()
+        due = s.execute(
+            text("SELECT due_ms FROM timers WHERE execution_id = :e AND kind = 'purge'"), {"e": eid}
+        ).scalar()
         end = s.execute(text("SELECT end_ms FROM executions WHERE execution_id = :e"), {"e": eid}).scalar()
     assert due == end + 86_400_000
     with ds.db.write() as conn:  # a day passes

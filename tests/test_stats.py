@@ -33,9 +33,16 @@ def _percentile(values: list[float], p: float) -> float:
 
 def _run_pipeline(ds: Durascope) -> dict[str, str]:
     register(ds, "pipeline", "th_stats:pipeline")
-    arns = {kind: ds.start("pipeline", json.dumps(event), name=kind) for kind, event in (
-        ("plain", {}), ("retry", {"retry": True}), ("fail", {"fail": True}), ("answered", {"callback": True}),
-        ("waiting", {"callback": True}))}
+    arns = {
+        kind: ds.start("pipeline", json.dumps(event), name=kind)
+        for kind, event in (
+            ("plain", {}),
+            ("retry", {"retry": True}),
+            ("fail", {"fail": True}),
+            ("answered", {"callback": True}),
+            ("waiting", {"callback": True}),
+        )
+    }
     for kind in ("plain", "retry", "fail"):
         ds.wait(arns[kind], 60)
 
@@ -56,8 +63,13 @@ def _step_rows(ds: Durascope) -> list[Any]:
 
         from recorder.store.models import Operation
 
-        return list(s.execute(select(Operation.name, Operation.start_ms, Operation.end_ms, Operation.attempt,
-                                     Operation.status).where(Operation.type == "STEP")))
+        return list(
+            s.execute(
+                select(Operation.name, Operation.start_ms, Operation.end_ms, Operation.attempt, Operation.status).where(
+                    Operation.type == "STEP"
+                )
+            )
+        )
 
 
 def test_statistics_of_real_runs(ds: Durascope) -> None:
@@ -78,8 +90,12 @@ def test_statistics_of_real_runs(ds: Durascope) -> None:
     assert by_name["parse"].p95_ms is not None and by_name["parse"].p95_ms >= 1000  # the retry waited 1 s
 
     # Active time: the InvocationCompleted durations; invocations: every one of them.
-    invocations = [e["InvocationCompletedDetails"] for arn in arns.values() for e in ds.history(arn)
-                   if e["EventType"] == "InvocationCompleted"]
+    invocations = [
+        e["InvocationCompletedDetails"]
+        for arn in arns.values()
+        for e in ds.history(arn)
+        if e["EventType"] == "InvocationCompleted"
+    ]
     active = sum(round((d["EndTimestamp"] - d["StartTimestamp"]) * 1000) for d in invocations)
     assert abs(st.active_ms - active) <= len(invocations)  # the history renders seconds; rounding only
     assert st.invocations == len(invocations)
@@ -100,21 +116,60 @@ def _timed_history(function: str, i: int, step_ms: list[int]) -> dict[str, Any]:
     eid = f"e{i:08d}"
     arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function}:$LATEST/durable-execution/{eid}/{eid}"
     t = T0 + i
-    events: list[dict[str, Any]] = [{"EventType": "ExecutionStarted", "EventId": 1, "Id": eid, "EventTimestamp": t,
-                                     "ExecutionStartedDetails": {"Input": {"Payload": "{}", "Truncated": False},
-                                                                                 "ExecutionTimeout": 3600}}]
+    events: list[dict[str, Any]] = [
+        {
+            "EventType": "ExecutionStarted",
+            "EventId": 1,
+            "Id": eid,
+            "EventTimestamp": t,
+            "ExecutionStartedDetails": {"Input": {"Payload": "{}", "Truncated": False}, "ExecutionTimeout": 3600},
+        }
+    ]
     for n, ms in enumerate(step_ms):
         op = f"{n:064x}"
-        events.append({"EventType": "StepStarted", "SubType": "Step", "EventId": len(events) + 1, "Id": op,
-                       "Name": "work", "EventTimestamp": t, "StepStartedDetails": {}})
+        events.append(
+            {
+                "EventType": "StepStarted",
+                "SubType": "Step",
+                "EventId": len(events) + 1,
+                "Id": op,
+                "Name": "work",
+                "EventTimestamp": t,
+                "StepStartedDetails": {},
+            }
+        )
         t += ms / 1000
-        events.append({"EventType": "StepSucceeded", "SubType": "Step", "EventId": len(events) + 1, "Id": op,
-                       "Name": "work", "EventTimestamp": t, "StepSucceededDetails": {
-                           "Result": {"Payload": "1", "Truncated": False}, "RetryDetails": {"CurrentAttempt": 1}}})
-    events.append({"EventType": "InvocationCompleted", "EventId": len(events) + 1, "EventTimestamp": t,
-                   "InvocationCompletedDetails": {"StartTimestamp": T0 + i, "EndTimestamp": t, "RequestId": "r"}})
-    events.append({"EventType": "ExecutionSucceeded", "EventId": len(events) + 1, "Id": eid, "EventTimestamp": t,
-                   "ExecutionSucceededDetails": {"Result": {"Payload": "1", "Truncated": False}}})
+        events.append(
+            {
+                "EventType": "StepSucceeded",
+                "SubType": "Step",
+                "EventId": len(events) + 1,
+                "Id": op,
+                "Name": "work",
+                "EventTimestamp": t,
+                "StepSucceededDetails": {
+                    "Result": {"Payload": "1", "Truncated": False},
+                    "RetryDetails": {"CurrentAttempt": 1},
+                },
+            }
+        )
+    events.append(
+        {
+            "EventType": "InvocationCompleted",
+            "EventId": len(events) + 1,
+            "EventTimestamp": t,
+            "InvocationCompletedDetails": {"StartTimestamp": T0 + i, "EndTimestamp": t, "RequestId": "r"},
+        }
+    )
+    events.append(
+        {
+            "EventType": "ExecutionSucceeded",
+            "EventId": len(events) + 1,
+            "Id": eid,
+            "EventTimestamp": t,
+            "ExecutionSucceededDetails": {"Result": {"Payload": "1", "Truncated": False}},
+        }
+    )
     return {"DurableExecutionArn": arn, "Events": events}
 
 
@@ -181,8 +236,10 @@ def test_step_names_are_escaped(ds: Durascope) -> None:
             e["Name"] = name
     import_histories(ds.db, [parse_history(doc, "t")])
     client = create_app(durascope=ds).test_client()
-    page = client.get(f"/functions/escapes?since={int(T0 * 1000) - 1}&until={int(T0 * 1000) + 60_000}",
-                      headers={"Accept": "text/html"}).get_data(as_text=True)
+    page = client.get(
+        f"/functions/escapes?since={int(T0 * 1000) - 1}&until={int(T0 * 1000) + 60_000}",
+        headers={"Accept": "text/html"},
+    ).get_data(as_text=True)
     assert name not in page and "&lt;img src=x" in page
 
 
@@ -193,9 +250,10 @@ def _stats_rows(ds: Durascope) -> tuple[list[Any], list[Any]]:
     from sqlalchemy import text
 
     with ds.db.read() as s:
-        return ([tuple(r) for r in s.execute(text("SELECT * FROM step_runs ORDER BY execution_id, op_id"))],
-                [tuple(r) for r in s.execute(text(
-                    "SELECT execution_id, active_ms FROM executions ORDER BY execution_id"))])
+        return (
+            [tuple(r) for r in s.execute(text("SELECT * FROM step_runs ORDER BY execution_id, op_id"))],
+            [tuple(r) for r in s.execute(text("SELECT execution_id, active_ms FROM executions ORDER BY execution_id"))],
+        )
 
 
 def test_step_runs_and_active_time_come_back_from_the_log(ds: Durascope) -> None:
@@ -214,8 +272,7 @@ def test_step_runs_and_active_time_come_back_from_the_log(ds: Durascope) -> None
     live = function_stats(ds.db, "pipeline", window)
     steps, active = _stats_rows(ds)
     # One row per STEP operation, as the operations say, and every execution invoked for a while.
-    assert sorted((r[0], r[1]) for r in steps) == sorted(
-        (r.execution_id, r.op_id) for r in _step_keys(ds))
+    assert sorted((r[0], r[1]) for r in steps) == sorted((r.execution_id, r.op_id) for r in _step_keys(ds))
     assert {"fetch", "parse"} <= {r[4] for r in steps} and all(ms > 0 for _, ms in active)
 
     with ds.db.write() as conn:

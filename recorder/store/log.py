@@ -20,8 +20,8 @@ from sqlalchemy import Connection, delete, insert, select
 from recorder.store.events import NewEvent, StoredEvent, compact_json
 from recorder.store.models import (
     Callback,
-    ErrorOccurrence,
     EngineState,
+    ErrorOccurrence,
     Event,
     Execution,
     LogLine,
@@ -111,8 +111,9 @@ def _insert_returning_positions(raw: Raw, rows: list[dict[str, Any]]) -> list[in
     for i, r in enumerate(rows):
         values.append("(" + ", ".join(f":{c}{i}" for c in _EVENT_COLS) + ")")
         params.update({f"{c}{i}": r[c] for c in _EVENT_COLS})
-    returned = raw.all(f"INSERT INTO events ({', '.join(_EVENT_COLS)}) VALUES {', '.join(values)} RETURNING position",
-                       params)
+    returned = raw.all(
+        f"INSERT INTO events ({', '.join(_EVENT_COLS)}) VALUES {', '.join(values)} RETURNING position", params
+    )
     # Rows of one INSERT take consecutive positions in VALUES order (appends are
     # serialized), so the sorted positions line up with the rows.
     return sorted(r[0] for r in returned)

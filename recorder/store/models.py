@@ -88,8 +88,15 @@ class Execution(Base):
         Index("ix_executions_start", "start_ms", "execution_id"),
         Index("ix_executions_status_start", "status", "start_ms"),
         Index("ix_executions_function_start", "function_name", "start_ms"),
-        Index("ix_executions_function_stats", "function_name", "start_ms", "status", "end_ms", "invocation_count",
-              "active_ms"),
+        Index(
+            "ix_executions_function_stats",
+            "function_name",
+            "start_ms",
+            "status",
+            "end_ms",
+            "invocation_count",
+            "active_ms",
+        ),
     )
 
     execution_id: Mapped[str] = mapped_column(String(64), primary_key=True)

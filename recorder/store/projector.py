@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, delete, select
 
-from recorder.store.events import StoredEvent
 from recorder.store.error_index import KINDS, occurrence
+from recorder.store.events import StoredEvent
 from recorder.store.models import ErrorOccurrence, Event, table_of
 from recorder.store.projections import HANDLERS, execution_started
 from recorder.store.workset import CALLBACKS, EXECUTIONS, OPERATIONS, STEP_RUNS, TIMERS, Workset

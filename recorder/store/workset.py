@@ -193,10 +193,16 @@ _UPSERT_STEP_RUN = (
 
 def step_run(op: OpRow, execution: ExecRow) -> dict[str, Any]:
     """The ``step_runs`` row of a STEP operation (the migration's backfill computes the same in SQL)."""
-    return {"execution_id": op.execution_id, "op_id": op.op_id, "function_name": execution.function_name,
-            "exec_start_ms": execution.start_ms, "name": op.name,
-            "duration_ms": None if op.end_ms is None else op.end_ms - op.start_ms,
-            "retries": max(0, op.attempt - 1), "failed": 1 if op.status == "FAILED" else 0}
+    return {
+        "execution_id": op.execution_id,
+        "op_id": op.op_id,
+        "function_name": execution.function_name,
+        "exec_start_ms": execution.start_ms,
+        "name": op.name,
+        "duration_ms": None if op.end_ms is None else op.end_ms - op.start_ms,
+        "retries": max(0, op.attempt - 1),
+        "failed": 1 if op.status == "FAILED" else 0,
+    }
 
 
 class Workset:
@@ -236,7 +242,7 @@ class Workset:
             return None
         n = len(EXEC_COLS)
         ex = self._loaded("exec", ExecRow, row[:n])
-        st = self._loaded("state", StateRow, row[n:n + len(STATE_COLS)])
+        st = self._loaded("state", StateRow, row[n : n + len(STATE_COLS)])
         self._execs[execution_id] = ex
         self._states[execution_id] = st
         self._locked[execution_id] = (ex, st, row[-1])
@@ -262,8 +268,9 @@ class Workset:
         if missing:
             params: dict[str, Any] = {"eid": execution_id}
             in_list = placeholders("i", missing, params)
-            for row in self.raw.all(f"SELECT {_OP_SELECT} FROM operations WHERE execution_id = :eid "
-                                    f"AND op_id IN ({in_list})", params):
+            for row in self.raw.all(
+                f"SELECT {_OP_SELECT} FROM operations WHERE execution_id = :eid AND op_id IN ({in_list})", params
+            ):
                 op = self._loaded("op", OpRow, row)
                 self._ops[(execution_id, op.op_id)] = op
             for i in missing:
@@ -282,7 +289,6 @@ class Workset:
             row = self.raw.one(_SELECT_CB, {"cb": callback_id})
             self._cbs[callback_id] = self._loaded("cb", CallbackRow, row) if row else None
         return self._cbs[callback_id]
-
 
     # --- changes ----------------------------------------------------------------------
 
@@ -357,8 +363,7 @@ class Workset:
     @property
     def dirty(self) -> bool:
         """Whether ``flush`` has anything to write."""
-        return (any(self._new.values()) or any(self._dirty.values()) or bool(self._timers)
-                or bool(self._clear_timers))
+        return any(self._new.values()) or any(self._dirty.values()) or bool(self._timers) or bool(self._clear_timers)
 
     def flush(self) -> None:
         """Write every change of this transaction (nothing here reads a result back, so on
@@ -393,8 +398,11 @@ class Workset:
         for execution_id in self._clear_timers:
             raw.run(_DELETE_TIMERS_OF, {"execution_id": execution_id})
         deletes = [{"execution_id": k[0], "kind": k[1], "op_id": k[2]} for k, v in self._timers.items() if v is None]
-        upserts = [{"execution_id": k[0], "kind": k[1], "op_id": k[2], "due_ms": v}
-                   for k, v in self._timers.items() if v is not None]
+        upserts = [
+            {"execution_id": k[0], "kind": k[1], "op_id": k[2], "due_ms": v}
+            for k, v in self._timers.items()
+            if v is not None
+        ]
         raw.many(_DELETE_TIMER, deletes)
         raw.many(_UPSERT_TIMER, upserts)
         raw.many(_UPSERT_STEP_RUN, steps)
