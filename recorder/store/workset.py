@@ -356,7 +356,7 @@ class Workset:
             changed = tuple(c for i, c in enumerate(cols) if c not in pk and (before is None or before[i] != now[i]))
             self._stored[key] = now
             if changed:
-                groups.setdefault(changed, []).append(dict(zip(cols, now)))
+                groups.setdefault(changed, []).append(dict(zip(cols, now, strict=True)))
         for changed, params in groups.items():
             self.raw.many(_update_for(kind, changed), params)
 
@@ -389,7 +389,7 @@ class Workset:
             if rows:
                 params = [_values(r, _COLS[kind]) for r in rows.values()]
                 raw.many(_INSERT[kind], params)
-                for r, p in zip(rows.values(), params):
+                for r, p in zip(rows.values(), params, strict=True):
                     self._stored[(kind, _key(kind, r))] = tuple(p.values())
         for kind in ("exec", "op", "cb", "state"):
             rows = self._dirty[kind]
