@@ -56,6 +56,7 @@ from recorder.api import Durascope
 from recorder.demo import SCENARIOS, Scenario, register_samples
 from recorder.engine.boundary import InvocationOutcome
 from recorder.followers import webhooks as wh
+from recorder.store.availability import DatabaseUnavailable
 from recorder.store.projector import rebuild
 
 PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -238,8 +239,12 @@ class Probe:
         token, i, renewed = self.inv.token, 0, time.monotonic()
         while not self.halt.wait(0.1):
             if time.monotonic() - renewed > 5:
-                self.ds.control.renew_lease(self.inv.execution_id, self.inv.request_id, "soak-probe")
-                renewed = time.monotonic()
+                try:
+                    self.ds.control.renew_lease(self.inv.execution_id, self.inv.request_id, "soak-probe")
+                    renewed = time.monotonic()
+                except DatabaseUnavailable:  # an outage: the probe waits it out, as the engines do
+                    self.errors += 1
+                    continue
             op = f"{i:064x}"
             updates = [
                 {"Id": op, "Type": "STEP", "Action": "START", "SubType": "Step", "Name": f"p{i}"},
