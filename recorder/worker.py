@@ -43,7 +43,8 @@ from typing import Any
 
 from recorder.engine.boundary import RESPONSE_LIMIT, RESPONSE_TOO_LARGE, FunctionSpec
 from recorder.engine.invoker import runtime_exited
-from recorder.engine.logs import InvocationLog
+from recorder.engine import logs as engine_logs
+from recorder.engine.logs import CapturedLine, InvocationLog
 from recorder.runtime_process import RuntimeProcess, RuntimeSpec
 from recorder.worker_backend import (
     Backend,
@@ -148,7 +149,7 @@ class RuntimeSlot:
             handler=cfg.lambda_handler, function_name=cfg.name, code_dir=cfg.code_dir or os.getcwd(),
             memory_mb=cfg.memory_mb, timeout=cfg.timeout, function_env=cfg.env,
             runtime_api=f"127.0.0.1:{self.port}", region=self.region, credentials=self.credentials,
-            engine_url=self.engine_url))
+            engine_url=self.engine_url, tagger=engine_logs.__file__))
         with self._lock:
             self._runtime = runtime
         threading.Thread(target=self._read_output, args=(runtime,), daemon=True).start()
@@ -183,8 +184,7 @@ class RuntimeSlot:
             if runtime is not None:
                 _keep(current.output, runtime.output.drain(final=True))
             sink = current.output
-            return RuntimeOutput([{"ts_ms": ln.ts_ms, "level": ln.level, "message": ln.message} for ln in sink.lines],
-                                 sink.dropped)
+            return RuntimeOutput([_relayed(ln) for ln in sink.lines], sink.dropped)
 
     def _supervise(self) -> None:
         # The runtime is started from this thread, which lives as long as the slot: the
@@ -337,7 +337,20 @@ class RuntimeSlot:
 
 def _keep(sink: InvocationLog, lines: list[dict[str, Any]]) -> None:
     for line in lines:
-        sink.add(line["level"], line["message"], ts=line["ts_ms"] / 1000)
+        sink.add(line["level"], line["message"], ts=line["ts_ms"] / 1000,
+                 tags=(line.get("operationId"), line.get("attempt"), bool(line.get("replay"))))
+
+
+def _relayed(ln: CapturedLine) -> dict[str, Any]:
+    """A line as the engine's logs endpoint takes it: tags only when there are some."""
+    line: dict[str, Any] = {"ts_ms": ln.ts_ms, "level": ln.level, "message": ln.message}
+    if ln.op_id is not None:
+        line["operationId"] = ln.op_id
+    if ln.attempt is not None:
+        line["attempt"] = ln.attempt
+    if ln.replay:
+        line["replay"] = True
+    return line
 
 
 class _QuietServer(ThreadingHTTPServer):

@@ -18,11 +18,13 @@ from typing import Any, Protocol
 from recorder.engine.boundary import FunctionSpec
 from recorder.engine.logs import MAX_BYTES, MAX_LINES, CapturedLine, InvocationLog
 from recorder.httpclient import EngineConnections
+from recorder.runtime_process import parse_tags
 from recorder.sigv4 import sign_headers
 
 # The largest body of one invocation's output an honest worker host sends: MAX_BYTES
-# characters (each up to 6 bytes once JSON-escaped) and MAX_LINES lines of framing.
-LOGS_BODY_LIMIT = 6 * MAX_BYTES + 128 * MAX_LINES
+# characters (each up to 6 bytes once JSON-escaped) and MAX_LINES lines of framing (time,
+# level and tags: an operation id is 64 characters).
+LOGS_BODY_LIMIT = 6 * MAX_BYTES + 256 * MAX_LINES
 
 
 class InsecureEngineURL(ValueError):
@@ -59,6 +61,7 @@ class Backend(Protocol):
     def next(self, function: str, worker: str, wait_seconds: float) -> Task | None: ...
     def respond(self, function: str, request_id: str, body: bytes) -> None: ...
     def fail(self, function: str, request_id: str, error: dict[str, Any]) -> None: ...
+    # Lines: {ts_ms, level, message} and, when known, operationId, attempt, replay.
     def logs(self, function: str, request_id: str, output: RuntimeOutput) -> None: ...
     def gone(self, request_ids: list[str], wait_seconds: float) -> list[str]: ...
 
@@ -182,7 +185,8 @@ def store_worker_logs(pool: Any, request_id: str, output: RuntimeOutput) -> bool
     for ln in output.lines:
         ts_ms = ln.get("ts_ms")
         sink.add(str(ln.get("level") or "STDOUT")[:16], str(ln.get("message") or ""),
-                 ts=ts_ms / 1000 if isinstance(ts_ms, (int, float)) and math.isfinite(ts_ms) else now)
+                 ts=ts_ms / 1000 if isinstance(ts_ms, (int, float)) and math.isfinite(ts_ms) else now,
+                 tags=parse_tags(ln.get("operationId"), ln.get("attempt"), ln.get("replay")))
     sink.dropped += max(0, output.dropped)
     captured: list[CapturedLine] = sink.finish()
     pool.control.store_logs(execution_id, request_id, captured)

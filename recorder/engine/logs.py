@@ -23,7 +23,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -55,8 +55,10 @@ class InvocationLog:
     root_context: object | None = None
 
     def add(self, level: str, message: str, logger: str | None = None, op_id: str | None = None,
-            ts: float | None = None) -> None:
-        running, attempt, replay = self._where()
+            ts: float | None = None, tags: tuple[str | None, int | None, bool] | None = None) -> None:
+        """``tags``: (operation, attempt, replay) as found where the line was written, for
+        lines relayed from another process (a worker's runtime); otherwise they are read here."""
+        running, attempt, replay = tags if tags is not None else self._where()
         with self._lock:
             if len(self.lines) >= MAX_LINES or self.size + len(message) > MAX_BYTES:
                 self.dropped += 1
@@ -237,6 +239,36 @@ def tag_with_sdk_state() -> None:
     wrap_user_function._durascope = True  # type: ignore[attr-defined]
     DurableContext.from_lambda_context = staticmethod(from_lambda_context)  # type: ignore[method-assign]
     ExecutionState.wrap_user_function = wrap_user_function  # type: ignore[method-assign]
+
+
+class _RelayedOutput(InvocationLog):
+    """A runtime process's whole output, handed on chunk by chunk with its tags, as it is
+    written (nothing is held back: a runtime may die mid-invocation)."""
+
+    def __init__(self, emit: Callable[[str, str, str | None, int | None, bool], None]) -> None:
+        super().__init__("", "")
+        self._emit = emit
+
+    def write_stream(self, stream: str, text: str) -> None:
+        op, attempt, replay = self._where()
+        self._emit(stream, text, op, attempt, replay)
+
+
+def relay(emit: Callable[[str, str, str | None, int | None, bool], None]) -> None:
+    """In a worker's runtime process (``recorder.runtime_process``): everything Python code
+    writes to stdout or stderr, in this thread and the threads it starts, goes to
+    ``emit(stream, text, operation id, attempt, replay)`` instead, tagged from the SDK's state
+    as in-process lines are. Logging is left to the runtime (``awslambdaric`` writes its
+    records to stdout, so they pass here too)."""
+    sink = _RelayedOutput(emit)
+    threading.Thread.start = _inheriting_start  # type: ignore[method-assign]
+    try:
+        tag_with_sdk_state()
+    except Exception:  # noqa: BLE001 - no SDK (or another one): lines go untagged
+        pass
+    _current.set(sink)
+    sys.stdout = _StreamProxy("STDOUT", sys.stdout)  # type: ignore[assignment]
+    sys.stderr = _StreamProxy("STDERR", sys.stderr)  # type: ignore[assignment]
 
 
 @contextlib.contextmanager
