@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from recorder.engine import logs as engine_logs
 from recorder.engine.boundary import RESPONSE_LIMIT, RESPONSE_TOO_LARGE, FunctionSpec
 from recorder.engine.invoker import runtime_exited
-from recorder.engine import logs as engine_logs
 from recorder.engine.logs import CapturedLine, InvocationLog
 from recorder.runtime_process import RuntimeProcess, RuntimeSpec
 from recorder.worker_backend import (

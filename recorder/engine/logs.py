@@ -262,10 +262,8 @@ def relay(emit: Callable[[str, str, str | None, int | None, bool], None]) -> Non
     records to stdout, so they pass here too)."""
     sink = _RelayedOutput(emit)
     threading.Thread.start = _inheriting_start  # type: ignore[method-assign]
-    try:
+    with contextlib.suppress(Exception):  # no SDK (or another one): lines go untagged
         tag_with_sdk_state()
-    except Exception:  # noqa: BLE001 - no SDK (or another one): lines go untagged
-        pass
     _current.set(sink)
     sys.stdout = _StreamProxy("STDOUT", sys.stdout)  # type: ignore[assignment]
     sys.stderr = _StreamProxy("STDERR", sys.stderr)  # type: ignore[assignment]
