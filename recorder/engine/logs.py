@@ -11,7 +11,8 @@ own bookkeeping (``tag_with_sdk_state``): the operation whose user function was 
 (a step's id and attempt inside a step; a child context's id inside one), and whether the
 SDK was replaying completed operations or making progress. The handler runs from the start
 after every suspension, so plain ``print`` and ``logging`` lines repeat in each invocation;
-the replay tag is what lets the viewer hide those repeats.
+the replay tag is what lets the viewer hide those repeats. A worker's runtime process tags
+its output with the same hooks (``relay``, installed by ``recorder.runtime_process``).
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ class InvocationLog:
 
     def _where(self) -> tuple[str | None, int | None, bool]:
         """The operation running in the writing thread, its attempt, and whether the SDK is
-        replaying there. Lines added outside a handler's threads (a worker's relayed output)
-        carry no tags."""
+        replaying there. Lines added outside a handler's threads carry no tags (a worker's
+        relayed output brings its own, found in the runtime by ``relay``)."""
         if _current.get() is not self:
             return None, None, False
         op = _operation.get()
