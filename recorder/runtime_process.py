@@ -332,8 +332,11 @@ class Output:
         """Block until there is output or the end of it (which stays readable). ``poll``,
         not ``select``: an engine with many runtimes and connections has descriptors
         above ``select``'s 1,024."""
+        pipes = self._open()
+        if not pipes:
+            return
         poller = select.poll()
-        for p in self._open():
+        for p in pipes:
             poller.register(p.fd, select.POLLIN)
         poller.poll()
 
