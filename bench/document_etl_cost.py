@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recorder import cost  # noqa: E402
-from recorder.api import Durascope  # noqa: E402
-from recorder.store.sql import Raw  # noqa: E402
-from samples import document_etl  # noqa: E402
+from recorder import cost
+from recorder.api import Durascope
+from recorder.store.sql import Raw
+from samples import document_etl
 
 ARTICLE = {"lambdaDurableUsd": 0.044, "stepFunctionsStandardUsd": 0.207}
 FUNCTION = "document-etl"
@@ -33,9 +33,11 @@ FUNCTION = "document-etl"
 
 def _open_callbacks(ds: Durascope) -> list[str]:
     with ds.db.read() as s:
-        rows = Raw(s.connection()).all("SELECT c.callback_id FROM callbacks c JOIN executions e ON e.execution_id = "
-                                       "c.execution_id WHERE e.function_name = :f AND c.status = 'STARTED'",
-                                       {"f": FUNCTION})
+        rows = Raw(s.connection()).all(
+            "SELECT c.callback_id FROM callbacks c JOIN executions e ON e.execution_id = "
+            "c.execution_id WHERE e.function_name = :f AND c.status = 'STARTED'",
+            {"f": FUNCTION},
+        )
     return [r[0] for r in rows]
 
 
@@ -44,8 +46,10 @@ def run(runs: int, memory_mb: int, database_url: str) -> dict:
     try:
         ds.register_function(FUNCTION, "samples.document_etl:handler", code_dir=str(ROOT))
         started = time.time()
-        arns = [ds.start(FUNCTION, json.dumps(doc))
-                for doc in document_etl.bulk_inputs(runs, random.Random(7), approval_timeout_seconds=3600)]
+        arns = [
+            ds.start(FUNCTION, json.dumps(doc))
+            for doc in document_etl.bulk_inputs(runs, random.Random(7), approval_timeout_seconds=3600)
+        ]
         answered = 0
         deadline = time.monotonic() + 60 + runs
         while answered < runs:
@@ -63,8 +67,13 @@ def run(runs: int, memory_mb: int, database_url: str) -> dict:
         estimate = cost.function_cost(ds.db, FUNCTION, int(started * 1000) - 1, int(time.time() * 1000) + 1, table)
     finally:
         ds.close()
-    return {"runs": runs, "succeeded": statuses.count("SUCCEEDED"), "seconds": round(elapsed, 1),
-            "memoryMb": memory_mb, **estimate.to_json()}
+    return {
+        "runs": runs,
+        "succeeded": statuses.count("SUCCEEDED"),
+        "seconds": round(elapsed, 1),
+        "memoryMb": memory_mb,
+        **estimate.to_json(),
+    }
 
 
 def main() -> None:
@@ -80,12 +89,16 @@ def main() -> None:
         print(json.dumps(out, indent=2))
         return
     b = out["breakdown"]
-    print(f"{out['runs']:,} document ETL runs ({out['succeeded']:,} SUCCEEDED) in {out['seconds']} s, "
-          f"{out['memoryMb']} MB, prices of {out['pricesAsOf']}; {b['basis']}")
+    print(
+        f"{out['runs']:,} document ETL runs ({out['succeeded']:,} SUCCEEDED) in {out['seconds']} s, "
+        f"{out['memoryMb']} MB, prices of {out['pricesAsOf']}; {b['basis']}"
+    )
     print(f"{'':32}{'Durascope':>14}{'article':>12}")
     print(f"{'Lambda durable functions':32}{out['lambdaDurableUsd']:>14.4f}{ARTICLE['lambdaDurableUsd']:>12.3f}")
-    print(f"{'Step Functions Standard':32}{out['stepFunctionsStandardUsd']:>14.4f}"
-          f"{ARTICLE['stepFunctionsStandardUsd']:>12.3f}")
+    print(
+        f"{'Step Functions Standard':32}{out['stepFunctionsStandardUsd']:>14.4f}"
+        f"{ARTICLE['stepFunctionsStandardUsd']:>12.3f}"
+    )
     print("Lambda durable, per 1,000 runs:")
     for key, line in b["lambdaDurable"].items():
         print(f"  {key:28}{line['quantity']:>16,.6f}  ${line['usd']:.6f}")

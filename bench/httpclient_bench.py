@@ -62,9 +62,14 @@ def run_httpclient(port: int, requests: int, threads: int) -> None:
 def run_urllib3(port: int, requests: int, threads: int) -> None:
     import urllib3
 
-    pool = urllib3.HTTPConnectionPool("127.0.0.1", port, maxsize=threads, block=True,
-                                      retries=urllib3.Retry(total=1, read=0, status=0, redirect=0),
-                                      timeout=urllib3.Timeout(10.0))
+    pool = urllib3.HTTPConnectionPool(
+        "127.0.0.1",
+        port,
+        maxsize=threads,
+        block=True,
+        retries=urllib3.Retry(total=1, read=0, status=0, redirect=0),
+        timeout=urllib3.Timeout(10.0),
+    )
 
     def work(n: int) -> None:
         for _ in range(n):
@@ -88,12 +93,14 @@ CLIENTS = {"httpclient": run_httpclient, "urllib3": run_urllib3}
 
 def measure(client: str, port: int, requests: int, threads: int) -> tuple[float, float]:
     """(CPU µs per request, requests/s) of one client run in a fresh interpreter."""
-    code = (f"import sys, time, os; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'bench')!r})\n"
-            "import httpclient_bench as b\n"
-            f"b.CLIENTS[{client!r}]({port}, 200, {threads})\n"  # warm-up: imports, connections
-            "c0 = time.process_time(); w0 = time.perf_counter()\n"
-            f"b.CLIENTS[{client!r}]({port}, {requests}, {threads})\n"
-            "print(time.process_time() - c0, time.perf_counter() - w0)\n")
+    code = (
+        f"import sys, time, os; sys.path.insert(0, {str(ROOT)!r}); sys.path.insert(0, {str(ROOT / 'bench')!r})\n"
+        "import httpclient_bench as b\n"
+        f"b.CLIENTS[{client!r}]({port}, 200, {threads})\n"  # warm-up: imports, connections
+        "c0 = time.process_time(); w0 = time.perf_counter()\n"
+        f"b.CLIENTS[{client!r}]({port}, {requests}, {threads})\n"
+        "print(time.process_time() - c0, time.perf_counter() - w0)\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     cpu, wall = float(out[0]), float(out[1])
     return cpu / requests * 1e6, requests / wall
@@ -105,8 +112,13 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True,
-                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         assert server.stdout is not None
         port = int(server.stdout.readline())
@@ -117,12 +129,16 @@ def main() -> int:
                 cpu_us, rate = measure(name, port, args.requests, args.threads)
                 results[name].append((cpu_us, rate))
                 print(f"round {round_no + 1} {name:10} {cpu_us:7.1f} µs CPU/request  {rate:8.0f} requests/s")
-        med = {name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs))
-               for name, rs in results.items()}
+        med = {
+            name: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs))
+            for name, rs in results.items()
+        }
         for name, (cpu_us, rate) in med.items():
             print(f"median     {name:10} {cpu_us:7.1f} µs CPU/request  {rate:8.0f} requests/s")
-        print(f"urllib3 / httpclient: CPU {med['urllib3'][0] / med['httpclient'][0]:.2f}x, "
-              f"throughput {med['urllib3'][1] / med['httpclient'][1]:.2f}x; load average {os.getloadavg()[0]:.1f}")
+        print(
+            f"urllib3 / httpclient: CPU {med['urllib3'][0] / med['httpclient'][0]:.2f}x, "
+            f"throughput {med['urllib3'][1] / med['httpclient'][1]:.2f}x; load average {os.getloadavg()[0]:.1f}"
+        )
     finally:
         server.terminate()
         server.wait(10)

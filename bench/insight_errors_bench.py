@@ -26,11 +26,11 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recorder.api import Durascope  # noqa: E402
-from recorder.store.availability import DatabaseUnavailable  # noqa: E402
-from recorder.synthetic import T0, synthetic, synthetic_failure  # noqa: E402
-from recorder.transfer import import_histories, parse_history  # noqa: E402
-from viewer import create_app  # noqa: E402
+from recorder.api import Durascope
+from recorder.store.availability import DatabaseUnavailable
+from recorder.synthetic import T0, synthetic, synthetic_failure
+from recorder.transfer import import_histories, parse_history
+from viewer import create_app
 
 PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 FUNCTIONS = 20
@@ -43,7 +43,7 @@ MESSAGES = (
 )
 
 
-def timed(client, url: str, runs: int = 5) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
+def timed(client, url: str, runs: int = 5) -> tuple[float, int, int]:
     client.get(url)
     samples, size, status = [], 0, 0
     for _ in range(runs):
@@ -87,7 +87,7 @@ def _import(ds: Durascope, batch: list) -> None:
             return
         except DatabaseUnavailable as exc:
             print(f"batch retried: {exc.__cause__ or exc}", file=sys.stderr)
-            time.sleep(min(2 ** attempt, 10))
+            time.sleep(min(2**attempt, 10))
     raise RuntimeError("the database stayed unavailable")
 
 
@@ -108,17 +108,21 @@ def run(db: str, executions: int, failures: int) -> None:
         client = create_app(durascope=ds).test_client()
         groups = client.get("/api/v1/errors").get_json()
         one, five, fifteen = os.getloadavg()
-        print(f"\n{db}: loaded {executions:,} executions ({failures:,} failed, {groups['failures']:,} failure "
-              f"records in {len(groups['groups'])} groups) in {load:.0f} s; load average {one:.2f}, {five:.2f}, "
-              f"{fifteen:.2f} on {os.cpu_count()} CPUs")
+        print(
+            f"\n{db}: loaded {executions:,} executions ({failures:,} failed, {groups['failures']:,} failure "
+            f"records in {len(groups['groups'])} groups) in {load:.0f} s; load average {one:.2f}, {five:.2f}, "
+            f"{fifteen:.2f} on {os.cpu_count()} CPUs"
+        )
         print(f"{'request':<52} {'server ms (median of 5)':>24} {'bytes':>10}  goal")
         since = f"{int((T0 + executions * 5 / 2) * 1000)}"
-        for label, url_ in (("/errors", "/errors"),
-                            ("/api/v1/errors", "/api/v1/errors"),
-                            ("/errors?function=fn-7", "/errors?function=fn-7"),
-                            ("/api/v1/errors?since=(the second half)", f"/api/v1/errors?since={since}"),
-                            ("/search?q=declined (errors and log lines)", "/search?q=declined"),
-                            ("/api/v1/search?q=bank+answer", "/api/v1/search?q=bank+answer")):
+        for label, url_ in (
+            ("/errors", "/errors"),
+            ("/api/v1/errors", "/api/v1/errors"),
+            ("/errors?function=fn-7", "/errors?function=fn-7"),
+            ("/api/v1/errors?since=(the second half)", f"/api/v1/errors?since={since}"),
+            ("/search?q=declined (errors and log lines)", "/search?q=declined"),
+            ("/api/v1/search?q=bank+answer", "/api/v1/search?q=bank+answer"),
+        ):
             ms, size, status = timed(client, url_)
             goal = f"{'PASS' if ms < 1000 else 'MISS'} (< 1 s)" if "errors" in label.split("?")[0] else ""
             print(f"{label:<52} {ms:>24.1f} {size:>10,}  {goal} [{status}]")

@@ -51,7 +51,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-import workloads  # noqa: E402
+import workloads
 
 SYSTEMS = ["durascope-sqlite", "durascope-pg", "peer-memory", "peer-sqlite", "sdk-alone", "invoker-alone"]
 # Floors for what any engine could reach, not systems compared: run only when named.
@@ -215,9 +215,12 @@ class PeerSystem(System):
         # run_async returns once the execution is saved and its first invocation is
         # queued on the runner's invocation pool; W4 starts all 100 this way, then
         # waits for each in turn.
-        arns = [runner.run_async(input=payload, execution_timeout=int(RUN_TIMEOUT),
-                                 execution_name=f"bench-{uuid.uuid4().hex[:12]}")
-                for _ in range(spec["executions"])]
+        arns = [
+            runner.run_async(
+                input=payload, execution_timeout=int(RUN_TIMEOUT), execution_name=f"bench-{uuid.uuid4().hex[:12]}"
+            )
+            for _ in range(spec["executions"])
+        ]
         results = [runner.wait_for_result(arn, timeout=int(RUN_TIMEOUT)) for arn in arns]
         elapsed = time.perf_counter() - t0
         for r in results:
@@ -266,12 +269,14 @@ class SdkAloneSystem(_ReferenceSystem):
     name = "sdk-alone"
 
     class _NullClient:
-        def checkpoint(self, durable_execution_arn: str, checkpoint_token: str, updates: list[Any],
-                       client_token: str | None = None) -> Any:
+        def checkpoint(
+            self, durable_execution_arn: str, checkpoint_token: str, updates: list[Any], client_token: str | None = None
+        ) -> Any:
             from aws_durable_execution_sdk_python.lambda_service import CheckpointOutput
 
-            return CheckpointOutput.from_dict({"CheckpointToken": checkpoint_token,
-                                               "NewExecutionState": {"Operations": []}})
+            return CheckpointOutput.from_dict(
+                {"CheckpointToken": checkpoint_token, "NewExecutionState": {"Operations": []}}
+            )
 
         def get_execution_state(self, *args: Any, **kwargs: Any) -> Any:
             from aws_durable_execution_sdk_python.lambda_service import StateOutput
@@ -292,13 +297,22 @@ class SdkAloneSystem(_ReferenceSystem):
         execution_id = str(uuid.uuid4())
         arn = f"arn:aws:lambda:us-east-1:123456789012:function:bench:$LATEST/durable-execution/x/{execution_id}"
         # The SDK finds its input on the operation named by the ARN's last segment.
-        op = Operation.from_dict({"Id": execution_id, "Type": "EXECUTION", "Status": "STARTED",
-                                  "StartTimestamp": datetime.datetime.now(datetime.UTC),
-                                  "ExecutionDetails": {"InputPayload": payload}})
+        op = Operation.from_dict(
+            {
+                "Id": execution_id,
+                "Type": "EXECUTION",
+                "Status": "STARTED",
+                "StartTimestamp": datetime.datetime.now(datetime.UTC),
+                "ExecutionDetails": {"InputPayload": payload},
+            }
+        )
         event = DurableExecutionInvocationInputWithClient(
-            durable_execution_arn=arn, checkpoint_token="t",
+            durable_execution_arn=arn,
+            checkpoint_token="t",
             initial_execution_state=InitialExecutionState(operations=[op], next_marker=""),
-            updated_operation_ids=[], service_client=self._NullClient())
+            updated_operation_ids=[],
+            service_client=self._NullClient(),
+        )
         context = LambdaContext(str(uuid.uuid4()), "bench", "$LATEST", arn, 512, int(time.time() * 1000) + 900_000)
         out = getattr(workloads, handler)(event, context)
         if out.get("Status") != "SUCCEEDED":
@@ -324,8 +338,9 @@ class InvokerAloneSystem(_ReferenceSystem):
             self.settings = SimpleNamespace(max_concurrent_invocations=64)
             self.db = SimpleNamespace(is_sqlite=True)  # serve on the pipe's reader thread
 
-        def checkpoint(self, arn: str, token: str, updates: list[Any], client_token: str | None,
-                       ts: Any = None) -> dict[str, Any]:
+        def checkpoint(
+            self, arn: str, token: str, updates: list[Any], client_token: str | None, ts: Any = None
+        ) -> dict[str, Any]:
             return {"CheckpointToken": token, "NewExecutionState": {"Operations": []}}
 
         def get_state(self, *args: Any, ts: Any = None) -> dict[str, Any]:
@@ -351,12 +366,27 @@ class InvokerAloneSystem(_ReferenceSystem):
         execution_id = str(uuid.uuid4())
         arn = f"arn:aws:lambda:us-east-1:123456789012:function:{handler}:$LATEST/durable-execution/x/{execution_id}"
         now = int(time.time() * 1000)
-        op = {"Id": execution_id, "Type": "EXECUTION", "Status": "STARTED", "StartTimestamp": now,
-              "ExecutionDetails": {"InputPayload": payload}}
+        op = {
+            "Id": execution_id,
+            "Type": "EXECUTION",
+            "Status": "STARTED",
+            "StartTimestamp": now,
+            "ExecutionDetails": {"InputPayload": payload},
+        }
         function = FunctionSpec(name=handler, handler=f"workloads:{handler}", code_dir=str(BENCH_DIR))
-        out = self.invoker.invoke(InvocationInput(
-            execution_id=execution_id, arn=arn, request_id=str(uuid.uuid4()), token="t", operations=[op],
-            next_marker="", updated_operation_ids=[], function=function, start_ms=now))
+        out = self.invoker.invoke(
+            InvocationInput(
+                execution_id=execution_id,
+                arn=arn,
+                request_id=str(uuid.uuid4()),
+                token="t",
+                operations=[op],
+                next_marker="",
+                updated_operation_ids=[],
+                function=function,
+                start_ms=now,
+            )
+        )
         if out.status != "SUCCEEDED":
             raise AssertionError(f"the invoker alone ended {out}")
         return out.result
@@ -388,8 +418,7 @@ def make_system(name: str, pg_server: str) -> System:
     return PeerSystem(name)
 
 
-def measure(system_name: str, workload: str, repeat: int, warmup: bool, pg_server: str,
-            verbose: bool = True) -> Cell:
+def measure(system_name: str, workload: str, repeat: int, warmup: bool, pg_server: str, verbose: bool = True) -> Cell:
     cell = Cell(system_name, workload)
     for i in range(repeat):
         system = make_system(system_name, pg_server)
@@ -401,8 +430,11 @@ def measure(system_name: str, workload: str, repeat: int, warmup: bool, pg_serve
             cell.runs.append(run)
             if verbose:
                 extra = f" (stored end: {run.server_seconds:.3f} s)" if run.server_seconds is not None else ""
-                print(f"  {system_name:17} {workload:5} run {i + 1}/{repeat}: {run.seconds:.3f} s{extra}",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  {system_name:17} {workload:5} run {i + 1}/{repeat}: {run.seconds:.3f} s{extra}",
+                    file=sys.stderr,
+                    flush=True,
+                )
         except Exception as exc:  # noqa: BLE001 - report and go on
             cell.errors.append(f"{type(exc).__name__}: {exc}")
             if verbose:
@@ -411,7 +443,7 @@ def measure(system_name: str, workload: str, repeat: int, warmup: bool, pg_serve
         finally:
             try:
                 system.teardown()
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - reported; the next cell runs
                 print(f"  teardown of {system_name} failed: {exc}", file=sys.stderr)
     return cell
 
@@ -434,10 +466,15 @@ def tree_state() -> str:
     """The commit of the Durascope checkout measured, and whether recorder/ had local edits."""
     repo = BENCH_DIR.parent
     try:
-        head = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", "recorder"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(repo), "status", "--porcelain", "--", "recorder"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return f"{head or 'unknown'}{' + uncommitted changes in recorder/' if dirty else ''}"
@@ -450,8 +487,17 @@ def measure_in_child(system: str, workload: str, args: argparse.Namespace) -> Ce
     root logger), and every system leaves threads behind; a child process per cell keeps
     one system from taxing the next.
     """
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--cell", system, workload,
-           "--repeat", str(args.repeat), "--pg-server", args.pg_server]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--cell",
+        system,
+        workload,
+        "--repeat",
+        str(args.repeat),
+        "--pg-server",
+        args.pg_server,
+    ]
     for key, value in DS_SETTINGS.items():
         cmd += ["--ds-setting", f"{key}={value}"]
     if args.no_warmup:
@@ -460,8 +506,9 @@ def measure_in_child(system: str, workload: str, args: argparse.Namespace) -> Ce
         cmd.append("--quiet")
     cell = Cell(system, workload)
     try:
-        proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True,
-                              timeout=RUN_TIMEOUT * (args.repeat + 1) + 60)
+        proc = subprocess.run(
+            cmd, stdout=subprocess.PIPE, stderr=None, text=True, timeout=RUN_TIMEOUT * (args.repeat + 1) + 60
+        )
     except subprocess.TimeoutExpired:
         cell.errors.append("timed out")
         return cell
@@ -469,7 +516,7 @@ def measure_in_child(system: str, workload: str, args: argparse.Namespace) -> Ce
     if not lines:
         cell.errors.append(f"child exited {proc.returncode} without figures")
         return cell
-    data = json.loads(lines[-1][len(CELL_MARK):])
+    data = json.loads(lines[-1][len(CELL_MARK) :])
     cell.runs = [Run(sec, srv) for sec, srv in zip(data["seconds"], data["server"], strict=True)]
     cell.errors = data["errors"]
     return cell
@@ -484,8 +531,10 @@ def _fmt(value: float | None, spec: str = ".2f") -> str:
 
 def report(cells: dict[tuple[str, str], Cell]) -> str:
     lines = []
-    header = f"{'workload':8} {'system':17} {'runs':>4} {'median s':>9} {'min s':>8} {'max s':>8} " \
-             f"{'ms/step':>8} {'exec/s':>8}  vs peer-memory  vs peer-sqlite"
+    header = (
+        f"{'workload':8} {'system':17} {'runs':>4} {'median s':>9} {'min s':>8} {'max s':>8} "
+        f"{'ms/step':>8} {'exec/s':>8}  vs peer-memory  vs peer-sqlite"
+    )
     lines.append(header)
     lines.append("-" * len(header))
 
@@ -510,9 +559,11 @@ def report(cells: dict[tuple[str, str], Cell]) -> str:
                 ratios.append(f"{b / med:>6.2f}x faster{tag}" if b >= med else f"{med / b:>6.2f}x slower{tag}")
             else:
                 ratios.append("")
-        line = (f"{workload:8} {system:17} {len(c.runs):>4} {_fmt(med, '.3f'):>9} "
-                f"{_fmt(min(times) if times else None, '.3f'):>8} {_fmt(max(times) if times else None, '.3f'):>8} "
-                f"{_fmt(c.per_step_ms()):>8} {_fmt(c.per_second(), '.1f'):>8}  {ratios[0]:15} {ratios[1]}")
+        line = (
+            f"{workload:8} {system:17} {len(c.runs):>4} {_fmt(med, '.3f'):>9} "
+            f"{_fmt(min(times) if times else None, '.3f'):>8} {_fmt(max(times) if times else None, '.3f'):>8} "
+            f"{_fmt(c.per_step_ms()):>8} {_fmt(c.per_second(), '.1f'):>8}  {ratios[0]:15} {ratios[1]}"
+        )
         lines.append(line.rstrip())
         if c.errors:
             lines.append(f"{'':8} {'':17} {len(c.errors)} failed: {c.errors[0][:100]}")
@@ -536,26 +587,37 @@ def goals(cells: dict[tuple[str, str], Cell], base: Any) -> list[str]:
             b, tag = base("peer-sqlite", "W1")
             if b:
                 ratio = b / w1.median
-                out.append(f"W1   {system:17} >= 5x faster than peer-sqlite:      {ratio:6.2f}x{tag:7} {verdict(ratio >= 5)}")
+                out.append(
+                    f"W1   {system:17} >= 5x faster than peer-sqlite:      {ratio:6.2f}x{tag:7} {verdict(ratio >= 5)}"
+                )
             b, tag = base("peer-memory", "W1")
             if b:
                 ratio = w1.median / b
-                out.append(f"W1   {system:17} <= 1.25x peer-memory's time:        {ratio:6.2f}x{tag:7} {verdict(ratio <= 1.25)}")
+                out.append(
+                    f"W1   {system:17} <= 1.25x peer-memory's time:        {ratio:6.2f}x{tag:7} "
+                    f"{verdict(ratio <= 1.25)}"
+                )
         w4x = cells.get((system, "W1x4"))
         if w4x is not None and w4x.median and w1 is not None and w1.median:
             growth = w4x.median / w1.median
-            out.append(f"W1x4 {system:17} 800-step time <= 4.5x 200-step time: {growth:6.2f}x        {verdict(growth <= 4.5)}")
+            out.append(
+                f"W1x4 {system:17} 800-step time <= 4.5x 200-step time: {growth:6.2f}x        {verdict(growth <= 4.5)}"
+            )
         w2 = cells.get((system, "W2"))
         if w2 is not None and w2.median:
             b, tag = base("peer-sqlite", "W2")
             if b:
                 ratio = b / w2.median
-                out.append(f"W2   {system:17} >= 3x faster than peer-sqlite:      {ratio:6.2f}x{tag:7} {verdict(ratio >= 3)}")
+                out.append(
+                    f"W2   {system:17} >= 3x faster than peer-sqlite:      {ratio:6.2f}x{tag:7} {verdict(ratio >= 3)}"
+                )
         w4 = cells.get((system, "W4"))
         if w4 is not None and w4.median:
             rate = w4.per_second() or 0
             goal = "" if system == "durascope-sqlite" else " (goal set for SQLite; shown for reference)"
-            out.append(f"W4   {system:17} >= 270 executions/s:              {rate:6.1f}/s       {verdict(rate >= 270)}{goal}")
+            out.append(
+                f"W4   {system:17} >= 270 executions/s:              {rate:6.1f}/s       {verdict(rate >= 270)}{goal}"
+            )
     for peer in ("peer-sqlite", "peer-memory"):
         w1 = cells.get((peer, "W1"))
         w4x = cells.get((peer, "W1x4"))
@@ -571,19 +633,36 @@ def goals(cells: dict[tuple[str, str], Cell], base: Any) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--workload", default=",".join(WORKLOAD_NAMES),
-                        help=f"comma-separated, from {','.join(WORKLOAD_NAMES)}")
-    parser.add_argument("--systems", default=",".join(s for s in SYSTEMS if s not in REFERENCE_SYSTEMS),
-                        help=f"comma-separated, from {','.join(SYSTEMS)}")
+    parser.add_argument(
+        "--workload", default=",".join(WORKLOAD_NAMES), help=f"comma-separated, from {','.join(WORKLOAD_NAMES)}"
+    )
+    parser.add_argument(
+        "--systems",
+        default=",".join(s for s in SYSTEMS if s not in REFERENCE_SYSTEMS),
+        help=f"comma-separated, from {','.join(SYSTEMS)}",
+    )
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per cell, each on a fresh store")
     parser.add_argument("--no-warmup", action="store_true", help="skip the untimed warm-up execution")
-    parser.add_argument("--one", nargs=2, metavar=("SYSTEM", "WORKLOAD"),
-                        help="run one workload once on one system (no warm-up) and print its time")
+    parser.add_argument(
+        "--one",
+        nargs=2,
+        metavar=("SYSTEM", "WORKLOAD"),
+        help="run one workload once on one system (no warm-up) and print its time",
+    )
     parser.add_argument("--cell", nargs=2, metavar=("SYSTEM", "WORKLOAD"), help=argparse.SUPPRESS)
-    parser.add_argument("--pg-server", default=os.environ.get("DURASCOPE_BENCH_PG", "postgres@127.0.0.1:5432"),
-                        help="user@host:port of the PostgreSQL server (trust auth)")
-    parser.add_argument("--ds-setting", action="append", default=[], type=parse_setting, metavar="KEY=VALUE",
-                        help="a Durascope setting for Durascope.open (repeatable), e.g. max_concurrent_invocations=128")
+    parser.add_argument(
+        "--pg-server",
+        default=os.environ.get("DURASCOPE_BENCH_PG", "postgres@127.0.0.1:5432"),
+        help="user@host:port of the PostgreSQL server (trust auth)",
+    )
+    parser.add_argument(
+        "--ds-setting",
+        action="append",
+        default=[],
+        type=parse_setting,
+        metavar="KEY=VALUE",
+        help="a Durascope setting for Durascope.open (repeatable), e.g. max_concurrent_invocations=128",
+    )
     parser.add_argument("--json", help="also write the figures to this JSON file")
     parser.add_argument("--quiet", action="store_true", help="no per-run lines on stderr")
     args = parser.parse_args(argv)
@@ -595,9 +674,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.cell:
         system, workload = args.cell
         cell = measure(system, workload, args.repeat, not args.no_warmup, args.pg_server, verbose=not args.quiet)
-        print(CELL_MARK + json.dumps({"seconds": [r.seconds for r in cell.runs],
-                                      "server": [r.server_seconds for r in cell.runs], "errors": cell.errors}),
-              flush=True)
+        print(
+            CELL_MARK
+            + json.dumps(
+                {
+                    "seconds": [r.seconds for r in cell.runs],
+                    "server": [r.server_seconds for r in cell.runs],
+                    "errors": cell.errors,
+                }
+            ),
+            flush=True,
+        )
         return 0
 
     if args.one:
@@ -608,8 +695,10 @@ def main(argv: list[str] | None = None) -> int:
         cell = measure(system, workload, 1, warmup=False, pg_server=args.pg_server, verbose=False)
         if cell.runs:
             r = cell.runs[0]
-            print(f"{system} {workload}: {r.seconds:.3f} s, {cell.per_step_ms():.2f} ms/step, "
-                  f"{cell.per_second():.1f} executions/s")
+            print(
+                f"{system} {workload}: {r.seconds:.3f} s, {cell.per_step_ms():.2f} ms/step, "
+                f"{cell.per_second():.1f} executions/s"
+            )
         else:
             print(f"{system} {workload}: FAILED {cell.errors[0] if cell.errors else ''}")
         return 0
@@ -625,23 +714,41 @@ def main(argv: list[str] | None = None) -> int:
     for workload in chosen_w:
         for system in chosen_s:
             cells[(system, workload)] = measure_in_child(system, workload, args)
-    text = f"Durascope tree: {tree_state()}  |  {time.strftime('%Y-%m-%d %H:%M')}  |  {os.cpu_count()} cores  |  " \
-           f"{args.repeat} runs per cell" + \
-           (f"  |  Durascope settings: {DS_SETTINGS}" if DS_SETTINGS else "") + "\n\n" + report(cells)
+    text = (
+        f"Durascope tree: {tree_state()}  |  {time.strftime('%Y-%m-%d %H:%M')}  |  {os.cpu_count()} cores  |  "
+        f"{args.repeat} runs per cell"
+        + (f"  |  Durascope settings: {DS_SETTINGS}" if DS_SETTINGS else "")
+        + "\n\n"
+        + report(cells)
+    )
     print(text)
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "cores": os.cpu_count(),
-            "repeat": args.repeat,
-            "tree": tree_state(),
-            "durascope_settings": DS_SETTINGS,
-            "cells": [{"system": c.system, "workload": c.workload, "seconds": [r.seconds for r in c.runs],
-                       "stored_end_seconds": [r.server_seconds for r in c.runs],
-                       "median_s": c.median, "ms_per_step": c.per_step_ms(), "executions_per_s": c.per_second(),
-                       "errors": c.errors} for c in cells.values()],
-            "report": text,
-        }, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {
+                    "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                    "cores": os.cpu_count(),
+                    "repeat": args.repeat,
+                    "tree": tree_state(),
+                    "durascope_settings": DS_SETTINGS,
+                    "cells": [
+                        {
+                            "system": c.system,
+                            "workload": c.workload,
+                            "seconds": [r.seconds for r in c.runs],
+                            "stored_end_seconds": [r.server_seconds for r in c.runs],
+                            "median_s": c.median,
+                            "ms_per_step": c.per_step_ms(),
+                            "executions_per_s": c.per_second(),
+                            "errors": c.errors,
+                        }
+                        for c in cells.values()
+                    ],
+                    "report": text,
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

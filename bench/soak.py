@@ -59,10 +59,15 @@ from recorder.followers import webhooks as wh
 from recorder.store.projector import rebuild
 
 PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
-PROJECTIONS = {"executions": "execution_id", "operations": "execution_id, op_id", "callbacks": "callback_id",
-               "timers": "execution_id, kind, op_id"}
-MIX: tuple[Scenario, ...] = tuple(s for s in SCENARIOS if s.expect != "RUNNING" and not s.answers
-                                  and s.stop_after is None)
+PROJECTIONS = {
+    "executions": "execution_id",
+    "operations": "execution_id, op_id",
+    "callbacks": "callback_id",
+    "timers": "execution_id, kind, op_id",
+}
+MIX: tuple[Scenario, ...] = tuple(
+    s for s in SCENARIOS if s.expect != "RUNNING" and not s.answers and s.stop_after is None
+)
 
 
 # --- the pieces ----------------------------------------------------------------------------
@@ -91,8 +96,12 @@ class Receiver:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 try:
                     event = Webhook(receiver.secret).verify(body, dict(self.headers))
-                    row = (self.headers["webhook-id"], event["id"], event["detail"]["durableExecutionArn"],
-                           event["detail"]["status"])
+                    row = (
+                        self.headers["webhook-id"],
+                        event["id"],
+                        event["detail"]["durableExecutionArn"],
+                        event["detail"]["status"],
+                    )
                     with receiver.lock:
                         receiver.deliveries.append(row)
                 except Exception:  # noqa: BLE001 - counted, and reported as lost
@@ -120,22 +129,36 @@ class Engine:
     def __init__(self, database_url: str, log: Path, concurrency: int) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "DURASCOPE_DATABASE_URL": database_url, "DURASCOPE_WORKER_CONCURRENCY": str(concurrency),
-               "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "recorder.cli", "serve", "--port", str(self.port)],
-                                     env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=str(ROOT))
+        env = {
+            **os.environ,
+            "DURASCOPE_DATABASE_URL": database_url,
+            "DURASCOPE_WORKER_CONCURRENCY": str(concurrency),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p),
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "recorder.cli", "serve", "--port", str(self.port)],
+            env=env,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            cwd=str(ROOT),
+        )
         deadline = time.monotonic() + 60
         while True:
             try:
                 urllib.request.urlopen(self.url + "/durascope/runtime/functions", timeout=1).read()
                 break
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - not up yet: retried until the deadline
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"serve did not start; see {log}") from None
                 time.sleep(0.1)
-        self.client = boto3.client("lambda", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="x",
-                                   aws_secret_access_key="x",
-                                   config=Config(retries={"max_attempts": 5}, max_pool_connections=16))
+        self.client = boto3.client(
+            "lambda",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+            config=Config(retries={"max_attempts": 5}, max_pool_connections=16),
+        )
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -164,7 +187,7 @@ class PeakRss:
                     stat = Path(f"/proc/{entry}/stat").read_text()
                 except OSError:
                     continue
-                tree[int(stat[stat.rfind(")") + 2:].split()[1])].append(int(entry))
+                tree[int(stat[stat.rfind(")") + 2 :].split()[1])].append(int(entry))
         return tree
 
     def sample(self) -> None:
@@ -218,13 +241,16 @@ class Probe:
                 self.ds.control.renew_lease(self.inv.execution_id, self.inv.request_id, "soak-probe")
                 renewed = time.monotonic()
             op = f"{i:064x}"
-            updates = [{"Id": op, "Type": "STEP", "Action": "START", "SubType": "Step", "Name": f"p{i}"},
-                       {"Id": op, "Type": "STEP", "Action": "SUCCEED", "Payload": "1"}]
+            updates = [
+                {"Id": op, "Type": "STEP", "Action": "START", "SubType": "Step", "Name": f"p{i}"},
+                {"Id": op, "Type": "STEP", "Action": "SUCCEED", "Payload": "1"},
+            ]
             client = self.engines[i % len(self.engines)].client
             t = time.perf_counter()
             try:
-                out = client.checkpoint_durable_execution(DurableExecutionArn=self.inv.arn, CheckpointToken=token,
-                                                          Updates=updates)
+                out = client.checkpoint_durable_execution(
+                    DurableExecutionArn=self.inv.arn, CheckpointToken=token, Updates=updates
+                )
             except Exception:  # noqa: BLE001 - counted
                 self.errors += 1
                 continue
@@ -235,15 +261,17 @@ class Probe:
     def stop(self) -> None:
         self.halt.set()
         self.thread.join()
-        self.ds.control.end_invocation(self.inv, InvocationOutcome.from_envelope({"Status": "SUCCEEDED",
-                                                                                  "Result": "1"}))
+        self.ds.control.end_invocation(
+            self.inv, InvocationOutcome.from_envelope({"Status": "SUCCEEDED", "Result": "1"})
+        )
 
 
 # --- the run -------------------------------------------------------------------------------
 
 
-def _start_all(engines: list[Engine], plan: list[tuple[str, Scenario, dict[str, Any]]], seconds: float,
-               threads: int = 4) -> dict[str, tuple[str, str]]:
+def _start_all(
+    engines: list[Engine], plan: list[tuple[str, Scenario, dict[str, Any]]], seconds: float, threads: int = 4
+) -> dict[str, tuple[str, str]]:
     """Start every planned execution at a steady pace; name -> (ARN, expected status)."""
     started: dict[str, tuple[str, str]] = {}
     lock = threading.Lock()
@@ -256,9 +284,12 @@ def _start_all(engines: list[Engine], plan: list[tuple[str, Scenario, dict[str, 
             if delay > 0:
                 time.sleep(delay)
             name, sc, payload = plan[i]
-            r = engines[i % len(engines)].client.invoke(FunctionName=sc.function, InvocationType="Event",
-                                                        Payload=json.dumps(payload).encode(),
-                                                        DurableExecutionName=name)
+            r = engines[i % len(engines)].client.invoke(
+                FunctionName=sc.function,
+                InvocationType="Event",
+                Payload=json.dumps(payload).encode(),
+                DurableExecutionName=name,
+            )
             with lock:
                 started[name] = (r["DurableExecutionArn"], sc.expect)
 
@@ -272,16 +303,19 @@ def _start_all(engines: list[Engine], plan: list[tuple[str, Scenario, dict[str, 
 
 def _statuses(ds: Durascope) -> Counter[str]:
     with ds.db.read() as s:
-        rows = s.execute(text("SELECT status, COUNT(*) FROM executions WHERE function_name <> 'soak-probe' "
-                              "GROUP BY status")).all()
+        rows = s.execute(
+            text("SELECT status, COUNT(*) FROM executions WHERE function_name <> 'soak-probe' GROUP BY status")
+        ).all()
     return Counter({status: n for status, n in rows})
 
 
 def _projections_match_rebuild(ds: Durascope) -> list[str]:
     """Tables whose rows differ from a rebuild from the log (the rebuild is rolled back)."""
+
     def snapshot(conn: Any) -> dict[str, list[tuple[Any, ...]]]:
-        return {t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY {o}"))]
-                for t, o in PROJECTIONS.items()}
+        return {
+            t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY {o}"))] for t, o in PROJECTIONS.items()
+        }
 
     with ds.db.engine.connect() as conn:
         tx = conn.begin()
@@ -294,10 +328,13 @@ def _projections_match_rebuild(ds: Durascope) -> list[str]:
 
 def _histories_with_gaps(ds: Durascope) -> int:
     with ds.db.read() as s:
-        return s.execute(text(
-            "SELECT COUNT(*) FROM (SELECT execution_id FROM events WHERE event_id IS NOT NULL GROUP BY execution_id "
-            "HAVING MIN(event_id) <> 1 OR MAX(event_id) <> COUNT(*) OR COUNT(DISTINCT event_id) <> COUNT(*)) g"
-        )).scalar_one()
+        return s.execute(
+            text(
+                "SELECT COUNT(*) FROM (SELECT execution_id FROM events WHERE event_id IS NOT NULL "
+                "GROUP BY execution_id HAVING MIN(event_id) <> 1 OR MAX(event_id) <> COUNT(*) "
+                "OR COUNT(DISTINCT event_id) <> COUNT(*)) g"
+            )
+        ).scalar_one()
 
 
 def _invocations_per_engine(ds: Durascope) -> Counter[str]:
@@ -317,8 +354,11 @@ def _undelivered(receiver: Receiver, final: dict[str, str]) -> list[str]:
     for webhook_id, event_id, arn, status in deliveries:
         per_arn[arn].append(status)
         ids[event_id].add(webhook_id)
-    bad = [arn for arn, status in final.items()
-           if [s for i, s in enumerate(per_arn[arn]) if i == 0 or s != per_arn[arn][i - 1]] != ["RUNNING", status]]
+    bad = [
+        arn
+        for arn, status in final.items()
+        if [s for i, s in enumerate(per_arn[arn]) if i == 0 or s != per_arn[arn][i - 1]] != ["RUNNING", status]
+    ]
     bad += [f"event {e}: {len(w)} webhook-ids" for e, w in ids.items() if len(w) > 1]
     return bad
 
@@ -349,8 +389,11 @@ def main() -> int:
         rss = PeakRss({engines[0].proc.pid: "engine", engines[1].proc.pid: "engine", os.getpid(): "soak client"})
         rng = random.Random(args.seed)
         plan = [(f"soak-{i:05d}", MIX[i % len(MIX)], MIX[i % len(MIX)].make_input(rng)) for i in range(args.executions)]
-        print(f"soak: {args.executions} executions of {len(MIX)} scenarios over {args.minutes:g} min on two engines "
-              f"({args.concurrency} runtimes per function each), PostgreSQL {name}; logs in {logs}", flush=True)
+        print(
+            f"soak: {args.executions} executions of {len(MIX)} scenarios over {args.minutes:g} min on two engines "
+            f"({args.concurrency} runtimes per function each), PostgreSQL {name}; logs in {logs}",
+            flush=True,
+        )
         t0 = time.monotonic()
         probe.start()
         started = _start_all(engines, plan, args.minutes * 60)
@@ -367,8 +410,9 @@ def main() -> int:
         wait_until = time.monotonic() + 60
         while _undelivered(receiver, finals) and time.monotonic() < wait_until:
             time.sleep(1.0)
-        unexpected = [f"{n}: {finals[arn]} (planned {expect})" for n, (arn, expect) in started.items()
-                      if finals[arn] != expect]
+        unexpected = [
+            f"{n}: {finals[arn]} (planned {expect})" for n, (arn, expect) in started.items() if finals[arn] != expect
+        ]
         gaps = _histories_with_gaps(ds)
         differing = _projections_match_rebuild(ds)
         undelivered = _undelivered(receiver, finals)
@@ -383,19 +427,25 @@ def main() -> int:
 
     samples = sorted(probe.samples)
     statuses = Counter(finals.values())
-    print(f"  {len(finals)} executions terminal {elapsed:.0f} s after the first start "
-          f"({elapsed - args.minutes * 60:.1f} s after the last was due): {len(finals) / elapsed:.1f} executions/s "
-          f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}); still running: {running}")
+    print(
+        f"  {len(finals)} executions terminal {elapsed:.0f} s after the first start "
+        f"({elapsed - args.minutes * 60:.1f} s after the last was due): {len(finals) / elapsed:.1f} executions/s "
+        f"({', '.join(f'{k} {v}' for k, v in sorted(statuses.items()))}); still running: {running}"
+    )
     print("  invocations per engine: " + ", ".join(f"{n} (pid {pid})" for pid, n in shares.most_common()))
     if samples:
-        print(f"  checkpoint latency under load ({len(samples)} probes, {probe.errors} errors): "
-              f"p50 {statistics.median(samples):.1f} ms, p99 {samples[max(0, int(len(samples) * 0.99) - 1)]:.1f} ms")
+        print(
+            f"  checkpoint latency under load ({len(samples)} probes, {probe.errors} errors): "
+            f"p50 {statistics.median(samples):.1f} ms, p99 {samples[max(0, int(len(samples) * 0.99) - 1)]:.1f} ms"
+        )
     for kind, (count, mib) in sorted(rss.by_kind().items()):
         print(f"  peak RSS, {kind}: {mib} MiB (largest of {count} process(es))")
     lost = bool(running or unexpected or gaps or differing or undelivered or receiver.bad)
-    print(f"  lost: {'YES' if lost else 'nothing'} — unexpected statuses {len(unexpected)}, histories with gaps "
-          f"{gaps}, projections differing from their rebuild {differing or 'none'}, executions whose status "
-          f"changes were not all delivered in order {len(undelivered)}, bad signatures {receiver.bad}")
+    print(
+        f"  lost: {'YES' if lost else 'nothing'} — unexpected statuses {len(unexpected)}, histories with gaps "
+        f"{gaps}, projections differing from their rebuild {differing or 'none'}, executions whose status "
+        f"changes were not all delivered in order {len(undelivered)}, bad signatures {receiver.bad}"
+    )
     for line in (unexpected + undelivered)[:10]:
         print(f"    {line}")
     return 1 if lost else 0

@@ -27,15 +27,15 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recorder.api import Durascope  # noqa: E402
-from recorder.synthetic import T0, synthetic  # noqa: E402
-from recorder.transfer import import_histories, parse_history  # noqa: E402
-from viewer import create_app  # noqa: E402
+from recorder.api import Durascope
+from recorder.synthetic import T0, synthetic
+from recorder.transfer import import_histories, parse_history
+from viewer import create_app
 
 PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def timed(client, url: str, runs: int = 5) -> tuple[float, int, int]:  # type: ignore[no-untyped-def]
+def timed(client, url: str, runs: int = 5) -> tuple[float, int, int]:
     client.get(url)
     samples, size, status = [], 0, 0
     for _ in range(runs):
@@ -89,8 +89,10 @@ def run(db: str, executions: int) -> None:
             ms, size, status = timed(client, f"/executions/{quote(arn, safe='/:')}/events")
             print(f"{'  its event table (first window)':<44} {ms:>24.1f} {size:>10,}  [{status}]")
         ms, size, status = timed(client, "/")
-        print(f"{'list, first page, ' + format(executions, ',') + ' executions':<44} {ms:>24.1f} {size:>10,}  "
-              f"{'PASS' if ms < 150 else 'MISS'} (< 150 ms) [{status}]")
+        print(
+            f"{'list, first page, ' + format(executions, ',') + ' executions':<44} {ms:>24.1f} {size:>10,}  "
+            f"{'PASS' if ms < 150 else 'MISS'} (< 150 ms) [{status}]"
+        )
         ms, size, status = timed(client, "/?status=SUCCEEDED&function=fn-7&sort=duration")
         print(f"{'list, filtered + sorted by duration':<44} {ms:>24.1f} {size:>10,}  [{status}]")
         print(f"done; {_load_average()}")

@@ -41,15 +41,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg  # noqa: E402
-from standardwebhooks import Webhook  # noqa: E402
+import psycopg
+from standardwebhooks import Webhook
 
-from recorder.api import Durascope  # noqa: E402
-from recorder.followers import webhooks as wh  # noqa: E402
-from recorder.followers.dispatcher import Dispatcher  # noqa: E402
-from recorder.followers.sender import Sender  # noqa: E402
-from recorder.followers.webhooks import WebhookSettings  # noqa: E402
-
+from recorder.api import Durascope
+from recorder.followers import webhooks as wh
+from recorder.followers.dispatcher import Dispatcher
+from recorder.followers.sender import Sender
+from recorder.followers.webhooks import WebhookSettings
 
 PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -59,8 +58,11 @@ def _fresh_pg() -> tuple[str, str]:
     with psycopg.connect(PG_ADMIN, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
     admin = psycopg.conninfo.conninfo_to_dict(PG_ADMIN)
-    return name, f"postgresql+psycopg://{admin.get('user', 'postgres')}@{admin.get('host', '127.0.0.1')}:" \
-                 f"{admin.get('port', 5432)}/{name}"
+    return (
+        name,
+        f"postgresql+psycopg://{admin.get('user', 'postgres')}@{admin.get('host', '127.0.0.1')}:"
+        f"{admin.get('port', 5432)}/{name}",
+    )
 
 
 def _drop_pg(name: str) -> None:
@@ -84,13 +86,13 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 now = time.time()
                 try:
                     event = Webhook(recv.secret).verify(body, dict(self.headers))
                     arn = event["detail"]["durableExecutionArn"]
-                except Exception:  # noqa: BLE001
+                except Exception:  # noqa: BLE001 - a bad signature is counted
                     recv.bad += 1
                     arn = None
                 with recv.lock:
@@ -130,8 +132,12 @@ def _wait_all(recv: Receiver, expected: set[str], timeout: float) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite",
-                    help="a fresh SQLite file in a temp directory, or a fresh PostgreSQL database")
+    ap.add_argument(
+        "--db",
+        choices=["sqlite", "postgresql"],
+        default="sqlite",
+        help="a fresh SQLite file in a temp directory, or a fresh PostgreSQL database",
+    )
     ap.add_argument("--database-url", default=None, help="use this store instead of a fresh one")
     ap.add_argument("--backlog", type=int, default=10_000)
     ap.add_argument("--live", type=int, default=2_000)
@@ -182,12 +188,15 @@ def _sender_phase(posts: int) -> None:
     """The HTTP client alone: CPU per POST in this process, the receiver in another."""
     proc = subprocess.Popen([sys.executable, "-c", _RECEIVER], stdout=subprocess.PIPE, text=True)
     try:
-        url = f"http://127.0.0.1:{int(proc.stdout.readline())}/hook"  # type: ignore[union-attr]
+        url = f"http://127.0.0.1:{int(proc.stdout.readline())}/hook"
         ws = WebhookSettings.from_env()
         sender = Sender(ws)
         body = b'{"detail":' + b'"x"' * 100 + b"}"
-        headers = {"webhook-id": "msg_" + "0" * 32, "webhook-timestamp": "1700000000",
-                   "webhook-signature": "v1," + "A" * 44}
+        headers = {
+            "webhook-id": "msg_" + "0" * 32,
+            "webhook-timestamp": "1700000000",
+            "webhook-signature": "v1," + "A" * 44,
+        }
         per_thread = posts // ws.concurrency
         bad: list[object] = []
 
@@ -206,8 +215,10 @@ def _sender_phase(posts: int) -> None:
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
         sender.close()
         n = per_thread * ws.concurrency
-        print(f"sender   {n:>6} POSTs from {ws.concurrency} threads: {cpu / n * 1e6:.0f} us CPU per POST, "
-              f"{n / wall:,.0f} POSTs/s, {len(bad)} failed")
+        print(
+            f"sender   {n:>6} POSTs from {ws.concurrency} threads: {cpu / n * 1e6:.0f} us CPU per POST, "
+            f"{n / wall:,.0f} POSTs/s, {len(bad)} failed"
+        )
     finally:
         proc.kill()
         proc.wait()
@@ -215,12 +226,16 @@ def _sender_phase(posts: int) -> None:
 
 def _run(args: argparse.Namespace, url: str) -> None:
     ds = Durascope.open(url, run_engine=False)
-    ds.register_function("bench", "th_basic.add_one", code_dir=str(Path(__file__).resolve().parents[1] / "tests/handlers"))
+    ds.register_function(
+        "bench", "th_basic.add_one", code_dir=str(Path(__file__).resolve().parents[1] / "tests/handlers")
+    )
     recv = Receiver()
     ws = WebhookSettings.from_env()
     sub = wh.create_subscription(ds.db, wh.validate_spec(recv.url))
     recv.secret = sub["secret"]
-    print(f"database {url.split('@')[-1]}; dispatcher concurrency {ws.concurrency}, poll {ws.poll_seconds * 1000:.0f} ms")
+    print(
+        f"database {url.split('@')[-1]}; dispatcher concurrency {ws.concurrency}, poll {ws.poll_seconds * 1000:.0f} ms"
+    )
     print(f"start    {_load()}")
 
     # --- live phase: latency ---------------------------------------------------------------
@@ -239,8 +254,10 @@ def _run(args: argparse.Namespace, url: str) -> None:
     _wait_all(recv, set(commits), 120)
     disp.stop()
     lat = [(recv.arrivals[a] - t) * 1000 for a, t in commits.items()]
-    print(f"live     {args.live:>6} status changes at {args.rate:.0f}/s: latency commit->arrival "
-          f"p50 {statistics.median(lat):.1f} ms, p99 {_pct(lat, 99):.1f} ms, max {max(lat):.1f} ms")
+    print(
+        f"live     {args.live:>6} status changes at {args.rate:.0f}/s: latency commit->arrival "
+        f"p50 {statistics.median(lat):.1f} ms, p99 {_pct(lat, 99):.1f} ms, max {max(lat):.1f} ms"
+    )
 
     # --- backlog phase: throughput ------------------------------------------------------------
     backlog: set[str] = set()
@@ -254,14 +271,18 @@ def _run(args: argparse.Namespace, url: str) -> None:
     last = _wait_all(recv, backlog, 600)
     disp.stop()
     took = last - start
-    print(f"backlog  {args.backlog:>6} status changes (committed in {commit_s:.1f} s): delivered in {took:.2f} s "
-          f"= {args.backlog / took:,.0f} deliveries/s")
+    print(
+        f"backlog  {args.backlog:>6} status changes (committed in {commit_s:.1f} s): delivered in {took:.2f} s "
+        f"= {args.backlog / took:,.0f} deliveries/s"
+    )
 
     expected = args.live + args.backlog
     unique = len(set(recv.ids))
     lost = expected - len(set(recv.arrivals) & (backlog | set(commits)))
-    print(f"check    expected {expected}, delivered {unique} distinct webhook-ids ({len(recv.ids) - unique} duplicates), "
-          f"lost {lost}, bad signatures {recv.bad}")
+    print(
+        f"check    expected {expected}, delivered {unique} distinct webhook-ids ({len(recv.ids) - unique} duplicates), "
+        f"lost {lost}, bad signatures {recv.bad}"
+    )
     ok = statistics.median(lat) < 50 and args.backlog / took >= 1000 and lost == 0 and recv.bad == 0
     print("goals    p50 < 50 ms, >= 1000 deliveries/s, nothing lost:", "MET" if ok else "NOT MET")
     print(f"end      {_load()}")

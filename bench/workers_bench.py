@@ -44,9 +44,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recorder.config import Settings  # noqa: E402
-from viewer.server import build_server  # noqa: E402
-from viewer.wsgiserver import WSGIServer  # noqa: E402
+from recorder.config import Settings
+from viewer.server import build_server
+from viewer.wsgiserver import WSGIServer
 
 BENCH_DIR = str(ROOT / "bench")
 PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -73,8 +73,11 @@ def _url_for(db: str, tmp: Path) -> tuple[str, str | None]:
 
 class Served:
     def __init__(self, database_url: str, concurrency: int) -> None:
-        settings = Settings.from_env(database_url=database_url, worker_concurrency=concurrency,
-                                     max_concurrent_invocations=max(64, concurrency * 2))
+        settings = Settings.from_env(
+            database_url=database_url,
+            worker_concurrency=concurrency,
+            max_concurrent_invocations=max(64, concurrency * 2),
+        )
         self.server, self.ds = build_server(settings, port=0, invoker="workers")
         threading.Thread(target=self.server.serve_forever, name="durascope-http-selector", daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_port}"
@@ -92,7 +95,7 @@ class Served:
         self.ds.close()
 
 
-def _all_done(ds, arns: list[str], timeout: float) -> None:  # type: ignore[no-untyped-def]
+def _all_done(ds, arns: list[str], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     for arn in arns:
         ds.wait(arn, max(1.0, deadline - time.monotonic()))
@@ -154,9 +157,13 @@ def bench_w4(db: str, tmp: Path, concurrency: int, n: int = 100) -> dict[str, fl
         engine = time.process_time() - engine0
         runtimes = sum(_cpu_seconds(p) for p in pids) - runtimes0
         http = _http_threads_cpu() - http0
-        return {"seconds": el, "executions_per_s": n / el, "engine_cpu_ms_per_execution": engine / n * 1000,
-                "engine_http_threads_cpu_ms_per_execution": http / n * 1000,
-                "runtimes_cpu_ms_per_execution": runtimes / n * 1000}
+        return {
+            "seconds": el,
+            "executions_per_s": n / el,
+            "engine_cpu_ms_per_execution": engine / n * 1000,
+            "engine_http_threads_cpu_ms_per_execution": http / n * 1000,
+            "runtimes_cpu_ms_per_execution": runtimes / n * 1000,
+        }
     finally:
         s.close()
         if name:
@@ -165,8 +172,13 @@ def bench_w4(db: str, tmp: Path, concurrency: int, n: int = 100) -> dict[str, fl
 
 def _serve_process(database_url: str, port: int, concurrency: int, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "DURASCOPE_DATABASE_URL": database_url, "DURASCOPE_WORKER_CONCURRENCY": str(concurrency)}
-    return subprocess.Popen([sys.executable, "-m", "recorder.cli", "serve", "--port", str(port)], env=env,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT, cwd=str(ROOT))
+    return subprocess.Popen(
+        [sys.executable, "-m", "recorder.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        cwd=str(ROOT),
+    )
 
 
 def _wait_http(url: str) -> None:
@@ -175,7 +187,7 @@ def _wait_http(url: str) -> None:
         try:
             urllib.request.urlopen(url + "/durascope/runtime/functions", timeout=1)
             return
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - not up yet: retried until the deadline
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
 
@@ -194,15 +206,28 @@ def bench_engines(engines: int, tmp: Path, concurrency: int, n: int = 200) -> di
             urls.append(f"http://127.0.0.1:{port}")
         for u in urls:
             _wait_http(u)
-        clients = [boto3.client("lambda", endpoint_url=u, region_name="us-east-1", aws_access_key_id="x",
-                                aws_secret_access_key="x") for u in urls]
+        clients = [
+            boto3.client(
+                "lambda", endpoint_url=u, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+            )
+            for u in urls
+        ]
         # Warm every engine's runtime processes.
-        warm = [c.invoke(FunctionName="w4", InvocationType="Event", Payload=b"{}")["ResponseMetadata"]["HTTPHeaders"][
-            "x-amz-durable-execution-arn"] for c in clients for _ in range(concurrency)]
+        warm = [
+            c.invoke(FunctionName="w4", InvocationType="Event", Payload=b"{}")["ResponseMetadata"]["HTTPHeaders"][
+                "x-amz-durable-execution-arn"
+            ]
+            for c in clients
+            for _ in range(concurrency)
+        ]
         _all_done(ds, warm, 300)
         t = time.perf_counter()
-        arns = [clients[i % engines].invoke(FunctionName="w4", InvocationType="Event", Payload=b"{}")[
-            "ResponseMetadata"]["HTTPHeaders"]["x-amz-durable-execution-arn"] for i in range(n)]
+        arns = [
+            clients[i % engines].invoke(FunctionName="w4", InvocationType="Event", Payload=b"{}")["ResponseMetadata"][
+                "HTTPHeaders"
+            ]["x-amz-durable-execution-arn"]
+            for i in range(n)
+        ]
         _all_done(ds, arns, 600)
         el = time.perf_counter() - t
         return {"seconds": el, "executions_per_s": n / el}
@@ -228,22 +253,32 @@ def bench_latency(db: str, tmp: Path, n: int = 500) -> dict[str, float]:
         started = ds.control.start_execution("w1", '{"n": 1}')
         inv = ds.control.begin_invocation(started.execution_id, "bench")
         assert inv is not None
-        lam = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{server.server_port}", region_name="us-east-1",
-                           aws_access_key_id="x", aws_secret_access_key="x")
+        lam = boto3.client(
+            "lambda",
+            endpoint_url=f"http://127.0.0.1:{server.server_port}",
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
         token = inv.token
         samples = []
         for i in range(n + 20):
             op = f"{i:064x}"
-            updates = [{"Id": op, "Type": "STEP", "Action": "START", "SubType": "Step", "Name": f"s{i}"},
-                       {"Id": op, "Type": "STEP", "Action": "SUCCEED", "Payload": "1"}]
+            updates = [
+                {"Id": op, "Type": "STEP", "Action": "START", "SubType": "Step", "Name": f"s{i}"},
+                {"Id": op, "Type": "STEP", "Action": "SUCCEED", "Payload": "1"},
+            ]
             t = time.perf_counter()
             out = lam.checkpoint_durable_execution(DurableExecutionArn=inv.arn, CheckpointToken=token, Updates=updates)
             if i >= 20:
                 samples.append((time.perf_counter() - t) * 1000)
             token = out["CheckpointToken"]
         samples.sort()
-        return {"p50_ms": statistics.median(samples), "p99_ms": samples[int(len(samples) * 0.99) - 1],
-                "mean_ms": statistics.fmean(samples)}
+        return {
+            "p50_ms": statistics.median(samples),
+            "p99_ms": samples[int(len(samples) * 0.99) - 1],
+            "mean_ms": statistics.fmean(samples),
+        }
     finally:
         server.shutdown()
         server.server_close()
@@ -256,7 +291,7 @@ def bench_http(connections: int = 16, n: int = 8000) -> dict[str, float]:
     answer = json.dumps({"CheckpointToken": "t" * 200, "NewExecutionState": {"Operations": []}}).encode()
     body = json.dumps({"Updates": [{"Payload": "x" * 900}]}).encode()
 
-    def app(environ, start_response):  # type: ignore[no-untyped-def]
+    def app(environ, start_response):
         environ["wsgi.input"].read()
         start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(answer)))])
         return [answer]
@@ -312,16 +347,22 @@ def main() -> None:
             print(f"W1 through workers ({db}): {json.dumps(results[f'w1/{db}'])}", flush=True)
         if "w4" in only:
             results[f"w4/{db}"] = bench_w4(db, tmp, args.concurrency, args.executions)
-            print(f"W4 through workers ({db}, {args.concurrency} runtimes): {json.dumps(results[f'w4/{db}'])}  "
-                  f"goal >= 150/s: {'PASS' if results[f'w4/{db}']['executions_per_s'] >= 150 else 'MISS'}", flush=True)
+            print(
+                f"W4 through workers ({db}, {args.concurrency} runtimes): {json.dumps(results[f'w4/{db}'])}  "
+                f"goal >= 150/s: {'PASS' if results[f'w4/{db}']['executions_per_s'] >= 150 else 'MISS'}",
+                flush=True,
+            )
     if "engines" in only and "postgresql" in dbs:
         one = bench_engines(1, tmp, args.concurrency // 2 or 1)
         two = bench_engines(2, tmp, args.concurrency // 2 or 1)
         factor = two["executions_per_s"] / one["executions_per_s"]
         results["engines"] = {"one": one, "two": two, "scaling": factor}
-        print(f"W4 (200) one engine: {one['executions_per_s']:.1f}/s, two engines: {two['executions_per_s']:.1f}/s, "
-              f"scaling {factor:.2f}x (goal >= 1.6x where the cores allow it; {os.cpu_count()} cores shared by "
-              f"both engines, their workers and PostgreSQL)", flush=True)
+        print(
+            f"W4 (200) one engine: {one['executions_per_s']:.1f}/s, two engines: {two['executions_per_s']:.1f}/s, "
+            f"scaling {factor:.2f}x (goal >= 1.6x where the cores allow it; {os.cpu_count()} cores shared by "
+            f"both engines, their workers and PostgreSQL)",
+            flush=True,
+        )
     print(json.dumps(results, indent=2))
 
 

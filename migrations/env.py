@@ -5,17 +5,21 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from recorder.store.models import Base
-import recorder.followers.models  # noqa: F401  (followers' tables, revision 0002)
+import recorder.followers.models
 import recorder.store.sessions  # noqa: F401  (viewer login sessions, revision 0004)
+from recorder.store.models import Base
 
 config = context.config
 target_metadata = Base.metadata
 
 
 def run_migrations_offline() -> None:
-    context.configure(url=config.get_main_option("sqlalchemy.url"), target_metadata=target_metadata,
-                      literal_binds=True, render_as_batch=True)
+    context.configure(
+        url=config.get_main_option("sqlalchemy.url"),
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -1,10 +1,10 @@
 """A small typed Python API for embedding Durascope and for tests.
 
-    ds = Durascope.open("sqlite:///durascope.db")
-    ds.register_function("orders", "orders.handler:main", code_dir="./src")
-    arn = ds.start("orders", '{"id": 42}')
-    print(ds.wait(arn).status)
-    ds.close()
+ds = Durascope.open("sqlite:///durascope.db")
+ds.register_function("orders", "orders.handler:main", code_dir="./src")
+arn = ds.start("orders", '{"id": 42}')
+print(ds.wait(arn).status)
+ds.close()
 """
 
 from __future__ import annotations
@@ -76,8 +76,9 @@ class Durascope:
     # reach this process only through the database.
     RECHECK_SECONDS = 0.25
 
-    def __init__(self, settings: Settings, run_engine: bool = True, invoker: str = "in-process",
-                 engine_url: str | None = None) -> None:
+    def __init__(
+        self, settings: Settings, run_engine: bool = True, invoker: str = "in-process", engine_url: str | None = None
+    ) -> None:
         """``invoker``: "in-process" runs handlers on the engine's threads (the fast path), or in
         ``settings.invoker_processes`` child interpreters when that is set;
         "workers" runs them in ``awslambdaric`` processes started on demand, which reach the
@@ -101,16 +102,20 @@ class Durascope:
                 if engine_url:
                     self.set_engine_url(engine_url)
             else:
-                self.invoker = (ProcessInvoker(self.control, settings.invoker_processes)
-                                if settings.invoker_processes else InProcessInvoker(self.control))
+                self.invoker = (
+                    ProcessInvoker(self.control, settings.invoker_processes)
+                    if settings.invoker_processes
+                    else InProcessInvoker(self.control)
+                )
                 self.engine = Engine(self.control, self.invoker)
             self.engine.start()
 
     def set_engine_url(self, engine_url: str) -> None:
         """Start local worker processes on demand; they reach this engine at ``engine_url``."""
         assert self.workers is not None
-        host = WorkerHost(DirectBackend(self.workers), engine_url, self.settings.region,
-                          self.settings.worker_concurrency)
+        host = WorkerHost(
+            DirectBackend(self.workers), engine_url, self.settings.region, self.settings.worker_concurrency
+        )
         self.local_workers = host
 
         def on_demand(function: str) -> None:
@@ -152,12 +157,25 @@ class Durascope:
 
     # --- functions ---------------------------------------------------------------------
 
-    def register_function(self, name: str, handler: str, code_dir: str | None = None,
-                          env: dict[str, str] | None = None, timeout: int = 900,
-                          execution_timeout: int | None = None, retention_days: int | None = None) -> FunctionSpec:
-        spec = FunctionSpec(name=name, handler=handler, code_dir=code_dir, env=dict(env or {}), timeout=timeout,
-                            execution_timeout=execution_timeout or self.settings.default_execution_timeout,
-                            retention_days=retention_days or self.settings.default_retention_days)
+    def register_function(
+        self,
+        name: str,
+        handler: str,
+        code_dir: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: int = 900,
+        execution_timeout: int | None = None,
+        retention_days: int | None = None,
+    ) -> FunctionSpec:
+        spec = FunctionSpec(
+            name=name,
+            handler=handler,
+            code_dir=code_dir,
+            env=dict(env or {}),
+            timeout=timeout,
+            execution_timeout=execution_timeout or self.settings.default_execution_timeout,
+            retention_days=retention_days or self.settings.default_retention_days,
+        )
         self.control.register_function(spec)
         return spec
 
@@ -168,14 +186,19 @@ class Durascope:
 
     def describe(self, arn: str) -> ExecutionSummary:
         arn, name, function, status, result, error_json, start_ms, end_ms = execution_outcome(self.db, arn)
-        return ExecutionSummary(arn, name, function, status, result, json.loads(error_json) if error_json else None,
-                                start_ms, end_ms)
+        return ExecutionSummary(
+            arn, name, function, status, result, json.loads(error_json) if error_json else None, start_ms, end_ms
+        )
 
     def get_execution(self, arn: str, include_data: bool = True) -> dict[str, Any]:
         with self.db.read() as s:
             e = find_execution(s, arn)
-            return execution_description(e, self.control.function_arn(e.function_name, e.function_version),
-                                         include_data, pause=pause_details(s, e))
+            return execution_description(
+                e,
+                self.control.function_arn(e.function_name, e.function_version),
+                include_data,
+                pause=pause_details(s, e),
+            )
 
     def wait(self, arn: str, timeout: float = 60.0) -> ExecutionSummary:
         """The execution's summary once it has closed. Closes this process commits wake

@@ -1,6 +1,6 @@
-"""ARN formats of spec 7.5.
+"""ARN formats (docs/protocol.md#arns).
 
-Execution ids are UUIDs (spec: real id format unconfirmed). The execution id is the
+Execution ids are UUIDs (AWS does not document the real format; docs/protocol.md#choices). The execution id is the
 last ARN segment and doubles as the Id of the EXECUTION operation, which is how the
 SDK finds the input.
 """
@@ -23,7 +23,9 @@ _FUNCTION_ARN_RE = re.compile(
     r"^(?:arn:aws:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:)?"
     r"(?P<function>[a-zA-Z0-9_-]{1,64})(?::(?P<qualifier>\$LATEST(?:\.PUBLISHED)?|[a-zA-Z0-9_-]{1,128}))?\Z"
 )
-_PARTIAL_ARN_RE = re.compile(r"^(?P<account>\d{12}):function:(?P<function>[a-zA-Z0-9_-]{1,64})(?::(?P<qualifier>[$.a-zA-Z0-9_-]+))?\Z")
+_PARTIAL_ARN_RE = re.compile(
+    r"^(?P<account>\d{12}):function:(?P<function>[a-zA-Z0-9_-]{1,64})(?::(?P<qualifier>[$.a-zA-Z0-9_-]+))?\Z"
+)
 
 
 @dataclass(frozen=True)
@@ -50,9 +52,7 @@ class ExecutionArn:
             raise InvalidParameterValueException(
                 f"DurableExecutionArn is not a valid durable execution ARN: {text[:200]}"
             )
-        return cls(
-            m["region"], m["account"], m["function"], m["version"], m["name"], m["id"]
-        )
+        return cls(m["region"], m["account"], m["function"], m["version"], m["name"], m["id"])
 
 
 def function_arn(region: str, account: str, function: str, qualifier: str | None = None) -> str:

@@ -108,7 +108,9 @@ class Settings:
             "worker_concurrency": _int(env, "DURASCOPE_WORKER_CONCURRENCY", 2),
             "access_keys": _access_keys(env.get("DURASCOPE_ACCESS_KEYS")),
             "session_hours": _float(env, "DURASCOPE_SESSION_HOURS", 8.0),
-            "allowed_hosts": tuple(h.strip() for h in (env.get("DURASCOPE_ALLOWED_HOSTS") or "").split(",") if h.strip()),
+            "allowed_hosts": tuple(
+                h.strip() for h in (env.get("DURASCOPE_ALLOWED_HOSTS") or "").split(",") if h.strip()
+            ),
             "max_connections": _int(env, "DURASCOPE_MAX_CONNECTIONS", 1000),
             "head_timeout_seconds": _float(env, "DURASCOPE_HEAD_TIMEOUT_SECONDS", 10.0),
             "max_streams": _int(env, "DURASCOPE_MAX_STREAMS", 64),
@@ -117,12 +119,16 @@ class Settings:
             "cost_memory_mb": prices.parse_memory_sizes(env.get("DURASCOPE_COST_MEMORY_MB")),
         }
         values.update(overrides)
+        # values holds each field under its own name and type (built just above, or given by
+        # the caller as overrides); a dict of mixed values cannot say so to mypy.
         settings = cls(**values)  # type: ignore[arg-type]
         if not 0 <= settings.invoker_processes <= 64:
             raise ValueError(f"DURASCOPE_INVOKER_PROCESSES must be between 0 and 64, got {settings.invoker_processes}")
-        for key, value in (("DURASCOPE_MAX_CONNECTIONS", settings.max_connections),
-                           ("DURASCOPE_MAX_STREAMS", settings.max_streams),
-                           ("DURASCOPE_MAX_STREAMS_PER_CLIENT", settings.max_streams_per_client)):
+        for key, value in (
+            ("DURASCOPE_MAX_CONNECTIONS", settings.max_connections),
+            ("DURASCOPE_MAX_STREAMS", settings.max_streams),
+            ("DURASCOPE_MAX_STREAMS_PER_CLIENT", settings.max_streams_per_client),
+        ):
             if value < 1:
                 raise ValueError(f"{key} must be at least 1, got {value}")
         if not settings.head_timeout_seconds > 0:

@@ -1,7 +1,7 @@
 """What an execution, or a function per 1,000 executions, would cost on AWS: as Lambda
 durable functions, and as the same workflow on Step Functions Standard.
 
-One dated price table (``PRICES``, us-east-1, x86, on-demand, no free tier), each price
+The one dated price table (``recorder.prices.PRICES``, us-east-1, x86, on-demand, no free tier), each price
 with the page it comes from. ``DURASCOPE_COST_PRICES`` overrides any of them (JSON:
 ``{"durableOperation": 0.000009}``) and ``DURASCOPE_COST_MEMORY_MB`` sets the memory
 size a function is billed at (``orders=512,*=256``; default 128 MB); both are read by
@@ -35,7 +35,7 @@ from recorder.prices import DEFAULT_MEMORY_MB, PRICES, PRICES_AS_OF, Price
 from recorder.store.db import Database
 from recorder.store.sql import Raw
 
-GB = 1024 ** 3
+GB = 1024**3
 SAMPLE_EXECUTIONS = 1000  # a function's cost per 1,000 executions is averaged over its latest this many
 DAYS_PER_MONTH = 30.0
 
@@ -80,9 +80,12 @@ class Estimate:
     breakdown: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return {"lambdaDurableUsd": self.lambda_durable_usd,
-                "stepFunctionsStandardUsd": self.step_functions_standard_usd,
-                "pricesAsOf": PRICES_AS_OF, "breakdown": self.breakdown}
+        return {
+            "lambdaDurableUsd": self.lambda_durable_usd,
+            "stepFunctionsStandardUsd": self.step_functions_standard_usd,
+            "pricesAsOf": PRICES_AS_OF,
+            "breakdown": self.breakdown,
+        }
 
 
 def estimate(usage: Usage, memory_mb: int, table: PriceTable, scale: float = 1.0) -> Estimate:
@@ -93,8 +96,10 @@ def estimate(usage: Usage, memory_mb: int, table: PriceTable, scale: float = 1.0
         "gbSeconds": (gb_seconds, table.usd("lambdaGbSecond")),
         "durableOperations": (usage.durable_operations, table.usd("durableOperation")),
         "dataWrittenGb": (usage.bytes_written / GB, table.usd("durableDataWrittenGb")),
-        "dataRetainedGbMonths": (usage.byte_days_retained / GB / DAYS_PER_MONTH,
-                                 table.usd("durableDataRetainedGbMonth")),
+        "dataRetainedGbMonths": (
+            usage.byte_days_retained / GB / DAYS_PER_MONTH,
+            table.usd("durableDataRetainedGbMonth"),
+        ),
     }
     lam = {k: {"quantity": round(q * scale, 12), "usd": round(q * p * scale, 12)} for k, (q, p) in lines.items()}
     transitions = usage.state_transitions * scale
@@ -112,31 +117,47 @@ def estimate(usage: Usage, memory_mb: int, table: PriceTable, scale: float = 1.0
 def _usage(raw: Raw, selected: str, params: dict[str, Any]) -> Usage:
     """``selected``: a SQL condition on ``e`` (executions) picking the executions to count."""
     executions, invocations = raw.one(
-        f"SELECT COUNT(*), SUM(e.invocation_count) FROM executions e WHERE {selected}", params) or (0, 0)
+        f"SELECT COUNT(*), SUM(e.invocation_count) FROM executions e WHERE {selected}", params
+    ) or (0, 0)
     ops, retries, transitions = raw.one(
         "SELECT COUNT(*), SUM(CASE WHEN o.type = 'STEP' AND o.attempt > 1 THEN o.attempt - 1 ELSE 0 END), "
         "SUM(CASE WHEN o.type IN ('STEP', 'WAIT', 'CALLBACK', 'CHAINED_INVOKE') "
         "OR (o.type = 'CONTEXT' AND o.sub_type IN ('ParallelBranch', 'MapIteration')) THEN 1 ELSE 0 END) "
         f"FROM executions e JOIN operations o ON o.execution_id = e.execution_id WHERE {selected} "
-        "AND o.type <> 'EXECUTION'", params) or (0, 0, 0)
+        "AND o.type <> 'EXECUTION'",
+        params,
+    ) or (0, 0, 0)
     size = "OCTET_LENGTH(ev.body)" if raw.postgres else "LENGTH(CAST(ev.body AS BLOB))"
     written, retained = raw.one(
         f"SELECT SUM({size}), SUM({size} * e.retention_days) FROM executions e "
         f"JOIN events ev ON ev.execution_id = e.execution_id WHERE {selected} AND ev.event_id IS NOT NULL",
-        params) or (0, 0)
+        params,
+    ) or (0, 0)
     if raw.postgres:
-        start, end = (f"CAST(CAST(ev.body AS json) -> 'InvocationCompletedDetails' ->> '{f}' AS BIGINT)"
-                      for f in ("StartTimestamp", "EndTimestamp"))
+        start, end = (
+            f"CAST(CAST(ev.body AS json) -> 'InvocationCompletedDetails' ->> '{f}' AS BIGINT)"
+            for f in ("StartTimestamp", "EndTimestamp")
+        )
     else:
-        start, end = (f"json_extract(ev.body, '$.InvocationCompletedDetails.{f}')"
-                      for f in ("StartTimestamp", "EndTimestamp"))
-    active = raw.one(f"SELECT SUM({end} - {start}) FROM executions e JOIN events ev ON ev.execution_id = "
-                     f"e.execution_id WHERE {selected} AND ev.event_type = 'InvocationCompleted'", params)
+        start, end = (
+            f"json_extract(ev.body, '$.InvocationCompletedDetails.{f}')" for f in ("StartTimestamp", "EndTimestamp")
+        )
+    active = raw.one(
+        f"SELECT SUM({end} - {start}) FROM executions e JOIN events ev ON ev.execution_id = "
+        f"e.execution_id WHERE {selected} AND ev.event_type = 'InvocationCompleted'",
+        params,
+    )
     executions = int(executions or 0)
     retries = int(retries or 0)
-    return Usage(executions, int(invocations or 0), int((active or [0])[0] or 0),
-                 executions + int(ops or 0) + retries, int(transitions or 0) + retries,
-                 int(written or 0), int(retained or 0))
+    return Usage(
+        executions,
+        int(invocations or 0),
+        int((active or [0])[0] or 0),
+        executions + int(ops or 0) + retries,
+        int(transitions or 0) + retries,
+        int(written or 0),
+        int(retained or 0),
+    )
 
 
 def execution_cost(db: Database, execution_id: str, function: str, table: PriceTable) -> Estimate:
@@ -152,21 +173,32 @@ def function_cost(db: Database, function: str, since_ms: int, until_ms: int, tab
     """Per 1,000 executions, averaged over the function's latest executions in the window
     (at most ``SAMPLE_EXECUTIONS``, so the figure costs the same to compute at any volume)."""
     params = {"f": function, "since": since_ms, "until": until_ms}
-    selected = ("e.execution_id IN (SELECT x.execution_id FROM executions x WHERE x.function_name = :f "
-                "AND x.start_ms >= :since AND x.start_ms < :until ORDER BY x.start_ms DESC "
-                f"LIMIT {SAMPLE_EXECUTIONS})")
+    selected = (
+        "e.execution_id IN (SELECT x.execution_id FROM executions x WHERE x.function_name = :f "
+        "AND x.start_ms >= :since AND x.start_ms < :until ORDER BY x.start_ms DESC "
+        f"LIMIT {SAMPLE_EXECUTIONS})"
+    )
     with db.read() as s:
         usage = _usage(Raw(s.connection()), selected, params)
     scale = 1000 / usage.executions if usage.executions else 0.0
     out = estimate(usage, table.memory_of(function), table, scale)
-    out.breakdown["basis"] = (f"per 1,000 executions, averaged over the latest {usage.executions:,} executions "
-                              "started in the window" if usage.executions else "no executions in the window")
+    out.breakdown["basis"] = (
+        f"per 1,000 executions, averaged over the latest {usage.executions:,} executions started in the window"
+        if usage.executions
+        else "no executions in the window"
+    )
     out.breakdown["sampledExecutions"] = usage.executions
     out.breakdown["usage"] = _usage_json(usage)
     return out
 
 
 def _usage_json(u: Usage) -> dict[str, int]:
-    return {"executions": u.executions, "invocations": u.invocations, "activeMs": u.active_ms,
-            "durableOperations": u.durable_operations, "stateTransitions": u.state_transitions,
-            "bytesWritten": u.bytes_written, "byteDaysRetained": u.byte_days_retained}
+    return {
+        "executions": u.executions,
+        "invocations": u.invocations,
+        "activeMs": u.active_ms,
+        "durableOperations": u.durable_operations,
+        "stateTransitions": u.state_transitions,
+        "bytesWritten": u.bytes_written,
+        "byteDaysRetained": u.byte_days_retained,
+    }

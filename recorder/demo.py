@@ -89,9 +89,11 @@ class DemoBatch:
         answers = Counter(a.action for s in self.executions for a in s.plan.answers)
         functions = {s.plan.function for s in self.executions}
         stops = sum(1 for s in self.executions if s.plan.stop_after is not None)
-        return (f"demo run {self.run_id}: {len(self.executions)} executions of {len(functions)} functions; approver "
-                f"approves {answers['approve']}, rejects {answers['reject'] + answers['fail']}, leaves "
-                f"{answers['leave']} callbacks waiting, stops {stops}")
+        return (
+            f"demo run {self.run_id}: {len(self.executions)} executions of {len(functions)} functions; approver "
+            f"approves {answers['approve']}, rejects {answers['reject'] + answers['fail']}, leaves "
+            f"{answers['leave']} callbacks waiting, stops {stops}"
+        )
 
 
 @dataclass(frozen=True)
@@ -118,6 +120,7 @@ class DemoOutcome:
 
 # --- the plan ------------------------------------------------------------------------------
 
+
 def _approve(payload: dict[str, Any], delay: float = 2.0, heartbeats: int = 0) -> CallbackAnswer:
     return CallbackAnswer("approve", payload, delay, heartbeats)
 
@@ -135,8 +138,13 @@ class Scenario:
 
 
 def _good_loan(rng: random.Random) -> dict[str, Any]:
-    return {**loan.sample_input(rng), "credit_score": rng.randint(720, 820), "annual_income": 90000,
-            "amount": 15000, "fraud_flag": False}
+    return {
+        **loan.sample_input(rng),
+        "credit_score": rng.randint(720, 820),
+        "annual_income": 90000,
+        "amount": 15000,
+        "fraud_flag": False,
+    }
 
 
 def _leave() -> tuple[CallbackAnswer, ...]:
@@ -147,28 +155,57 @@ def _leave() -> tuple[CallbackAnswer, ...]:
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("order", "orders", lambda r: {**orders.sample_input(r), "fail_first_attempts": 1}, "SUCCEEDED"),
     Scenario("saga-rollback", "order-saga", lambda r: {**saga.sample_input(r), "fail_at": "ship-order"}, "FAILED"),
-    Scenario("order-approved", "orders-approval", orders.sample_input, "SUCCEEDED",
-             (_approve({"approved": True, "approver": "maria"}),)),
+    Scenario(
+        "order-approved",
+        "orders-approval",
+        orders.sample_input,
+        "SUCCEEDED",
+        (_approve({"approved": True, "approver": "maria"}),),
+    ),
     Scenario("etl-waiting", "document-etl", document_etl.sample_input, "RUNNING", _leave()),
-    Scenario("loan-funded", "loan-origination", _good_loan, "SUCCEEDED",
-             (_approve({"approved": True, "underwriter": "omar"}), _approve({"accepted": True}, 3.0))),
+    Scenario(
+        "loan-funded",
+        "loan-origination",
+        _good_loan,
+        "SUCCEEDED",
+        (_approve({"approved": True, "underwriter": "omar"}), _approve({"accepted": True}, 3.0)),
+    ),
     Scenario("exhausted", "exhausted-retries", lambda r: {}, "FAILED"),
     # Heartbeats every 1.6 s keep a callback with a 5 s heartbeat timeout alive for 8 s.
-    Scenario("etl-heartbeat", "document-etl",
-             lambda r: {**document_etl.sample_input(r), "heartbeat_timeout_seconds": 5}, "SUCCEEDED",
-             (_approve({"approved": True, "reviewer": "lee"}, delay=8.0, heartbeats=4),)),
-    Scenario("order-rejected", "orders-approval", orders.sample_input, "FAILED",
-             (CallbackAnswer("fail", {"ErrorType": "ApprovalDenied", "ErrorMessage": "over the spending limit"}),)),
+    Scenario(
+        "etl-heartbeat",
+        "document-etl",
+        lambda r: {**document_etl.sample_input(r), "heartbeat_timeout_seconds": 5},
+        "SUCCEEDED",
+        (_approve({"approved": True, "reviewer": "lee"}, delay=8.0, heartbeats=4),),
+    ),
+    Scenario(
+        "order-rejected",
+        "orders-approval",
+        orders.sample_input,
+        "FAILED",
+        (CallbackAnswer("fail", {"ErrorType": "ApprovalDenied", "ErrorMessage": "over the spending limit"}),),
+    ),
     Scenario("retry-ok", "retry-then-succeed", lambda r: {}, "SUCCEEDED"),
-    Scenario("loan-offer-open", "loan-origination", _good_loan, "RUNNING",
-             (_approve({"approved": True, "underwriter": "omar"}), CallbackAnswer("leave"))),
+    Scenario(
+        "loan-offer-open",
+        "loan-origination",
+        _good_loan,
+        "RUNNING",
+        (_approve({"approved": True, "underwriter": "omar"}), CallbackAnswer("leave")),
+    ),
     Scenario("callback-timeout", "callback-timeout", lambda r: {"timeout_seconds": 2}, "FAILED"),
     Scenario("exec-timeout", "execution-timeout", lambda r: {"seconds": 60}, "TIMED_OUT"),
     Scenario("saga", "order-saga", lambda r: {**saga.sample_input(r), "fail_at": None}, "SUCCEEDED"),
     Scenario("map", "map-with-failures", failures.sample_input, "SUCCEEDED"),
     Scenario("stopped", "long-wait", lambda r: {"seconds": 3600}, "STOPPED", stop_after=3.0),
-    Scenario("etl-rejected", "document-etl", document_etl.sample_input, "SUCCEEDED",
-             (CallbackAnswer("reject", {"approved": False, "reason": "totals do not match"}),)),
+    Scenario(
+        "etl-rejected",
+        "document-etl",
+        document_etl.sample_input,
+        "SUCCEEDED",
+        (CallbackAnswer("reject", {"approved": False, "reason": "totals do not match"}),),
+    ),
     Scenario("order-invalid", "orders", lambda r: {**orders.sample_input(r), "items": []}, "FAILED"),
     Scenario("loan-fraud", "loan-origination", lambda r: {**loan.sample_input(r), "fraud_flag": True}, "SUCCEEDED"),
     Scenario("hello", "hello", lambda r: {"name": r.choice(["World", "Durascope", "Lambda"])}, "SUCCEEDED"),
@@ -184,8 +221,11 @@ def plan_batch(n: int, seed: int, run_id: str) -> list[PlannedExecution]:
     plan = []
     for i in range(n):
         sc = SCENARIOS[i % len(SCENARIOS)]
-        plan.append(PlannedExecution(sc.function, f"{sc.label}-{i:03d}-{run_id}", sc.make_input(rng), sc.expect,
-                                     sc.answers, sc.stop_after))
+        plan.append(
+            PlannedExecution(
+                sc.function, f"{sc.label}-{i:03d}-{run_id}", sc.make_input(rng), sc.expect, sc.answers, sc.stop_after
+            )
+        )
     return plan
 
 
@@ -206,6 +246,7 @@ def start_batch(ds: Durascope, executions: int, seed: int) -> DemoBatch:
 
 # --- the approver --------------------------------------------------------------------------
 
+
 @dataclass
 class _Progress:
     """The approver's mutable view of one execution (private to the approver thread)."""
@@ -225,15 +266,17 @@ class _Progress:
         if self.status in TERMINAL:
             return True
         plan = self.started.plan
-        return (plan.expect == "RUNNING" and self.parked and self.answered >= len(plan.answers)
-                and plan.stop_after is None)
+        return (
+            plan.expect == "RUNNING" and self.parked and self.answered >= len(plan.answers) and plan.stop_after is None
+        )
 
 
 class Approver(threading.Thread):
     """Plays the humans and operators of the batch, polling the store every ``interval`` seconds."""
 
-    def __init__(self, ds: Durascope, batch: DemoBatch, interval: float = 0.25,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, ds: Durascope, batch: DemoBatch, interval: float = 0.25, log: Callable[[str], None] | None = None
+    ) -> None:
         super().__init__(name="durascope-demo-approver", daemon=True)
         self.ds = ds
         self.interval = interval
@@ -273,8 +316,11 @@ class Approver(threading.Thread):
                 continue
             plan = p.started.plan
             if plan.stop_after is not None and not p.stopped and now - p.started.started_at >= plan.stop_after:
-                self._call(self.ds.stop, p.started.arn,
-                           {"ErrorType": "Demo.Stopped", "ErrorMessage": "stopped by the demo operator"})
+                self._call(
+                    self.ds.stop,
+                    p.started.arn,
+                    {"ErrorType": "Demo.Stopped", "ErrorMessage": "stopped by the demo operator"},
+                )
                 p.stopped = True
                 self.log(f"stopped {plan.name}")
                 continue
@@ -332,8 +378,10 @@ class Approver(threading.Thread):
 
 # --- entry points --------------------------------------------------------------------------
 
-def run_batch(ds: Durascope, executions: int, seed: int, timeout: float = 180.0,
-              echo: Callable[[str], None] = print) -> DemoOutcome:
+
+def run_batch(
+    ds: Durascope, executions: int, seed: int, timeout: float = 180.0, echo: Callable[[str], None] = print
+) -> DemoOutcome:
     """Register, start the batch and run the approver until the batch settles (``--no-serve``)."""
     register_samples(ds)
     t0 = time.monotonic()
@@ -349,13 +397,17 @@ def run_batch(ds: Durascope, executions: int, seed: int, timeout: float = 180.0,
         echo(f"approver error: {error}")
     final = approver.final()
     expected = {s.plan.name: s.plan.expect for s in batch.executions}
-    unexpected = tuple(f"{name}: {expected[name]} -> {d.status} ({(d.error or {}).get('ErrorMessage', '')})"
-                       for name, d in final.items() if d.status != expected[name])
+    unexpected = tuple(
+        f"{name}: {expected[name]} -> {d.status} ({(d.error or {}).get('ErrorMessage', '')})"
+        for name, d in final.items()
+        if d.status != expected[name]
+    )
     return DemoOutcome(settled, time.monotonic() - t0, dict(Counter(d.status for d in final.values())), unexpected)
 
 
-def serve_demo(settings: Settings, host: str, port: int, executions: int, seed: int,
-               echo: Callable[[str], None] = print) -> None:
+def serve_demo(
+    settings: Settings, host: str, port: int, executions: int, seed: int, echo: Callable[[str], None] = print
+) -> None:
     """Bind the server first (a busy port fails before anything starts), then serve what
     ``durascope serve`` serves (the API, the viewer, the engine and the webhook dispatcher)
     with the batch and its approver, until SIGINT/SIGTERM; they share one Durascope."""
@@ -394,8 +446,10 @@ def serve_demo(settings: Settings, host: str, port: int, executions: int, seed: 
 def aws_hint(url: str, region: str) -> str:
     """An AWS CLI command that works as printed, also on a machine with no AWS configuration
     (Durascope without access keys accepts any credentials)."""
-    return ("AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo aws lambda list-durable-executions-by-function "
-            f"--function-name orders --endpoint-url {url} --region {region}")
+    return (
+        "AWS_ACCESS_KEY_ID=demo AWS_SECRET_ACCESS_KEY=demo aws lambda list-durable-executions-by-function "
+        f"--function-name orders --endpoint-url {url} --region {region}"
+    )
 
 
 def _report_when_settled(approver: Approver, echo: Callable[[str], None]) -> None:

@@ -80,8 +80,10 @@ class ErrorGroups:
 
 def error_groups(conn: Connection | Session, flt: GroupFilter, limit: int = GROUP_LIMIT) -> ErrorGroups:
     where, params = flt.where()
-    span_row = conn.execute(text(f"SELECT COUNT(*) AS n, MIN(o.ts_ms) AS lo, MAX(o.ts_ms) AS hi "
-                                 f"FROM error_occurrences o WHERE {where}"), params).one()
+    span_row = conn.execute(
+        text(f"SELECT COUNT(*) AS n, MIN(o.ts_ms) AS lo, MAX(o.ts_ms) AS hi FROM error_occurrences o WHERE {where}"),
+        params,
+    ).one()
     if not span_row.n:
         return ErrorGroups((), flt.since_ms, flt.until_ms, 0)
     lo = flt.since_ms if flt.since_ms is not None else span_row.lo
@@ -89,10 +91,14 @@ def error_groups(conn: Connection | Session, flt: GroupFilter, limit: int = GROU
     span = max(hi - lo + 1, 1)
     # One pass: counts by group, operation and trend bucket; the groups are sums of these.
     key = "o.function_name, o.error_type, o.fingerprint"
-    cells = conn.execute(text(
-        f"SELECT {key}, o.kind, o.op_name, (o.ts_ms - :lo) * {TREND_BUCKETS} / :span AS bucket, "
-        f"COUNT(*) AS n, MIN(o.ts_ms) AS first_ms, MAX(o.ts_ms) AS last_ms FROM error_occurrences o "
-        f"WHERE {where} GROUP BY {key}, o.kind, o.op_name, bucket"), {**params, "lo": lo, "span": span}).all()
+    cells = conn.execute(
+        text(
+            f"SELECT {key}, o.kind, o.op_name, (o.ts_ms - :lo) * {TREND_BUCKETS} / :span AS bucket, "
+            f"COUNT(*) AS n, MIN(o.ts_ms) AS first_ms, MAX(o.ts_ms) AS last_ms FROM error_occurrences o "
+            f"WHERE {where} GROUP BY {key}, o.kind, o.op_name, bucket"
+        ),
+        {**params, "lo": lo, "span": span},
+    ).all()
     totals: dict[GroupKey, list[int]] = {}  # count, first, last
     operations: dict[GroupKey, dict[tuple[str, str | None], int]] = {}
     trends: dict[GroupKey, list[int]] = {}
@@ -107,25 +113,39 @@ def error_groups(conn: Connection | Session, flt: GroupFilter, limit: int = GROU
     top = sorted(totals, key=lambda k: (-totals[k][0], -totals[k][2]))[:limit]
     samples = _samples(conn, top, where, params)
     groups = tuple(
-        ErrorGroup(function=k[0], error_type=k[1], message=k[2], count=totals[k][0], first_seen_ms=totals[k][1],
-                   last_seen_ms=totals[k][2],
-                   operations=tuple(OperationCount(kind, name, n) for (kind, name), n in
-                                    sorted(operations[k].items(), key=lambda item: -item[1])),
-                   samples=samples.get(k, ()), trend=tuple(trends[k]))
-        for k in top)
+        ErrorGroup(
+            function=k[0],
+            error_type=k[1],
+            message=k[2],
+            count=totals[k][0],
+            first_seen_ms=totals[k][1],
+            last_seen_ms=totals[k][2],
+            operations=tuple(
+                OperationCount(kind, name, n)
+                for (kind, name), n in sorted(operations[k].items(), key=lambda item: -item[1])
+            ),
+            samples=samples.get(k, ()),
+            trend=tuple(trends[k]),
+        )
+        for k in top
+    )
     return ErrorGroups(groups, lo, hi, span_row.n)
 
 
-def _samples(conn: Connection | Session, keys: list[GroupKey], where: str,
-             params: dict[str, Any]) -> dict[GroupKey, tuple[SampleExecution, ...]]:
+def _samples(
+    conn: Connection | Session, keys: list[GroupKey], where: str, params: dict[str, Any]
+) -> dict[GroupKey, tuple[SampleExecution, ...]]:
     """The newest executions of each group: a short walk down the group's index each."""
     newest: dict[GroupKey, dict[str, int]] = {}
     for k in keys:
-        rows = conn.execute(text(
-            f"SELECT o.execution_id, o.ts_ms FROM error_occurrences o WHERE o.function_name = :g_function "
-            f"AND o.error_type = :g_type AND o.fingerprint = :g_fingerprint AND {where} "
-            f"ORDER BY o.ts_ms DESC LIMIT {SAMPLES * 8}"),
-            {**params, "g_function": k[0], "g_type": k[1], "g_fingerprint": k[2]}).all()
+        rows = conn.execute(
+            text(
+                f"SELECT o.execution_id, o.ts_ms FROM error_occurrences o WHERE o.function_name = :g_function "
+                f"AND o.error_type = :g_type AND o.fingerprint = :g_fingerprint AND {where} "
+                f"ORDER BY o.ts_ms DESC LIMIT {SAMPLES * 8}"
+            ),
+            {**params, "g_function": k[0], "g_type": k[1], "g_fingerprint": k[2]},
+        ).all()
         seen: dict[str, int] = {}
         for r in rows:
             if r.execution_id not in seen and len(seen) < SAMPLES:
@@ -135,8 +155,21 @@ def _samples(conn: Connection | Session, keys: list[GroupKey], where: str,
     if not ids:
         return {}
     id_params = {f"x{i}": eid for i, eid in enumerate(ids)}
-    described = {r.execution_id: r for r in conn.execute(text(
-        "SELECT execution_id, arn, name, status FROM executions WHERE execution_id IN "
-        f"({', '.join(':' + p for p in id_params)})"), id_params)}
-    return {k: tuple(SampleExecution(described[eid].arn, described[eid].name, described[eid].status, ts)
-                     for eid, ts in seen.items() if eid in described) for k, seen in newest.items()}
+    described = {
+        r.execution_id: r
+        for r in conn.execute(
+            text(
+                "SELECT execution_id, arn, name, status FROM executions WHERE execution_id IN "
+                f"({', '.join(':' + p for p in id_params)})"
+            ),
+            id_params,
+        )
+    }
+    return {
+        k: tuple(
+            SampleExecution(described[eid].arn, described[eid].name, described[eid].status, ts)
+            for eid, ts in seen.items()
+            if eid in described
+        )
+        for k, seen in newest.items()
+    }

@@ -22,7 +22,7 @@ class ServiceError(Exception):
         self.extra = extra
 
     def to_body(self) -> dict[str, Any]:
-        # Spec 7.3 (unconfirmed): the real service may send a fault class in Type;
+        # docs/protocol.md#rest-api (unconfirmed): the real service may send a fault class in Type;
         # botocore ignores it, so we send the exception name, which reads better.
         return {"Type": self.code, self.message_key: self.message, **self.extra}
 
@@ -77,6 +77,6 @@ INVALID_TOKEN_MESSAGE = "Invalid checkpoint token"
 
 
 def invalid_token(detail: str = "") -> InvalidParameterValueException:
-    # The SDK retries only when the message starts exactly with this text (spec 4.1).
+    # The SDK retries only when the message starts exactly with this text (docs/protocol.md#tokens).
     suffix = f": {detail}" if detail else ""
     return InvalidParameterValueException(f"{INVALID_TOKEN_MESSAGE}{suffix}")

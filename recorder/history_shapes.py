@@ -80,8 +80,11 @@ def _structure(value: Any, shape: Shape, path: str) -> None:
     members = shape.members
     unknown = [k for k in value if k not in members]
     if unknown:
-        raise ShapeError(path, f"unexpected field {str(unknown[0])[:60]!r}"
-                               + (f" (expected one of {', '.join(sorted(members))})" if 0 < len(members) <= 8 else ""))
+        raise ShapeError(
+            path,
+            f"unexpected field {str(unknown[0])[:60]!r}"
+            + (f" (expected one of {', '.join(sorted(members))})" if 0 < len(members) <= 8 else ""),
+        )
     for name in shape.required_members:
         if name not in value:
             raise ShapeError(_join(path, name), "is required")

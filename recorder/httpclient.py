@@ -54,8 +54,9 @@ class EngineConnections:
         if conn is not None:
             conn.close()
 
-    def request(self, method: str, path: str, body: bytes | None, headers: dict[str, str],
-                timeout: float) -> tuple[int, dict[str, str], bytes]:
+    def request(
+        self, method: str, path: str, body: bytes | None, headers: dict[str, str], timeout: float
+    ) -> tuple[int, dict[str, str], bytes]:
         """One request on this thread's connection: (status, headers, body)."""
         for _ in range(2):
             conn, reused = self._connection(timeout)

@@ -37,7 +37,7 @@ def _stat(pid: int) -> tuple[str, str] | None:
             text = f.read()
     except OSError:
         return None
-    fields = text[text.rfind(")") + 2:].split()  # the command name may hold spaces and parentheses
+    fields = text[text.rfind(")") + 2 :].split()  # the command name may hold spaces and parentheses
     return fields[0], fields[19]
 
 

@@ -28,8 +28,9 @@ PRICES: dict[str, Price] = {
     "durableOperation": Price(8.00 / 1_000_000, "durable operation", "https://aws.amazon.com/lambda/pricing/"),
     "durableDataWrittenGb": Price(0.25, "GB written", "https://aws.amazon.com/lambda/pricing/"),
     "durableDataRetainedGbMonth": Price(0.15, "GB-month retained", "https://aws.amazon.com/lambda/pricing/"),
-    "stepFunctionsStateTransition": Price(0.025 / 1_000, "state transition (Standard)",
-                                          "https://aws.amazon.com/step-functions/pricing/"),
+    "stepFunctionsStateTransition": Price(
+        0.025 / 1_000, "state transition (Standard)", "https://aws.amazon.com/step-functions/pricing/"
+    ),
 }
 
 
@@ -40,9 +41,9 @@ def parse_price_overrides(text: str | None) -> dict[str, float]:
     try:
         raw = json.loads(text)
     except ValueError:
-        raise ValueError("DURASCOPE_COST_PRICES must be a JSON object, e.g. {\"durableOperation\": 0.000008}") from None
+        raise ValueError('DURASCOPE_COST_PRICES must be a JSON object, e.g. {"durableOperation": 0.000008}') from None
     if not isinstance(raw, dict):
-        raise ValueError("DURASCOPE_COST_PRICES must be a JSON object of price names to USD")  # noqa: TRY004
+        raise ValueError("DURASCOPE_COST_PRICES must be a JSON object of price names to USD")
     out: dict[str, float] = {}
     for key, value in raw.items():
         if key not in PRICES:
@@ -61,7 +62,8 @@ def parse_memory_sizes(text: str | None) -> dict[str, int]:
             continue
         name, sep, mb = item.strip().partition("=")
         if not sep or not name.strip() or not mb.strip().isdigit() or not 128 <= int(mb) <= 10_240:
-            raise ValueError("DURASCOPE_COST_MEMORY_MB must be function=MB[,function=MB][,*=MB] with MB "
-                             "from 128 to 10240")
+            raise ValueError(
+                "DURASCOPE_COST_MEMORY_MB must be function=MB[,function=MB][,*=MB] with MB from 128 to 10240"
+            )
         out[name.strip()] = int(mb)
     return out

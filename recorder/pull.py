@@ -16,7 +16,6 @@ from recorder.store.db import Database
 from recorder.store.sql import Raw
 from recorder.transfer import ImportedHistory, import_histories, parse_history
 
-
 # What one pull reads at most from an endpoint: as much as one import file may hold, and
 # enough pages for that (a history page holds up to 1,000 events, a list page 100 executions).
 MAX_PULL_BYTES = 256 * 1024 * 1024
@@ -39,11 +38,15 @@ class _Budget:
         self.pages += 1
         self.bytes += len(getattr(http_response, "content", b"") or b"")
         if self.pages > MAX_PULL_PAGES:
-            raise PullFailed(f"stopped: {self.endpoint} kept sending pages (more than {MAX_PULL_PAGES}); "
-                             "nothing was imported. Pull less at once with --since.")
+            raise PullFailed(
+                f"stopped: {self.endpoint} kept sending pages (more than {MAX_PULL_PAGES}); "
+                "nothing was imported. Pull less at once with --since."
+            )
         if self.bytes > MAX_PULL_BYTES:
-            raise PullFailed(f"stopped: {self.endpoint} sent more than {MAX_PULL_BYTES // (1024 * 1024)} MiB; "
-                             "nothing was imported. Pull less at once with --since.")
+            raise PullFailed(
+                f"stopped: {self.endpoint} sent more than {MAX_PULL_BYTES // (1024 * 1024)} MiB; "
+                "nothing was imported. Pull less at once with --since."
+            )
 
 
 def _plain(value: Any) -> Any:
@@ -57,8 +60,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def pull(db: Database, function: str, endpoint_url: str | None, region: str | None,
-         since_ms: int | None) -> tuple[int, int]:
+def pull(
+    db: Database, function: str, endpoint_url: str | None, region: str | None, since_ms: int | None
+) -> tuple[int, int]:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -86,8 +90,13 @@ def pull(db: Database, function: str, endpoint_url: str | None, region: str | No
                     if not h.get("NextMarker") or h["NextMarker"] == hparams.get("Marker"):
                         break
                     hparams["Marker"] = h["NextMarker"]
-                histories.append(parse_history({"DurableExecutionArn": arn, "Events": events}, arn,
-                                               source=f"pulled from {endpoint_url or 'AWS'}"))
+                histories.append(
+                    parse_history(
+                        {"DurableExecutionArn": arn, "Events": events},
+                        arn,
+                        source=f"pulled from {endpoint_url or 'AWS'}",
+                    )
+                )
             if not page.get("NextMarker") or page["NextMarker"] == params.get("Marker"):
                 break
             params["Marker"] = page["NextMarker"]
@@ -104,12 +113,19 @@ def _client(session: Any, endpoint_url: str | None, region: str | None) -> Any:
     machine with no AWS configuration signs with placeholders, in us-east-1 by default."""
     region = region or session.region_name or "us-east-1"
     if endpoint_url and session.get_credentials() is None:
-        return session.client("lambda", endpoint_url=endpoint_url, region_name=region,
-                              aws_access_key_id="durascope", aws_secret_access_key="durascope")
+        return session.client(
+            "lambda",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            aws_access_key_id="durascope",
+            aws_secret_access_key="durascope",
+        )
     return session.client("lambda", endpoint_url=endpoint_url, region_name=region)
 
 
 def _have(db: Database, arn: str) -> bool:
     execution_id = arn.rsplit("/", 1)[-1]
     with db.read() as s:
-        return Raw(s.connection()).one("SELECT 1 FROM executions WHERE execution_id = :e", {"e": execution_id}) is not None
+        return (
+            Raw(s.connection()).one("SELECT 1 FROM executions WHERE execution_id = :e", {"e": execution_id}) is not None
+        )

@@ -62,8 +62,10 @@ def find_execution(s: Session, arn: str) -> Execution:
     return execution
 
 
-_OUTCOME_SQL = ("SELECT arn, name, function_name, status, result, error_json, start_ms, end_ms "
-                "FROM executions WHERE execution_id = :eid")
+_OUTCOME_SQL = (
+    "SELECT arn, name, function_name, status, result, error_json, start_ms, end_ms "
+    "FROM executions WHERE execution_id = :eid"
+)
 
 
 def execution_outcome(db: Database, arn: str) -> tuple[Any, ...]:
@@ -92,9 +94,15 @@ class HistoryPage:
     next_marker: str | None
 
 
-def history_page(db: Database, arn: str, include_data: bool = True, marker: str | None = None,
-                 max_items: int | None = None, reverse: bool = False,
-                 ts: Callable[[int], Any] = ts_seconds) -> HistoryPage:
+def history_page(
+    db: Database,
+    arn: str,
+    include_data: bool = True,
+    marker: str | None = None,
+    max_items: int | None = None,
+    reverse: bool = False,
+    ts: Callable[[int], Any] = ts_seconds,
+) -> HistoryPage:
     limit = 100 if max_items is None else max_items
     if not 1 <= limit <= 1000:
         raise InvalidParameterValueException("MaxItems must be from 1 to 1000")
@@ -113,8 +121,9 @@ def history_page(db: Database, arn: str, include_data: bool = True, marker: str 
     return HistoryPage(events, next_marker)
 
 
-def iter_history(db: Database, arn: str, include_data: bool = True,
-                 ts: Callable[[int], Any] = ts_seconds, page: int = 1000) -> Iterator[dict[str, Any]]:
+def iter_history(
+    db: Database, arn: str, include_data: bool = True, ts: Callable[[int], Any] = ts_seconds, page: int = 1000
+) -> Iterator[dict[str, Any]]:
     marker = None
     while True:
         p = history_page(db, arn, include_data, marker, page, False, ts)
@@ -124,8 +133,13 @@ def iter_history(db: Database, arn: str, include_data: bool = True,
         marker = p.next_marker
 
 
-def execution_description(execution: Execution, function_arn: str, include_data: bool = True,
-                          ts: Callable[[int], Any] = ts_seconds, pause: dict[str, Any] | None = None) -> dict[str, Any]:
+def execution_description(
+    execution: Execution,
+    function_arn: str,
+    include_data: bool = True,
+    ts: Callable[[int], Any] = ts_seconds,
+    pause: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """GetDurableExecution's response body. ``pause``: see ``pause_details``."""
     out: dict[str, Any] = {
         "DurableExecutionArn": execution.arn,
@@ -135,16 +149,20 @@ def execution_description(execution: Execution, function_arn: str, include_data:
         "StartTimestamp": ts(execution.start_ms),
         "Version": execution.function_version,
         "ExecutionDataIncluded": include_data,
-        "DurableConfig": {"ExecutionTimeout": execution.execution_timeout,
-                          "RetentionPeriodInDays": execution.retention_days},
+        "DurableConfig": {
+            "ExecutionTimeout": execution.execution_timeout,
+            "RetentionPeriodInDays": execution.retention_days,
+        },
     }
     if execution.end_ms is not None:
         out["EndTimestamp"] = ts(execution.end_ms)
     elif execution.execution_timeout:
         out["ExpectedExecutionTimeoutTimestamp"] = ts(execution.start_ms + execution.execution_timeout * 1000)
     if execution.status in _PAUSED and pause:
-        details: dict[str, Any] = {"PauseRequestTimestamp": ts(int(pause["PauseRequestTimestamp"])),
-                                   "ExecutionTimeoutPaused": bool(pause.get("ExecutionTimeoutPaused", True))}
+        details: dict[str, Any] = {
+            "PauseRequestTimestamp": ts(int(pause["PauseRequestTimestamp"])),
+            "ExecutionTimeoutPaused": bool(pause.get("ExecutionTimeoutPaused", True)),
+        }
         reason = (pause.get("Reason") or {}).get("Payload")
         if include_data and reason is not None:
             details["Reason"] = reason
@@ -175,9 +193,16 @@ class LogEntry:
     attempt: int | None = None  # the step attempt it was written in
 
 
-def execution_logs(db: Database, arn: str, min_level: str | None = None, request_id: str | None = None,
-                   op_id: str | None = None, limit: int = 10_000,
-                   request_ids: tuple[str, ...] | None = None, replay: bool = True) -> list[LogEntry]:
+def execution_logs(
+    db: Database,
+    arn: str,
+    min_level: str | None = None,
+    request_id: str | None = None,
+    op_id: str | None = None,
+    limit: int = 10_000,
+    request_ids: tuple[str, ...] | None = None,
+    replay: bool = True,
+) -> list[LogEntry]:
     """Captured handler output of one execution, oldest first. ``min_level`` keeps
     records at or above it (stdout/stderr lines count as INFO/ERROR); ``request_ids``
     keeps the lines of those invocations; ``replay=False`` drops the lines written while
@@ -196,8 +221,9 @@ def execution_logs(db: Database, arn: str, min_level: str | None = None, request
         if not replay:
             q = q.where(LogLine.replay.is_(False))
         rows = s.scalars(q.order_by(LogLine.id).limit(limit)).all()
-    entries = [LogEntry(r.ts_ms, r.level, r.logger, r.message, r.request_id, r.op_id, r.id, r.replay, r.attempt)
-               for r in rows]
+    entries = [
+        LogEntry(r.ts_ms, r.level, r.logger, r.message, r.request_id, r.op_id, r.id, r.replay, r.attempt) for r in rows
+    ]
     if min_level is not None:
         floor = LEVELS.index(min_level.upper())
         entries = [e for e in entries if level_rank(e.level) >= floor]
@@ -209,9 +235,12 @@ def newest_success(db: Database, arn: str) -> tuple[str, str | None]:
     (None when it has none yet)."""
     with db.read() as s:
         execution = find_execution(s, arn)
-        found = s.execute(select(Execution.arn).where(Execution.function_name == execution.function_name,
-                                                      Execution.status == "SUCCEEDED")
-                          .order_by(Execution.start_ms.desc()).limit(1)).scalar_one_or_none()
+        found = s.execute(
+            select(Execution.arn)
+            .where(Execution.function_name == execution.function_name, Execution.status == "SUCCEEDED")
+            .order_by(Execution.start_ms.desc())
+            .limit(1)
+        ).scalar_one_or_none()
     return execution.function_name, found
 
 
@@ -219,9 +248,12 @@ def operation_ids(db: Database, arn: str, id_or_name: str) -> dict[str, str | No
     """The operations of an execution with this id, or else this name: {id: name}."""
     with db.read() as s:
         execution = find_execution(s, arn)
-        rows = s.execute(select(Operation.op_id, Operation.name).where(
-            Operation.execution_id == execution.execution_id,
-            (Operation.op_id == id_or_name) | (Operation.name == id_or_name))).all()
+        rows = s.execute(
+            select(Operation.op_id, Operation.name).where(
+                Operation.execution_id == execution.execution_id,
+                (Operation.op_id == id_or_name) | (Operation.name == id_or_name),
+            )
+        ).all()
     by_id = {r.op_id: r.name for r in rows if r.op_id == id_or_name}
     return by_id or {r.op_id: r.name for r in rows}
 
@@ -275,15 +307,23 @@ def _parse_list_marker(marker: str, fingerprint: str) -> tuple[int, str]:
         raise InvalidParameterValueException("Invalid Marker: it is unknown or belongs to another query") from exc
 
 
-def list_executions(db: Database, function_name: str, function_arn: Callable[[str, str], str],
-                    version: str | None = None, name: str | None = None,
-                    statuses: list[str] | tuple[str, ...] | None = None,
-                    started_after_ms: int | None = None, started_before_ms: int | None = None,
-                    reverse: bool = False, marker: str | None = None, max_items: int | None = None,
-                    ts: Callable[[int], Any] = ts_seconds) -> ExecutionListPage:
+def list_executions(
+    db: Database,
+    function_name: str,
+    function_arn: Callable[[str, str], str],
+    version: str | None = None,
+    name: str | None = None,
+    statuses: list[str] | tuple[str, ...] | None = None,
+    started_after_ms: int | None = None,
+    started_before_ms: int | None = None,
+    reverse: bool = False,
+    marker: str | None = None,
+    max_items: int | None = None,
+    ts: Callable[[int], Any] = ts_seconds,
+) -> ExecutionListPage:
     """One page of a function's executions with keyset pagination on (start, id).
 
-    Default order is newest first; ``reverse`` gives oldest first (spec 7.2, the opposite
+    Default order is newest first; ``reverse`` gives oldest first (docs/protocol.md#rest-api, the opposite
     of history). ``started_after_ms``/``started_before_ms`` are inclusive. The marker is
     opaque and pinned to the filters it was issued for. ``function_arn(name, version)``
     renders the qualified FunctionArn of each item."""
@@ -294,9 +334,11 @@ def list_executions(db: Database, function_name: str, function_arn: Callable[[st
     bad = [s for s in status_list if s not in LIST_STATUSES]
     if bad:
         raise InvalidParameterValueException(
-            f"Statuses must be among {', '.join(sorted(LIST_STATUSES))}; got {', '.join(bad)[:200]}")
-    fingerprint = _list_fingerprint(function_name, version, name, status_list, started_after_ms,
-                                    started_before_ms, bool(reverse))
+            f"Statuses must be among {', '.join(sorted(LIST_STATUSES))}; got {', '.join(bad)[:200]}"
+        )
+    fingerprint = _list_fingerprint(
+        function_name, version, name, status_list, started_after_ms, started_before_ms, bool(reverse)
+    )
     q = select(Execution).where(Execution.function_name == function_name)
     if version is not None:
         q = q.where(Execution.function_version == version)
@@ -311,11 +353,13 @@ def list_executions(db: Database, function_name: str, function_arn: Callable[[st
     if marker:
         m_start, m_id = _parse_list_marker(marker, fingerprint)
         if reverse:
-            q = q.where((Execution.start_ms > m_start)
-                        | ((Execution.start_ms == m_start) & (Execution.execution_id > m_id)))
+            q = q.where(
+                (Execution.start_ms > m_start) | ((Execution.start_ms == m_start) & (Execution.execution_id > m_id))
+            )
         else:
-            q = q.where((Execution.start_ms < m_start)
-                        | ((Execution.start_ms == m_start) & (Execution.execution_id < m_id)))
+            q = q.where(
+                (Execution.start_ms < m_start) | ((Execution.start_ms == m_start) & (Execution.execution_id < m_id))
+            )
     if reverse:
         q = q.order_by(Execution.start_ms, Execution.execution_id)
     else:
@@ -396,8 +440,14 @@ def _apply_execution_query(q: Any, f: ExecutionQuery, with_status: bool = True) 
     return q
 
 
-def browse_executions(db: Database, f: ExecutionQuery, sort: str = "start", descending: bool = True,
-                      after: tuple[int, str] | None = None, limit: int = 50) -> tuple[list[Execution], bool]:
+def browse_executions(
+    db: Database,
+    f: ExecutionQuery,
+    sort: str = "start",
+    descending: bool = True,
+    after: tuple[int, str] | None = None,
+    limit: int = 50,
+) -> tuple[list[Execution], bool]:
     """One keyset page of executions across all functions: rows after ``after`` (the
     (sort key, execution_id) of the previous page's last row) and whether more follow."""
     if sort not in VIEW_SORTS:
@@ -441,8 +491,10 @@ def execution_facets(db: Database) -> tuple[list[str], list[str]]:
     from recorder.store.models import Function
 
     with db.read() as s:
-        functions = sorted(set(s.scalars(select(Function.name)).all())
-                           | set(s.scalars(select(Execution.function_name).distinct()).all()))
+        functions = sorted(
+            set(s.scalars(select(Function.name)).all())
+            | set(s.scalars(select(Execution.function_name).distinct()).all())
+        )
         errors = sorted(e for e in s.scalars(select(Execution.error_type).distinct()).all() if e)
     return functions, errors[:200]
 
@@ -491,22 +543,25 @@ def _operation_rows(s: Session, execution_id: str) -> list[OpRow]:
     return [OpRow(*row) for row in s.connection().execute(q.order_by(Operation.seq))]
 
 
-def _timeline_events(s: Session, execution_id: str, detail_types: tuple[str, ...],
-                     only_types: tuple[str, ...] | None) -> list[TimelineEvent]:
+def _timeline_events(
+    s: Session, execution_id: str, detail_types: tuple[str, ...], only_types: tuple[str, ...] | None
+) -> list[TimelineEvent]:
     from sqlalchemy import case, literal
 
     # Core rows, not ORM objects, and the JSON body only where it is read: the 10,000-event
     # page spent most of its time building and decoding events it never looked at.
     body = case((Event.event_type.in_(detail_types), Event.body), else_=None) if detail_types else literal(None)
     q = select(Event.event_id, Event.event_type, Event.op_id, Event.ts_ms, body).where(
-        Event.execution_id == execution_id, Event.event_id.is_not(None))
+        Event.execution_id == execution_id, Event.event_id.is_not(None)
+    )
     if only_types is not None:
         q = q.where(Event.event_type.in_(only_types))
     return [TimelineEvent(*row) for row in s.connection().execute(q.order_by(Event.event_id))]
 
 
-def execution_detail(db: Database, arn: str, detail_types: tuple[str, ...] = (),
-                     only_types: tuple[str, ...] | None = None) -> ExecutionDetail:
+def execution_detail(
+    db: Database, arn: str, detail_types: tuple[str, ...] = (), only_types: tuple[str, ...] | None = None
+) -> ExecutionDetail:
     """The execution row, its operations, callbacks, timers and history, in one transaction
     so the parts agree with each other. Events come as ``TimelineEvent``: every event (or
     only those of ``only_types``; ``()`` for none), with their bodies for ``detail_types``."""
@@ -523,9 +578,16 @@ def execution_detail(db: Database, arn: str, detail_types: tuple[str, ...] = (),
     return ExecutionDetail(e, e.function_version, ops, cbs, timers, events)
 
 
-def history_window(db: Database, arn: str, types: tuple[str, ...] = (), op_id: str | None = None,
-                   text: str | None = None, from_event_id: int = 1, limit: int = 200,
-                   ts: Callable[[int], Any] = lambda ms: ms) -> tuple[list[dict[str, Any]], int, bool]:
+def history_window(
+    db: Database,
+    arn: str,
+    types: tuple[str, ...] = (),
+    op_id: str | None = None,
+    text: str | None = None,
+    from_event_id: int = 1,
+    limit: int = 200,
+    ts: Callable[[int], Any] = lambda ms: ms,
+) -> tuple[list[dict[str, Any]], int, bool]:
     """A filtered window of one execution's history, from ``from_event_id`` on (keyset on
     EventId): (events, number of matching events in the whole history, more follow)."""
     from sqlalchemy import func
@@ -548,8 +610,13 @@ def history_window(db: Database, arn: str, types: tuple[str, ...] = (), op_id: s
 def history_event_types(db: Database, arn: str) -> list[str]:
     with db.read() as s:
         e = find_execution(s, arn)
-        return sorted(s.scalars(select(Event.event_type).where(
-            Event.execution_id == e.execution_id, Event.event_id.is_not(None)).distinct()).all())
+        return sorted(
+            s.scalars(
+                select(Event.event_type)
+                .where(Event.execution_id == e.execution_id, Event.event_id.is_not(None))
+                .distinct()
+            ).all()
+        )
 
 
 def execution_refs(db: Database, execution_ids: list[str]) -> dict[str, tuple[str, str, str]]:
@@ -559,7 +626,8 @@ def execution_refs(db: Database, execution_ids: list[str]) -> dict[str, tuple[st
     with db.read() as s:
         for i in range(0, len(ids), 500):
             q = select(Execution.execution_id, Execution.arn, Execution.name, Execution.function_name).where(
-                Execution.execution_id.in_(ids[i:i + 500]))
+                Execution.execution_id.in_(ids[i : i + 500])
+            )
             out.update({r[0]: (r[1], r[2], r[3]) for r in s.execute(q)})
     return out
 

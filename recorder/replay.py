@@ -73,8 +73,10 @@ class Divergence:
     def describe(self) -> str:
         if self.place is None:
             return f"{self.kind}: then {self.then}; now {self.now}"
-        return (f"{self.kind} at position {self.place.path} under {self.place.parent_label}: "
-                f"then {self.then}; now {self.now}")
+        return (
+            f"{self.kind} at position {self.place.path} under {self.place.parent_label}: "
+            f"then {self.then}; now {self.now}"
+        )
 
 
 @dataclass(frozen=True)
@@ -112,14 +114,27 @@ class ReplayReport:
     def to_json(self) -> dict[str, Any]:
         d = self.divergence
         return {
-            "durableExecutionArn": self.arn, "result": self.result, "exitCode": self.exit_code,
-            "summary": self.summary, "replayed": self.replayed, "total": self.total,
-            "stoppedAt": self.stopped_at, "replayStatus": self.replay_status, "error": self.error,
-            "divergence": None if d is None else {
-                "kind": d.kind, "then": d.then, "now": d.now, "message": d.message,
-                "operationId": d.place.op_id if d.place else None, "position": d.place.path if d.place else None,
+            "durableExecutionArn": self.arn,
+            "result": self.result,
+            "exitCode": self.exit_code,
+            "summary": self.summary,
+            "replayed": self.replayed,
+            "total": self.total,
+            "stoppedAt": self.stopped_at,
+            "replayStatus": self.replay_status,
+            "error": self.error,
+            "divergence": None
+            if d is None
+            else {
+                "kind": d.kind,
+                "then": d.then,
+                "now": d.now,
+                "message": d.message,
+                "operationId": d.place.op_id if d.place else None,
+                "position": d.place.path if d.place else None,
                 "parentId": d.place.parent_id if d.place else None,
-                "parentName": d.place.parent_name if d.place else None},
+                "parentName": d.place.parent_name if d.place else None,
+            },
         }
 
 
@@ -130,17 +145,30 @@ def could_not_run(arn: str, why: str) -> ReplayReport:
 # --- running --------------------------------------------------------------------------------
 
 
-def check(history: RecordedHistory, handler: str, code_dir: str | None = None,
-          timeout: float = DEFAULT_TIMEOUT) -> ReplayReport:
+def check(
+    history: RecordedHistory, handler: str, code_dir: str | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> ReplayReport:
     """Replay ``history`` with ``handler`` (``pkg.module:function``) and say how it went."""
-    job = {"handler": handler, "codeDir": str(Path(code_dir).resolve()) if code_dir else None, "arn": history.arn,
-           "operations": [op.wire for op in history.operations], "timeout": timeout}
+    job = {
+        "handler": handler,
+        "codeDir": str(Path(code_dir).resolve()) if code_dir else None,
+        "arn": history.arn,
+        "operations": [op.wire for op in history.operations],
+        "timeout": timeout,
+    }
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (_PROJECT_ROOT, env.get("PYTHONPATH")) if p)
     try:
-        proc = subprocess.run([sys.executable, "-m", "recorder.replay_child"], input=json.dumps(job), check=False,
-                              capture_output=True, text=True, env=env, timeout=timeout + 30,
-                              cwd=code_dir or None)
+        proc = subprocess.run(
+            [sys.executable, "-m", "recorder.replay_child"],
+            input=json.dumps(job),
+            check=False,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout + 30,
+            cwd=code_dir or None,
+        )
     except subprocess.TimeoutExpired:
         return could_not_run(history.arn, f"the replay did not end within {timeout:.0f} s")
     try:
@@ -162,23 +190,41 @@ def judge(history: RecordedHistory, raw: dict[str, Any]) -> ReplayReport:
     output = raw.get("output")
     if raw.get("raised") or (output is not None and not _is_envelope(output)):
         why = raw.get("raised") or "its return value is not a durable invocation result"
-        return ReplayReport(history.arn, ERROR, 0, len(ops),
-                            error=f"the handler is not a durable handler (wrapped with @durable_execution): {why}")
+        return ReplayReport(
+            history.arn,
+            ERROR,
+            0,
+            len(ops),
+            error=f"the handler is not a durable handler (wrapped with @durable_execution): {why}",
+        )
     new_work = raw.get("newWork")
     status = output.get("Status") if isinstance(output, dict) else None
     error = (output or {}).get("Error") or {}
-    report = ReplayReport(history.arn, DETERMINISTIC, len(covered), len(ops), replay_status=status,
-                          stopped_at=_describe_new_work(history, new_work) if new_work else None)
+    report = ReplayReport(
+        history.arn,
+        DETERMINISTIC,
+        len(covered),
+        len(ops),
+        replay_status=status,
+        stopped_at=_describe_new_work(history, new_work) if new_work else None,
+    )
     if status == "FAILED" and str(error.get("ErrorType", "")).endswith(_NON_DETERMINISTIC):
         return _diverged(report, _from_sdk_error(history, str(error.get("ErrorMessage", ""))))
     if new_work is not None or status not in ("SUCCEEDED", "FAILED"):
         return report  # ended at new work, or suspended where the history waits: nothing more is known
-    expected = [op for op in ops if op.parent_id is None or op.parent_id == history.operations[0].op_id
-                or op.parent_id in raw.get("entered", ())]
+    expected = [
+        op
+        for op in ops
+        if op.parent_id is None or op.parent_id == history.operations[0].op_id or op.parent_id in raw.get("entered", ())
+    ]
     for op in expected:
         if op.op_id not in covered:
-            return _diverged(report, Divergence("unreached", place_of(history, op.op_id), _label(op),
-                                                "never reached: the code ends before it", ""))
+            return _diverged(
+                report,
+                Divergence(
+                    "unreached", place_of(history, op.op_id), _label(op), "never reached: the code ends before it", ""
+                ),
+            )
     if history.status in ("SUCCEEDED", "FAILED") and status != history.status:
         now = f"ends {status}" + (f" ({error.get('ErrorType')}: {error.get('ErrorMessage')})" if error else "")
         return _diverged(report, Divergence("outcome", None, f"the execution ended {history.status}", now, ""))
@@ -186,16 +232,16 @@ def judge(history: RecordedHistory, raw: dict[str, Any]) -> ReplayReport:
 
 
 def _diverged(report: ReplayReport, d: Divergence) -> ReplayReport:
-    return ReplayReport(report.arn, DIVERGED, report.replayed, report.total, d, report.stopped_at,
-                        report.replay_status)
+    return ReplayReport(report.arn, DIVERGED, report.replayed, report.total, d, report.stopped_at, report.replay_status)
 
 
 def _is_envelope(output: Any) -> bool:
     return isinstance(output, dict) and output.get("Status") in ("SUCCEEDED", "FAILED", "PENDING")
 
 
-def _covered(ops: list[RecordedOperation], reached: set[str], entered: set[str],
-             by_id: dict[str, RecordedOperation]) -> set[str]:
+def _covered(
+    ops: list[RecordedOperation], reached: set[str], entered: set[str], by_id: dict[str, RecordedOperation]
+) -> set[str]:
     """Reached operations, and those inside a closed context the code reached and the SDK
     did not re-enter (its result stands for them)."""
     covered = set(reached)
@@ -248,8 +294,13 @@ def _from_sdk_error(history: RecordedHistory, message: str) -> Divergence:
     op = history.by_id.get(at.group(1)) if at else None
     mismatches = {m.group(1): (m.group(2), m.group(3)) for m in _MISMATCH.finditer(message)}
     if op is None or not mismatches:
-        return Divergence("nondeterminism", place_of(history, op.op_id) if op else None,
-                          _label(op) if op else "the recorded operations", "the SDK refused to replay them", message)
+        return Divergence(
+            "nondeterminism",
+            place_of(history, op.op_id) if op else None,
+            _label(op) if op else "the recorded operations",
+            "the SDK refused to replay them",
+            message,
+        )
 
     def now(field: str, then: str | None) -> str | None:
         if field not in mismatches:
@@ -258,8 +309,9 @@ def _from_sdk_error(history: RecordedHistory, message: str) -> Divergence:
         return None if value == "None" else value.strip("'")
 
     now_type = now("type", op.type)
-    return Divergence("mismatch", place_of(history, op.op_id), _label(op),
-                      _label(None, now_type, now("name", op.name)), message)
+    return Divergence(
+        "mismatch", place_of(history, op.op_id), _label(op), _label(None, now_type, now("name", op.name)), message
+    )
 
 
 def _describe_new_work(history: RecordedHistory, new: dict[str, Any]) -> str:
@@ -279,9 +331,15 @@ def overall_exit_code(reports: list[ReplayReport]) -> int:
     return EXIT_CODES[ERROR] if ERROR in results or not reports else EXIT_CODES[DETERMINISTIC]
 
 
-def check_function(db: Database, function: str, handler: str, code_dir: str | None = None,
-                   since_ms: int | None = None, status: str | None = None,
-                   timeout: float = DEFAULT_TIMEOUT) -> list[ReplayReport]:
+def check_function(
+    db: Database,
+    function: str,
+    handler: str,
+    code_dir: str | None = None,
+    since_ms: int | None = None,
+    status: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[ReplayReport]:
     """Check every stored execution of ``function`` (oldest first) that the filters keep."""
     reports = []
     for arn in matching_arns(db, ExportFilter(function, status, since_ms)):

@@ -65,8 +65,16 @@ def _kind(value: Any) -> str:
 class _Plugin(DurableInstrumentationPlugin):
     def on_operation_start(self, info: Any) -> None:
         if not info.is_replayed:
-            OBSERVED.stop_at({"reason": "new", "id": info.operation_id, "type": _kind(info.operation_type),
-                              "subType": info.sub_type, "name": info.name, "parentId": info.parent_id})
+            OBSERVED.stop_at(
+                {
+                    "reason": "new",
+                    "id": info.operation_id,
+                    "type": _kind(info.operation_type),
+                    "subType": info.sub_type,
+                    "name": info.name,
+                    "parentId": info.parent_id,
+                }
+            )
         with OBSERVED.lock:
             OBSERVED.reached.add(info.operation_id)
 
@@ -77,8 +85,16 @@ class _Plugin(DurableInstrumentationPlugin):
     def on_user_function_start(self, info: Any) -> None:
         if _kind(info.operation_type) == "STEP":
             # A step body runs only when the history did not complete the step.
-            OBSERVED.stop_at({"reason": "incomplete", "id": info.operation_id, "type": "STEP",
-                              "subType": info.sub_type, "name": info.name, "parentId": info.parent_id})
+            OBSERVED.stop_at(
+                {
+                    "reason": "incomplete",
+                    "id": info.operation_id,
+                    "type": "STEP",
+                    "subType": info.sub_type,
+                    "name": info.name,
+                    "parentId": info.parent_id,
+                }
+            )
         with OBSERVED.lock:
             OBSERVED.reached.add(info.operation_id)
             OBSERVED.entered.add(info.operation_id)
@@ -97,8 +113,9 @@ def _declare_plugin(where: Path) -> None:
     dist = where / "durascope_replay_check-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: durascope-replay-check\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(f"[aws_durable_execution.plugins]\n{PLUGIN_NAME} = "
-                                           f"recorder.replay_child:PLUGIN\n")
+    (dist / "entry_points.txt").write_text(
+        f"[aws_durable_execution.plugins]\n{PLUGIN_NAME} = recorder.replay_child:PLUGIN\n"
+    )
     sys.path.insert(0, str(where))
     named = [n for n in os.environ.get("DURABLE_EXECUTION_PLUGINS", "").split(",") if n.strip()]
     os.environ["DURABLE_EXECUTION_PLUGINS"] = ",".join([*named, PLUGIN_NAME])
@@ -123,23 +140,35 @@ def _as_sdk(op: dict[str, Any]) -> dict[str, Any]:
 class _RecordedService:
     """The SDK's service client over the history: state from it, and no new checkpoints."""
 
-    def checkpoint(self, durable_execution_arn: str, checkpoint_token: str, updates: list[Any],
-                   client_token: str | None) -> Any:
+    def checkpoint(
+        self, durable_execution_arn: str, checkpoint_token: str, updates: list[Any], client_token: str | None
+    ) -> Any:
         first = updates[0] if updates else None
         if first is not None:
-            OBSERVED.stop_at({"reason": "checkpoint", "id": first.operation_id, "type": _kind(first.operation_type),
-                              "subType": _kind(first.sub_type) if first.sub_type else None, "name": first.name,
-                              "parentId": first.parent_id, "action": _kind(first.action)})
+            OBSERVED.stop_at(
+                {
+                    "reason": "checkpoint",
+                    "id": first.operation_id,
+                    "type": _kind(first.operation_type),
+                    "subType": _kind(first.sub_type) if first.sub_type else None,
+                    "name": first.name,
+                    "parentId": first.parent_id,
+                    "action": _kind(first.action),
+                }
+            )
         from aws_durable_execution_sdk_python.lambda_service import (
             CheckpointOutput,
             CheckpointUpdatedExecutionState,
         )
 
-        return CheckpointOutput(checkpoint_token=checkpoint_token,
-                                new_execution_state=CheckpointUpdatedExecutionState(operations=[], next_marker=None))
+        return CheckpointOutput(
+            checkpoint_token=checkpoint_token,
+            new_execution_state=CheckpointUpdatedExecutionState(operations=[], next_marker=None),
+        )
 
-    def get_execution_state(self, durable_execution_arn: str, checkpoint_token: str, next_marker: str,
-                            max_items: int = 1000) -> Any:
+    def get_execution_state(
+        self, durable_execution_arn: str, checkpoint_token: str, next_marker: str, max_items: int = 1000
+    ) -> Any:
         from aws_durable_execution_sdk_python.lambda_service import StateOutput
 
         return StateOutput(operations=[], next_marker=None)
@@ -172,8 +201,10 @@ def run(job: dict[str, Any]) -> dict[str, Any]:
         try:
             handler = _import_handler(job["handler"])
         except Exception as exc:  # noqa: BLE001 - whatever the import raises is the answer
-            return {"outcome": "error", "message": f"handler {job['handler']} does not import: "
-                                                   f"{type(exc).__name__}: {exc}"}
+            return {
+                "outcome": "error",
+                "message": f"handler {job['handler']} does not import: {type(exc).__name__}: {exc}",
+            }
         return _replay(handler, job)
 
 
@@ -198,29 +229,36 @@ def _replay(handler: Any, job: dict[str, Any]) -> dict[str, Any]:
 
     ops = [Operation.from_dict(_as_sdk(o)) for o in job["operations"]]
     event = DurableExecutionInvocationInputWithClient(
-        durable_execution_arn=job["arn"], checkpoint_token="replay-check",
+        durable_execution_arn=job["arn"],
+        checkpoint_token="replay-check",
         initial_execution_state=InitialExecutionState(operations=ops, next_marker=""),
         # Every recorded operation counts as news to this invocation, so the SDK reports
         # each one the code reaches, terminal ones included (the plugin's end hook).
         updated_operation_ids=[o["Id"] for o in job["operations"] if o["Type"] != "EXECUTION"],
-        service_client=_RecordedService())
+        service_client=_RecordedService(),
+    )
     result: dict[str, Any] = {}
 
     def invoke() -> None:
         try:
             result["output"] = handler(event, _Context())
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - whatever the handler raises, even SystemExit, is reported as the check's answer
             result["raised"] = f"{type(exc).__name__}: {exc}"
         OBSERVED.done.set()
 
     threading.Thread(target=invoke, name="replay-check", daemon=True).start()
     finished = OBSERVED.done.wait(float(job.get("timeout", 60)))
     with OBSERVED.lock:
-        report: dict[str, Any] = {"reached": sorted(OBSERVED.reached), "entered": sorted(OBSERVED.entered),
-                                  "newWork": OBSERVED.new_work}
+        report: dict[str, Any] = {
+            "reached": sorted(OBSERVED.reached),
+            "entered": sorted(OBSERVED.entered),
+            "newWork": OBSERVED.new_work,
+        }
     if not finished:
-        return {"outcome": "error", "message": f"the handler neither finished nor reached new work within "
-                                               f"{job.get('timeout', 60)} s"}
+        return {
+            "outcome": "error",
+            "message": f"the handler neither finished nor reached new work within {job.get('timeout', 60)} s",
+        }
     if report["newWork"] is None:
         if "raised" in result:
             report["raised"] = result["raised"]

@@ -32,19 +32,37 @@ from recorder.transfer import (
 STAND_IN_REGION, STAND_IN_ACCOUNT = "us-east-1", "000000000000"
 TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "STOPPED"})
 _CLOSED_BY = {
-    "ContextSucceeded": ("CONTEXT", "SUCCEEDED"), "ContextFailed": ("CONTEXT", "FAILED"),
-    "WaitSucceeded": ("WAIT", "SUCCEEDED"), "WaitCancelled": ("WAIT", "CANCELLED"),
-    "CallbackSucceeded": ("CALLBACK", "SUCCEEDED"), "CallbackFailed": ("CALLBACK", "FAILED"),
+    "ContextSucceeded": ("CONTEXT", "SUCCEEDED"),
+    "ContextFailed": ("CONTEXT", "FAILED"),
+    "WaitSucceeded": ("WAIT", "SUCCEEDED"),
+    "WaitCancelled": ("WAIT", "CANCELLED"),
+    "CallbackSucceeded": ("CALLBACK", "SUCCEEDED"),
+    "CallbackFailed": ("CALLBACK", "FAILED"),
     "CallbackTimedOut": ("CALLBACK", "TIMED_OUT"),
-    "ChainedInvokeSucceeded": ("CHAINED_INVOKE", "SUCCEEDED"), "ChainedInvokeFailed": ("CHAINED_INVOKE", "FAILED"),
-    "ChainedInvokeTimedOut": ("CHAINED_INVOKE", "TIMED_OUT"), "ChainedInvokeStopped": ("CHAINED_INVOKE", "STOPPED"),
+    "ChainedInvokeSucceeded": ("CHAINED_INVOKE", "SUCCEEDED"),
+    "ChainedInvokeFailed": ("CHAINED_INVOKE", "FAILED"),
+    "ChainedInvokeTimedOut": ("CHAINED_INVOKE", "TIMED_OUT"),
+    "ChainedInvokeStopped": ("CHAINED_INVOKE", "STOPPED"),
 }
-_STARTED_BY = {"ContextStarted": "CONTEXT", "StepStarted": "STEP", "WaitStarted": "WAIT",
-               "CallbackStarted": "CALLBACK", "ChainedInvokeStarted": "CHAINED_INVOKE"}
-_EXECUTION_END = {"ExecutionSucceeded": "SUCCEEDED", "ExecutionFailed": "FAILED",
-                  "ExecutionTimedOut": "TIMED_OUT", "ExecutionStopped": "STOPPED"}
-_DETAILS_KEY = {"CONTEXT": "ContextDetails", "STEP": "StepDetails", "CALLBACK": "CallbackDetails",
-                "CHAINED_INVOKE": "ChainedInvokeDetails"}
+_STARTED_BY = {
+    "ContextStarted": "CONTEXT",
+    "StepStarted": "STEP",
+    "WaitStarted": "WAIT",
+    "CallbackStarted": "CALLBACK",
+    "ChainedInvokeStarted": "CHAINED_INVOKE",
+}
+_EXECUTION_END = {
+    "ExecutionSucceeded": "SUCCEEDED",
+    "ExecutionFailed": "FAILED",
+    "ExecutionTimedOut": "TIMED_OUT",
+    "ExecutionStopped": "STOPPED",
+}
+_DETAILS_KEY = {
+    "CONTEXT": "ContextDetails",
+    "STEP": "StepDetails",
+    "CALLBACK": "CallbackDetails",
+    "CHAINED_INVOKE": "ChainedInvokeDetails",
+}
 
 
 class SourceError(ValueError):
@@ -114,9 +132,18 @@ def fold(h: ImportedHistory) -> RecordedHistory:
                 if not wanted:
                     break
     recorded = tuple(
-        RecordedOperation(op["Id"], op["Type"], op.get("SubType"), op.get("Name"), op.get("ParentId"), op["Status"],
-                          positions.get(op["Id"]), op)
-        for op in ops.values())
+        RecordedOperation(
+            op["Id"],
+            op["Type"],
+            op.get("SubType"),
+            op.get("Name"),
+            op.get("ParentId"),
+            op["Status"],
+            positions.get(op["Id"]),
+            op,
+        )
+        for op in ops.values()
+    )
     return RecordedHistory(str(h.arn), h.arn.function, status, recorded)
 
 
@@ -124,8 +151,13 @@ def _apply(ops: dict[str, dict[str, Any]], ev: StoredEvent) -> None:
     t = ev.event_type
     d = ev.details
     if t == "ExecutionStarted":
-        ops[ev.op_id or ""] = {"Id": ev.op_id, "Type": "EXECUTION", "Status": "STARTED", "StartTimestamp": ev.ts_ms,
-                               "ExecutionDetails": {"InputPayload": _payload(d.get("Input"))}}
+        ops[ev.op_id or ""] = {
+            "Id": ev.op_id,
+            "Type": "EXECUTION",
+            "Status": "STARTED",
+            "StartTimestamp": ev.ts_ms,
+            "ExecutionDetails": {"InputPayload": _payload(d.get("Input"))},
+        }
         return
     if t in _EXECUTION_END:
         op = ops.get(ev.op_id or "")

@@ -16,8 +16,10 @@ RESULT_LIMIT = 50
 MAX_TERMS = 16
 # The same expressions as the migration's indexes: PostgreSQL uses an index on an
 # expression only for a query that repeats it.
-PG_ERROR_DOCUMENT = ("to_tsvector('english', left(coalesce(o.message, '') || ' ' || coalesce(o.error_data, '') "
-                     "|| ' ' || coalesce(o.stack_trace, ''), 100000))")
+PG_ERROR_DOCUMENT = (
+    "to_tsvector('english', left(coalesce(o.message, '') || ' ' || coalesce(o.error_data, '') "
+    "|| ' ' || coalesce(o.stack_trace, ''), 100000))"
+)
 PG_LOG_DOCUMENT = "to_tsvector('english', left(l.message, 100000))"
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -75,14 +77,24 @@ def search(conn: Connection | Session, sqlite: bool, query: str, limit: int = RE
         log_match = f"{PG_LOG_DOCUMENT} @@ plainto_tsquery('english', :q)"
     errors = tuple(
         ErrorHit(r.arn, r.name, r.function_name, r.kind, r.op_id, r.op_name, r.error_type, r.message, r.ts_ms)
-        for r in conn.execute(text(
-            "SELECT x.arn, x.name, o.function_name, o.kind, o.op_id, o.op_name, o.error_type, o.message, o.ts_ms "
-            f"FROM error_occurrences o JOIN executions x ON x.execution_id = o.execution_id WHERE {error_match} "
-            "ORDER BY o.ts_ms DESC, o.position DESC LIMIT :limit"), params))
+        for r in conn.execute(
+            text(
+                "SELECT x.arn, x.name, o.function_name, o.kind, o.op_id, o.op_name, o.error_type, o.message, o.ts_ms "
+                f"FROM error_occurrences o JOIN executions x ON x.execution_id = o.execution_id WHERE {error_match} "
+                "ORDER BY o.ts_ms DESC, o.position DESC LIMIT :limit"
+            ),
+            params,
+        )
+    )
     logs = tuple(
         LogHit(r.arn, r.name, r.function_name, r.id, r.op_id, r.level, r.message, r.ts_ms)
-        for r in conn.execute(text(
-            "SELECT x.arn, x.name, x.function_name, l.id, l.op_id, l.level, l.message, l.ts_ms "
-            f"FROM log_lines l JOIN executions x ON x.execution_id = l.execution_id WHERE {log_match} "
-            "ORDER BY l.ts_ms DESC, l.id DESC LIMIT :limit"), params))
+        for r in conn.execute(
+            text(
+                "SELECT x.arn, x.name, x.function_name, l.id, l.op_id, l.level, l.message, l.ts_ms "
+                f"FROM log_lines l JOIN executions x ON x.execution_id = l.execution_id WHERE {log_match} "
+                "ORDER BY l.ts_ms DESC, l.id DESC LIMIT :limit"
+            ),
+            params,
+        )
+    )
     return SearchResults(words, errors, logs)

@@ -41,7 +41,8 @@ ALLOWED_SKEW_SECONDS = 300
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
 _AUTH_RE = re.compile(
     r"^AWS4-HMAC-SHA256\s+Credential=(?P<akid>[^/,\s]+)/(?P<date>\d{8})/(?P<region>[^/,\s]+)/(?P<service>[^/,\s]+)/aws4_request,\s*"
-    r"SignedHeaders=(?P<signed>[a-z0-9;_.-]+),\s*Signature=(?P<sig>[0-9a-f]{64})\s*$")
+    r"SignedHeaders=(?P<signed>[a-z0-9;_.-]+),\s*Signature=(?P<sig>[0-9a-f]{64})\s*$"
+)
 
 
 class AuthError(ServiceError):
@@ -79,8 +80,9 @@ class Authorization:
     signed_at: datetime
 
 
-def parse_authorization(headers: Mapping[str, str], keys: Mapping[str, str],
-                        now: datetime | None = None) -> Authorization:
+def parse_authorization(
+    headers: Mapping[str, str], keys: Mapping[str, str], now: datetime | None = None
+) -> Authorization:
     """Everything that can be checked without the body. Raises AuthError."""
     lower = {k.lower(): v for k, v in headers.items()}
     header = lower.get("authorization")
@@ -88,8 +90,9 @@ def parse_authorization(headers: Mapping[str, str], keys: Mapping[str, str],
         raise MissingAuthenticationToken("Missing Authentication Token")
     m = _AUTH_RE.match(header)
     if not m:
-        raise IncompleteSignature("Authorization header requires Credential, SignedHeaders and Signature "
-                                  "in the AWS4-HMAC-SHA256 format")
+        raise IncompleteSignature(
+            "Authorization header requires Credential, SignedHeaders and Signature in the AWS4-HMAC-SHA256 format"
+        )
     secret = keys.get(m["akid"])  # a KeyRing derives runtime keys
     if secret is None:
         raise UnrecognizedClient("The security token included in the request is invalid.")
@@ -100,8 +103,10 @@ def parse_authorization(headers: Mapping[str, str], keys: Mapping[str, str],
         raise IncompleteSignature("X-Amz-Date header is missing or not in the form YYYYMMDDTHHMMSSZ") from None
     now = now or datetime.now(UTC)
     if abs((now - signed_at).total_seconds()) > ALLOWED_SKEW_SECONDS:
-        raise InvalidSignature(f"Signature expired: {amz_date} is now earlier or later than "
-                               f"{now.strftime('%Y%m%dT%H%M%SZ')} by more than {ALLOWED_SKEW_SECONDS // 60} minutes.")
+        raise InvalidSignature(
+            f"Signature expired: {amz_date} is now earlier or later than "
+            f"{now.strftime('%Y%m%dT%H%M%SZ')} by more than {ALLOWED_SKEW_SECONDS // 60} minutes."
+        )
     if m["date"] != amz_date[:8]:
         raise InvalidSignature("Credential date does not match X-Amz-Date")
     signed = tuple(m["signed"].split(";"))
@@ -112,8 +117,10 @@ def parse_authorization(headers: Mapping[str, str], keys: Mapping[str, str],
         raise IncompleteSignature(f"Signed headers are missing from the request: {', '.join(missing)}")
     declared = lower.get("x-amz-content-sha256")
     if declared is not None and not re.fullmatch(r"[0-9a-f]{64}", declared):
-        raise InvalidSignature(f"x-amz-content-sha256 must be the SHA-256 of the body; {declared[:40]!r} is not "
-                               "accepted (unsigned and streaming payloads are refused)")
+        raise InvalidSignature(
+            f"x-amz-content-sha256 must be the SHA-256 of the body; {declared[:40]!r} is not "
+            "accepted (unsigned and streaming payloads are refused)"
+        )
     return Authorization(m["akid"], secret, m["region"], m["service"], signed, m["sig"], amz_date, signed_at)
 
 
@@ -137,8 +144,9 @@ class _ReceivedRequestSigV4(SigV4Auth):
         return self._body_sha256
 
 
-def verify_signature(auth: Authorization, method: str, host: str, raw_path: str, query: str,
-                     headers: Mapping[str, str], body: bytes) -> None:
+def verify_signature(
+    auth: Authorization, method: str, host: str, raw_path: str, query: str, headers: Mapping[str, str], body: bytes
+) -> None:
     """Recompute the signature of the request as received. Raises InvalidSignature."""
     lower = {k.lower(): v for k, v in headers.items()}
     body_sha256 = hashlib.sha256(body).hexdigest()
@@ -153,12 +161,22 @@ def verify_signature(auth: Authorization, method: str, host: str, raw_path: str,
     canonical = signer.canonical_request(request)
     expected = signer.signature(signer.string_to_sign(request, canonical), request)
     if not hmac.compare_digest(expected, auth.signature):
-        raise InvalidSignature("The request signature we calculated does not match the signature you provided. "
-                               "Check your AWS Secret Access Key and signing method.")
+        raise InvalidSignature(
+            "The request signature we calculated does not match the signature you provided. "
+            "Check your AWS Secret Access Key and signing method."
+        )
 
 
-def verify(method: str, host: str, raw_path: str, query: str, headers: Mapping[str, str], body: bytes,
-           keys: Mapping[str, str], now: datetime | None = None) -> str:
+def verify(
+    method: str,
+    host: str,
+    raw_path: str,
+    query: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    keys: Mapping[str, str],
+    now: datetime | None = None,
+) -> str:
     """Both steps at once (for callers that already hold the body). Returns the key id."""
     auth = parse_authorization(headers, keys, now)
     verify_signature(auth, method, host, raw_path, query, headers, body)
@@ -202,8 +220,15 @@ class ReplayCache:
         return len(self._seen)
 
 
-def sign_headers(method: str, url: str, body: bytes | None, key_id: str, secret: str, region: str,
-                 headers: dict[str, str] | None = None) -> dict[str, str]:
+def sign_headers(
+    method: str,
+    url: str,
+    body: bytes | None,
+    key_id: str,
+    secret: str,
+    region: str,
+    headers: dict[str, str] | None = None,
+) -> dict[str, str]:
     """Headers of a SigV4-signed request (a worker host talking to the engine)."""
     request = AWSRequest(method=method, url=url, data=body or b"", headers=dict(headers or {}))
     SigV4Auth(Credentials(key_id, secret), "lambda", region).add_auth(request)
@@ -232,7 +257,8 @@ class KeyRing(Mapping[str, str]):
     def __init__(self, keys: Mapping[str, str]) -> None:
         self._keys = dict(keys)
         self._root = hashlib.sha256(
-            b"durascope-runtime\0" + b"\0".join(f"{k}:{v}".encode() for k, v in sorted(self._keys.items()))).digest()
+            b"durascope-runtime\0" + b"\0".join(f"{k}:{v}".encode() for k, v in sorted(self._keys.items()))
+        ).digest()
 
     def __getitem__(self, key_id: str) -> str:
         if key_id in self._keys:
@@ -256,5 +282,5 @@ class KeyRing(Mapping[str, str]):
 def runtime_function(key_id: str) -> str | None:
     """The function a runtime key belongs to, or None for any other key."""
     if key_id.startswith(RUNTIME_KEY_PREFIX) and len(key_id) > len(RUNTIME_KEY_PREFIX):
-        return key_id[len(RUNTIME_KEY_PREFIX):]
+        return key_id[len(RUNTIME_KEY_PREFIX) :]
     return None

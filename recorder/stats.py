@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,10 +179,24 @@ def _grouped(raw: Raw, group: str, value: str, sums: tuple[str, ...], source: st
 
 def function_stats(db: Database, function: str, window: Window, now_ms: int | None = None) -> FunctionStats:
     now = now_ms if now_ms is not None else int(time.time() * 1000)
-    bucket = window.bucket_ms
-    params = {"f": function, "since": window.since_ms, "until": window.until_ms, "w": bucket, "now": now}
-    with db.read() as s:
-        raw = Raw(s.connection())
+    params = {"f": function, "since": window.since_ms, "until": window.until_ms, "w": window.bucket_ms, "now": now}
+    # Three independent reads, each in its own transaction on its own connection: the steps
+    # and the invocations' times are the two heavy ones, and the database runs them at once.
+    with ThreadPoolExecutor(3, thread_name_prefix="durascope-stats") as pool:
+        runs = pool.submit(_executions_part, db, window, params)
+        steps = pool.submit(_steps_part, db, params)
+        times = pool.submit(_times_part, db, params)
+        executions, over_time, wall_ms, invocations, per_execution = runs.result()
+        step_stats = steps.result()
+        active_ms, waits = times.result()
+    return FunctionStats(
+        function, window, executions, over_time, window.bucket_ms, step_stats, min(active_ms, wall_ms),
+        max(0, wall_ms - active_ms), invocations, per_execution, waits)
+
+
+def _executions_part(db: Database, window: Window, params: dict[str, Any]) -> tuple[
+        dict[str, int], tuple[Bucket, ...], int, int, tuple[tuple[int, int], ...]]:
+    with db.read_raw() as raw:
         executions = {str(st): int(n) for st, n in raw.all(
             f"SELECT e.status, COUNT(*) FROM executions e WHERE {_IN_WINDOW} GROUP BY e.status", params)}
         by_bucket: dict[int, dict[str, int]] = {}
@@ -189,45 +204,48 @@ def function_stats(db: Database, function: str, window: Window, now_ms: int | No
                 f"SELECT (e.start_ms - :since) / :w AS b, e.status, COUNT(*) FROM executions e WHERE {_IN_WINDOW} "
                 "GROUP BY (e.start_ms - :since) / :w, e.status", params):
             by_bucket.setdefault(int(b), {})[str(st)] = int(n)
-        n_buckets = -(-(window.until_ms - window.since_ms) // bucket)
-        over_time = tuple(Bucket(window.since_ms + i * bucket, by_bucket.get(i, {})) for i in range(n_buckets))
+        wall, invocations = raw.one(
+            f"SELECT SUM(COALESCE(e.end_ms, :now) - e.start_ms), SUM(e.invocation_count) FROM executions e "
+            f"WHERE {_IN_WINDOW}", params) or (0, 0)
+        per_execution = tuple((int(k), int(n)) for k, n in raw.all(
+            f"SELECT e.invocation_count, COUNT(*) FROM executions e WHERE {_IN_WINDOW} "
+            "GROUP BY e.invocation_count ORDER BY e.invocation_count", params))
+    bucket = window.bucket_ms
+    n_buckets = -(-(window.until_ms - window.since_ms) // bucket)
+    over_time = tuple(Bucket(window.since_ms + i * bucket, by_bucket.get(i, {})) for i in range(n_buckets))
+    return dict(sorted(executions.items())), over_time, int(wall or 0), int(invocations or 0), per_execution
 
+
+def _steps_part(db: Database, params: dict[str, Any]) -> tuple[StepStats, ...]:
+    with db.read_raw() as raw:
         by_step = _grouped(raw, "o.name", "(o.end_ms - o.start_ms)",
                            ("CASE WHEN o.attempt > 1 THEN o.attempt - 1 ELSE 0 END",
                             "CASE WHEN o.status = 'FAILED' THEN 1 ELSE 0 END"),
                            f"FROM executions e JOIN operations o ON o.execution_id = e.execution_id "
                            f"WHERE {_IN_WINDOW} AND o.type = 'STEP'", params)
-        busiest = sorted(by_step.items(), key=lambda kv: (-kv[1].count, str(kv[0] or "")))[:MAX_STEP_NAMES]
-        steps = tuple(StepStats(str(name or ""), g.count, g.percentiles[0], g.percentiles[1], g.percentiles[2],
-                                round(g.sums[0] / g.count, 4), round(g.sums[1] / g.count, 4)) for name, g in busiest)
+    busiest = sorted(by_step.items(), key=lambda kv: (-kv[1].count, str(kv[0] or "")))[:MAX_STEP_NAMES]
+    return tuple(StepStats(str(name or ""), g.count, g.percentiles[0], g.percentiles[1], g.percentiles[2],
+                           round(g.sums[0] / g.count, 4), round(g.sums[1] / g.count, 4)) for name, g in busiest)
 
-        wall, invocations = raw.one(
-            f"SELECT SUM(COALESCE(e.end_ms, :now) - e.start_ms), SUM(e.invocation_count) FROM executions e "
-            f"WHERE {_IN_WINDOW}", params) or (0, 0)
+
+def _times_part(db: Database, params: dict[str, Any]) -> tuple[int, Distribution]:
+    """The invocations' summed durations, and how long answered callbacks waited."""
+    with db.read_raw() as raw:
         active = raw.one(
             f"SELECT SUM({_json_ms(raw, 'EndTimestamp')} - {_json_ms(raw, 'StartTimestamp')}) FROM executions e "
             f"JOIN events ev ON ev.execution_id = e.execution_id WHERE {_IN_WINDOW} "
             "AND ev.event_type = 'InvocationCompleted'", params)
-        active_ms = int((active or [0])[0] or 0)
-        per_execution = tuple((int(k), int(n)) for k, n in raw.all(
-            f"SELECT e.invocation_count, COUNT(*) FROM executions e WHERE {_IN_WINDOW} "
-            "GROUP BY e.invocation_count ORDER BY e.invocation_count", params))
-
         cb_source = (f"FROM executions e JOIN callbacks c ON c.execution_id = e.execution_id "
                      f"WHERE {_IN_WINDOW} AND c.end_ms IS NOT NULL")
         waits = _grouped(raw, "1", "(c.end_ms - c.started_ms)", (), cb_source, params).get(1)
-        p50, p95, p99 = waits.percentiles if waits else (None, None, None)
         cases = " ".join(f"WHEN c.end_ms - c.started_ms < {upper} THEN {i}"
                          for i, (upper, _) in enumerate(WAIT_BUCKETS) if upper is not None)
-        cb_hist: dict[int, int] = {int(b): int(n) for b, n in raw.all(f"SELECT CASE {cases} ELSE {len(WAIT_BUCKETS) - 1} END AS b, COUNT(*) {cb_source} "
-                               f"GROUP BY CASE {cases} ELSE {len(WAIT_BUCKETS) - 1} END", params)}
-    wall_ms = int(wall or 0)
-    histogram = tuple((label, int(cb_hist.get(i, 0))) for i, (_, label) in enumerate(WAIT_BUCKETS))
-    return FunctionStats(
-        function, window, dict(sorted(executions.items())), over_time, bucket, steps, min(active_ms, wall_ms),
-        max(0, wall_ms - active_ms), int(invocations or 0), per_execution,
-        Distribution(sum(n for _, n in histogram), p50, p95, p99, histogram))
-
+        bucket_of = f"CASE {cases} ELSE {len(WAIT_BUCKETS) - 1} END"
+        counts = {int(b): int(n) for b, n in raw.all(
+            f"SELECT {bucket_of} AS b, COUNT(*) {cb_source} GROUP BY {bucket_of}", params)}
+    p50, p95, p99 = waits.percentiles if waits else (None, None, None)
+    histogram = tuple((label, counts.get(i, 0)) for i, (_, label) in enumerate(WAIT_BUCKETS))
+    return int((active or [0])[0] or 0), Distribution(sum(n for _, n in histogram), p50, p95, p99, histogram)
 
 
 def _json_ms(raw: Raw, field: str) -> str:

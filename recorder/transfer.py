@@ -16,10 +16,11 @@ Import takes our files and JSON saved from ``aws lambda get-durable-execution-hi
 (ISO timestamps; give ``arn`` since that output has none). Every input is validated in
 full before anything is written, in one transaction per file: every event against the
 API's own shapes (``recorder.history_shapes``: types, lengths, forms, required and unknown
-fields, named in the message), unknown event types, deep nesting, EventIds that are not 1..n, absurd numbers or timestamps, oversize files, zip
-bombs and zip entry names that try to leave the archive are refused with a message and
-change nothing. Imported executions are read-only: no engine ever invokes them and no
-timer is set for them. Export, import, export again gives the same bytes.
+fields, named in the message), unknown event types, deep nesting, EventIds that are not
+1..n, absurd numbers or timestamps, oversize files, zip bombs and zip entry names that try
+to leave the archive are refused with a message and change nothing. Imported executions are
+read-only: no engine ever invokes them and no timer is set for them. Export, import, export
+again gives the same bytes.
 """
 
 from __future__ import annotations
@@ -54,15 +55,42 @@ MAX_EVENTS = 1_000_000
 # 2000-01-01 .. 2200-01-01: anything outside is not a real event time.
 MIN_TS_MS, MAX_TS_MS = 946_684_800_000, 7_258_118_400_000
 
-KNOWN_EVENTS = frozenset({
-    "ExecutionStarted", "ExecutionSucceeded", "ExecutionFailed", "ExecutionTimedOut", "ExecutionStopped",
-    "ExecutionPaused", "ExecutionResumed", "ContextStarted", "ContextSucceeded", "ContextFailed", "StepStarted",
-    "StepSucceeded", "StepFailed", "WaitStarted", "WaitSucceeded", "WaitCancelled", "CallbackStarted",
-    "CallbackSucceeded", "CallbackFailed", "CallbackTimedOut", "ChainedInvokeStarted", "ChainedInvokeSucceeded",
-    "ChainedInvokeFailed", "ChainedInvokeTimedOut", "ChainedInvokeStopped", "InvocationCompleted",
-})
-_TS_DETAILS = {"InvocationCompleted": ("StartTimestamp", "EndTimestamp"), "WaitStarted": ("ScheduledEndTimestamp",),
-               "ExecutionPaused": ("PauseRequestTimestamp",), "ExecutionResumed": ("ResumeRequestTimestamp",)}
+KNOWN_EVENTS = frozenset(
+    {
+        "ExecutionStarted",
+        "ExecutionSucceeded",
+        "ExecutionFailed",
+        "ExecutionTimedOut",
+        "ExecutionStopped",
+        "ExecutionPaused",
+        "ExecutionResumed",
+        "ContextStarted",
+        "ContextSucceeded",
+        "ContextFailed",
+        "StepStarted",
+        "StepSucceeded",
+        "StepFailed",
+        "WaitStarted",
+        "WaitSucceeded",
+        "WaitCancelled",
+        "CallbackStarted",
+        "CallbackSucceeded",
+        "CallbackFailed",
+        "CallbackTimedOut",
+        "ChainedInvokeStarted",
+        "ChainedInvokeSucceeded",
+        "ChainedInvokeFailed",
+        "ChainedInvokeTimedOut",
+        "ChainedInvokeStopped",
+        "InvocationCompleted",
+    }
+)
+_TS_DETAILS = {
+    "InvocationCompleted": ("StartTimestamp", "EndTimestamp"),
+    "WaitStarted": ("ScheduledEndTimestamp",),
+    "ExecutionPaused": ("PauseRequestTimestamp",),
+    "ExecutionResumed": ("ResumeRequestTimestamp",),
+}
 
 
 class ImportRefused(ValueError):
@@ -94,20 +122,39 @@ def operation_rows(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         t = e["EventType"]
         if not op_id or t.startswith("Execution") or t == "InvocationCompleted":
             continue
-        row = ops.setdefault(op_id, {"name": e.get("Name", ""), "type": t.replace("Started", "").replace(
-            "Succeeded", "").replace("Failed", "").replace("TimedOut", "").replace("Cancelled", "").replace(
-            "Stopped", ""), "sub_type": e.get("SubType", ""), "attempts": 0, "start": e["EventTimestamp"],
-            "end": None, "status": "STARTED", "error": ""})
+        row = ops.setdefault(
+            op_id,
+            {
+                "name": e.get("Name", ""),
+                "type": t.replace("Started", "")
+                .replace("Succeeded", "")
+                .replace("Failed", "")
+                .replace("TimedOut", "")
+                .replace("Cancelled", "")
+                .replace("Stopped", ""),
+                "sub_type": e.get("SubType", ""),
+                "attempts": 0,
+                "start": e["EventTimestamp"],
+                "end": None,
+                "status": "STARTED",
+                "error": "",
+            },
+        )
         details = e.get(f"{t}Details") or {}
         retry = details.get("RetryDetails")
         if retry:
             row["attempts"] = retry.get("CurrentAttempt", row["attempts"])
         if t.endswith(("Succeeded", "Failed", "TimedOut", "Cancelled", "Stopped")) and not (
-                retry and "NextAttemptDelaySeconds" in retry):
+            retry and "NextAttemptDelaySeconds" in retry
+        ):
             row["end"] = e["EventTimestamp"]
-            row["status"] = {"Succeeded": "SUCCEEDED", "Failed": "FAILED", "TimedOut": "TIMED_OUT",
-                             "Cancelled": "CANCELLED", "Stopped": "STOPPED"}[
-                next(s for s in ("Succeeded", "Failed", "TimedOut", "Cancelled", "Stopped") if t.endswith(s))]
+            row["status"] = {
+                "Succeeded": "SUCCEEDED",
+                "Failed": "FAILED",
+                "TimedOut": "TIMED_OUT",
+                "Cancelled": "CANCELLED",
+                "Stopped": "STOPPED",
+            }[next(s for s in ("Succeeded", "Failed", "TimedOut", "Cancelled", "Stopped") if t.endswith(s))]
         elif retry and "NextAttemptDelaySeconds" in retry:
             row["status"] = "PENDING"
         # The error column is the operation's outcome: a retried error is gone once it succeeds.
@@ -159,12 +206,14 @@ def matching_arns(db: Database, flt: ExportFilter) -> Iterator[str]:
         with db.read() as s:
             q = _filtered(select(Execution.arn, Execution.start_ms, Execution.execution_id), flt)
             if last is not None:
-                q = q.where((Execution.start_ms > last[0])
-                            | ((Execution.start_ms == last[0]) & (Execution.execution_id > last[1])))
+                q = q.where(
+                    (Execution.start_ms > last[0])
+                    | ((Execution.start_ms == last[0]) & (Execution.execution_id > last[1]))
+                )
             rows = s.execute(q.order_by(Execution.start_ms, Execution.execution_id).limit(500)).all()
         if not rows:
             return
-        for arn, start, eid in rows:
+        for arn, _start, _eid in rows:
             yield arn
         last = (rows[-1][1], rows[-1][2])
 
@@ -176,8 +225,9 @@ def count_matching(db: Database, flt: ExportFilter) -> int:
         return int(s.scalar(_filtered(select(func.count()).select_from(Execution), flt)) or 0)
 
 
-def export_bulk(db: Database, arns: Iterable[str], path: Path, fmt: str,
-                progress: Callable[[str], None] | None = None) -> int:
+def export_bulk(
+    db: Database, arns: Iterable[str], path: Path, fmt: str, progress: Callable[[str], None] | None = None
+) -> int:
     """Write many histories to ``path`` (``zip`` or ``ndjson``), one at a time."""
     count = 0
     if fmt == "zip":
@@ -250,8 +300,11 @@ def parse_history(doc: Any, where: str, arn: str | None = None, source: str | No
         raise _refuse(where, f"more than {MAX_EVENTS} events")
     text_arn = doc.get("DurableExecutionArn", arn)
     if not isinstance(text_arn, str):
-        raise _refuse(where, "the file names no execution: pass the execution ARN (--arn) for histories saved "
-                             "from `aws lambda get-durable-execution-history`")
+        raise _refuse(
+            where,
+            "the file names no execution: pass the execution ARN (--arn) for histories saved "
+            "from `aws lambda get-durable-execution-history`",
+        )
     try:
         parsed_arn = ExecutionArn.parse(text_arn)
     except InvalidParameterValueException as exc:
@@ -293,12 +346,19 @@ def parse_history(doc: Any, where: str, arn: str | None = None, source: str | No
         body[details_key] = details
         extra = None
         if i == 0:
-            extra = {"Arn": str(parsed_arn), "FunctionName": parsed_arn.function,
-                     "FunctionVersion": parsed_arn.version, "ExecutionName": parsed_arn.name,
-                     "RetentionDays": 3650, "Imported": True,
-                     "ImportedFrom": source or f"imported from {where}"}
+            extra = {
+                "Arn": str(parsed_arn),
+                "FunctionName": parsed_arn.function,
+                "FunctionVersion": parsed_arn.version,
+                "ExecutionName": parsed_arn.name,
+                "RetentionDays": 3650,
+                "Imported": True,
+                "ImportedFrom": source or f"imported from {where}",
+            }
             if e.get("Id") != parsed_arn.execution_id:
-                raise ImportRefused(f"{at}: ExecutionStarted Id {str(e.get('Id'))[:80]!r} is not the ARN's execution id")
+                raise ImportRefused(
+                    f"{at}: ExecutionStarted Id {str(e.get('Id'))[:80]!r} is not the ARN's execution id"
+                )
         stored.append(StoredEvent(0, parsed_arn.execution_id, i + 1, t, e.get("Id"), ts, body, extra))
     _check_projectable(stored, where)
     return ImportedHistory(parsed_arn, tuple(stored))
@@ -318,8 +378,9 @@ def _check_projectable(events: list[StoredEvent], where: str) -> None:
         elif t.endswith("Started") and t != "ExecutionStarted":
             started.add(ev.op_id or "")
         elif t.startswith(needs_start) and not t.endswith("Started") and ev.op_id not in started:
-            raise ImportRefused(f"{where}: event {ev.event_id} ({t}) for operation {str(ev.op_id)[:64]} "
-                                "that never started")
+            raise ImportRefused(
+                f"{where}: event {ev.event_id} ({t}) for operation {str(ev.op_id)[:64]} that never started"
+            )
         if t == "WaitStarted" and not isinstance(ev.details.get("ScheduledEndTimestamp"), int):
             raise ImportRefused(f"{where}: event {ev.event_id} WaitStarted needs ScheduledEndTimestamp")
         if t == "CallbackStarted" and not isinstance(ev.details.get("CallbackId"), str):
@@ -368,8 +429,10 @@ def read_import_file(path: Path, arn: str | None = None) -> list[ImportedHistory
         if line.strip():
             doc = _json(line, f"{where} line {n}")
             if isinstance(doc, dict) and "EventType" in doc:
-                raise ImportRefused(f"{where}: a file of single events names no execution; "
-                                    "import a --format json export or a bulk ndjson export")
+                raise ImportRefused(
+                    f"{where}: a file of single events names no execution; "
+                    "import a --format json export or a bulk ndjson export"
+                )
             histories.append(parse_history(doc, f"{where} line {n}", arn))
     if not histories:
         raise ImportRefused(f"{where}: empty file")
@@ -386,14 +449,21 @@ def _read_zip(path: Path) -> list[ImportedHistory]:
         total = 0
         for info in infos:
             name = PurePosixPath(info.filename)
-            if info.filename.startswith(("/", "\\")) or ".." in name.parts or "\\" in info.filename or ":" in info.filename:
+            if (
+                info.filename.startswith(("/", "\\"))
+                or ".." in name.parts
+                or "\\" in info.filename
+                or ":" in info.filename
+            ):
                 raise ImportRefused(f"{where}: entry {info.filename[:100]!r} points outside the archive")
             if info.file_size > MAX_ENTRY_BYTES:
-                raise ImportRefused(f"{where}: entry {info.filename[:100]!r} is larger than "
-                                    f"{MAX_ENTRY_BYTES // (1024 * 1024)} MiB")
+                raise ImportRefused(
+                    f"{where}: entry {info.filename[:100]!r} is larger than {MAX_ENTRY_BYTES // (1024 * 1024)} MiB"
+                )
             if info.compress_size and info.file_size / info.compress_size > MAX_ZIP_RATIO:
-                raise ImportRefused(f"{where}: entry {info.filename[:100]!r} expands {MAX_ZIP_RATIO}x or more "
-                                    "(zip bomb?)")
+                raise ImportRefused(
+                    f"{where}: entry {info.filename[:100]!r} expands {MAX_ZIP_RATIO}x or more (zip bomb?)"
+                )
             total += info.file_size
             if total > MAX_FILE_BYTES:
                 raise ImportRefused(f"{where}: expands to more than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
@@ -420,8 +490,10 @@ def import_histories(db: Database, histories: list[ImportedHistory]) -> list[str
         for h in histories:
             if raw.one("SELECT 1 FROM events WHERE execution_id = :e LIMIT 1", {"e": h.arn.execution_id}):
                 raise ImportRefused(f"{h.arn}: an execution with this id is already in the store")
-            if raw.one("SELECT 1 FROM executions WHERE function_name = :f AND name = :n",
-                       {"f": h.arn.function, "n": h.arn.name}):
+            if raw.one(
+                "SELECT 1 FROM executions WHERE function_name = :f AND name = :n",
+                {"f": h.arn.function, "n": h.arn.name},
+            ):
                 raise ImportRefused(f"{h.arn}: function {h.arn.function} already has an execution named {h.arn.name}")
         for h in histories:
             _append_imported(conn, h)
@@ -439,10 +511,18 @@ def _append_imported(conn: Any, h: ImportedHistory) -> None:
         row = raw.one(
             "INSERT INTO events (execution_id, event_id, event_type, op_id, ts_ms, body, extra) "
             "VALUES (:e, :i, :t, :o, :ts, :b, :x) RETURNING position",
-            {"e": ev.execution_id, "i": ev.event_id, "t": ev.event_type, "o": ev.op_id, "ts": ev.ts_ms,
-             "b": compact_json(ev.body), "x": compact_json(ev.extra) if ev.extra is not None else None})
+            {
+                "e": ev.execution_id,
+                "i": ev.event_id,
+                "t": ev.event_type,
+                "o": ev.op_id,
+                "ts": ev.ts_ms,
+                "b": compact_json(ev.body),
+                "x": compact_json(ev.extra) if ev.extra is not None else None,
+            },
+        )
         assert row is not None
-        projector.apply(StoredEvent(row[0], ev.execution_id, ev.event_id, ev.event_type, ev.op_id, ev.ts_ms,
-                                    ev.body, ev.extra))
+        projector.apply(
+            StoredEvent(row[0], ev.execution_id, ev.event_id, ev.event_type, ev.op_id, ev.ts_ms, ev.body, ev.extra)
+        )
     ws.flush()
-

@@ -39,8 +39,15 @@ class Wakeup:
             self._next_ms = due_ms
             try:
                 if self._scheduler.get_job(self._job_id) is None:
-                    self._scheduler.add_job(self._callback, "interval", days=365, id=self._job_id,
-                                            next_run_time=when, misfire_grace_time=None, coalesce=True)
+                    self._scheduler.add_job(
+                        self._callback,
+                        "interval",
+                        days=365,
+                        id=self._job_id,
+                        next_run_time=when,
+                        misfire_grace_time=None,
+                        coalesce=True,
+                    )
                 else:
                     self._scheduler.modify_job(self._job_id, next_run_time=when)
             except Exception:  # noqa: BLE001 - the scheduler is shut down

@@ -23,7 +23,7 @@ EXEC_UPDATE_ID_RE = re.compile(r"^[a-zA-Z0-9_.:-]{1,128}$")
 SUBTYPE_RE = re.compile(r"^[a-zA-Z0-9_-]{1,32}$")
 PRINTABLE_RE = re.compile(r"^[\x20-\x7e]{1,256}$")
 MAX_SECONDS = 31_622_400
-# Spec 3.2: 1 MB per payload (6 MiB only for the EXECUTION result) and 1 MB per error
+# docs/protocol.md#rest-api: 1 MB per payload (6 MiB only for the EXECUTION result) and 1 MB per error
 # (the API doc's limit; the test backend's 32 KiB is unconfirmed, so we take the doc's).
 MAX_PAYLOAD = 1024 * 1024
 MAX_EXECUTION_PAYLOAD = 6 * 1024 * 1024
@@ -67,8 +67,12 @@ class ErrorObject:
             raise _bad(f"{where}.StackTrace must be a list of strings")
         if raw.get("ErrorType") is not None and not ERROR_TYPE_RE.fullmatch(raw["ErrorType"]):
             raise _bad(f"{where}.ErrorType must be at most 256 characters, without NUL (U+0000)")
-        err = cls(raw.get("ErrorMessage"), raw.get("ErrorType"), raw.get("ErrorData"),
-                  tuple(trace) if trace is not None else None)
+        err = cls(
+            raw.get("ErrorMessage"),
+            raw.get("ErrorType"),
+            raw.get("ErrorData"),
+            tuple(trace) if trace is not None else None,
+        )
         if len(json.dumps(err.to_dict())) > MAX_ERROR:
             raise _bad(f"{where} is larger than {MAX_ERROR} bytes")
         return err
@@ -205,8 +209,9 @@ def parse_updates(raw: Any) -> list[Update]:
 
 # --- operations back to the wire --------------------------------------------------
 
+
 # Timestamp renderings: the invocation event takes epoch ms, REST takes epoch
-# seconds, the in-process SDK client takes aware datetimes (spec 2.1, pitfall 6).
+# seconds, the in-process SDK client takes aware datetimes (docs/protocol.md#invocation-event).
 def ts_ms(value: int) -> int:
     return value
 

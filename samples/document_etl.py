@@ -39,8 +39,14 @@ def sample_input(rng: random.Random) -> dict:
     """One uploaded document."""
     doc = f"doc-{rng.randint(100, 999)}"
     kind = rng.choice(KINDS)
-    return {"document_id": doc, "kind": kind, "source": f"s3://inbox/{kind}/{doc}.csv",
-            "records": rng.randint(5, 500), "approval_timeout_seconds": 600, "heartbeat_timeout_seconds": 0}
+    return {
+        "document_id": doc,
+        "kind": kind,
+        "source": f"s3://inbox/{kind}/{doc}.csv",
+        "records": rng.randint(5, 500),
+        "approval_timeout_seconds": 600,
+        "heartbeat_timeout_seconds": 0,
+    }
 
 
 def bulk_inputs(n: int, rng: random.Random, **overrides: object) -> list[dict]:
@@ -58,21 +64,30 @@ def extract(event: dict) -> dict:
     records = int(event.get("records", 0))
     if records <= 0:
         raise EmptyDocument(f"{event.get('source')} holds no records")
-    return {"document_id": event["document_id"], "source": event.get("source"), "rows": records,
-            "kind": event.get("kind", "invoice")}
+    return {
+        "document_id": event["document_id"],
+        "source": event.get("source"),
+        "rows": records,
+        "kind": event.get("kind", "invoice"),
+    }
 
 
 def transform(extracted: dict) -> dict:
     # Deterministic "cleaning": a fixed share of the rows is dropped as duplicates.
     duplicates = extracted["rows"] // 20
-    return {**extracted, "rows": extracted["rows"] - duplicates, "duplicates_dropped": duplicates,
-            "table": f"warehouse.{extracted['kind']}s"}
+    return {
+        **extracted,
+        "rows": extracted["rows"] - duplicates,
+        "duplicates_dropped": duplicates,
+        "table": f"warehouse.{extracted['kind']}s",
+    }
 
 
 def _submit_for_review(doc: dict):
     def submit(callback_id: str, ctx: WaitForCallbackContext) -> dict:
-        ctx.logger.info("review requested for %s (%d rows): callback id %s", doc["document_id"], doc["rows"],
-                        callback_id)
+        ctx.logger.info(
+            "review requested for %s (%d rows): callback id %s", doc["document_id"], doc["rows"], callback_id
+        )
         return {"callback_id": callback_id, "document_id": doc["document_id"], "queue": "data-stewards"}
 
     return submit
@@ -85,12 +100,15 @@ def handler(event: dict, context: DurableContext) -> dict:
     transformed = context.step(lambda _: transform(extracted), name="transform", config=NO_RETRY)
     config = WaitForCallbackConfig(
         timeout=Duration.from_seconds(int(event.get("approval_timeout_seconds", 600))),
-        heartbeat_timeout=Duration.from_seconds(int(event.get("heartbeat_timeout_seconds", 0))))
+        heartbeat_timeout=Duration.from_seconds(int(event.get("heartbeat_timeout_seconds", 0))),
+    )
     raw = context.wait_for_callback(_submit_for_review(transformed), name="approval", config=config)
     decision = json.loads(raw) if isinstance(raw, str) and raw else {}
     if not decision.get("approved", False):
-        return {"document_id": event["document_id"], "status": "REJECTED",
-                "reason": decision.get("reason", "not approved")}
-    loaded = context.step(lambda _: {"table": transformed["table"], "rows_loaded": transformed["rows"]},
-                          name="load")
+        return {
+            "document_id": event["document_id"],
+            "status": "REJECTED",
+            "reason": decision.get("reason", "not approved"),
+        }
+    loaded = context.step(lambda _: {"table": transformed["table"], "rows_loaded": transformed["rows"]}, name="load")
     return {"document_id": event["document_id"], "status": "LOADED", "reviewer": decision.get("reviewer"), **loaded}

@@ -51,9 +51,16 @@ class ItemRejected(ValueError):
 
 def _fixed_retry(max_attempts: int) -> StepConfig:
     # 1 s between attempts, no jitter: short enough for a demo, predictable for tests.
-    return StepConfig(retry_strategy=create_retry_strategy(RetryStrategyConfig(
-        max_attempts=max_attempts, initial_delay=Duration.from_seconds(1), backoff_rate=1,
-        jitter_strategy=JitterStrategy.NONE)))
+    return StepConfig(
+        retry_strategy=create_retry_strategy(
+            RetryStrategyConfig(
+                max_attempts=max_attempts,
+                initial_delay=Duration.from_seconds(1),
+                backoff_rate=1,
+                jitter_strategy=JitterStrategy.NONE,
+            )
+        )
+    )
 
 
 def sample_input(rng: random.Random) -> dict:
@@ -115,15 +122,20 @@ def map_with_failures(event: dict, context: DurableContext) -> dict:
 
         return ctx.step(work, name=f"process-{item}", config=StepConfig(retry_strategy=RetryPresets.none()))
 
-    config = MapConfig(max_concurrency=4, completion_config=CompletionConfig(
-        tolerated_failure_count=tolerated),
-        item_namer=lambda item, index: f"item-{index}")
+    config = MapConfig(
+        max_concurrency=4,
+        completion_config=CompletionConfig(tolerated_failure_count=tolerated),
+        item_namer=lambda item, index: f"item-{index}",
+    )
     batch = context.map(event.get("items", []), process, name="process-items", config=config)
     if batch.failure_count > tolerated:
         batch.throw_if_error()  # more failures than tolerated: fail with the first item's error
-    return {"succeeded": batch.success_count, "failed": batch.failure_count,
-            "completion_reason": batch.completion_reason.value,
-            "errors": [e.message if e else None for e in batch.get_errors()]}
+    return {
+        "succeeded": batch.success_count,
+        "failed": batch.failure_count,
+        "completion_reason": batch.completion_reason.value,
+        "errors": [e.message if e else None for e in batch.get_errors()],
+    }
 
 
 @durable_execution

@@ -60,8 +60,12 @@ def validate_application(event: dict) -> dict:
         raise InvalidApplication(f"amount must be between 1 and 100000, got {amount}")
     if not event.get("applicant"):
         raise InvalidApplication("applicant is missing")
-    return {"application_id": event["application_id"], "applicant": event["applicant"], "amount": amount,
-            "term_months": int(event.get("term_months", 36))}
+    return {
+        "application_id": event["application_id"],
+        "applicant": event["applicant"],
+        "amount": amount,
+        "term_months": int(event.get("term_months", 36)),
+    }
 
 
 def credit_bureau(event: dict) -> dict:
@@ -71,8 +75,11 @@ def credit_bureau(event: dict) -> dict:
 
 def income_verification(event: dict) -> dict:
     income = int(event.get("annual_income", 0))
-    return {"verified": income > 0, "annual_income": income,
-            "debt_to_income": round(int(event.get("amount", 0)) / max(income, 1), 2)}
+    return {
+        "verified": income > 0,
+        "annual_income": income,
+        "debt_to_income": round(int(event.get("amount", 0)) / max(income, 1), 2),
+    }
 
 
 def fraud_check(event: dict) -> dict:
@@ -85,16 +92,24 @@ def risk_score(credit: dict, income: dict, fraud: dict) -> dict:
     score = max(0, min(100, (850 - credit["score"]) // 4 + int(income["debt_to_income"] * 40)))
     if not income["verified"]:
         score = 100
-    return {"risk": score, "fraud": fraud["flagged"], "decision": "refer" if score <= MAX_RISK and not fraud["flagged"]
-            else "decline"}
+    return {
+        "risk": score,
+        "fraud": fraud["flagged"],
+        "decision": "refer" if score <= MAX_RISK and not fraud["flagged"] else "decline",
+    }
 
 
 def generate_offer(application: dict, risk: dict) -> dict:
     rate = round(4.5 + risk["risk"] / 10, 2)
     months = application["term_months"]
     monthly = round(application["amount"] * (1 + rate / 100 * months / 12) / months, 2)
-    return {"offer_id": f"offer-{application['application_id']}", "amount": application["amount"],
-            "rate_percent": rate, "term_months": months, "monthly_payment": monthly}
+    return {
+        "offer_id": f"offer-{application['application_id']}",
+        "amount": application["amount"],
+        "rate_percent": rate,
+        "term_months": months,
+        "monthly_payment": monthly,
+    }
 
 
 def _notify(role: str, subject: str):
@@ -115,34 +130,60 @@ def _wait_for_decision(context: DurableContext, name: str, role: str, subject: s
 def handler(event: dict, context: DurableContext) -> dict:
     """Validate, check in parallel, score, offer, get both approvals, disburse."""
     application = context.step(lambda _: validate_application(event), name="validate-application", config=NO_RETRY)
-    checks = context.parallel([
-        ParallelBranch(lambda ctx: ctx.step(lambda _: credit_bureau(event), name="query-credit-bureau"),
-                       name="credit-bureau"),
-        ParallelBranch(lambda ctx: ctx.step(lambda _: income_verification(event), name="verify-income"),
-                       name="income-verification"),
-        ParallelBranch(lambda ctx: ctx.step(lambda _: fraud_check(event), name="screen-fraud"),
-                       name="fraud-check"),
-    ], name="background-checks")
+    checks = context.parallel(
+        [
+            ParallelBranch(
+                lambda ctx: ctx.step(lambda _: credit_bureau(event), name="query-credit-bureau"), name="credit-bureau"
+            ),
+            ParallelBranch(
+                lambda ctx: ctx.step(lambda _: income_verification(event), name="verify-income"),
+                name="income-verification",
+            ),
+            ParallelBranch(lambda ctx: ctx.step(lambda _: fraud_check(event), name="screen-fraud"), name="fraud-check"),
+        ],
+        name="background-checks",
+    )
     checks.throw_if_error()
     by_index = {item.index: item.result for item in checks.all}
     credit, income, fraud = by_index[0], by_index[1], by_index[2]
     risk = context.step(lambda _: risk_score(credit, income, fraud), name="risk-score")
     app_id = application["application_id"]
     if risk["decision"] == "decline":
-        return {"application_id": app_id, "status": "DECLINED", "risk": risk["risk"],
-                "reason": "fraud check" if risk["fraud"] else "risk too high"}
+        return {
+            "application_id": app_id,
+            "status": "DECLINED",
+            "risk": risk["risk"],
+            "reason": "fraud check" if risk["fraud"] else "risk too high",
+        }
     offer = context.step(lambda _: generate_offer(application, risk), name="generate-offer")
 
-    underwriter = _wait_for_decision(context, "underwriter-approval", "underwriter", offer["offer_id"],
-                                     int(event.get("approval_timeout_seconds", 3600)))
+    underwriter = _wait_for_decision(
+        context,
+        "underwriter-approval",
+        "underwriter",
+        offer["offer_id"],
+        int(event.get("approval_timeout_seconds", 3600)),
+    )
     if not underwriter.get("approved", False):
-        return {"application_id": app_id, "status": "DECLINED", "risk": risk["risk"],
-                "reason": underwriter.get("reason", "underwriter declined")}
-    customer = _wait_for_decision(context, "customer-acceptance", "customer", offer["offer_id"],
-                                  int(event.get("offer_valid_seconds", 3600)))
+        return {
+            "application_id": app_id,
+            "status": "DECLINED",
+            "risk": risk["risk"],
+            "reason": underwriter.get("reason", "underwriter declined"),
+        }
+    customer = _wait_for_decision(
+        context, "customer-acceptance", "customer", offer["offer_id"], int(event.get("offer_valid_seconds", 3600))
+    )
     if not customer.get("accepted", False):
         return {"application_id": app_id, "status": "OFFER_REFUSED", "offer_id": offer["offer_id"]}
-    disbursal = context.step(lambda _: {"transfer_id": f"xfer-{app_id}", "amount": offer["amount"],
-                                        "to": application["applicant"]}, name="disburse-funds")
-    return {"application_id": app_id, "status": "FUNDED", "offer": offer, "underwriter": underwriter.get("underwriter"),
-            **disbursal}
+    disbursal = context.step(
+        lambda _: {"transfer_id": f"xfer-{app_id}", "amount": offer["amount"], "to": application["applicant"]},
+        name="disburse-funds",
+    )
+    return {
+        "application_id": app_id,
+        "status": "FUNDED",
+        "offer": offer,
+        "underwriter": underwriter.get("underwriter"),
+        **disbursal,
+    }

@@ -51,9 +51,17 @@ class PaymentGatewayError(RuntimeError):
 
 # Only gateway errors are retried, with a fixed 1 s delay and no jitter, so the demo moves
 # and the history is predictable. Four attempts in all: fail_first_attempts >= 4 exhausts them.
-PAYMENT_RETRY = StepConfig(retry_strategy=create_retry_strategy(RetryStrategyConfig(
-    max_attempts=4, initial_delay=Duration.from_seconds(1), backoff_rate=1,
-    jitter_strategy=JitterStrategy.NONE, retryable_error_types=[PaymentGatewayError])))
+PAYMENT_RETRY = StepConfig(
+    retry_strategy=create_retry_strategy(
+        RetryStrategyConfig(
+            max_attempts=4,
+            initial_delay=Duration.from_seconds(1),
+            backoff_rate=1,
+            jitter_strategy=JitterStrategy.NONE,
+            retryable_error_types=[PaymentGatewayError],
+        )
+    )
+)
 NO_RETRY = StepConfig(retry_strategy=RetryPresets.none())
 
 
@@ -94,12 +102,19 @@ def _payment_step(order: dict, fail_first_attempts: int):
 
 
 def _pay_and_confirm(event: dict, context: DurableContext, order: dict) -> dict:
-    payment = context.step(_payment_step(order, int(event.get("fail_first_attempts", 0))),
-                           name="process-payment", config=PAYMENT_RETRY)
+    payment = context.step(
+        _payment_step(order, int(event.get("fail_first_attempts", 0))), name="process-payment", config=PAYMENT_RETRY
+    )
     context.wait(Duration.from_seconds(max(1, int(event.get("confirmation_seconds", 2)))), name="confirmation-period")
-    return context.step(lambda _: {"order_id": order["order_id"], "status": "CONFIRMED",
-                                   "payment_id": payment["payment_id"], "total": order["total"]},
-                        name="confirm-order")
+    return context.step(
+        lambda _: {
+            "order_id": order["order_id"],
+            "status": "CONFIRMED",
+            "payment_id": payment["payment_id"],
+            "total": order["total"],
+        },
+        name="confirm-order",
+    )
 
 
 @durable_execution
@@ -113,8 +128,9 @@ def _request_approval(order: dict):
     def submit(callback_id: str, ctx: WaitForCallbackContext) -> dict:
         # In production this would e-mail the approver; here the id is logged and returned
         # (it becomes the submitter step's result in the history).
-        ctx.logger.info("approval requested for order %s (total %s): callback id %s",
-                        order["order_id"], order["total"], callback_id)
+        ctx.logger.info(
+            "approval requested for order %s (total %s): callback id %s", order["order_id"], order["total"], callback_id
+        )
         return {"callback_id": callback_id, "order_id": order["order_id"], "approver": "manager"}
 
     return submit
@@ -128,8 +144,10 @@ def with_approval(event: dict, context: DurableContext) -> dict:
     raw = context.wait_for_callback(_request_approval(order), name="manager-approval", config=config)
     decision = json.loads(raw) if isinstance(raw, str) and raw else {}
     if not decision.get("approved", True):
-        raise OrderRejected(f"order {order['order_id']} rejected by {decision.get('approver', 'the approver')}: "
-                            f"{decision.get('reason', 'no reason given')}")
+        raise OrderRejected(
+            f"order {order['order_id']} rejected by {decision.get('approver', 'the approver')}: "
+            f"{decision.get('reason', 'no reason given')}"
+        )
     context.logger.info("order %s approved by %s", order["order_id"], decision.get("approver", "unknown"))
     result = _pay_and_confirm(event, context, order)
     return {**result, "approved_by": decision.get("approver")}

@@ -32,10 +32,20 @@ from aws_durable_execution_sdk_python.retries import (
 FAIL_POINTS = ("charge-payment", "ship-order")
 # Forward steps get one quick retry (a failure at ``fail_at`` is permanent, so it fails twice),
 # compensations three: a rollback must try hard to finish.
-FORWARD = StepConfig(retry_strategy=create_retry_strategy(RetryStrategyConfig(
-    max_attempts=2, initial_delay=Duration.from_seconds(1), backoff_rate=1, jitter_strategy=JitterStrategy.NONE)))
-COMPENSATION = StepConfig(retry_strategy=create_retry_strategy(RetryStrategyConfig(
-    max_attempts=3, initial_delay=Duration.from_seconds(1), backoff_rate=1, jitter_strategy=JitterStrategy.NONE)))
+FORWARD = StepConfig(
+    retry_strategy=create_retry_strategy(
+        RetryStrategyConfig(
+            max_attempts=2, initial_delay=Duration.from_seconds(1), backoff_rate=1, jitter_strategy=JitterStrategy.NONE
+        )
+    )
+)
+COMPENSATION = StepConfig(
+    retry_strategy=create_retry_strategy(
+        RetryStrategyConfig(
+            max_attempts=3, initial_delay=Duration.from_seconds(1), backoff_rate=1, jitter_strategy=JitterStrategy.NONE
+        )
+    )
+)
 
 
 class SagaStepFailed(RuntimeError):
@@ -50,8 +60,13 @@ def sample_input(rng: random.Random) -> dict:
     """Mostly happy sagas; some fail at the payment or at shipping."""
     sku, price = rng.choice([("LAMP-3", 39.9), ("DESK-9", 249.0), ("MUG-7", 8.0)])
     qty = rng.randint(1, 2)
-    return {"order_id": f"ord-{rng.randint(1000, 9999)}", "sku": sku, "qty": qty, "amount": round(price * qty, 2),
-            "fail_at": rng.choice([None, None, "charge-payment", "ship-order"])}
+    return {
+        "order_id": f"ord-{rng.randint(1000, 9999)}",
+        "sku": sku,
+        "qty": qty,
+        "amount": round(price * qty, 2),
+        "fail_at": rng.choice([None, None, "charge-payment", "ship-order"]),
+    }
 
 
 def _forward(name: str, event: dict, result: dict) -> Callable[[StepContext], dict]:
@@ -70,21 +85,32 @@ def handler(event: dict, context: DurableContext) -> dict:
     # (compensation step name, what it returns) pushed after each forward step succeeds.
     undo: list[tuple[str, dict]] = []
     try:
-        reservation = context.step(_forward("reserve-inventory", event, {
-            "reservation_id": f"res-{order_id}", "sku": event["sku"], "qty": event["qty"]}),
-            name="reserve-inventory", config=FORWARD)
+        reservation = context.step(
+            _forward(
+                "reserve-inventory",
+                event,
+                {"reservation_id": f"res-{order_id}", "sku": event["sku"], "qty": event["qty"]},
+            ),
+            name="reserve-inventory",
+            config=FORWARD,
+        )
         undo.append(("release-inventory", {"released": reservation["reservation_id"]}))
-        charge = context.step(_forward("charge-payment", event, {
-            "charge_id": f"ch-{order_id}", "amount": event["amount"]}), name="charge-payment", config=FORWARD)
+        charge = context.step(
+            _forward("charge-payment", event, {"charge_id": f"ch-{order_id}", "amount": event["amount"]}),
+            name="charge-payment",
+            config=FORWARD,
+        )
         undo.append(("refund-payment", {"refunded": charge["charge_id"], "amount": charge["amount"]}))
-        shipment = context.step(_forward("ship-order", event, {"tracking": f"TRK-{order_id}"}),
-                                name="ship-order", config=FORWARD)
+        shipment = context.step(
+            _forward("ship-order", event, {"tracking": f"TRK-{order_id}"}), name="ship-order", config=FORWARD
+        )
     except StepError as failure:
         compensated = []
         for name, outcome in reversed(undo):
             context.step(lambda _, o=outcome: o, name=name, config=COMPENSATION)
             compensated.append(name)
         context.logger.warning("saga %s rolled back: %s", order_id, ", ".join(compensated) or "nothing to undo")
-        raise SagaRolledBack(f"order {order_id} rolled back after: {failure.message}; "
-                             f"compensated: {', '.join(compensated) or 'nothing'}") from None
+        raise SagaRolledBack(
+            f"order {order_id} rolled back after: {failure.message}; compensated: {', '.join(compensated) or 'nothing'}"
+        ) from None
     return {"order_id": order_id, "status": "SHIPPED", **shipment, "charge_id": charge["charge_id"]}

@@ -33,8 +33,14 @@ BACKENDS = ["sqlite", "postgresql"]
 def pg_connect(database_url: str = PG_URL, autocommit: bool = False) -> psycopg.Connection:
     """A plain psycopg connection to a database given by its SQLAlchemy URL."""
     url = make_url(database_url)
-    return psycopg.connect(host=url.host, port=url.port or 5432, user=url.username, dbname=url.database,
-                           password=url.password, autocommit=autocommit)
+    return psycopg.connect(
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        dbname=url.database,
+        password=url.password,
+        autocommit=autocommit,
+    )
 
 
 def _pg_admin() -> psycopg.Connection:
@@ -105,7 +111,7 @@ def control_only(database_url: str) -> Iterator[Durascope]:
 
 
 def register(d: Durascope, name: str, handler: str, **kw: object) -> None:
-    d.register_function(name, handler, code_dir=HANDLERS, **kw)  # type: ignore[arg-type]
+    d.register_function(name, handler, code_dir=HANDLERS, **kw)
 
 
 def submit_form(client: Any, page: str, action: str, data: dict[str, str] | None = None) -> Any:

@@ -31,8 +31,9 @@ KEY, SECRET = "AKIDDURASCOPE", "s3cr3t-key"
 
 @pytest.fixture
 def url(database_url: str) -> Iterator[str]:
-    settings = Settings.from_env(database_url=database_url, access_keys={KEY: SECRET, "other": "x"},
-                                 worker_concurrency=1)
+    settings = Settings.from_env(
+        database_url=database_url, access_keys={KEY: SECRET, "other": "x"}, worker_concurrency=1
+    )
     server, ds = build_server(settings, port=0, invoker="workers")
     ds.register_function("add-one", "th_basic:add_one", code_dir=HANDLERS)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -44,10 +45,16 @@ def url(database_url: str) -> Iterator[str]:
         ds.close()
 
 
-def client(url: str, key: str = KEY, secret: str = SECRET, unsigned: bool = False):  # type: ignore[no-untyped-def]
+def client(url: str, key: str = KEY, secret: str = SECRET, unsigned: bool = False):
     cfg = Config(signature_version=UNSIGNED) if unsigned else None
-    return boto3.client("lambda", endpoint_url=url, region_name="us-east-1", aws_access_key_id=key,
-                        aws_secret_access_key=secret, config=cfg)
+    return boto3.client(
+        "lambda",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+        config=cfg,
+    )
 
 
 def _code(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
@@ -63,14 +70,20 @@ def test_signed_requests_work_end_to_end_through_workers(url: str) -> None:
     assert events[-1]["EventType"] == "ExecutionSucceeded"
 
 
-@pytest.mark.parametrize("kind,code,status", [
-    ("unsigned", "MissingAuthenticationTokenException", 403),
-    ("unknown key", "UnrecognizedClientException", 403),
-    ("wrong secret", "InvalidSignatureException", 403),
-])
+@pytest.mark.parametrize(
+    "kind,code,status",
+    [
+        ("unsigned", "MissingAuthenticationTokenException", 403),
+        ("unknown key", "UnrecognizedClientException", 403),
+        ("wrong secret", "InvalidSignatureException", 403),
+    ],
+)
 def test_bad_credentials_are_refused_in_the_aws_shape(url: str, kind: str, code: str, status: int) -> None:
-    lam = {"unsigned": lambda: client(url, unsigned=True), "unknown key": lambda: client(url, key="nobody"),
-           "wrong secret": lambda: client(url, secret="guess")}[kind]()
+    lam = {
+        "unsigned": lambda: client(url, unsigned=True),
+        "unknown key": lambda: client(url, key="nobody"),
+        "wrong secret": lambda: client(url, secret="guess"),
+    }[kind]()
     with pytest.raises(ClientError) as exc:
         lam.list_durable_executions_by_function(FunctionName="add-one")
     assert _code(exc) == (code, status)
@@ -82,21 +95,25 @@ def test_bad_credentials_are_refused_in_the_aws_shape(url: str, kind: str, code:
 
 
 def _signed(url: str, body: bytes, when: dt.datetime | None = None) -> AWSRequest:
-    request = AWSRequest(method="POST", url=f"{url}/2015-03-31/functions/add-one/invocations", data=body,
-                         headers={"X-Amz-Invocation-Type": "Event"})
+    request = AWSRequest(
+        method="POST",
+        url=f"{url}/2015-03-31/functions/add-one/invocations",
+        data=body,
+        headers={"X-Amz-Invocation-Type": "Event"},
+    )
     signer = botocore.auth.SigV4Auth(Credentials(KEY, SECRET), "lambda", "us-east-1")
     if when is None:
         signer.add_auth(request)
     else:
         real = botocore.auth.datetime.datetime
 
-        class Frozen(real):  # type: ignore[misc, valid-type]
+        class Frozen(real):
             @classmethod
-            def utcnow(cls):  # type: ignore[no-untyped-def]
+            def utcnow(cls):
                 return when.replace(tzinfo=None)
 
             @classmethod
-            def now(cls, tz=None):  # type: ignore[no-untyped-def]
+            def now(cls, tz=None):
                 return when if tz else when.replace(tzinfo=None)
 
         botocore.auth.datetime.datetime = Frozen
@@ -129,16 +146,50 @@ def test_an_altered_body_and_an_old_timestamp_are_refused(url: str) -> None:
 
 
 def test_the_aws_cli_signs_and_is_accepted(url: str, tmp_path: Path) -> None:
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
-    ok = subprocess.run([sys.executable, "-m", "awscli", "lambda", "list-durable-executions-by-function",
-                         "--function-name", "add-one", "--endpoint-url", url], env=env, capture_output=True, text=True,
-                        timeout=120)
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+    }
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "awscli",
+            "lambda",
+            "list-durable-executions-by-function",
+            "--function-name",
+            "add-one",
+            "--endpoint-url",
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ok.returncode == 0, ok.stderr
     env["AWS_SECRET_ACCESS_KEY"] = "wrong"
-    bad = subprocess.run([sys.executable, "-m", "awscli", "lambda", "list-durable-executions-by-function",
-                          "--function-name", "add-one", "--endpoint-url", url], env=env, capture_output=True, text=True,
-                         timeout=120)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "awscli",
+            "lambda",
+            "list-durable-executions-by-function",
+            "--function-name",
+            "add-one",
+            "--endpoint-url",
+            url,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode != 0 and "InvalidSignatureException" in bad.stderr
 
 
@@ -162,8 +213,23 @@ def test_a_remote_worker_signs_its_requests(database_url: str, tmp_path: Path) -
     url = f"http://127.0.0.1:{server.server_port}"
     env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
     log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen([sys.executable, "-m", "recorder.cli", "worker", "--engine", url, "--function",
-                               "add-one", "--concurrency", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "recorder.cli",
+            "worker",
+            "--engine",
+            url,
+            "--function",
+            "add-one",
+            "--concurrency",
+            "1",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         for a in (1, 2, 3):  # several invocations over the worker's connections
             done = ds.wait(ds.start("add-one", json.dumps({"a": a})), 60)

@@ -22,11 +22,24 @@ AWS = [shutil.which("aws")] if shutil.which("aws") else [sys.executable, "-m", "
 
 def aws(a: Api, *args: str, ok: bool = True) -> Any:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_DEFAULT_REGION": "us-east-1",
-                "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-                "AWS_EC2_METADATA_DISABLED": "true", "AWS_MAX_ATTEMPTS": "1"})
-    proc = subprocess.run([*AWS, "lambda", *args, "--endpoint-url", a.url, "--output", "json"],
-                          env=env, capture_output=True, text=True, timeout=120)
+    env.update(
+        {
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "y",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_MAX_ATTEMPTS": "1",
+        }
+    )
+    proc = subprocess.run(
+        [*AWS, "lambda", *args, "--endpoint-url", a.url, "--output", "json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if not ok:
         assert proc.returncode != 0, proc.stdout
         return proc.stderr
@@ -39,11 +52,16 @@ def test_aws_cli_has_the_durable_commands() -> None:
     assert out.returncode == 0 and "aws-cli/1." in (out.stdout + out.stderr)
 
 
-def test_cli_reads_history_execution_and_lists(api: Api) -> None:  # noqa: F811
+def test_cli_reads_history_execution_and_lists(api: Api) -> None:  # noqa: F811 - api is the fixture imported from test_lambda_api
     arn = api.client.invoke(FunctionName="add-one", Payload=b'{"a": 1}')["DurableExecutionArn"]
     hist = aws(api, "get-durable-execution-history", "--durable-execution-arn", arn)
-    assert types(hist["Events"]) == ["ExecutionStarted", "StepStarted", "StepSucceeded", "InvocationCompleted",
-                                     "ExecutionSucceeded"]
+    assert types(hist["Events"]) == [
+        "ExecutionStarted",
+        "StepStarted",
+        "StepSucceeded",
+        "InvocationCompleted",
+        "ExecutionSucceeded",
+    ]
     assert hist["Events"][0]["ExecutionStartedDetails"]["Input"] == {"Payload": '{"a": 1}', "Truncated": False}
     lean = aws(api, "get-durable-execution-history", "--durable-execution-arn", arn, "--no-include-execution-data")
     assert lean["Events"][0]["ExecutionStartedDetails"]["Input"] == {"Truncated": True}
@@ -54,8 +72,9 @@ def test_cli_reads_history_execution_and_lists(api: Api) -> None:  # noqa: F811
     assert [e["EventId"] for e in paged["Events"]] == [1, 2, 3, 4, 5]
     first = aws(api, "get-durable-execution-history", "--durable-execution-arn", arn, "--max-items", "2")
     assert [e["EventId"] for e in first["Events"]] == [1, 2] and first["NextToken"]
-    rest = aws(api, "get-durable-execution-history", "--durable-execution-arn", arn,
-               "--starting-token", first["NextToken"])
+    rest = aws(
+        api, "get-durable-execution-history", "--durable-execution-arn", arn, "--starting-token", first["NextToken"]
+    )
     assert [e["EventId"] for e in rest["Events"]] == [3, 4, 5]
 
     d = aws(api, "get-durable-execution", "--durable-execution-arn", arn)
@@ -66,17 +85,26 @@ def test_cli_reads_history_execution_and_lists(api: Api) -> None:  # noqa: F811
     running = api.start("api-sleeps", {"seconds": 600})
     listed = aws(api, "list-durable-executions-by-function", "--function-name", "add-one")
     assert [x["DurableExecutionArn"] for x in listed["DurableExecutions"]] == [arn]
-    by_status = aws(api, "list-durable-executions-by-function", "--function-name", "api-sleeps",
-                    "--statuses", "RUNNING", "STOPPED")
+    by_status = aws(
+        api, "list-durable-executions-by-function", "--function-name", "api-sleeps", "--statuses", "RUNNING", "STOPPED"
+    )
     assert [x["DurableExecutionArn"] for x in by_status["DurableExecutions"]] == [running]
     none = aws(api, "list-durable-executions-by-function", "--function-name", "api-sleeps", "--statuses", "FAILED")
     assert none["DurableExecutions"] == []
-    after = aws(api, "list-durable-executions-by-function", "--function-name", "add-one",
-                "--started-after", "2000-01-01T00:00:00Z", "--started-before", "2000-01-02T00:00:00Z")
+    after = aws(
+        api,
+        "list-durable-executions-by-function",
+        "--function-name",
+        "add-one",
+        "--started-after",
+        "2000-01-01T00:00:00Z",
+        "--started-before",
+        "2000-01-02T00:00:00Z",
+    )
     assert after["DurableExecutions"] == []
 
 
-def test_cli_callbacks_and_stop(api: Api) -> None:  # noqa: F811
+def test_cli_callbacks_and_stop(api: Api) -> None:  # noqa: F811 - api is the fixture imported from test_lambda_api
     ok = api.start("approval", {"timeout": 300})
     cid = api.callback_id(ok)
     assert aws(api, "send-durable-execution-callback-heartbeat", "--callback-id", cid) is None  # empty output
@@ -88,12 +116,17 @@ def test_cli_callbacks_and_stop(api: Api) -> None:  # noqa: F811
     assert "CallbackTimeoutException" in err
 
     no = api.start("approval", {"timeout": 300})
-    aws(api, "send-durable-execution-callback-failure", "--callback-id", api.callback_id(no),
-        "--error", "ErrorMessage=denied,ErrorType=Rejected")
+    aws(
+        api,
+        "send-durable-execution-callback-failure",
+        "--callback-id",
+        api.callback_id(no),
+        "--error",
+        "ErrorMessage=denied,ErrorType=Rejected",
+    )
     api.wait_status(no, "FAILED")
     failed = [e for e in api.history(no) if e["EventType"] == "CallbackFailed"]
-    assert failed[0]["CallbackFailedDetails"]["Error"]["Payload"] == {"ErrorMessage": "denied",
-                                                                      "ErrorType": "Rejected"}
+    assert failed[0]["CallbackFailedDetails"]["Error"]["Payload"] == {"ErrorMessage": "denied", "ErrorType": "Rejected"}
 
     sleeper = api.start("api-sleeps", {"seconds": 600})
     out = aws(api, "stop-durable-execution", "--durable-execution-arn", sleeper, "--error", "ErrorMessage=halt")
@@ -102,22 +135,25 @@ def test_cli_callbacks_and_stop(api: Api) -> None:  # noqa: F811
     assert d["Status"] == "STOPPED" and d["Error"] == {"ErrorMessage": "halt"}
 
 
-def test_cli_reports_typed_errors(api: Api) -> None:  # noqa: F811
+def test_cli_reports_typed_errors(api: Api) -> None:  # noqa: F811 - api is the fixture imported from test_lambda_api
     arn = api.client.invoke(FunctionName="add-one", Payload=b"{}")["DurableExecutionArn"]
     missing = arn.rsplit("/", 1)[0] + "/unknown-id"
-    assert "ResourceNotFoundException" in aws(api, "get-durable-execution", "--durable-execution-arn", missing,
-                                              ok=False)
-    assert "InvalidParameterValueException" in aws(api, "get-durable-execution-history",
-                                                   "--durable-execution-arn", "not-an-arn", ok=False)
-    assert "ResourceNotFoundException" in aws(api, "list-durable-executions-by-function", "--function-name",
-                                              "no-such-function", ok=False)
-    err = aws(api, "get-durable-execution-state", "--durable-execution-arn", arn, "--checkpoint-token", "QUJD",
-              ok=False)
+    assert "ResourceNotFoundException" in aws(
+        api, "get-durable-execution", "--durable-execution-arn", missing, ok=False
+    )
+    assert "InvalidParameterValueException" in aws(
+        api, "get-durable-execution-history", "--durable-execution-arn", "not-an-arn", ok=False
+    )
+    assert "ResourceNotFoundException" in aws(
+        api, "list-durable-executions-by-function", "--function-name", "no-such-function", ok=False
+    )
+    err = aws(
+        api, "get-durable-execution-state", "--durable-execution-arn", arn, "--checkpoint-token", "QUJD", ok=False
+    )
     assert "InvalidParameterValueException" in err and "Invalid checkpoint token" in err
 
 
-@pytest.mark.parametrize("command", ["pause-durable-execution", "resume-durable-execution",
-                                     "delete-durable-execution"])
+@pytest.mark.parametrize("command", ["pause-durable-execution", "resume-durable-execution", "delete-durable-execution"])
 def test_cli_lacks_pause_resume_delete(command: str) -> None:
     """Documents the gap: when awscli gains these commands, add CLI tests for them."""
     out = subprocess.run([*AWS, "lambda", command, "help"], capture_output=True, text=True, timeout=60)

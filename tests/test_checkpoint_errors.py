@@ -1,4 +1,4 @@
-"""Bad input to the control plane gets the AWS error and changes nothing (invariant 8)."""
+"""Bad input to the control plane gets the AWS error and changes nothing (docs/protocol.md#invariants, 8)."""
 
 from __future__ import annotations
 
@@ -34,12 +34,20 @@ def inv(control_only: Durascope) -> InvocationInput:
 
 def _log_size(d: Durascope) -> tuple[int, int]:
     with d.db.read() as s:
-        return (s.scalar(select(func.count()).select_from(Event)) or 0,
-                s.scalar(select(func.count()).select_from(Operation)) or 0)
+        return (
+            s.scalar(select(func.count()).select_from(Event)) or 0,
+            s.scalar(select(func.count()).select_from(Operation)) or 0,
+        )
 
 
-def _rejected(d: Durascope, inv: InvocationInput, updates: Any, exc: type[ServiceError] = InvalidParameterValueException,
-              match: str | None = None, token: Any = None) -> ServiceError:
+def _rejected(
+    d: Durascope,
+    inv: InvocationInput,
+    updates: Any,
+    exc: type[ServiceError] = InvalidParameterValueException,
+    match: str | None = None,
+    token: Any = None,
+) -> ServiceError:
     before = _log_size(d)
     with pytest.raises(exc, match=match) as info:
         d.control.checkpoint(inv.arn, inv.token if token is None else token, updates)
@@ -51,19 +59,25 @@ def step(action: str, op_id: str = STEP, **extra: Any) -> dict[str, Any]:
     return {"Id": op_id, "Type": "STEP", "Action": action, "SubType": "Step", "Name": "s", **extra}
 
 
-@pytest.mark.parametrize("updates,match", [
-    ("not a list", "Updates must be a list"),
-    ([42], r"Updates\[0\] must be an object"),
-    ([{"Id": STEP, "Action": "START"}], r"Type must be one of"),
-    ([{"Id": STEP, "Type": "STEP", "Action": "JUMP"}], r"Action must be one of"),
-    ([{"Id": "bad id!", "Type": "STEP", "Action": "START"}], r"Id must match"),
-    ([step("SUCCEED", Payload=123)], r"Payload must be a string"),
-    ([step("FAIL", Error="boom")], r"Error must be an object"),
-    ([step("FAIL", Error={"ErrorMessage": 5})], r"ErrorMessage must be a string"),
-    ([step("RETRY", StepOptions={"NextAttemptDelaySeconds": 0}, Error={})], r"NextAttemptDelaySeconds must be"),
-    ([{"Id": "w" * 64, "Type": "WAIT", "Action": "START", "WaitOptions": {"WaitSeconds": "1"}}], r"WaitSeconds must be"),
-    ([step("START", Name="\u00e9t\u00e9")], r"Name must be"),
-])
+@pytest.mark.parametrize(
+    "updates,match",
+    [
+        ("not a list", "Updates must be a list"),
+        ([42], r"Updates\[0\] must be an object"),
+        ([{"Id": STEP, "Action": "START"}], r"Type must be one of"),
+        ([{"Id": STEP, "Type": "STEP", "Action": "JUMP"}], r"Action must be one of"),
+        ([{"Id": "bad id!", "Type": "STEP", "Action": "START"}], r"Id must match"),
+        ([step("SUCCEED", Payload=123)], r"Payload must be a string"),
+        ([step("FAIL", Error="boom")], r"Error must be an object"),
+        ([step("FAIL", Error={"ErrorMessage": 5})], r"ErrorMessage must be a string"),
+        ([step("RETRY", StepOptions={"NextAttemptDelaySeconds": 0}, Error={})], r"NextAttemptDelaySeconds must be"),
+        (
+            [{"Id": "w" * 64, "Type": "WAIT", "Action": "START", "WaitOptions": {"WaitSeconds": "1"}}],
+            r"WaitSeconds must be",
+        ),
+        ([step("START", Name="\u00e9t\u00e9")], r"Name must be"),
+    ],
+)
 def test_malformed_updates(control_only: Durascope, inv: InvocationInput, updates: Any, match: str) -> None:
     _rejected(control_only, inv, updates, match=match)
 
@@ -95,19 +109,22 @@ def test_tokens_of_an_earlier_invocation_are_invalid(control_only: Durascope, in
     assert err.message.startswith("Invalid checkpoint token")
 
 
-@pytest.mark.parametrize("updates,match", [
-    ([{"Id": "w" * 64, "Type": "WAIT", "Action": "CANCEL"}], "cannot CANCEL a wait in status absent"),
-    ([step("START", ParentId=CTX)], "is not a CONTEXT operation"),
-    ([step("START"), step("START")], "appears twice"),
-    ([step("START"), step("SUCCEED", Payload="1"), step("FAIL", Error={})], "appears twice"),
-    ([{"Id": "k" * 64, "Type": "CALLBACK", "Action": "SUCCEED"}], "callbacks take only START"),
-    ([{"Id": STEP, "Type": "STEP", "Action": "CANCEL"}], "steps cannot be cancelled"),
-    ([{"Id": "x", "Type": "EXECUTION", "Action": "START"}], "EXECUTION takes only SUCCEED or FAIL"),
-    ([{"Id": "x", "Type": "EXECUTION", "Action": "SUCCEED", "Payload": "1"}, step("START")], "must be the last"),
-    ([step("SUCCEED", Payload="1", Error={"ErrorMessage": "x"})], "SUCCEED takes no Error"),
-    ([step("RETRY", Error={})], "RETRY needs StepOptions"),
-    ([{"Id": "i" * 64, "Type": "CHAINED_INVOKE", "Action": "START"}], "needs ChainedInvokeOptions"),
-])
+@pytest.mark.parametrize(
+    "updates,match",
+    [
+        ([{"Id": "w" * 64, "Type": "WAIT", "Action": "CANCEL"}], "cannot CANCEL a wait in status absent"),
+        ([step("START", ParentId=CTX)], "is not a CONTEXT operation"),
+        ([step("START"), step("START")], "appears twice"),
+        ([step("START"), step("SUCCEED", Payload="1"), step("FAIL", Error={})], "appears twice"),
+        ([{"Id": "k" * 64, "Type": "CALLBACK", "Action": "SUCCEED"}], "callbacks take only START"),
+        ([{"Id": STEP, "Type": "STEP", "Action": "CANCEL"}], "steps cannot be cancelled"),
+        ([{"Id": "x", "Type": "EXECUTION", "Action": "START"}], "EXECUTION takes only SUCCEED or FAIL"),
+        ([{"Id": "x", "Type": "EXECUTION", "Action": "SUCCEED", "Payload": "1"}, step("START")], "must be the last"),
+        ([step("SUCCEED", Payload="1", Error={"ErrorMessage": "x"})], "SUCCEED takes no Error"),
+        ([step("RETRY", Error={})], "RETRY needs StepOptions"),
+        ([{"Id": "i" * 64, "Type": "CHAINED_INVOKE", "Action": "START"}], "needs ChainedInvokeOptions"),
+    ],
+)
 def test_invalid_transitions(control_only: Durascope, inv: InvocationInput, updates: Any, match: str) -> None:
     _rejected(control_only, inv, updates, match=match)
 
@@ -148,7 +165,8 @@ def test_unknown_function_and_execution(control_only: Durascope) -> None:
         control_only.start("no-such-function", "{}")
     with pytest.raises(ResourceNotFoundException):
         control_only.control.checkpoint(
-            "arn:aws:lambda:us-east-1:123456789012:function:f:$LATEST/durable-execution/n/" + "0" * 36, "dG9r", [])
+            "arn:aws:lambda:us-east-1:123456789012:function:f:$LATEST/durable-execution/n/" + "0" * 36, "dG9r", []
+        )
     with pytest.raises(InvalidParameterValueException, match="not a valid durable execution ARN"):
         control_only.control.checkpoint("arn:aws:lambda:nope", "dG9r", [])
 
@@ -186,8 +204,9 @@ def test_forged_markers_are_invalid_not_a_crash(control_only: Durascope, inv: In
         control_only.control.get_state("/".join([other_name[0], "other", other_name[2]]), inv.token)
 
 
-def test_handler_output_the_store_cannot_keep_fails_the_execution(control_only: Durascope,
-                                                                   inv: InvocationInput) -> None:
+def test_handler_output_the_store_cannot_keep_fails_the_execution(
+    control_only: Durascope, inv: InvocationInput
+) -> None:
     """A Result with U+0000 (PostgreSQL text cannot hold it) is an invalid output, not a crash."""
     outcome = InvocationOutcome.from_envelope({"Status": "SUCCEEDED", "Result": '"a\x00b"'})
     control_only.control.end_invocation(inv, outcome)
@@ -199,8 +218,10 @@ def test_handler_output_the_store_cannot_keep_fails_the_execution(control_only: 
 def test_a_long_error_type_is_kept_whole_in_the_history(control_only: Durascope, inv: InvocationInput) -> None:
     """The list's error-type column holds 256 characters; the history keeps what the handler said."""
     long_type = "E" * 300 + "\x00x"
-    control_only.control.end_invocation(inv, InvocationOutcome.from_envelope(
-        {"Status": "FAILED", "Error": {"ErrorType": long_type, "ErrorMessage": "m"}}))
+    control_only.control.end_invocation(
+        inv,
+        InvocationOutcome.from_envelope({"Status": "FAILED", "Error": {"ErrorType": long_type, "ErrorMessage": "m"}}),
+    )
     done = control_only.describe(inv.arn)
     assert done.status == "FAILED" and done.error is not None and done.error["ErrorType"] == long_type
     failed = next(e for e in control_only.history(inv.arn) if e["EventType"] == "ExecutionFailed")
@@ -210,8 +231,9 @@ def test_a_long_error_type_is_kept_whole_in_the_history(control_only: Durascope,
 
 
 def test_callback_results_with_nul_are_refused(control_only: Durascope, inv: InvocationInput) -> None:
-    out = control_only.control.checkpoint(inv.arn, inv.token, [
-        {"Id": "cb", "Type": "CALLBACK", "Action": "START", "SubType": "Callback", "Name": "cb"}])
+    out = control_only.control.checkpoint(
+        inv.arn, inv.token, [{"Id": "cb", "Type": "CALLBACK", "Action": "START", "SubType": "Callback", "Name": "cb"}]
+    )
     callback_id = out["NewExecutionState"]["Operations"][-1]["CallbackDetails"]["CallbackId"]
     before = _log_size(control_only)
     with pytest.raises(InvalidParameterValueException, match="NUL"):

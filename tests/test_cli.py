@@ -15,21 +15,37 @@ from tests.conftest import HANDLERS
 
 def run(database_url: str, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DURASCOPE_DATABASE_URL": database_url}
-    proc = subprocess.run([sys.executable, "-m", "recorder.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "recorder.cli", *args], env=env, capture_output=True, text=True, timeout=120
+    )
     if ok:
         assert proc.returncode == 0, proc.stderr
     return proc
 
 
 def test_register_invoke_history_logs(database_url: str, tmp_path: Path) -> None:
-    out = run(database_url, "functions", "register", "logs", "th_basic.logs_things", "--code-dir", HANDLERS,
-              "--env", "MODE=test", "--execution-timeout", "120", "--retention-days", "3")
+    out = run(
+        database_url,
+        "functions",
+        "register",
+        "logs",
+        "th_basic.logs_things",
+        "--code-dir",
+        HANDLERS,
+        "--env",
+        "MODE=test",
+        "--execution-timeout",
+        "120",
+        "--retention-days",
+        "3",
+    )
     assert out.stdout.strip() == "arn:aws:lambda:us-east-1:123456789012:function:logs"
     run(database_url, "functions", "register", "add-one", "th_basic:add_one", "--code-dir", HANDLERS)
     listed = json.loads(run(database_url, "functions", "list", "--json").stdout)
-    assert {f["FunctionName"]: f["Handler"] for f in listed} == {"add-one": "th_basic:add_one",
-                                                                 "logs": "th_basic.logs_things"}
+    assert {f["FunctionName"]: f["Handler"] for f in listed} == {
+        "add-one": "th_basic:add_one",
+        "logs": "th_basic.logs_things",
+    }
     assert next(f for f in listed if f["FunctionName"] == "logs")["Environment"] == {"MODE": "test"}
 
     waited = run(database_url, "invoke", "add-one", "--payload", '{"a": 41}', "--name", "answer", "--wait")
@@ -40,8 +56,13 @@ def test_register_invoke_history_logs(database_url: str, tmp_path: Path) -> None
     assert outcome == {"DurableExecutionArn": arn, "Status": "SUCCEEDED", "Result": "42"}
 
     history = json.loads(run(database_url, "history", arn).stdout)["Events"]
-    assert [e["EventType"] for e in history] == ["ExecutionStarted", "StepStarted", "StepSucceeded",
-                                                 "InvocationCompleted", "ExecutionSucceeded"]
+    assert [e["EventType"] for e in history] == [
+        "ExecutionStarted",
+        "StepStarted",
+        "StepSucceeded",
+        "InvocationCompleted",
+        "ExecutionSucceeded",
+    ]
     assert history[0]["ExecutionStartedDetails"]["Input"]["Payload"] == '{"a": 41}'
     no_data = json.loads(run(database_url, "history", arn, "--no-data").stdout)["Events"]
     assert no_data[0]["ExecutionStartedDetails"]["Input"] == {"Truncated": True}
@@ -54,23 +75,29 @@ def test_register_invoke_history_logs(database_url: str, tmp_path: Path) -> None
     logs_arn = queued.stdout.strip()
     assert "queued" in queued.stderr
     run(database_url, "invoke", "logs", "--name", "logged", "--wait")
-    logged_arn = json.loads(run(database_url, "executions", "--function", "logs", "--status", "SUCCEEDED",
-                                "--json").stdout)[0]["DurableExecutionArn"]
+    logged_arn = json.loads(
+        run(database_url, "executions", "--function", "logs", "--status", "SUCCEEDED", "--json").stdout
+    )[0]["DurableExecutionArn"]
     assert logged_arn != logs_arn
     text_logs = run(database_url, "logs", logged_arn).stdout
     assert "printed line" in text_logs and "context logger line" in text_logs
-    warnings = [json.loads(x) for x in run(database_url, "logs", logged_arn, "--level", "WARNING", "--json").stdout.splitlines()]
+    warnings = [
+        json.loads(x) for x in run(database_url, "logs", logged_arn, "--level", "WARNING", "--json").stdout.splitlines()
+    ]
     assert [w["Message"] for w in warnings] == ["step logger line <b>markup</b>"]
 
 
-@pytest.mark.parametrize("args,message", [
-    (("invoke", "missing"), "ResourceNotFoundException: Function not found"),
-    (("invoke", "x", "--payload", "{nope"), "not valid JSON"),
-    (("history", "arn:aws:lambda:bad"), "not a valid durable execution ARN"),
-    (("functions", "register", "f", "nodots"), "must be written pkg.module.function"),
-    (("functions", "register", "bad name!", "a.b"), "Function name must match"),
-    (("functions", "register", "f", "a.b", "--env", "NOEQUALS"), "expected K=V"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (("invoke", "missing"), "ResourceNotFoundException: Function not found"),
+        (("invoke", "x", "--payload", "{nope"), "not valid JSON"),
+        (("history", "arn:aws:lambda:bad"), "not a valid durable execution ARN"),
+        (("functions", "register", "f", "nodots"), "must be written pkg.module.function"),
+        (("functions", "register", "bad name!", "a.b"), "Function name must match"),
+        (("functions", "register", "f", "a.b", "--env", "NOEQUALS"), "expected K=V"),
+    ],
+)
 def test_bad_input_is_a_readable_error(database_url: str, args: tuple[str, ...], message: str) -> None:
     proc = run(database_url, *args, ok=False)
     assert proc.returncode != 0
@@ -95,16 +122,17 @@ def test_db_upgrade_and_current(database_url: str) -> None:
 # --- the commands SAM CLI has, and more ------------------------------------------------------
 
 
-def _ds(database_url: str):  # type: ignore[no-untyped-def]
+def _ds(database_url: str):
     from recorder.api import Durascope
 
     return Durascope.open(database_url)
 
 
-def _callback_id(ds, arn: str) -> str:  # type: ignore[no-untyped-def]
+def _callback_id(ds, arn: str) -> str:
     ds.wait_for(lambda: any(e["EventType"] == "CallbackStarted" for e in ds.history(arn)), 30)
-    return next(e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn)
-                if e["EventType"] == "CallbackStarted")
+    return next(
+        e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn) if e["EventType"] == "CallbackStarted"
+    )
 
 
 def test_get_says_how_it_ended_or_what_it_waits_on(database_url: str) -> None:
@@ -122,11 +150,15 @@ def test_get_says_how_it_ended_or_what_it_waits_on(database_url: str) -> None:
         assert "waiting on   callback 'approval create callback id', due " in text
         assert f"callback id {callback_id}" in text
         data = json.loads(run(database_url, "get", waiting, "--output", "json").stdout)
-        assert data["Status"] == "RUNNING" and {w["Kind"] for w in data["WaitingOn"]} == {"callback",
-                                                                                          "execution-timeout"}
+        assert data["Status"] == "RUNNING" and {w["Kind"] for w in data["WaitingOn"]} == {
+            "callback",
+            "execution-timeout",
+        }
         text = run(database_url, "get", failed).stdout
-        assert "status       FAILED" in text and "error        aws_durable_execution_sdk_python.exceptions" \
-                                                  ".StepError: never works" in text
+        assert (
+            "status       FAILED" in text
+            and "error        aws_durable_execution_sdk_python.exceptions.StepError: never works" in text
+        )
         assert "failing      step 'doomed' after 2 attempts" in text
         data = json.loads(run(database_url, "get", failed, "-O", "json").stdout)
         assert data["Error"]["ErrorMessage"] == "never works" and data["FailingOperation"]["Attempts"] == 2
@@ -169,8 +201,7 @@ def test_callbacks_pause_resume_delete(database_url: str, tmp_path: Path) -> Non
         assert missing.returncode == 1 and "ResourceNotFoundException" in missing.stderr
 
 
-def test_invoke_payload_from_a_file_and_wait_fails_when_the_execution_fails(database_url: str,
-                                                                          tmp_path: Path) -> None:
+def test_invoke_payload_from_a_file_and_wait_fails_when_the_execution_fails(database_url: str, tmp_path: Path) -> None:
     run(database_url, "functions", "register", "add-one", "th_basic:add_one", "--code-dir", HANDLERS)
     run(database_url, "functions", "register", "doomed", "th_basic:always_fails", "--code-dir", HANDLERS)
     payload = tmp_path / "in.json"
@@ -194,12 +225,16 @@ def test_executions_filters_and_columns(database_url: str) -> None:
     assert table[0].split() == ["STARTED", "STATUS", "DURATION", "FUNCTION", "NAME", "ERROR"]
     broken = next(line for line in table if "broken" in line)
     assert "FAILED" in broken and broken.rstrip().endswith("StepError: never works") and " s " in broken
-    assert [e["DurableExecutionName"] for e in json.loads(
-        run(database_url, "executions", "--name", "firs", "--output", "json").stdout)] == ["first"]
+    assert [
+        e["DurableExecutionName"]
+        for e in json.loads(run(database_url, "executions", "--name", "firs", "--output", "json").stdout)
+    ] == ["first"]
     assert json.loads(run(database_url, "executions", "--function", "doomed", "-O", "json").stdout)[0]["Error"]
     assert run(database_url, "executions", "--since", "1m", "--output", "json").stdout.count("DurableExecutionArn") == 2
-    assert run(database_url, "executions", "--since", "2000-01-01T00:00:00", "--status", "STOPPED").stdout.strip() \
+    assert (
+        run(database_url, "executions", "--since", "2000-01-01T00:00:00", "--status", "STOPPED").stdout.strip()
         == "no executions match"
+    )
     assert json.loads(run(database_url, "functions", "list", "--output", "json").stdout)[0]["FunctionName"]
 
 
@@ -208,8 +243,9 @@ def test_register_imports_the_handler_first(database_url: str, tmp_path: Path) -
     code.mkdir()
     (code / "broken_flow.py").write_text("import not_installed_anywhere\n")
     (code / "typo_flow.py").write_text("def handler(event, context)\n    return 1\n")
-    refused = run(database_url, "functions", "register", "broken", "broken_flow.handler", "--code-dir", str(code),
-                  ok=False)
+    refused = run(
+        database_url, "functions", "register", "broken", "broken_flow.handler", "--code-dir", str(code), ok=False
+    )
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "does not import" in refused.stderr and "No module named 'not_installed_anywhere'" in refused.stderr
     assert "broken_flow.py:1" in refused.stderr
@@ -219,8 +255,9 @@ def test_register_imports_the_handler_first(database_url: str, tmp_path: Path) -
     assert "AttributeError" in missing.stderr
     assert json.loads(run(database_url, "functions", "list", "-O", "json").stdout) == []
     run(database_url, "functions", "register", "broken", "broken_flow.handler", "--code-dir", str(code), "--no-check")
-    assert [f["FunctionName"] for f in json.loads(run(database_url, "functions", "list", "-O", "json").stdout)] \
-        == ["broken"]
+    assert [f["FunctionName"] for f in json.loads(run(database_url, "functions", "list", "-O", "json").stdout)] == [
+        "broken"
+    ]
 
 
 def test_export_writes_what_the_name_says_or_refuses(database_url: str, tmp_path: Path) -> None:
@@ -230,13 +267,18 @@ def test_export_writes_what_the_name_says_or_refuses(database_url: str, tmp_path
     arn = run(database_url, "invoke", "add-one", "--wait").stdout.splitlines()[0]
     out = run(database_url, "export", arn, "-o", str(tmp_path / "run.zip"))
     assert out.stdout.strip() == f"wrote {tmp_path / 'run.zip'} (zip)" and zipfile.is_zipfile(tmp_path / "run.zip")
-    imported = run(database_url.replace("durascope.db", "other.db") if database_url.startswith("sqlite") else
-                   database_url, "import", str(tmp_path / "run.zip"), ok=False)
+    imported = run(
+        database_url.replace("durascope.db", "other.db") if database_url.startswith("sqlite") else database_url,
+        "import",
+        str(tmp_path / "run.zip"),
+        ok=False,
+    )
     if database_url.startswith("sqlite"):
         assert imported.stdout.startswith("imported 1 execution\n")
-    for args, needle in ((("-o", str(tmp_path / "run.txt")), "cannot tell the format from 'run.txt'"),
-                         (("-o", str(tmp_path / "run.json"), "--format", "csv"), "'run.json' says json, --format "
-                                                                                  "says csv")):
+    for args, needle in (
+        (("-o", str(tmp_path / "run.txt")), "cannot tell the format from 'run.txt'"),
+        (("-o", str(tmp_path / "run.json"), "--format", "csv"), "'run.json' says json, --format says csv"),
+    ):
         refused = run(database_url, "export", arn, *args, ok=False)
         assert refused.returncode == 2 and needle in refused.stderr, refused.stderr
     assert not (tmp_path / "run.txt").exists()
@@ -266,9 +308,22 @@ def test_pull_from_a_local_durascope_needs_no_aws_configuration(database_url: st
     bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     bare.update(HOME=str(tmp_path), DURASCOPE_DATABASE_URL=database_url)
     try:
-        proc = subprocess.run([sys.executable, "-m", "recorder.cli", "pull", "--endpoint-url",
-                               f"http://127.0.0.1:{server.server_port}", "--function", "add-one"], env=bare,
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "recorder.cli",
+                "pull",
+                "--endpoint-url",
+                f"http://127.0.0.1:{server.server_port}",
+                "--function",
+                "add-one",
+            ],
+            env=bare,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         server.shutdown()
         server.server_close()
@@ -281,19 +336,27 @@ def test_pull_from_a_local_durascope_needs_no_aws_configuration(database_url: st
     from recorder.queries import execution_origin
 
     with Durascope.open(database_url, run_engine=False) as target:
-        assert execution_origin(target.db, arn.rsplit("/", 1)[1]) == \
-            f"pulled from http://127.0.0.1:{server.server_port}"
+        assert (
+            execution_origin(target.db, arn.rsplit("/", 1)[1]) == f"pulled from http://127.0.0.1:{server.server_port}"
+        )
 
 
-@pytest.mark.parametrize("url,needle", [
-    ("nonsense", "is not a database URL"),
-    ("mysql://x@y/z", "unsupported database 'mysql'"),
-    ("postgresql+psycopg://nobody@127.0.0.1:1/x", "cannot use the database postgresql+psycopg://nobody@127.0.0.1:1/x:"
-                                                  " connection failed"),
-    ("postgresql+psycopg://postgres:secret@127.0.0.1:5432/no_such_db_here", 'database "no_such_db_here" does not '
-                                                                           "exist"),
-    ("sqlite:////proc/durascope.db", "cannot use the database sqlite:////proc/durascope.db: unable to open"),
-])
+@pytest.mark.parametrize(
+    "url,needle",
+    [
+        ("nonsense", "is not a database URL"),
+        ("mysql://x@y/z", "unsupported database 'mysql'"),
+        (
+            "postgresql+psycopg://nobody@127.0.0.1:1/x",
+            "cannot use the database postgresql+psycopg://nobody@127.0.0.1:1/x: connection failed",
+        ),
+        (
+            "postgresql+psycopg://postgres:secret@127.0.0.1:5432/no_such_db_here",
+            'database "no_such_db_here" does not exist',
+        ),
+        ("sqlite:////proc/durascope.db", "cannot use the database sqlite:////proc/durascope.db: unable to open"),
+    ],
+)
 @pytest.mark.parametrize("command", [("executions",), ("functions", "list"), ("webhooks", "list")])
 def test_a_database_that_cannot_be_used_is_one_line(url: str, needle: str, command: tuple[str, ...]) -> None:
     proc = run(url, *command, ok=False)

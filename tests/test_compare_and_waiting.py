@@ -47,8 +47,13 @@ def test_compare_marks_the_first_divergence(ds: Durascope, client) -> None:
     assert "result" in price["differences"] and price["reason"] is None
 
     failed = _diff(client, good, bad)
-    assert failed["firstDivergence"] == {"operationId": failed["rows"][2]["operationId"], "name": "charge",
-                                         "a": "SUCCEEDED", "b": "FAILED", "reason": "outcome"}
+    assert failed["firstDivergence"] == {
+        "operationId": failed["rows"][2]["operationId"],
+        "name": "charge",
+        "a": "SUCCEEDED",
+        "b": "FAILED",
+        "reason": "outcome",
+    }
     charge = failed["rows"][2]
     assert "card declined for 10" in charge["b"]["error"] and charge["a"]["error"] is None
     assert {"result", "error"} <= set(charge["differences"])
@@ -63,7 +68,7 @@ def test_compare_marks_the_first_divergence(ds: Durascope, client) -> None:
     page = client.get("/diff", query_string={"a": good, "b": bad}).get_data(as_text=True)
     assert 'href="/diff" class="on"' in page and 'id="divergence"' in page
     assert "First divergence at" in page and 'class="diverged first' in page
-    assert f'/executions/{quote(bad, safe="/:")}/operations/{charge["operationId"]}' in page
+    assert f"/executions/{quote(bad, safe='/:')}/operations/{charge['operationId']}" in page
 
 
 def test_compare_with_the_last_success_and_from_the_list(ds: Durascope, client) -> None:
@@ -75,7 +80,8 @@ def test_compare_with_the_last_success_and_from_the_list(ds: Durascope, client) 
     page = client.get(f"/executions/{quote(bad, safe='/:')}").get_data(as_text=True)
     assert "Compare with the last success" in page
     assert "Compare with the last success" not in client.get(f"/executions/{quote(newest, safe='/:')}").get_data(
-        as_text=True)
+        as_text=True
+    )
     resp = client.get("/diff/last-success", query_string={"arn": bad})
     assert resp.status_code == 303
     target = parse_qs(urlsplit(resp.headers["Location"]).query)
@@ -143,15 +149,35 @@ def test_the_board_lists_what_each_suspended_execution_waits_for(ds: Durascope, 
     [check] = _suspended(ds, poll_arn, "condition", client)["waitingOn"]
     assert check["name"] == "ready?" and check["attempt"] == 1 and check["until"].endswith("Z")
     assert {e["executionArn"] for e in _board(client, kind="condition")} == {poll_arn}
-    retrying = ds.wait_for(lambda: next((e for e in _board(client) if e["executionArn"] == stuck_arn
-                                         and e["waitingOn"] and e["waitingOn"][0].get("attempt", 0) >= 3), None),
-                           60, "the step never reached its third retry")
+    retrying = ds.wait_for(
+        lambda: next(
+            (
+                e
+                for e in _board(client)
+                if e["executionArn"] == stuck_arn and e["waitingOn"] and e["waitingOn"][0].get("attempt", 0) >= 3
+            ),
+            None,
+        ),
+        60,
+        "the step never reached its third retry",
+    )
     assert retrying["waitingOn"][0]["kind"] == "retry"
     assert retrying["waitingOn"][0]["highlights"] == ["stuck retrying"]
     # The heartbeat deadline (1 s) passes: the callback is highlighted.
-    ds.wait_for(lambda: "heartbeat overdue" in (next(
-        (e for e in _board(client) if e["executionArn"] == cb_arn), {"waitingOn": [{}]})["waitingOn"][0]
-        .get("highlights") or []) or ds.describe(cb_arn).status != "RUNNING", 30, "no highlight")
+    ds.wait_for(
+        lambda: (
+            "heartbeat overdue"
+            in (
+                next((e for e in _board(client) if e["executionArn"] == cb_arn), {"waitingOn": [{}]})["waitingOn"][
+                    0
+                ].get("highlights")
+                or []
+            )
+            or ds.describe(cb_arn).status != "RUNNING"
+        ),
+        30,
+        "no highlight",
+    )
 
     assert {e["executionArn"] for e in _board(client, kind="stuck-retrying")} == {stuck_arn}
     assert {e["executionArn"] for e in _board(client, kind="wait")} == {wait_arn}
@@ -183,8 +209,9 @@ def test_bulk_actions_go_through_the_control_plane(ds: Durascope, client) -> Non
 
     nothing = submit_form(client, "/waiting", "/waiting", {"action": "stop"})
     assert nothing.status_code == 400 and "Select the executions" in nothing.get_data(as_text=True)
-    no_error = submit_form(client, "/waiting", "/waiting", {"action": "fail-callbacks", "callback_id": ["x"],
-                                                            "error_type": ""})
+    no_error = submit_form(
+        client, "/waiting", "/waiting", {"action": "fail-callbacks", "callback_id": ["x"], "error_type": ""}
+    )
     assert no_error.status_code == 400 and "Give the error" in no_error.get_data(as_text=True)
 
     resp = submit_form(client, "/waiting", "/waiting", {"action": "heartbeat", "callback_id": callbacks})
@@ -194,8 +221,12 @@ def test_bulk_actions_go_through_the_control_plane(ds: Durascope, client) -> Non
     assert {cid for cid, beat in beats if beat} == set(callbacks)
     assert all(ds.describe(a).status == "RUNNING" for a in cb_arns)
 
-    resp = submit_form(client, "/waiting", "/waiting", {"action": "fail-callbacks", "callback_id": callbacks,
-                                                        "error_type": "Rejected", "error_message": "<b>no</b>"})
+    resp = submit_form(
+        client,
+        "/waiting",
+        "/waiting",
+        {"action": "fail-callbacks", "callback_id": callbacks, "error_type": "Rejected", "error_message": "<b>no</b>"},
+    )
     assert resp.status_code == 200 and "Failed 2 callbacks" in resp.get_data(as_text=True)
     for a in cb_arns:
         summary = ds.wait(a, 60)
@@ -204,12 +235,12 @@ def test_bulk_actions_go_through_the_control_plane(ds: Durascope, client) -> Non
     assert failed[0]["CallbackFailedDetails"]["Error"]["Payload"]["ErrorMessage"] == "<b>no</b>"
 
     # Answering an answered callback is refused for it, and said so.
-    again = submit_form(client, "/waiting", "/waiting", {"action": "heartbeat", "callback_id": callbacks[:1],
-                                                         "error_type": "x"})
+    again = submit_form(
+        client, "/waiting", "/waiting", {"action": "heartbeat", "callback_id": callbacks[:1], "error_type": "x"}
+    )
     assert "Heartbeat sent for 0 callbacks" in again.get_data(as_text=True)
 
     resp = submit_form(client, "/waiting", "/waiting", {"action": "stop", "arn": sleepers})
     assert resp.status_code == 200 and "Stop requested for 2 executions" in resp.get_data(as_text=True)
     for a in sleepers:
         assert ds.wait(a, 60).status == "STOPPED"
-

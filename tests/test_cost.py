@@ -20,8 +20,10 @@ TWIN_KEYS = {"lambdaDurableUsd", "stepFunctionsStandardUsd", "pricesAsOf", "brea
 
 def _runs(ds: Durascope) -> dict[str, str]:
     register(ds, "pipeline", "th_stats:pipeline")
-    arns = {kind: ds.start("pipeline", json.dumps(event), name=kind)
-            for kind, event in (("plain", {}), ("retry", {"retry": True}), ("callback", {"callback": True}))}
+    arns = {
+        kind: ds.start("pipeline", json.dumps(event), name=kind)
+        for kind, event in (("plain", {}), ("retry", {"retry": True}), ("callback", {"callback": True}))
+    }
     for kind in ("plain", "retry"):
         assert ds.wait(arns[kind], 60).status == "SUCCEEDED"
 
@@ -39,8 +41,7 @@ def _usage(est: cost.Estimate) -> dict[str, int]:
 
 
 def _execution(ds: Durascope, arn: str, table: cost.PriceTable | None = None) -> cost.Estimate:
-    return cost.execution_cost(ds.db, ExecutionArn.parse(arn).execution_id, "pipeline",
-                               table or cost.PriceTable.of())
+    return cost.execution_cost(ds.db, ExecutionArn.parse(arn).execution_id, "pipeline", table or cost.PriceTable.of())
 
 
 def test_billed_quantities_of_real_runs(ds: Durascope) -> None:
@@ -48,8 +49,12 @@ def test_billed_quantities_of_real_runs(ds: Durascope) -> None:
     plain, retry, callback = (_execution(ds, arns[k]) for k in ("plain", "retry", "callback"))
 
     # plain: the execution, fetch and parse; Step Functions: two task states.
-    assert {k: _usage(plain)[k] for k in ("executions", "invocations", "durableOperations", "stateTransitions")} \
-        == {"executions": 1, "invocations": 1, "durableOperations": 3, "stateTransitions": 2}
+    assert {k: _usage(plain)[k] for k in ("executions", "invocations", "durableOperations", "stateTransitions")} == {
+        "executions": 1,
+        "invocations": 1,
+        "durableOperations": 3,
+        "stateTransitions": 2,
+    }
     # retry: parse took a second attempt (after a 1 s delay, in a second invocation).
     assert (_usage(retry)["durableOperations"], _usage(retry)["stateTransitions"]) == (4, 3)
     assert _usage(retry)["invocations"] == 2
@@ -59,11 +64,13 @@ def test_billed_quantities_of_real_runs(ds: Durascope) -> None:
     # The dollars are the quantities times the table's prices.
     p = cost.PRICES
     u = _usage(callback)
-    expected_lambda = (u["invocations"] * p["lambdaRequest"].usd
-                       + u["activeMs"] / 1000 * 128 / 1024 * p["lambdaGbSecond"].usd
-                       + u["durableOperations"] * p["durableOperation"].usd
-                       + u["bytesWritten"] / cost.GB * p["durableDataWrittenGb"].usd
-                       + u["byteDaysRetained"] / cost.GB / 30 * p["durableDataRetainedGbMonth"].usd)
+    expected_lambda = (
+        u["invocations"] * p["lambdaRequest"].usd
+        + u["activeMs"] / 1000 * 128 / 1024 * p["lambdaGbSecond"].usd
+        + u["durableOperations"] * p["durableOperation"].usd
+        + u["bytesWritten"] / cost.GB * p["durableDataWrittenGb"].usd
+        + u["byteDaysRetained"] / cost.GB / 30 * p["durableDataRetainedGbMonth"].usd
+    )
     assert callback.lambda_durable_usd == pytest.approx(expected_lambda, rel=1e-6)
     assert callback.step_functions_standard_usd == pytest.approx(4 * 0.025 / 1000)
     history_bytes = sum(len(json.dumps(e)) for e in ds.history(arns["callback"]))
@@ -80,8 +87,9 @@ def test_billed_quantities_of_real_runs(ds: Durascope) -> None:
 
 def test_prices_and_memory_can_be_overridden(ds: Durascope) -> None:
     arns = _runs(ds)
-    settings = Settings.from_env({"DURASCOPE_COST_PRICES": '{"durableOperation": 0.001}',
-                                  "DURASCOPE_COST_MEMORY_MB": "pipeline=1024,*=256"})
+    settings = Settings.from_env(
+        {"DURASCOPE_COST_PRICES": '{"durableOperation": 0.001}', "DURASCOPE_COST_MEMORY_MB": "pipeline=1024,*=256"}
+    )
     table = cost.PriceTable.of(settings.cost_prices, settings.cost_memory_mb)
     assert (table.memory_of("pipeline"), table.memory_of("other")) == (1024, 256)
     base, changed = _execution(ds, arns["plain"]), _execution(ds, arns["plain"], table)
@@ -123,6 +131,7 @@ def test_cost_twins_and_pages(ds: Durascope) -> None:
 
     assert client.get("/api/v1/functions/nope/cost").status_code == 404
     assert client.get("/api/v1/functions/pipeline/cost?until=soon").status_code == 400
-    missing = client.get("/api/v1/executions/arn:aws:lambda:us-east-1:123456789012:function:pipeline:$LATEST"
-                         "/durable-execution/x/y/cost")
+    missing = client.get(
+        "/api/v1/executions/arn:aws:lambda:us-east-1:123456789012:function:pipeline:$LATEST/durable-execution/x/y/cost"
+    )
     assert missing.status_code == 404 and missing.get_json()["error"]["status"] == 404

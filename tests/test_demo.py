@@ -58,7 +58,12 @@ def test_plan_is_seeded_and_small_batches_show_every_kind_of_outcome() -> None:
     assert plan_batch(12, seed=6, run_id="abc123") != first
     assert {"SUCCEEDED", "FAILED", "RUNNING", "TIMED_OUT"} <= {p.expect for p in first}
     assert {p.expect for p in plan_batch(len(SCENARIOS), 1, "x")} == {
-        "SUCCEEDED", "FAILED", "RUNNING", "TIMED_OUT", "STOPPED"}
+        "SUCCEEDED",
+        "FAILED",
+        "RUNNING",
+        "TIMED_OUT",
+        "STOPPED",
+    }
     assert all(re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", p.name) for p in plan_batch(100, 1, "abcdef"))
     assert {p.function for p in plan_batch(len(SCENARIOS), 1, "x")} == {s.name for s in CATALOG}
 
@@ -79,9 +84,15 @@ def test_demo_no_serve_from_a_clean_directory(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DURASCOPE_")}
     out = tmp_path / "demo.out"
     with out.open("w") as f:
-        proc = subprocess.run([*durascope_command(), "--database-url", url, "demo", "--no-serve",
-                               "--executions", "12", "--seed", "5"], check=False, cwd=work, env=env, stdout=f,
-                              stderr=subprocess.STDOUT, timeout=240)
+        proc = subprocess.run(
+            [*durascope_command(), "--database-url", url, "demo", "--no-serve", "--executions", "12", "--seed", "5"],
+            check=False,
+            cwd=work,
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            timeout=240,
+        )
     text = out.read_text()
     assert proc.returncode == 0, text
     assert re.search(r"demo run \w+: 12 executions", text) and "batch settled" in text, text
@@ -97,9 +108,15 @@ def test_demo_no_serve_from_a_clean_directory(tmp_path: Path) -> None:
 
     # A second run on the same database adds a new batch (names carry a run id).
     with out.open("w") as f:
-        again = subprocess.run([*durascope_command(), "--database-url", url, "demo", "--no-serve",
-                                "--executions", "3", "--seed", "5"], check=False, cwd=work, env=env, stdout=f,
-                               stderr=subprocess.STDOUT, timeout=240)
+        again = subprocess.run(
+            [*durascope_command(), "--database-url", url, "demo", "--no-serve", "--executions", "3", "--seed", "5"],
+            check=False,
+            cwd=work,
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            timeout=240,
+        )
     assert again.returncode == 0, out.read_text()
     assert len(executions(url)) == 15
 
@@ -130,14 +147,23 @@ def test_demo_serves_what_serve_serves_and_stops_on_sigterm(tmp_path: Path) -> N
     url = f"sqlite:///{tmp_path}/served.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("DURASCOPE_")}
     log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen([*durascope_command(), "--database-url", url, "demo", "--port", str(port),
-                             "--executions", "8", "--seed", "2"], cwd=tmp_path, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [*durascope_command(), "--database-url", url, "demo", "--port", str(port), "--executions", "8", "--seed", "2"],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     receiver = Receiver()
     try:
         _wait_for_port(proc, port, time.monotonic() + 60)
-        client = boto3.client("lambda", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
-                              aws_access_key_id="x", aws_secret_access_key="y")
+        client = boto3.client(
+            "lambda",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="y",
+        )
         deadline = time.monotonic() + 30
         found: list[dict[str, Any]] = []
         while time.monotonic() < deadline and not found:
@@ -155,8 +181,11 @@ def test_demo_serves_what_serve_serves_and_stops_on_sigterm(tmp_path: Path) -> N
             time.sleep(0.1)
         hint = (tmp_path / "serve.log").read_text().split("try: ", 1)[1].splitlines()[0]
         bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        bare.update(HOME=str(tmp_path), AWS_CONFIG_FILE=str(tmp_path / "none"),
-                    AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"))
+        bare.update(
+            HOME=str(tmp_path),
+            AWS_CONFIG_FILE=str(tmp_path / "none"),
+            AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+        )
         ran = subprocess.run(["bash", "-c", hint], env=bare, capture_output=True, text=True, timeout=60)
         assert ran.returncode == 0, ran.stderr
         assert json.loads(ran.stdout)["DurableExecutions"]
@@ -164,16 +193,18 @@ def test_demo_serves_what_serve_serves_and_stops_on_sigterm(tmp_path: Path) -> N
         # A webhook added while the demo runs is delivered.
         import urllib.request
 
-        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/webhooks", method="POST",
-                                         data=json.dumps({"url": receiver.url("/demo"),
-                                                          "statuses": ["SUCCEEDED"]}).encode(),
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/webhooks",
+            method="POST",
+            data=json.dumps({"url": receiver.url("/demo"), "statuses": ["SUCCEEDED"]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as resp:
             receiver.secrets["/demo"] = json.loads(resp.read())["secret"]
 
         # The README's snippet, as written (only the port differs).
         scope: dict[str, Any] = {}
-        exec(_readme_boto3_snippet().replace("127.0.0.1:8000", f"127.0.0.1:{port}"), scope)  # noqa: S102
+        exec(_readme_boto3_snippet().replace("127.0.0.1:8000", f"127.0.0.1:{port}"), scope)
         assert scope["events"][-1]["EventType"] == "ExecutionSucceeded"
         deadline = time.monotonic() + 30
         while not any(e["detail"]["durableExecutionArn"] == scope["arn"] for _, e in receiver.at("/demo")):

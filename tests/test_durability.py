@@ -14,10 +14,16 @@ from tests.conftest import HANDLERS, register
 
 
 def _engine(database_url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DURASCOPE_DATABASE_URL": database_url, "DURASCOPE_LEASE_SECONDS": "1",
-           "DURASCOPE_INVOCATION_RETRY_SECONDS": "0.2", "PYTHONPATH": HANDLERS}
-    return subprocess.Popen([sys.executable, "-m", "recorder.cli", "engine"], env=env,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "DURASCOPE_DATABASE_URL": database_url,
+        "DURASCOPE_LEASE_SECONDS": "1",
+        "DURASCOPE_INVOCATION_RETRY_SECONDS": "0.2",
+        "PYTHONPATH": HANDLERS,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "recorder.cli", "engine"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
 
 
 def test_sigkill_mid_execution_never_reruns_a_completed_step(database_url: str, tmp_path: Path) -> None:
@@ -57,8 +63,11 @@ def test_sigkill_mid_execution_never_reruns_a_completed_step(database_url: str, 
 
         history = ds.history(arn)
         assert [e["EventId"] for e in history] == list(range(1, len(history) + 1))
-        lost = [e for e in history if e["EventType"] == "InvocationCompleted"
-                and e["InvocationCompletedDetails"].get("Error")]
+        lost = [
+            e
+            for e in history
+            if e["EventType"] == "InvocationCompleted" and e["InvocationCompletedDetails"].get("Error")
+        ]
         assert lost and lost[0]["InvocationCompletedDetails"]["Error"]["Payload"]["ErrorType"] == "Runtime.ExitError"
     finally:
         ds.close()

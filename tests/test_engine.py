@@ -19,8 +19,14 @@ def types(history: list[dict[str, Any]]) -> list[str]:
 
 
 def callback_id(ds: Durascope, arn: str) -> str:
-    return ds.wait_for(lambda: next((e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn)
-                                     if e["EventType"] == "CallbackStarted"), None), 15, "no callback started")
+    return ds.wait_for(
+        lambda: next(
+            (e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn) if e["EventType"] == "CallbackStarted"),
+            None,
+        ),
+        15,
+        "no callback started",
+    )
 
 
 def suspended(ds: Durascope, arn: str, invocations: int = 1) -> None:
@@ -33,9 +39,19 @@ def test_retry_history_matches_the_worked_example(ds: Durascope) -> None:
     done = ds.wait(arn, 30)
     assert done.status == "SUCCEEDED"
     h = ds.history(arn)
-    assert types(h) == ["ExecutionStarted", "StepStarted", "StepFailed", "InvocationCompleted", "StepStarted",
-                        "StepFailed", "InvocationCompleted", "StepStarted", "StepSucceeded", "InvocationCompleted",
-                        "ExecutionSucceeded"]
+    assert types(h) == [
+        "ExecutionStarted",
+        "StepStarted",
+        "StepFailed",
+        "InvocationCompleted",
+        "StepStarted",
+        "StepFailed",
+        "InvocationCompleted",
+        "StepStarted",
+        "StepSucceeded",
+        "InvocationCompleted",
+        "ExecutionSucceeded",
+    ]
     assert [e["EventId"] for e in h] == list(range(1, 12))
     assert h[2]["StepFailedDetails"]["RetryDetails"] == {"CurrentAttempt": 1, "NextAttemptDelaySeconds": 1}
     assert h[2]["StepFailedDetails"]["Error"]["Payload"]["ErrorMessage"] == "boom 1"
@@ -45,8 +61,10 @@ def test_retry_history_matches_the_worked_example(ds: Durascope) -> None:
     assert h[4]["EventTimestamp"] - h[2]["EventTimestamp"] >= 0.99
     inv = h[3]["InvocationCompletedDetails"]
     assert set(inv) >= {"StartTimestamp", "EndTimestamp", "RequestId"} and "Error" not in inv
-    assert h[0]["ExecutionStartedDetails"]["Input"] == {"Payload": h[0]["ExecutionStartedDetails"]["Input"]["Payload"],
-                                                        "Truncated": False}
+    assert h[0]["ExecutionStartedDetails"]["Input"] == {
+        "Payload": h[0]["ExecutionStartedDetails"]["Input"]["Payload"],
+        "Truncated": False,
+    }
 
 
 def test_exhausted_retries_fail_the_execution(ds: Durascope) -> None:
@@ -66,8 +84,14 @@ def test_wait_suspends_and_resumes(ds: Durascope) -> None:
     arn = ds.start("waits", '{"seconds": 1}')
     assert ds.wait(arn, 30).status == "SUCCEEDED"
     h = ds.history(arn)
-    assert types(h) == ["ExecutionStarted", "WaitStarted", "InvocationCompleted", "WaitSucceeded",
-                        "InvocationCompleted", "ExecutionSucceeded"]
+    assert types(h) == [
+        "ExecutionStarted",
+        "WaitStarted",
+        "InvocationCompleted",
+        "WaitSucceeded",
+        "InvocationCompleted",
+        "ExecutionSucceeded",
+    ]
     started = h[1]["WaitStartedDetails"]
     assert started["Duration"] == 1
     assert started["ScheduledEndTimestamp"] == pytest.approx(h[1]["EventTimestamp"] + 1, abs=0.002)
@@ -83,9 +107,18 @@ def test_callback_success_failure_and_closed_callbacks(ds: Durascope) -> None:
     ds.callback_success(cid, b'"approved"')
     assert ds.wait(ok, 15).status == "SUCCEEDED"
     h = ds.history(ok)
-    assert types(h) == ["ExecutionStarted", "ContextStarted", "CallbackStarted", "StepStarted", "StepSucceeded",
-                        "InvocationCompleted", "CallbackSucceeded", "ContextSucceeded", "InvocationCompleted",
-                        "ExecutionSucceeded"]
+    assert types(h) == [
+        "ExecutionStarted",
+        "ContextStarted",
+        "CallbackStarted",
+        "StepStarted",
+        "StepSucceeded",
+        "InvocationCompleted",
+        "CallbackSucceeded",
+        "ContextSucceeded",
+        "InvocationCompleted",
+        "ExecutionSucceeded",
+    ]
     assert h[6]["CallbackSucceededDetails"]["Result"] == {"Payload": '"approved"', "Truncated": False}
     assert h[2]["CallbackStartedDetails"] == {"CallbackId": cid, "Timeout": 300}
     with pytest.raises(CallbackTimeoutException):
@@ -100,13 +133,18 @@ def test_callback_success_failure_and_closed_callbacks(ds: Durascope) -> None:
     assert failed.status == "FAILED"
     failed_event = next(e for e in ds.history(bad) if e["EventType"] == "CallbackFailed")
     assert failed_event["CallbackFailedDetails"]["Error"]["Payload"] == {
-        "ErrorMessage": "rejected by reviewer", "ErrorType": "Rejected"}
+        "ErrorMessage": "rejected by reviewer",
+        "ErrorType": "Rejected",
+    }
 
 
-@pytest.mark.parametrize("config,error_type", [
-    ('{"timeout": 1}', "Callback.Timeout"),
-    ('{"timeout": 60, "heartbeat": 1}', "Callback.Heartbeat"),
-])
+@pytest.mark.parametrize(
+    "config,error_type",
+    [
+        ('{"timeout": 1}', "Callback.Timeout"),
+        ('{"timeout": 60, "heartbeat": 1}', "Callback.Heartbeat"),
+    ],
+)
 def test_callback_timeouts(ds: Durascope, config: str, error_type: str) -> None:
     register(ds, "approval", "th_basic:approval")
     arn = ds.start("approval", config)
@@ -136,7 +174,9 @@ def test_execution_timeout(ds: Durascope) -> None:
     assert done.status == "TIMED_OUT"
     h = ds.history(arn)
     assert h[-1]["EventType"] == "ExecutionTimedOut"
-    assert h[-1]["ExecutionTimedOutDetails"]["Error"]["Payload"]["ErrorMessage"] == "Execution timed out after 1 seconds."
+    assert (
+        h[-1]["ExecutionTimedOutDetails"]["Error"]["Payload"]["ErrorMessage"] == "Execution timed out after 1 seconds."
+    )
     with pytest.raises(CallbackTimeoutException):
         ds.callback_success(cid, b"1")
 
@@ -151,7 +191,10 @@ def test_stop(ds: Durascope) -> None:
     assert ds.stop(arn) == end  # idempotent
     last = ds.history(arn)[-1]
     assert last["EventType"] == "ExecutionStopped"
-    assert last["ExecutionStoppedDetails"]["Error"]["Payload"] == {"ErrorMessage": "operator stopped it", "ErrorType": "Manual"}
+    assert last["ExecutionStoppedDetails"]["Error"]["Payload"] == {
+        "ErrorMessage": "operator stopped it",
+        "ErrorType": "Manual",
+    }
 
 
 def test_chained_invoke_runs_a_child_execution(ds: Durascope) -> None:
@@ -189,8 +232,9 @@ def test_handler_output_is_captured_per_invocation_and_operation(ds: Durascope) 
     assert step_line.level == "WARNING" and step_line.op_id is not None
     step_id = next(e["Id"] for e in ds.history(arn) if e["EventType"] == "StepStarted")
     assert step_line.op_id == step_id
-    request_ids = {e["InvocationCompletedDetails"]["RequestId"] for e in ds.history(arn)
-                   if e["EventType"] == "InvocationCompleted"}
+    request_ids = {
+        e["InvocationCompletedDetails"]["RequestId"] for e in ds.history(arn) if e["EventType"] == "InvocationCompleted"
+    }
     assert {e.request_id for e in lines} <= request_ids
     assert [e.message for e in execution_logs(ds.db, arn, "WARNING")] == ["step logger line <b>markup</b>"]
 
@@ -262,7 +306,7 @@ def test_delete_only_closed_executions(ds: Durascope) -> None:
         ds.describe(arn)
 
 
-def test_pause_during_an_invocation_takes_effect_when_it_returns(ds: Durascope, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_pause_during_an_invocation_takes_effect_when_it_returns(ds: Durascope, tmp_path) -> None:
     register(ds, "gated", "th_basic:gated")
     gate = tmp_path / "gate"
     arn = ds.start("gated", f'{{"gate": "{gate}"}}')

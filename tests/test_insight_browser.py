@@ -30,15 +30,25 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Durasc
         register(ds, "approval", "th_basic.approval")
         register(ds, "waits", "th_basic.waits")
         register(ds, "chatty", "th_insight.chatty")
-        arns = {"doomed": ds.start("doomed", "{}", name="doomed-1"), "logs": ds.start("logs", "{}", name="logs-1"),
-                "good": ds.start("checkout", '{"amount": 5}', name="checkout-good"),
-                "bad": ds.start("checkout", '{"amount": 5, "fail": true}', name="checkout-bad"),
-                "approval": ds.start("approval", '{"timeout": 600}', name="approval-1"),
-                "sleeper": ds.start("waits", '{"seconds": 900}', name="sleeper-1"),
-                "chatty": ds.start("chatty", "{}", name="chatty-1")}
-        docs = [synthetic_failure("payments", T0 + i * 3600, "CardDeclined",
-                                  f"payment {100 + i} declined for order {i:04x}ab", step="charge")
-                for i in range(12)]
+        arns = {
+            "doomed": ds.start("doomed", "{}", name="doomed-1"),
+            "logs": ds.start("logs", "{}", name="logs-1"),
+            "good": ds.start("checkout", '{"amount": 5}', name="checkout-good"),
+            "bad": ds.start("checkout", '{"amount": 5, "fail": true}', name="checkout-bad"),
+            "approval": ds.start("approval", '{"timeout": 600}', name="approval-1"),
+            "sleeper": ds.start("waits", '{"seconds": 900}', name="sleeper-1"),
+            "chatty": ds.start("chatty", "{}", name="chatty-1"),
+        }
+        docs = [
+            synthetic_failure(
+                "payments",
+                T0 + i * 3600,
+                "CardDeclined",
+                f"payment {100 + i} declined for order {i:04x}ab",
+                step="charge",
+            )
+            for i in range(12)
+        ]
         docs.append(synthetic_failure("payments", T0 + 50_000, "<i>Odd</i>", "bad <b>input</b> 7", step="parse"))
         import_histories(ds.db, [parse_history(d, "test") for d in docs])
         arns["newest-declined"] = docs[11]["DurableExecutionArn"]
@@ -89,7 +99,7 @@ def test_error_groups_page_filters_and_opens_the_newest_sample(site, page) -> No
     expect(page).to_have_url(base + "/errors")
     groups = page.locator("table.groups tbody tr.group")
     expect(groups.first).to_contain_text("CardDeclined")
-    expect(groups.first).to_contain_text("payment <n> declined for order <hex>")  # escaped, shown as text
+    expect(groups.first).to_contain_text("payment <n> declined for order <n>")  # escaped, shown as text
     expect(groups.first.locator("td.num")).to_have_text("36")  # 12 executions × (2 attempts + 1)
     expect(page.locator("table.groups")).to_contain_text("<i>Odd</i>")
     expect(page.locator("table.groups")).to_contain_text("never works")

@@ -25,8 +25,11 @@ def pds(database_url: str) -> Iterator[Durascope]:
 
 
 def _errors(ds: Durascope, arn: str) -> list[dict[str, str]]:
-    return [e["InvocationCompletedDetails"]["Error"]["Payload"] for e in ds.history(arn)
-            if e["EventType"] == "InvocationCompleted" and "Error" in e["InvocationCompletedDetails"]]
+    return [
+        e["InvocationCompletedDetails"]["Error"]["Payload"]
+        for e in ds.history(arn)
+        if e["EventType"] == "InvocationCompleted" and "Error" in e["InvocationCompletedDetails"]
+    ]
 
 
 def test_handlers_run_in_child_interpreters_with_the_same_history_and_logs(pds: Durascope, tmp_path: Path) -> None:
@@ -49,8 +52,9 @@ def test_handlers_run_in_child_interpreters_with_the_same_history_and_logs(pds: 
         assert summary.status == "SUCCEEDED" and summary.result == "10", summary.error
         assert (tmp_path / f"{i}.txt").read_text().split() == ["0", "1", "2", "3", "4"]
         types = [e["EventType"] for e in pds.history(a)]
-        assert types == (["ExecutionStarted"] + ["StepStarted", "StepSucceeded"] * 5
-                         + ["InvocationCompleted", "ExecutionSucceeded"])
+        assert types == (
+            ["ExecutionStarted"] + ["StepStarted", "StepSucceeded"] * 5 + ["InvocationCompleted", "ExecutionSucceeded"]
+        )
         assert [e["EventId"] for e in pds.history(a)] == list(range(1, len(types) + 1))
 
 
@@ -61,8 +65,18 @@ def test_waits_and_callbacks_resume_in_a_child(pds: Durascope) -> None:
     pds.register_function("approval", "th_basic.approval", code_dir=HANDLERS)
     waiting = pds.start("waits", json.dumps({"seconds": 1}))
     approving = pds.start("approval", "{}")
-    callback_id = wait_until(lambda: next((e["CallbackStartedDetails"]["CallbackId"] for e in pds.history(approving)
-                                           if e["EventType"] == "CallbackStarted"), None), 30, "no callback")
+    callback_id = wait_until(
+        lambda: next(
+            (
+                e["CallbackStartedDetails"]["CallbackId"]
+                for e in pds.history(approving)
+                if e["EventType"] == "CallbackStarted"
+            ),
+            None,
+        ),
+        30,
+        "no callback",
+    )
     pds.callback_success(callback_id, json.dumps({"ok": True}))
     # The SDK hands the handler the callback's payload as the string that was sent.
     assert pds.wait(approving, 60).result == json.dumps(json.dumps({"ok": True}))
@@ -73,7 +87,8 @@ def test_waits_and_callbacks_resume_in_a_child(pds: Durascope) -> None:
 
 @pytest.mark.parametrize("how,exit_text", [("exit", "status 3"), ("sigkill", "signal SIGKILL")])
 def test_a_child_that_dies_mid_invocation_is_replaced_and_the_invocation_retried(
-        pds: Durascope, tmp_path: Path, how: str, exit_text: str) -> None:
+    pds: Durascope, tmp_path: Path, how: str, exit_text: str
+) -> None:
     assert pds.invoker is not None
     before = set(pds.invoker.pids)
     pds.register_function("dies", "th_workers.dies_once", code_dir=HANDLERS)

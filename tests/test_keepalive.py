@@ -41,8 +41,8 @@ def app(environ: dict[str, Any], start_response: Any) -> Any:
     return [data]
 
 
-def started(limits: ServerLimits = ServerLimits()) -> tuple[WSGIServer, threading.Thread]:
-    srv = WSGIServer(app, limits=limits)
+def started(limits: ServerLimits | None = None) -> tuple[WSGIServer, threading.Thread]:
+    srv = WSGIServer(app, limits=limits or ServerLimits())
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
     return srv, thread
@@ -65,8 +65,13 @@ def connect(srv: WSGIServer) -> http.client.HTTPConnection:
     return http.client.HTTPConnection("127.0.0.1", srv.server_port, timeout=10)
 
 
-def get(conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None,
-        headers: dict[str, str] | None = None) -> tuple[int, bytes, http.client.HTTPResponse]:
+def get(
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, bytes, http.client.HTTPResponse]:
     conn.request(method, path, body=body, headers=headers or {})
     resp = conn.getresponse()
     return resp.status, resp.read(), resp
@@ -149,8 +154,9 @@ def test_the_connection_closes_when_the_client_cannot_keep_it(server: WSGIServer
         assert b"Connection: close" in head
 
 
-def test_an_application_error_is_a_500_and_closes_the_connection(server: WSGIServer,
-                                                                    caplog: pytest.LogCaptureFixture) -> None:
+def test_an_application_error_is_a_500_and_closes_the_connection(
+    server: WSGIServer, caplog: pytest.LogCaptureFixture
+) -> None:
     conn = connect(server)
     status, _, resp = get(conn, "GET", "/boom")
     assert status == 500 and resp.will_close
@@ -231,8 +237,10 @@ def test_a_worker_hosts_request_to_a_dead_engine_fails_clearly() -> None:
 def test_an_idle_connection_is_closed_quietly(caplog: pytest.LogCaptureFixture) -> None:
     srv, thread = started(ServerLimits(idle_timeout=0.3))
     try:
-        with caplog.at_level(logging.INFO), socket.create_connection(("127.0.0.1", srv.server_port),
-                                                                      timeout=10) as sock:
+        with (
+            caplog.at_level(logging.INFO),
+            socket.create_connection(("127.0.0.1", srv.server_port), timeout=10) as sock,
+        ):
             sock.sendall(b"GET /x HTTP/1.1\r\nHost: t\r\n\r\n")
             started_at = time.monotonic()
             data = read_all(sock)  # the response, then EOF when the idle timeout closes it

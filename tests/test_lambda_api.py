@@ -40,8 +40,13 @@ def enc(text: str) -> str:
 
 def boto_client(url: str, validate: bool = True) -> Any:
     return boto3.client(
-        "lambda", endpoint_url=url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y",
-        config=Config(retries={"total_max_attempts": 1}, parameter_validation=validate, read_timeout=120))
+        "lambda",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+        config=Config(retries={"total_max_attempts": 1}, parameter_validation=validate, read_timeout=120),
+    )
 
 
 @dataclass
@@ -56,8 +61,9 @@ class Api:
         # Client-side validation off, to reach the server's own checks.
         self.loose = boto_client(self.url, validate=False)
 
-    def raw(self, method: str, path: str, body: bytes | str | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+    def raw(
+        self, method: str, path: str, body: bytes | str | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], Any]:
         parts = urlsplit(self.url)
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
         try:
@@ -81,12 +87,25 @@ class Api:
         return self.client.get_durable_execution(DurableExecutionArn=arn)["Status"]
 
     def wait_status(self, arn: str, *statuses: str, timeout: float = 30.0) -> dict[str, Any]:
-        return wait_until(lambda: (d := self.client.get_durable_execution(DurableExecutionArn=arn))["Status"]
-                        in statuses and d, timeout, f"{arn} never reached {statuses}")
+        return wait_until(
+            lambda: (d := self.client.get_durable_execution(DurableExecutionArn=arn))["Status"] in statuses and d,
+            timeout,
+            f"{arn} never reached {statuses}",
+        )
 
     def callback_id(self, arn: str) -> str:
-        return wait_until(lambda: next((e["CallbackStartedDetails"]["CallbackId"] for e in self.history(arn)
-                                      if e["EventType"] == "CallbackStarted"), None), 30, "no callback started")
+        return wait_until(
+            lambda: next(
+                (
+                    e["CallbackStartedDetails"]["CallbackId"]
+                    for e in self.history(arn)
+                    if e["EventType"] == "CallbackStarted"
+                ),
+                None,
+            ),
+            30,
+            "no callback started",
+        )
 
     def start(self, function: str, payload: Any = None, name: str | None = None) -> str:
         kw: dict[str, Any] = {"FunctionName": function, "InvocationType": "Event"}
@@ -110,10 +129,15 @@ def serving(ds: Durascope, **config: Any) -> Iterator[Api]:
     inner = app.wsgi_app
 
     def recording(environ: dict[str, Any], start_response: Any) -> Any:
-        seen.append((environ["REQUEST_METHOD"], environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")))
+        seen.append(
+            (
+                environ["REQUEST_METHOD"],
+                environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", ""),
+            )
+        )
         return inner(environ, start_response)
 
-    app.wsgi_app = recording  # type: ignore[method-assign]
+    app.wsgi_app = recording
     server = WSGIServer(app)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -181,16 +205,25 @@ def test_request_response_invoke_returns_the_result_after_the_execution_ends(api
     assert arn.startswith(FN_ARN.format("add-one") + ":$LATEST/durable-execution/")
     # Terminal when Invoke returns: the whole history is there at once.
     events = api.history(arn)
-    assert types(events) == ["ExecutionStarted", "StepStarted", "StepSucceeded", "InvocationCompleted",
-                             "ExecutionSucceeded"]
+    assert types(events) == [
+        "ExecutionStarted",
+        "StepStarted",
+        "StepSucceeded",
+        "InvocationCompleted",
+        "ExecutionSucceeded",
+    ]
     assert all(_is_recent(e["EventTimestamp"]) for e in events)
     inv = events[3]["InvocationCompletedDetails"]
     assert _is_recent(inv["StartTimestamp"]) and _is_recent(inv["EndTimestamp"])
 
 
 def test_invoke_by_function_arn_partial_arn_and_qualifier(api: Api) -> None:
-    for name in (FN_ARN.format("add-one"), FN_ARN.format("add-one") + ":$LATEST", "123456789012:function:add-one",
-                 "add-one:$LATEST"):
+    for name in (
+        FN_ARN.format("add-one"),
+        FN_ARN.format("add-one") + ":$LATEST",
+        "123456789012:function:add-one",
+        "add-one:$LATEST",
+    ):
         r = api.client.invoke(FunctionName=name, Payload=b'{"a": 1}')
         assert json.loads(r["Payload"].read()) == 2, name
     r = api.client.invoke(FunctionName="add-one", Qualifier="$LATEST", Payload=b'{"a": 2}')
@@ -202,8 +235,9 @@ def test_invoke_by_function_arn_partial_arn_and_qualifier(api: Api) -> None:
 
 
 def test_event_invoke_and_get_durable_execution(api: Api) -> None:
-    r = api.client.invoke(FunctionName="add-one", InvocationType="Event", Payload=b'{"a": 2}',
-                          DurableExecutionName="evt-1")
+    r = api.client.invoke(
+        FunctionName="add-one", InvocationType="Event", Payload=b'{"a": 2}', DurableExecutionName="evt-1"
+    )
     assert r["StatusCode"] == 202 and r["Payload"].read() == b""
     arn = r["DurableExecutionArn"]
     assert "/durable-execution/evt-1/" in arn
@@ -219,8 +253,9 @@ def test_event_invoke_and_get_durable_execution(api: Api) -> None:
     assert lean["ExecutionDataIncluded"] is False
     assert not {"InputPayload", "Result", "Error"} & set(lean)
     # Same name + same payload: the existing execution, for either invocation type.
-    again = api.client.invoke(FunctionName="add-one", InvocationType="Event", Payload=b'{"a": 2}',
-                              DurableExecutionName="evt-1")
+    again = api.client.invoke(
+        FunctionName="add-one", InvocationType="Event", Payload=b'{"a": 2}', DurableExecutionName="evt-1"
+    )
     assert again["DurableExecutionArn"] == arn and again["StatusCode"] == 202
     sync = api.client.invoke(FunctionName="add-one", Payload=b'{"a": 2}', DurableExecutionName="evt-1")
     assert sync["DurableExecutionArn"] == arn and sync["Payload"].read() == b"3"
@@ -239,8 +274,9 @@ def test_failed_execution_is_an_unhandled_function_error(api: Api) -> None:
     assert "no good" in body["errorMessage"] and body["errorType"]
     d = api.client.get_durable_execution(DurableExecutionArn=r["DurableExecutionArn"])
     assert d["Status"] == "FAILED" and "no good" in d["Error"]["ErrorMessage"]
-    assert "Error" not in api.client.get_durable_execution(DurableExecutionArn=r["DurableExecutionArn"],
-                                                           IncludeExecutionData=False)
+    assert "Error" not in api.client.get_durable_execution(
+        DurableExecutionArn=r["DurableExecutionArn"], IncludeExecutionData=False
+    )
 
 
 def test_invoke_dry_run_and_bad_requests(api: Api) -> None:
@@ -296,14 +332,16 @@ def test_history_paging_reverse_order_and_include_execution_data(api: Api) -> No
     rev = api.client.get_durable_execution_history(DurableExecutionArn=arn, ReverseOrder=True)["Events"]
     assert [e["EventId"] for e in rev] == [5, 4, 3, 2, 1]
     first = api.client.get_durable_execution_history(DurableExecutionArn=arn, ReverseOrder=True, MaxItems=3)
-    rest = api.client.get_durable_execution_history(DurableExecutionArn=arn, ReverseOrder=True, MaxItems=3,
-                                                    Marker=first["NextMarker"])
+    rest = api.client.get_durable_execution_history(
+        DurableExecutionArn=arn, ReverseOrder=True, MaxItems=3, Marker=first["NextMarker"]
+    )
     assert [e["EventId"] for e in first["Events"] + rest["Events"]] == [5, 4, 3, 2, 1]
     assert "NextMarker" not in rest
 
     paginator = api.client.get_paginator("get_durable_execution_history")
-    paged = [e for p in paginator.paginate(DurableExecutionArn=arn, PaginationConfig={"PageSize": 2})
-             for e in p["Events"]]
+    paged = [
+        e for p in paginator.paginate(DurableExecutionArn=arn, PaginationConfig={"PageSize": 2}) for e in p["Events"]
+    ]
     assert paged == events
     # MaxItems=0 is allowed by the model: the default page size.
     assert api.client.get_durable_execution_history(DurableExecutionArn=arn, MaxItems=0)["Events"] == events
@@ -378,8 +416,10 @@ def test_list_executions_filters_order_and_paging(api: Api) -> None:
     assert names(StartedAfter=starts[4] + dt.timedelta(seconds=1)) == []
     assert names(Qualifier="$LATEST") == names()
     for fn in (FN_ARN.format("mixed"), FN_ARN.format("mixed") + ":$LATEST", "123456789012:function:mixed"):
-        assert [x["DurableExecutionName"] for x in api.client.list_durable_executions_by_function(
-            FunctionName=fn)["DurableExecutions"]] == ["m4", "m3", "m2", "m1", "m0"]
+        assert [
+            x["DurableExecutionName"]
+            for x in api.client.list_durable_executions_by_function(FunctionName=fn)["DurableExecutions"]
+        ] == ["m4", "m3", "m2", "m1", "m0"]
 
     def pages(**kw: Any) -> list[list[str]]:
         out, marker = [], None
@@ -397,14 +437,17 @@ def test_list_executions_filters_order_and_paging(api: Api) -> None:
     assert pages(ReverseOrder=True) == [["m0", "m1"], ["m2", "m3"], ["m4"]]
     assert pages(Statuses=["SUCCEEDED", "FAILED", "STOPPED"]) == [["m4", "m3"], ["m1", "m0"]]
     paginator = api.client.get_paginator("list_durable_executions_by_function")
-    assert [x["DurableExecutionName"] for p in paginator.paginate(
-        FunctionName="mixed", ReverseOrder=True, PaginationConfig={"PageSize": 2})
-        for x in p["DurableExecutions"]] == ["m0", "m1", "m2", "m3", "m4"]
+    assert [
+        x["DurableExecutionName"]
+        for p in paginator.paginate(FunctionName="mixed", ReverseOrder=True, PaginationConfig={"PageSize": 2})
+        for x in p["DurableExecutions"]
+    ] == ["m0", "m1", "m2", "m3", "m4"]
 
     marker = api.client.list_durable_executions_by_function(FunctionName="mixed", MaxItems=2)["NextMarker"]
     with pytest.raises(api.client.exceptions.InvalidParameterValueException):  # marker of another query
-        api.client.list_durable_executions_by_function(FunctionName="mixed", MaxItems=2, Marker=marker,
-                                                       ReverseOrder=True)
+        api.client.list_durable_executions_by_function(
+            FunctionName="mixed", MaxItems=2, Marker=marker, ReverseOrder=True
+        )
     with pytest.raises(api.client.exceptions.InvalidParameterValueException):
         api.client.list_durable_executions_by_function(FunctionName="mixed", Marker="garbage!")
     with pytest.raises(api.client.exceptions.InvalidParameterValueException):
@@ -422,8 +465,9 @@ def test_list_executions_filters_order_and_paging(api: Api) -> None:
     status, _, body = api.raw("GET", "/2025-12-01/functions/mixed/durable-executions?StartedAfter=yesterday")
     assert status == 400 and body["Type"] == "InvalidParameterValueException"
     # Epoch seconds are accepted in the query as well as ISO-8601.
-    status, _, body = api.raw("GET", f"/2025-12-01/functions/mixed/durable-executions"
-                                     f"?StartedAfter={starts[3].timestamp():.3f}")
+    status, _, body = api.raw(
+        "GET", f"/2025-12-01/functions/mixed/durable-executions?StartedAfter={starts[3].timestamp():.3f}"
+    )
     assert status == 200 and [x["DurableExecutionName"] for x in body["DurableExecutions"]] == ["m4", "m3"]
 
 
@@ -444,8 +488,10 @@ def test_list_default_page_is_100(api_manual: Api) -> None:
 def test_callback_success_and_heartbeat(api: Api) -> None:
     arn = api.start("approval", {"timeout": 300, "heartbeat": 60})
     cid = api.callback_id(arn)
-    assert api.client.send_durable_execution_callback_heartbeat(CallbackId=cid)["ResponseMetadata"][
-        "HTTPStatusCode"] == 200
+    assert (
+        api.client.send_durable_execution_callback_heartbeat(CallbackId=cid)["ResponseMetadata"]["HTTPStatusCode"]
+        == 200
+    )
     api.client.send_durable_execution_callback_success(CallbackId=cid, Result=b'"approved"')
     api.wait_status(arn, "SUCCEEDED")
     done = [e for e in api.history(arn) if e["EventType"] == "CallbackSucceeded"]
@@ -468,8 +514,9 @@ def test_callback_success_and_heartbeat(api: Api) -> None:
 
 def _callback_result(api: Api, arn: str) -> dict[str, Any]:
     api.wait_status(arn, "SUCCEEDED")
-    return next(e["CallbackSucceededDetails"]["Result"] for e in api.history(arn)
-                if e["EventType"] == "CallbackSucceeded")
+    return next(
+        e["CallbackSucceededDetails"]["Result"] for e in api.history(arn) if e["EventType"] == "CallbackSucceeded"
+    )
 
 
 def test_callback_success_with_empty_and_raw_bodies(api: Api) -> None:
@@ -504,8 +551,9 @@ def test_stop_durable_execution(api: Api) -> None:
     arn = api.start("api-sleeps", {"seconds": 600})
     # Suspended (no invocation in flight), so ExecutionStopped is the last event.
     wait_until(lambda: types(api.history(arn))[-1:] == ["InvocationCompleted"], 30, "not suspended")
-    out = api.client.stop_durable_execution(DurableExecutionArn=arn,
-                                            Error={"ErrorMessage": "halt", "ErrorType": "Ops.Stop"})
+    out = api.client.stop_durable_execution(
+        DurableExecutionArn=arn, Error={"ErrorMessage": "halt", "ErrorType": "Ops.Stop"}
+    )
     assert _is_recent(out["StopTimestamp"])
     d = api.client.get_durable_execution(DurableExecutionArn=arn)
     assert d["Status"] == "STOPPED" and d["EndTimestamp"] == out["StopTimestamp"]
@@ -518,8 +566,10 @@ def test_stop_durable_execution(api: Api) -> None:
 
     arn2 = api.start("api-sleeps", {"seconds": 600})
     api.client.stop_durable_execution(DurableExecutionArn=arn2)
-    assert api.client.get_durable_execution(DurableExecutionArn=arn2)["Error"]["ErrorMessage"] == \
-        "Execution stopped by user request"
+    assert (
+        api.client.get_durable_execution(DurableExecutionArn=arn2)["Error"]["ErrorMessage"]
+        == "Execution stopped by user request"
+    )
     with pytest.raises(api.client.exceptions.ResourceNotFoundException):
         api.client.stop_durable_execution(DurableExecutionArn=arn.rsplit("/", 1)[0] + "/unknown-id")
     with pytest.raises(api.client.exceptions.InvalidParameterValueException):
@@ -551,8 +601,9 @@ def test_checkpoint_and_state_over_rest(api_manual: Api) -> None:
     assert st["Operations"][0]["ExecutionDetails"]["InputPayload"] == '{"a": 1}'
     assert _is_recent(st["Operations"][0]["StartTimestamp"])
 
-    cp = c.checkpoint_durable_execution(DurableExecutionArn=arn, CheckpointToken=inv.token,
-                                        Updates=_steps("s1", "s2", "s3"))
+    cp = c.checkpoint_durable_execution(
+        DurableExecutionArn=arn, CheckpointToken=inv.token, Updates=_steps("s1", "s2", "s3")
+    )
     token = cp["CheckpointToken"]
     assert token and token != inv.token
     ops = {o["Id"]: o for o in cp["NewExecutionState"]["Operations"]}
@@ -570,29 +621,37 @@ def test_checkpoint_and_state_over_rest(api_manual: Api) -> None:
     # State pages (MaxItems, Marker) and the paginator.
     p1 = c.get_durable_execution_state(DurableExecutionArn=arn, CheckpointToken=token, MaxItems=2)
     assert [o["Id"] for o in p1["Operations"]] == [eid, "s1"] and p1["NextMarker"]
-    p2 = c.get_durable_execution_state(DurableExecutionArn=arn, CheckpointToken=token, MaxItems=2,
-                                       Marker=p1["NextMarker"])
+    p2 = c.get_durable_execution_state(
+        DurableExecutionArn=arn, CheckpointToken=token, MaxItems=2, Marker=p1["NextMarker"]
+    )
     assert [o["Id"] for o in p2["Operations"]] == ["s2", "s3"] and "NextMarker" not in p2
     paginator = c.get_paginator("get_durable_execution_state")
-    assert [o["Id"] for p in paginator.paginate(DurableExecutionArn=arn, CheckpointToken=token,
-                                                PaginationConfig={"PageSize": 3}) for o in p["Operations"]] == \
-        [eid, "s1", "s2", "s3"]
+    assert [
+        o["Id"]
+        for p in paginator.paginate(DurableExecutionArn=arn, CheckpointToken=token, PaginationConfig={"PageSize": 3})
+        for o in p["Operations"]
+    ] == [eid, "s1", "s2", "s3"]
     with pytest.raises(c.exceptions.InvalidParameterValueException):
         c.get_durable_execution_state(DurableExecutionArn=arn, CheckpointToken=token, Marker="bm90IGEgbWFya2Vy")
 
     # A rejected batch changes nothing: the token stays valid.
     with pytest.raises(c.exceptions.InvalidParameterValueException):
         api_manual.loose.checkpoint_durable_execution(
-            DurableExecutionArn=arn, CheckpointToken=token,
-            Updates=[*_steps("s4"), {"Id": "s5", "Type": "BOGUS", "Action": "START"}])
-    assert "s4" not in {o["Id"] for o in c.get_durable_execution_state(
-        DurableExecutionArn=arn, CheckpointToken=token)["Operations"]}
+            DurableExecutionArn=arn,
+            CheckpointToken=token,
+            Updates=[*_steps("s4"), {"Id": "s5", "Type": "BOGUS", "Action": "START"}],
+        )
+    assert "s4" not in {
+        o["Id"] for o in c.get_durable_execution_state(DurableExecutionArn=arn, CheckpointToken=token)["Operations"]
+    }
 
     # ClientToken: the same request again returns the stored response and applies nothing.
-    first = c.checkpoint_durable_execution(DurableExecutionArn=arn, CheckpointToken=token, Updates=_steps("s4"),
-                                           ClientToken="ct-1")
-    again = c.checkpoint_durable_execution(DurableExecutionArn=arn, CheckpointToken=token, Updates=_steps("s4"),
-                                           ClientToken="ct-1")
+    first = c.checkpoint_durable_execution(
+        DurableExecutionArn=arn, CheckpointToken=token, Updates=_steps("s4"), ClientToken="ct-1"
+    )
+    again = c.checkpoint_durable_execution(
+        DurableExecutionArn=arn, CheckpointToken=token, Updates=_steps("s4"), ClientToken="ct-1"
+    )
     assert first["CheckpointToken"] == again["CheckpointToken"]
     assert first["NewExecutionState"] == again["NewExecutionState"]
     assert types(api_manual.history(arn)).count("StepSucceeded") == 4
@@ -636,28 +695,43 @@ with open(out_path, "w") as f:
 def _run_in_subprocess(api: Api, inv: InvocationInput, tmp_path: Path, first_page: int | None = None) -> Any:
     """One invocation of the handler in another process; the SDK reaches the server only
     through boto3 (AWS_ENDPOINT_URL_LAMBDA). The invocation input is the JSON event of
-    spec 2.1 (operation timestamps in epoch ms)."""
+    docs/protocol.md#invocation-event (operation timestamps in epoch ms)."""
     ops, marker = inv.operations, inv.next_marker
     if first_page is not None:
         # A short first page makes the SDK fetch the rest with GetDurableExecutionState.
         page = api.ds.control.get_state(inv.arn, inv.token, None, first_page)
         ops, marker = page["Operations"], page.get("NextMarker", "")
-    event = {"DurableExecutionArn": inv.arn, "CheckpointToken": inv.token,
-             "InitialExecutionState": {"Operations": ops, "NextMarker": marker},
-             "UpdatedOperationIds": inv.updated_operation_ids}
+    event = {
+        "DurableExecutionArn": inv.arn,
+        "CheckpointToken": inv.token,
+        "InitialExecutionState": {"Operations": ops, "NextMarker": marker},
+        "UpdatedOperationIds": inv.updated_operation_ids,
+    }
     event_path = tmp_path / f"event-{inv.request_id}.json"
     out_path = tmp_path / f"out-{inv.request_id}.json"
     event_path.write_text(json.dumps(event))
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update({
-        "AWS_ENDPOINT_URL_LAMBDA": api.url, "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_CONFIG_FILE": os.devnull,
-        "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true",
-        "PYTHONPATH": os.pathsep.join([HANDLERS, REPO]),
-    })
+    env.update(
+        {
+            "AWS_ENDPOINT_URL_LAMBDA": api.url,
+            "AWS_REGION": "us-east-1",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "x",
+            "AWS_SECRET_ACCESS_KEY": "y",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "PYTHONPATH": os.pathsep.join([HANDLERS, REPO]),
+        }
+    )
     module, _, attr = inv.function.handler.partition(":")
-    proc = subprocess.run([sys.executable, "-c", RUNNER, module, attr, str(event_path), str(out_path),
-                           inv.request_id, inv.function.name], env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNNER, module, attr, str(event_path), str(out_path), inv.request_id, inv.function.name],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     envelope = json.loads(out_path.read_text())
     api.ds.control.end_invocation(inv, InvocationOutcome.from_envelope(envelope))
@@ -665,8 +739,9 @@ def _run_in_subprocess(api: Api, inv: InvocationInput, tmp_path: Path, first_pag
 
 
 def _begin(api: Api, arn: str) -> InvocationInput:
-    return wait_until(lambda: api.ds.control.begin_invocation(_execution_id(arn), "subprocess-test"), 10,
-                    "no invocation owed")
+    return wait_until(
+        lambda: api.ds.control.begin_invocation(_execution_id(arn), "subprocess-test"), 10, "no invocation owed"
+    )
 
 
 def test_sdk_checkpoints_over_http_from_another_process(api_manual: Api, tmp_path: Path) -> None:
@@ -713,8 +788,7 @@ def test_pause_and_resume(api: Api) -> None:
     _need("resume_execution")
     arn = api.start("api-sleeps", {"seconds": 600})
     wait_until(lambda: types(api.history(arn))[-1:] == ["InvocationCompleted"], 30, "not suspended")
-    r = api.client.pause_durable_execution(DurableExecutionArn=arn, Reason="maintenance",
-                                           ExecutionTimeoutPaused=False)
+    r = api.client.pause_durable_execution(DurableExecutionArn=arn, Reason="maintenance", ExecutionTimeoutPaused=False)
     assert r["ResponseMetadata"]["HTTPStatusCode"] == 202
     d = api.wait_status(arn, "PAUSED")
     assert d["PauseDetails"]["Reason"] == "maintenance"
@@ -758,13 +832,16 @@ def _not_found(api: Api, arn: str) -> bool:
 
 
 def test_pause_resume_delete_answer_an_aws_error_until_the_control_plane_has_them(
-        api_manual: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    api_manual: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     for name in ("pause_execution", "resume_execution", "delete_execution"):
         monkeypatch.delattr(ControlPlane, name, raising=False)
     arn = api_manual.start("add-one", {})
-    for call in (lambda: api_manual.client.pause_durable_execution(DurableExecutionArn=arn),
-                 lambda: api_manual.client.resume_durable_execution(DurableExecutionArn=arn),
-                 lambda: api_manual.client.delete_durable_execution(DurableExecutionArn=arn)):
+    for call in (
+        lambda: api_manual.client.pause_durable_execution(DurableExecutionArn=arn),
+        lambda: api_manual.client.resume_durable_execution(DurableExecutionArn=arn),
+        lambda: api_manual.client.delete_durable_execution(DurableExecutionArn=arn),
+    ):
         with pytest.raises(api_manual.client.exceptions.ServiceException) as err:
             call()
         assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 501
@@ -774,7 +851,7 @@ def test_pause_resume_delete_answer_an_aws_error_until_the_control_plane_has_the
 # --- routing and the error shape for requests boto3 cannot make --------------------------------------
 
 
-# The HTTP status and message member of each 4xx this API sends (spec 7.3).
+# The HTTP status and message member of each 4xx this API sends (docs/protocol.md#rest-api).
 AWS_ERRORS = {
     "InvalidParameterValueException": (400, "message"),
     "InvalidRequestContentException": (400, "message"),
@@ -834,12 +911,23 @@ def test_bad_requests_get_the_aws_error_shape(api_manual: Api) -> None:
         ("POST", f"{ex}/checkpoint", "[" * 100_000, json_h, 400, ipve),
         ("POST", f"{ex}/checkpoint", json.dumps({"CheckpointToken": 5}), json_h, 400, ipve),
         ("POST", f"{ex}/checkpoint", json.dumps({"CheckpointToken": inv.token, "Updates": "x"}), json_h, 400, ipve),
-        ("POST", f"{ex}/checkpoint", json.dumps({"CheckpointToken": inv.token, "Updates": [{"Id": 1}]}),
-         json_h, 400, ipve),
-        ("POST", f"{ex}/checkpoint", json.dumps({"CheckpointToken": inv.token, "Updates": [],
-                                                 "ClientToken": ["x"]}), json_h, 400, ipve),
-        ("POST", f"{ex}/checkpoint", b"{" + b" " * (7 * 1024 * 1024) + b"}", json_h, 413,
-         "RequestTooLargeException"),
+        (
+            "POST",
+            f"{ex}/checkpoint",
+            json.dumps({"CheckpointToken": inv.token, "Updates": [{"Id": 1}]}),
+            json_h,
+            400,
+            ipve,
+        ),
+        (
+            "POST",
+            f"{ex}/checkpoint",
+            json.dumps({"CheckpointToken": inv.token, "Updates": [], "ClientToken": ["x"]}),
+            json_h,
+            400,
+            ipve,
+        ),
+        ("POST", f"{ex}/checkpoint", b"{" + b" " * (7 * 1024 * 1024) + b"}", json_h, 413, "RequestTooLargeException"),
         ("POST", f"{ex}/stop", b" " * (6 * 1024 * 1024 + 1), json_h, 413, "RequestTooLargeException"),
         ("POST", f"{ex}/stop", "[]", json_h, 400, ipve),
         ("POST", f"{ex}/stop", json.dumps({"Bogus": 1}), json_h, 400, ipve),
@@ -850,10 +938,22 @@ def test_bad_requests_get_the_aws_error_shape(api_manual: Api) -> None:
         ("GET", f"{ex}/history?Marker=%25%25%25", None, {}, 400, ipve),
         ("GET", f"{ex}/history?Marker={enc(_b64({'p': 10**30}))}", None, {}, 400, ipve),
         ("GET", f"{ex}/history?Marker={enc(_b64({'p': -1}))}", None, {}, 400, ipve),
-        ("GET", f"/2025-12-01/functions/add-one/durable-executions?Marker={enc(_b64({'s': 10**30, 'i': 'x'}))}",
-         None, {}, 400, ipve),
-        ("GET", f"{ex}/state?CheckpointToken={enc(inv.token)}&Marker={enc(_b64({'t': 'x', 's': 10**30}))}",
-         None, {}, 400, ipve),
+        (
+            "GET",
+            f"/2025-12-01/functions/add-one/durable-executions?Marker={enc(_b64({'s': 10**30, 'i': 'x'}))}",
+            None,
+            {},
+            400,
+            ipve,
+        ),
+        (
+            "GET",
+            f"{ex}/state?CheckpointToken={enc(inv.token)}&Marker={enc(_b64({'t': 'x', 's': 10**30}))}",
+            None,
+            {},
+            400,
+            ipve,
+        ),
         ("GET", f"{ex}/history?IncludeExecutionData=maybe", None, {}, 400, ipve),
         ("GET", f"{ex}/history?ReverseOrder=2", None, {}, 400, ipve),
         ("GET", f"{ex}/history?MaxItems=1&MaxItems=2", None, {}, 400, ipve),
@@ -861,15 +961,27 @@ def test_bad_requests_get_the_aws_error_shape(api_manual: Api) -> None:
         ("GET", f"{ex}/state", None, {}, 400, ipve),
         ("GET", f"{ex}/state?CheckpointToken={enc(inv.token)}&MaxItems=x", None, {}, 400, ipve),
         ("GET", "/2025-12-01/functions/add-one/durable-executions?StartedBefore=1e400", None, {}, 400, ipve),
-        ("GET", "/2025-12-01/functions/add-one/durable-executions?StartedBefore=99999999999999999", None, {}, 400,
-         ipve),
+        (
+            "GET",
+            "/2025-12-01/functions/add-one/durable-executions?StartedBefore=99999999999999999",
+            None,
+            {},
+            400,
+            ipve,
+        ),
         ("GET", "/2025-12-01/functions/add-one/durable-executions?Statuses=BOGUS", None, {}, 400, ipve),
         ("GET", "/2025-12-01/functions/add-one/durable-executions?DurableExecutionName=a%20b", None, {}, 400, ipve),
         ("GET", "/2025-12-01/functions/bad%20name%21/durable-executions", None, {}, 404, rnf),
         ("POST", "/2015-03-31/functions/add-one/invocations", "nope", {}, 400, "InvalidRequestContentException"),
         ("POST", "/2015-03-31/functions/add-one/invocations", "{}", {"X-Amz-Invocation-Type": "Bogus"}, 400, ipve),
-        ("POST", "/2015-03-31/functions/add-one/invocations", b" " * (6 * 1024 * 1024 + 1), {}, 413,
-         "RequestTooLargeException"),
+        (
+            "POST",
+            "/2015-03-31/functions/add-one/invocations",
+            b" " * (6 * 1024 * 1024 + 1),
+            {},
+            413,
+            "RequestTooLargeException",
+        ),
         ("POST", "/2025-12-01/durable-execution-callbacks/%21%21/succeed", b"1", {}, 400, ipve),
         ("POST", f"/2025-12-01/durable-execution-callbacks/{'A' * 1025}/heartbeat", b"", {}, 400, ipve),
         ("POST", "/2025-12-01/durable-execution-callbacks/QUJD/fail", "[]", json_h, 400, ipve),
@@ -877,16 +989,16 @@ def test_bad_requests_get_the_aws_error_shape(api_manual: Api) -> None:
     for method, path, body, headers, status, error_type in cases:
         _assert_aws_error(api_manual.raw(method, path, body, headers), status, error_type, f"{method} {path[:120]}")
     # Nothing above changed the execution: its token still works.
-    ok = api_manual.client.checkpoint_durable_execution(DurableExecutionArn=arn, CheckpointToken=inv.token,
-                                                        Updates=[])
+    ok = api_manual.client.checkpoint_durable_execution(DurableExecutionArn=arn, CheckpointToken=inv.token, Updates=[])
     assert ok["CheckpointToken"]
     assert types(api_manual.history(arn)) == ["ExecutionStarted"]
 
 
 def start_callback(ds: Durascope, arn: str, token: str, op_id: str = "cb") -> tuple[str, str]:
     """A CALLBACK START checkpointed by hand: (the next checkpoint token, the callback id)."""
-    out = ds.control.checkpoint(arn, token, [
-        {"Id": op_id, "Type": "CALLBACK", "Action": "START", "SubType": "Callback", "Name": op_id}])
+    out = ds.control.checkpoint(
+        arn, token, [{"Id": op_id, "Type": "CALLBACK", "Action": "START", "SubType": "Callback", "Name": op_id}]
+    )
     return out["CheckpointToken"], out["NewExecutionState"]["Operations"][-1]["CallbackDetails"]["CallbackId"]
 
 
@@ -908,12 +1020,26 @@ def test_markers_with_deeply_nested_json_are_refused(api_manual: Api) -> None:
     deep = base64.b64encode(b"[" * 5000).decode()
     nested = base64.b64encode(json.dumps({"p": [1]}).encode()).decode()
     for marker in (deep, nested):
-        _refused(lambda: c.get_durable_execution_history(DurableExecutionArn=arn, Marker=marker), api_manual, [arn],
-                 "Invalid Marker")
-        _refused(lambda: c.get_durable_execution_state(DurableExecutionArn=arn, CheckpointToken=inv.token,
-                                                       Marker=marker), api_manual, [arn], "Invalid Marker")
-        _refused(lambda: c.list_durable_executions_by_function(FunctionName="add-one", Marker=marker), api_manual,
-                 [arn], "Invalid Marker")
+        _refused(
+            lambda marker=marker: c.get_durable_execution_history(DurableExecutionArn=arn, Marker=marker),
+            api_manual,
+            [arn],
+            "Invalid Marker",
+        )
+        _refused(
+            lambda marker=marker: c.get_durable_execution_state(
+                DurableExecutionArn=arn, CheckpointToken=inv.token, Marker=marker
+            ),
+            api_manual,
+            [arn],
+            "Invalid Marker",
+        )
+        _refused(
+            lambda marker=marker: c.list_durable_executions_by_function(FunctionName="add-one", Marker=marker),
+            api_manual,
+            [arn],
+            "Invalid Marker",
+        )
 
 
 def test_update_fields_of_the_wrong_type_or_with_a_trailing_newline_are_refused(api_manual: Api) -> None:
@@ -924,14 +1050,29 @@ def test_update_fields_of_the_wrong_type_or_with_a_trailing_newline_are_refused(
     inv = _begin(api_manual, arn)
     token, callback_id = start_callback(api_manual.ds, arn, inv.token)
     step = {"Id": "s1", "Type": "STEP", "Action": "START", "SubType": "Step", "Name": "s"}
-    for bad in ({"Type": ["STEP"]}, {"Action": {"START": 1}}, {"Id": "s1\n"}, {"ParentId": "p\n"},
-                {"Name": "s\n"}, {"SubType": "Step\n"}):
-        _refused(lambda: c.checkpoint_durable_execution(DurableExecutionArn=arn, CheckpointToken=token,
-                                                        Updates=[{**step, **bad}]), api_manual, [arn], "Updates[0]")
+    for bad in (
+        {"Type": ["STEP"]},
+        {"Action": {"START": 1}},
+        {"Id": "s1\n"},
+        {"ParentId": "p\n"},
+        {"Name": "s\n"},
+        {"SubType": "Step\n"},
+    ):
+        _refused(
+            lambda bad=bad: c.checkpoint_durable_execution(
+                DurableExecutionArn=arn, CheckpointToken=token, Updates=[{**step, **bad}]
+            ),
+            api_manual,
+            [arn],
+            "Updates[0]",
+        )
     _refused(lambda: c.send_durable_execution_callback_heartbeat(CallbackId=callback_id + "\n"), api_manual, [arn])
     _refused(lambda: c.pause_durable_execution(DurableExecutionArn=arn, ClientToken="tok\n"), api_manual, [arn])
-    _refused(lambda: c.list_durable_executions_by_function(FunctionName="approval", DurableExecutionName="a\n"),
-             api_manual, [arn])
+    _refused(
+        lambda: c.list_durable_executions_by_function(FunctionName="approval", DurableExecutionName="a\n"),
+        api_manual,
+        [arn],
+    )
     assert c.checkpoint_durable_execution(DurableExecutionArn=arn, CheckpointToken=token, Updates=[step])
 
 
@@ -950,27 +1091,63 @@ def test_text_the_store_cannot_keep_is_refused_on_every_backend(api_manual: Api)
     arns = [arn, idle]
 
     def checkpoint(*updates: dict[str, Any], **kw: Any) -> Any:
-        return lambda: c.checkpoint_durable_execution(DurableExecutionArn=arn, CheckpointToken=token,
-                                                      Updates=list(updates), **kw)
+        return lambda: c.checkpoint_durable_execution(
+            DurableExecutionArn=arn, CheckpointToken=token, Updates=list(updates), **kw
+        )
 
     start = {"Id": "s1", "Type": "STEP", "Action": "START", "SubType": "Step", "Name": "s"}
     exec_id = _execution_id(arn)
-    _refused(checkpoint(start, {"Id": "s1", "Type": "STEP", "Action": "SUCCEED", "Payload": "a\x00b"}), api_manual,
-             arns, "NUL")
-    _refused(checkpoint({"Id": exec_id, "Type": "EXECUTION", "Action": "SUCCEED", "Payload": "\x00"}), api_manual,
-             arns, "NUL")
-    _refused(checkpoint({"Id": "ci", "Type": "CHAINED_INVOKE", "Action": "START", "SubType": "ChainedInvoke",
-                         "Name": "ci", "Payload": "\x00", "ChainedInvokeOptions": {"FunctionName": "add-one"}}),
-             api_manual, arns, "NUL")
+    _refused(
+        checkpoint(start, {"Id": "s1", "Type": "STEP", "Action": "SUCCEED", "Payload": "a\x00b"}),
+        api_manual,
+        arns,
+        "NUL",
+    )
+    _refused(
+        checkpoint({"Id": exec_id, "Type": "EXECUTION", "Action": "SUCCEED", "Payload": "\x00"}),
+        api_manual,
+        arns,
+        "NUL",
+    )
+    _refused(
+        checkpoint(
+            {
+                "Id": "ci",
+                "Type": "CHAINED_INVOKE",
+                "Action": "START",
+                "SubType": "ChainedInvoke",
+                "Name": "ci",
+                "Payload": "\x00",
+                "ChainedInvokeOptions": {"FunctionName": "add-one"},
+            }
+        ),
+        api_manual,
+        arns,
+        "NUL",
+    )
     for error_type in ("a\x00", "x" * 257):
-        _refused(checkpoint({"Id": exec_id, "Type": "EXECUTION", "Action": "FAIL",
-                             "Error": {"ErrorType": error_type}}), api_manual, arns, "ErrorType")
-        _refused(lambda: c.stop_durable_execution(DurableExecutionArn=arn, Error={"ErrorType": error_type}),
-                 api_manual, arns, "ErrorType")
+        _refused(
+            checkpoint({"Id": exec_id, "Type": "EXECUTION", "Action": "FAIL", "Error": {"ErrorType": error_type}}),
+            api_manual,
+            arns,
+            "ErrorType",
+        )
+        _refused(
+            lambda error_type=error_type: c.stop_durable_execution(
+                DurableExecutionArn=arn, Error={"ErrorType": error_type}
+            ),
+            api_manual,
+            arns,
+            "ErrorType",
+        )
     for client_token in ("\x00", "a b"):
         _refused(checkpoint(start, ClientToken=client_token), api_manual, arns, "ClientToken")
-    _refused(lambda: c.send_durable_execution_callback_success(CallbackId=callback_id, Result=b"a\x00b"),
-             api_manual, arns, "NUL")
+    _refused(
+        lambda: c.send_durable_execution_callback_success(CallbackId=callback_id, Result=b"a\x00b"),
+        api_manual,
+        arns,
+        "NUL",
+    )
     # What is allowed still works: 256 characters of ErrorType, U+0000 escaped inside JSON text.
     c.send_durable_execution_callback_success(CallbackId=callback_id, Result=b'"a\\u0000b"')
     c.stop_durable_execution(DurableExecutionArn=arn, Error={"ErrorType": "x" * 256})

@@ -21,9 +21,18 @@ def test_a_child_waits_for_its_parent_before_it_takes_the_append_lock(pg_url: st
         register(ds, "approval", "th_basic:approval")
         register(ds, "parent", "th_basic:calls_child")
         parent = ds.start("parent", '{"target": "approval"}')
-        child = ds.wait_for(lambda: next((e["ChainedInvokeStartedDetails"]["DurableExecutionArn"]
-                                          for e in ds.history(parent) if e["EventType"] == "ChainedInvokeStarted"),
-                                         None), 15, "no chained invoke")
+        child = ds.wait_for(
+            lambda: next(
+                (
+                    e["ChainedInvokeStartedDetails"]["DurableExecutionArn"]
+                    for e in ds.history(parent)
+                    if e["EventType"] == "ChainedInvokeStarted"
+                ),
+                None,
+            ),
+            15,
+            "no chained invoke",
+        )
         suspended(ds, child)
         suspended(ds, parent)
         parent_id = parent.rsplit("/", 1)[-1]
@@ -34,8 +43,10 @@ def test_a_child_waits_for_its_parent_before_it_takes_the_append_lock(pg_url: st
 
         def blocked() -> bool:
             with probe.transaction():
-                row = probe.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                                    "AND wait_event_type = 'Lock'").fetchone()
+                row = probe.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'"
+                ).fetchone()
             return bool(row and row[0] >= 1)
 
         ds.wait_for(blocked, 15, "the child's stop never waited for the parent's row")

@@ -28,8 +28,10 @@ def _csrf(html: str) -> str:
 
 def _login(c: FlaskClient, secret: str = "wonderland", next_path: str = "/") -> tuple[int, str | None]:
     page = c.get(f"/login?next={next_path}")
-    r = c.post(f"/login?next={next_path}", data={"csrf_token": _csrf(page.get_data(as_text=True)),
-                                                 "access_key_id": "alice", "secret": secret})
+    r = c.post(
+        f"/login?next={next_path}",
+        data={"csrf_token": _csrf(page.get_data(as_text=True)), "access_key_id": "alice", "secret": secret},
+    )
     return r.status_code, r.headers.get("Location")
 
 

@@ -60,8 +60,12 @@ def _check_tags(d: Durascope, client, arn: str) -> None:
     ]
     # By default the repeats are left out: every line once, where it made progress.
     assert [m for m, *_ in _stdout(_lines(client, arn))] == [
-        "starting", "inside first, attempt 1", "after the nap", "inside second, attempt 1",
-        "inside second, attempt 2"]
+        "starting",
+        "inside first, attempt 1",
+        "after the nap",
+        "inside second, attempt 1",
+        "inside second, attempt 2",
+    ]
 
 
 def test_each_line_carries_its_operation_and_replay_state(ds: Durascope, client) -> None:
@@ -93,9 +97,9 @@ def test_the_logs_page_hides_replays_groups_and_links_attempts(ds: Durascope, cl
     base = f"/executions/{quote(arn, safe='/:')}"
     page = client.get(f"{base}/logs").get_data(as_text=True)
     assert "3 lines written while the SDK replayed earlier invocations are hidden" in page
-    assert page.count("<pre class=\"msg\">starting</pre>") == 1 and 'class="badge replay"' not in page
+    assert page.count('<pre class="msg">starting</pre>') == 1 and 'class="badge replay"' not in page
     shown = client.get(f"{base}/logs?replay=show").get_data(as_text=True)
-    assert shown.count("<pre class=\"msg\">starting</pre>") == 3 and shown.count('class="badge replay"') == 3
+    assert shown.count('<pre class="msg">starting</pre>') == 3 and shown.count('class="badge replay"') == 3
     grouped = client.get(f"{base}/logs?group=operation").get_data(as_text=True)
     # The handler's own code, then each step where its first line is.
     assert grouped.count('<h2 class="log-group"') == 3 and 'id="group-handler"' in grouped
@@ -125,7 +129,9 @@ def test_cli_logs_by_operation_without_replays(database_url: str) -> None:
     second = run(database_url, "logs", arn, "--operation", "second", "--no-replay", "--json").stdout.splitlines()
     rows = [json.loads(x) for x in second]
     assert [(r["Message"], r["Attempt"], r["Replay"]) for r in rows] == [
-        ("inside second, attempt 1", 1, False), ("inside second, attempt 2", 2, False)]
+        ("inside second, attempt 1", 1, False),
+        ("inside second, attempt 2", 2, False),
+    ]
     by_id = run(database_url, "logs", arn, "--operation", rows[0]["OperationId"]).stdout
     assert "second#1 inside second, attempt 1" in by_id and "first" not in by_id
     missing = run(database_url, "logs", arn, "--operation", "nope", ok=False)

@@ -21,10 +21,16 @@ N = 200
 
 
 def _engine(database_url: str, log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "DURASCOPE_DATABASE_URL": database_url, "DURASCOPE_LEASE_SECONDS": "2",
-           "DURASCOPE_INVOCATION_RETRY_SECONDS": "0.2", "PYTHONPATH": HANDLERS}
-    return subprocess.Popen([sys.executable, "-m", "recorder.cli", "engine"], env=env,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "DURASCOPE_DATABASE_URL": database_url,
+        "DURASCOPE_LEASE_SECONDS": "2",
+        "DURASCOPE_INVOCATION_RETRY_SECONDS": "0.2",
+        "PYTHONPATH": HANDLERS,
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "recorder.cli", "engine"], env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT
+    )
 
 
 def _statuses(ds: Durascope) -> Counter[str]:
@@ -32,7 +38,9 @@ def _statuses(ds: Durascope) -> Counter[str]:
         return Counter(dict(s.execute(text("SELECT status, COUNT(*) FROM executions GROUP BY status")).all()))
 
 
-def test_two_engines_share_executions_and_one_survives_the_other_being_killed(database_url: str, tmp_path: Path) -> None:
+def test_two_engines_share_executions_and_one_survives_the_other_being_killed(
+    database_url: str, tmp_path: Path
+) -> None:
     ds = Durascope.open(database_url, run_engine=False)
     try:
         register(ds, "sws", "th_basic:step_wait_step")
@@ -44,8 +52,11 @@ def test_two_engines_share_executions_and_one_survives_the_other_being_killed(da
             a.send_signal(signal.SIGKILL)
             a.wait()
             killed_at = time.time()
-            wait_until(lambda: _statuses(ds)["SUCCEEDED"] == N, 240,
-                        f"all executions after the kill ({dict(_statuses(ds))}); log: {log.read_text()[-2000:]}")
+            wait_until(
+                lambda: _statuses(ds)["SUCCEEDED"] == N,
+                240,
+                f"all executions after the kill ({dict(_statuses(ds))}); log: {log.read_text()[-2000:]}",
+            )
         finally:
             for p in (a, b):
                 if p.poll() is None:
@@ -59,7 +70,9 @@ def test_two_engines_share_executions_and_one_survives_the_other_being_killed(da
             assert all(v == 1 for v in terminal.values()), f"an operation completed twice in {arn}"
             assert len(terminal) == 3
             assert history[-1]["EventType"] == "ExecutionSucceeded"
-            assert history[-1]["ExecutionSucceededDetails"]["Result"]["Payload"] == str(int(arn.split("/m-")[1].split("/")[0]) + 1)
+            assert history[-1]["ExecutionSucceededDetails"]["Result"]["Payload"] == str(
+                int(arn.split("/m-")[1].split("/")[0]) + 1
+            )
         with ds.db.read() as s:
             for body, ts in s.execute(text("SELECT body, ts_ms FROM events WHERE event_type = 'InvocationStarted'")):
                 engine = json.loads(body)["Engine"].rsplit(":", 1)[0]
@@ -70,7 +83,7 @@ def test_two_engines_share_executions_and_one_survives_the_other_being_killed(da
         ds.close()
 
 
-def _notifications_until_sentinel(listener, url: str, channel: str = CHANNEL) -> list[WorkNotice]:  # type: ignore[no-untyped-def]
+def _notifications_until_sentinel(listener, url: str, channel: str = CHANNEL) -> list[WorkNotice]:
     """What arrived on the channel before a sentinel sent now: notifications are delivered
     in commit order, so everything committed before the sentinel has arrived by then."""
     with pg_connect(url, autocommit=True) as other:
@@ -102,6 +115,6 @@ def test_other_engines_are_told_only_what_their_sweep_would_find_late(pg_url: st
             register(ds, "waits", "th_basic:waits")
             assert ds.wait(ds.start("add-one", '{"a": 2}'), 30).status == "SUCCEEDED"
             assert _notifications_until_sentinel(listener, pg_url) == []
-            waiting = ds.start("waits", "{\"seconds\": 1}")
+            waiting = ds.start("waits", '{"seconds": 1}')
             assert ds.wait(waiting, 30).status == "SUCCEEDED"
             assert any(n.due_ms is not None for n in _notifications_until_sentinel(listener, pg_url))

@@ -11,8 +11,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
+
 from recorder.api import Durascope
 from recorder.engine.control import InvocationInput, InvocationOutcome
+from recorder.errors import CallbackTimeoutException
 from tests.conftest import register
 
 CB = "c" * 64
@@ -43,15 +46,16 @@ def test_callback_result_during_an_invocation_is_recorded_after_it(control_only:
     callback_id = out["NewExecutionState"]["Operations"][0]["CallbackDetails"]["CallbackId"]
     d.callback_success(callback_id, b'"yes"')
     assert _types(d, inv.arn) == ["ExecutionStarted", "CallbackStarted"]
-    try:
+    with pytest.raises(CallbackTimeoutException):  # a second result is refused
         d.callback_success(callback_id, b'"again"')
-        raise AssertionError("a second result must be refused")
-    except Exception as exc:  # noqa: BLE001
-        assert type(exc).__name__ == "CallbackTimeoutException"
     d.control.end_invocation(inv, InvocationOutcome("PENDING"))
     h = d.history(inv.arn)
-    assert [e["EventType"] for e in h] == ["ExecutionStarted", "CallbackStarted", "InvocationCompleted",
-                                           "CallbackSucceeded"]
+    assert [e["EventType"] for e in h] == [
+        "ExecutionStarted",
+        "CallbackStarted",
+        "InvocationCompleted",
+        "CallbackSucceeded",
+    ]
     assert h[-1]["CallbackSucceededDetails"]["Result"] == {"Payload": '"yes"', "Truncated": False}
     # The next invocation is owed and sees the callback done.
     again = d.control.begin_invocation(inv.execution_id, "test")
@@ -63,14 +67,29 @@ def test_a_wait_due_during_an_invocation_completes_after_it(control_only: Durasc
     d = control_only
     register(d, "f", "th_basic:add_one")
     inv = _begin(d, "f")
-    out = _checkpoint(d, inv, [{"Id": WAIT, "Type": "WAIT", "Action": "START", "SubType": "Wait", "Name": "w",
-                                "WaitOptions": {"WaitSeconds": 1}}])
+    out = _checkpoint(
+        d,
+        inv,
+        [
+            {
+                "Id": WAIT,
+                "Type": "WAIT",
+                "Action": "START",
+                "SubType": "Wait",
+                "Name": "w",
+                "WaitOptions": {"WaitSeconds": 1},
+            }
+        ],
+    )
     time.sleep(1.1)  # the wait comes due while the invocation is still running (a slow tail)
     # The engine's timer loop does not see it as due while the invocation runs.
     assert all(kind != "wait" for _, kind, _ in d.control.due_timers())
     # A non-empty checkpoint does not complete it either; only the end of the invocation does.
-    d.control.checkpoint(inv.arn, out["CheckpointToken"], [
-        {"Id": "s" * 64, "Type": "STEP", "Action": "START", "SubType": "Step", "Name": "s"}])
+    d.control.checkpoint(
+        inv.arn,
+        out["CheckpointToken"],
+        [{"Id": "s" * 64, "Type": "STEP", "Action": "START", "SubType": "Step", "Name": "s"}],
+    )
     assert "WaitSucceeded" not in _types(d, inv.arn)
     d.control.end_invocation(inv, InvocationOutcome("PENDING"))
     assert _types(d, inv.arn)[-3:] == ["StepStarted", "InvocationCompleted", "WaitSucceeded"]
@@ -81,8 +100,20 @@ def test_an_empty_refresh_checkpoint_completes_due_waits(control_only: Durascope
     d = control_only
     register(d, "f", "th_basic:add_one")
     inv = _begin(d, "f")
-    out = _checkpoint(d, inv, [{"Id": WAIT, "Type": "WAIT", "Action": "START", "SubType": "Wait", "Name": "w",
-                                "WaitOptions": {"WaitSeconds": 1}}])
+    out = _checkpoint(
+        d,
+        inv,
+        [
+            {
+                "Id": WAIT,
+                "Type": "WAIT",
+                "Action": "START",
+                "SubType": "Wait",
+                "Name": "w",
+                "WaitOptions": {"WaitSeconds": 1},
+            }
+        ],
+    )
     time.sleep(1.1)  # the wait comes due while the handler is polling
     refreshed = d.control.checkpoint(inv.arn, out["CheckpointToken"], [])
     assert [o["Status"] for o in refreshed["NewExecutionState"]["Operations"]] == ["SUCCEEDED"]
@@ -94,20 +125,39 @@ def test_a_chained_invoke_finishing_during_the_parent_invocation_is_recorded_aft
     register(d, "parent", "th_basic:add_one")
     register(d, "child", "th_basic:add_one")
     parent = _begin(d, "parent")
-    out = _checkpoint(d, parent, [{"Id": INVOKE, "Type": "CHAINED_INVOKE", "Action": "START", "SubType": "ChainedInvoke",
-                                   "Name": "call", "Payload": '{"a": 1}', "ChainedInvokeOptions": {"FunctionName": "child"}}])
+    out = _checkpoint(
+        d,
+        parent,
+        [
+            {
+                "Id": INVOKE,
+                "Type": "CHAINED_INVOKE",
+                "Action": "START",
+                "SubType": "ChainedInvoke",
+                "Name": "call",
+                "Payload": '{"a": 1}',
+                "ChainedInvokeOptions": {"FunctionName": "child"},
+            }
+        ],
+    )
     assert out["NewExecutionState"]["Operations"][0]["Status"] == "STARTED"
     child_arn = next(e for e in d.history(parent.arn) if e["EventType"] == "ChainedInvokeStarted")[
-        "ChainedInvokeStartedDetails"]["DurableExecutionArn"]
+        "ChainedInvokeStartedDetails"
+    ]["DurableExecutionArn"]
     child = d.control.begin_invocation(child_arn.rsplit("/", 1)[1], "test")
     assert child is not None
-    d.control.checkpoint(child.arn, child.token, [{"Id": "execution-result-1", "Type": "EXECUTION", "Action": "SUCCEED",
-                                                   "Payload": "2"}])
+    d.control.checkpoint(
+        child.arn, child.token, [{"Id": "execution-result-1", "Type": "EXECUTION", "Action": "SUCCEED", "Payload": "2"}]
+    )
     d.control.end_invocation(child, InvocationOutcome("SUCCEEDED", result=""))
     assert d.describe(child_arn).status == "SUCCEEDED"
     assert _types(d, parent.arn) == ["ExecutionStarted", "ChainedInvokeStarted"]
     d.control.end_invocation(parent, InvocationOutcome("PENDING"))
     h = d.history(parent.arn)
-    assert [e["EventType"] for e in h] == ["ExecutionStarted", "ChainedInvokeStarted", "InvocationCompleted",
-                                           "ChainedInvokeSucceeded"]
+    assert [e["EventType"] for e in h] == [
+        "ExecutionStarted",
+        "ChainedInvokeStarted",
+        "InvocationCompleted",
+        "ChainedInvokeSucceeded",
+    ]
     assert h[-1]["ChainedInvokeSucceededDetails"]["Result"]["Payload"] == "2"

@@ -1,4 +1,4 @@
-"""Projections are disposable: a rebuild from the log gives identical rows (invariant 4)."""
+"""Projections are disposable: a rebuild from the log gives identical rows (docs/protocol.md#invariants, 4)."""
 
 from __future__ import annotations
 

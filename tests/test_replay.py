@@ -39,8 +39,11 @@ def _finished(ds: Durascope, tmp_path: Path, name: str = "exec-1") -> tuple[str,
 def _held(ds: Durascope, tmp_path: Path) -> tuple[str, Path]:
     marks = tmp_path / "marks-held"
     arn = ds.start("held", json.dumps({"marks": str(marks)}), name="held-1")
-    ds.wait_for(lambda: any(e["EventType"] == "InvocationCompleted" for e in ds.history(arn)), 30,
-                "the held execution never suspended")
+    ds.wait_for(
+        lambda: any(e["EventType"] == "InvocationCompleted" for e in ds.history(arn)),
+        30,
+        "the held execution never suspended",
+    )
     assert ds.describe(arn).status == "RUNNING"
     return arn, marks
 
@@ -61,8 +64,13 @@ def test_changed_handlers_against_a_finished_execution(ds: Durascope, tmp_path: 
     assert (renamed.result, renamed.exit_code) == ("diverged", 1)
     d = renamed.divergence
     assert d is not None and d.place is not None
-    assert (d.kind, d.place.path, d.place.parent_id, d.then, d.now) == ("mismatch", "4", None, "STEP 'charge'",
-                                                                         "STEP 'bill'")
+    assert (d.kind, d.place.path, d.place.parent_id, d.then, d.now) == (
+        "mismatch",
+        "4",
+        None,
+        "STEP 'charge'",
+        "STEP 'bill'",
+    )
     assert renamed.summary == "diverged: mismatch at position 4 under the handler: then STEP 'charge'; now STEP 'bill'"
     assert "Non-deterministic operation identity" in d.message
 
@@ -104,8 +112,13 @@ def test_changed_handlers_against_an_execution_in_flight(ds: Durascope, tmp_path
     d = inside.divergence
     assert inside.result == "diverged" and d is not None and d.place is not None
     # The first operation inside the second one (the open "review" context).
-    assert (d.kind, d.place.path, d.place.parent_name, d.then, d.now) == ("mismatch", "2.1", "review",
-                                                                           "STEP 'prepare'", "STEP 'collect'")
+    assert (d.kind, d.place.path, d.place.parent_name, d.then, d.now) == (
+        "mismatch",
+        "2.1",
+        "review",
+        "STEP 'prepare'",
+        "STEP 'collect'",
+    )
     assert "under 'review'" in inside.summary
 
     inserted = _check(ds, arn, "held_step_before_callback")
@@ -136,8 +149,15 @@ def test_what_cannot_run(ds: Durascope, tmp_path: Path) -> None:
 
 def _cli(database_url: str, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DURASCOPE_DATABASE_URL": database_url}
-    return subprocess.run([sys.executable, "-m", "recorder.cli", *args], check=False, env=env,
-                          capture_output=True, text=True, timeout=180, cwd=cwd)
+    return subprocess.run(
+        [sys.executable, "-m", "recorder.cli", *args],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=cwd,
+    )
 
 
 def _aws_cli_file(ds: Durascope, arn: str, path: Path) -> None:
@@ -159,23 +179,34 @@ def test_cli_over_every_source(ds: Durascope, tmp_path: Path) -> None:
 
     renamed = _cli(url, "replay", arn, "--handler", "th_replay:order_flow_renamed", "--code-dir", HANDLERS)
     assert renamed.returncode == 1
-    assert renamed.stdout.splitlines()[0] == ("diverged: mismatch at position 4 under the handler: "
-                                              "then STEP 'charge'; now STEP 'bill'")
+    assert renamed.stdout.splitlines()[0] == (
+        "diverged: mismatch at position 4 under the handler: then STEP 'charge'; now STEP 'bill'"
+    )
 
     for fmt in ("json", "ndjson", "zip"):
         exported = tmp_path / f"export.{fmt}"
         assert _cli(url, "export", arn, "-o", str(exported)).returncode == 0
         if fmt == "ndjson":  # one event per line is not importable: a bulk NDJSON export is
             exported.unlink()
-            assert _cli(url, "export", "--function", "orders", "--format", "ndjson",
-                        "-o", str(exported)).returncode == 0
+            assert (
+                _cli(url, "export", "--function", "orders", "--format", "ndjson", "-o", str(exported)).returncode == 0
+            )
         out = _cli(url, "replay", str(exported), *handler)
         assert (out.returncode, out.stdout.strip()) == (0, "deterministic: 5 operations replayed"), (fmt, out.stderr)
 
     saved = tmp_path / "history.json"
     _aws_cli_file(ds, arn, saved)
-    out = _cli(url, "replay", str(saved), "--handler", "th_replay:order_flow_shorter", "--code-dir", HANDLERS,
-               "--output", "json")
+    out = _cli(
+        url,
+        "replay",
+        str(saved),
+        "--handler",
+        "th_replay:order_flow_shorter",
+        "--code-dir",
+        HANDLERS,
+        "--output",
+        "json",
+    )
     assert out.returncode == 1, out.stderr
     body = json.loads(out.stdout)
     assert body["exitCode"] == 1
@@ -189,8 +220,9 @@ def test_cli_over_every_source(ds: Durascope, tmp_path: Path) -> None:
     assert out.returncode == 2 and out.stderr.startswith("could not run: bad.json"), out.stderr
     out = _cli(url, "replay", arn, "--handler", "th_nowhere:handler", "--code-dir", HANDLERS)
     assert out.returncode == 2 and "does not import" in out.stderr
-    out = _cli(url, "replay", "arn:aws:lambda:us-east-1:123456789012:function:orders:$LATEST/durable-execution/x/y",
-               *handler)
+    out = _cli(
+        url, "replay", "arn:aws:lambda:us-east-1:123456789012:function:orders:$LATEST/durable-execution/x/y", *handler
+    )
     assert out.returncode == 2 and "not found" in out.stderr.lower()
     assert _marks(marks) == ["validate", "reserve", "charge"]
 
@@ -200,18 +232,40 @@ def test_cli_checks_a_function(ds: Durascope, tmp_path: Path) -> None:
     register(ds, "orders", "th_replay:order_flow")
     _finished(ds, tmp_path, "first")
     _finished(ds, tmp_path, "second")
-    out = _cli(url, "replay", "--function", "orders", "--handler", "th_replay:order_flow_renamed",
-               "--code-dir", HANDLERS, "--since", "1h")
+    out = _cli(
+        url,
+        "replay",
+        "--function",
+        "orders",
+        "--handler",
+        "th_replay:order_flow_renamed",
+        "--code-dir",
+        HANDLERS,
+        "--since",
+        "1h",
+    )
     assert out.returncode == 1, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].split() == ["EXECUTION", "RESULT", "REPLAYED", "DETAIL"]
     assert [line.split()[:2] for line in lines[1:3]] == [["first", "diverged"], ["second", "diverged"]]
     assert lines[-1] == "2 executions: 0 deterministic, 2 diverged, 0 could not run"
     out = _cli(url, "replay", "--function", "orders", "--handler", "th_replay:order_flow", "--code-dir", HANDLERS)
-    assert out.returncode == 0 and out.stdout.splitlines()[-1] == "2 executions: 2 deterministic, 0 diverged, " \
-                                                                  "0 could not run"
-    out = _cli(url, "replay", "--function", "orders", "--handler", "th_replay:order_flow", "--code-dir", HANDLERS,
-               "--status", "running")
+    assert (
+        out.returncode == 0
+        and out.stdout.splitlines()[-1] == "2 executions: 2 deterministic, 0 diverged, 0 could not run"
+    )
+    out = _cli(
+        url,
+        "replay",
+        "--function",
+        "orders",
+        "--handler",
+        "th_replay:order_flow",
+        "--code-dir",
+        HANDLERS,
+        "--status",
+        "running",
+    )
     assert out.returncode == 2 and "has no stored executions that match" in out.stderr
 
 
@@ -241,10 +295,19 @@ def test_execution_page_runs_the_check_in_place(ds: Durascope, tmp_path: Path) -
     assert twin.status_code == 200
     assert (body["result"], body["exitCode"], body["handler"]) == ("diverged", 1, "th_replay:order_flow_renamed")
     assert body["divergence"] | {"message": ""} == {
-        "kind": "mismatch", "then": "STEP 'charge'", "now": "STEP 'bill'", "message": "",
-        "operationId": body["divergence"]["operationId"], "position": "4", "parentId": None, "parentName": None}
+        "kind": "mismatch",
+        "then": "STEP 'charge'",
+        "now": "STEP 'bill'",
+        "message": "",
+        "operationId": body["divergence"]["operationId"],
+        "position": "4",
+        "parentId": None,
+        "parentName": None,
+    }
 
-    missing = client.post("/api/v1/executions/arn:aws:lambda:us-east-1:123456789012:function:orders:$LATEST"
-                          "/durable-execution/nope/nope/replay-check")
+    missing = client.post(
+        "/api/v1/executions/arn:aws:lambda:us-east-1:123456789012:function:orders:$LATEST"
+        "/durable-execution/nope/nope/replay-check"
+    )
     assert missing.status_code == 404 and missing.get_json()["error"]["status"] == 404
     assert _marks(marks) == ["validate", "reserve", "charge"]

@@ -18,15 +18,17 @@ from tests.conftest import register
 from tests.test_viewer_browser import ARGS, CHROMIUM, exec_url, shot
 from viewer.server import build_server
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                                reason="Debian chromium is not installed (apt-get install -y chromium)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="Debian chromium is not installed (apt-get install -y chromium)"
+)
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Durascope, str]]:
     tmp = tmp_path_factory.mktemp("insight")
-    server, ds = build_server(Settings.from_env(database_url=f"sqlite:///{tmp}/durascope.db"), port=0,
-                              invoker="in-process")
+    server, ds = build_server(
+        Settings.from_env(database_url=f"sqlite:///{tmp}/durascope.db"), port=0, invoker="in-process"
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         register(ds, "orders", "th_replay:order_flow")

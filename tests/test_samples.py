@@ -53,6 +53,7 @@ def details(event: dict[str, Any]) -> dict[str, Any]:
 
 def open_callbacks(ds: Durascope, arn: str, count: int = 1) -> list[str]:
     """Wait until ``count`` callbacks have started; return the ids of those still open, oldest first."""
+
     def ready() -> list[str] | None:
         h = ds.history(arn)
         started = [e for e in h if e["EventType"] == "CallbackStarted"]
@@ -66,6 +67,7 @@ def open_callbacks(ds: Durascope, arn: str, count: int = 1) -> list[str]:
 
 def step_result(event: dict[str, Any]) -> Any:
     """A StepSucceeded result, decoded from the SDK's typed JSON envelope ({"t": ..., "v": ...})."""
+
     def plain(node: Any) -> Any:
         if isinstance(node, dict) and set(node) == {"t", "v"}:
             value = node["v"]
@@ -125,8 +127,12 @@ def test_bulk_documents_have_distinct_ids() -> None:
 # --- orders ---------------------------------------------------------------------------------
 
 
-ORDER = {"order_id": "ord-1", "customer": "ada", "items": [{"sku": "BOOK-1", "qty": 2, "price": 12.5}],
-         "confirmation_seconds": 1}
+ORDER = {
+    "order_id": "ord-1",
+    "customer": "ada",
+    "items": [{"sku": "BOOK-1", "qty": 2, "price": 12.5}],
+    "confirmation_seconds": 1,
+}
 
 
 def test_order_retries_the_flaky_payment_then_confirms(sds: Durascope) -> None:
@@ -136,14 +142,20 @@ def test_order_retries_the_flaky_payment_then_confirms(sds: Durascope) -> None:
 
     done = sds.wait(ok, 30)
     assert done.status == "SUCCEEDED"
-    assert json.loads(done.result or "null") == {"order_id": "ord-1", "status": "CONFIRMED",
-                                                 "payment_id": "pay-ord-1", "total": 25.0}
+    assert json.loads(done.result or "null") == {
+        "order_id": "ord-1",
+        "status": "CONFIRMED",
+        "payment_id": "pay-ord-1",
+        "total": 25.0,
+    }
     h = sds.history(ok)
     payment = [e["EventType"] for e in named(h, "process-payment")]
     assert payment == ["StepStarted", "StepFailed", "StepStarted", "StepFailed", "StepStarted", "StepSucceeded"]
     failed = [details(e) for e in named(h, "process-payment") if e["EventType"] == "StepFailed"]
-    assert [f["RetryDetails"] for f in failed] == [{"CurrentAttempt": 1, "NextAttemptDelaySeconds": 1},
-                                                  {"CurrentAttempt": 2, "NextAttemptDelaySeconds": 1}]
+    assert [f["RetryDetails"] for f in failed] == [
+        {"CurrentAttempt": 1, "NextAttemptDelaySeconds": 1},
+        {"CurrentAttempt": 2, "NextAttemptDelaySeconds": 1},
+    ]
     assert failed[0]["Error"]["Payload"]["ErrorType"] == "samples.orders.PaymentGatewayError"
     succeeded = next(e for e in named(h, "process-payment") if e["EventType"] == "StepSucceeded")
     assert details(succeeded)["RetryDetails"] == {"CurrentAttempt": 3}
@@ -151,7 +163,10 @@ def test_order_retries_the_flaky_payment_then_confirms(sds: Durascope) -> None:
     wait = next(e for e in h if e["EventType"] == "WaitStarted")
     assert wait["Name"] == "confirmation-period" and details(wait)["Duration"] == 1
     assert [e["Name"] for e in h if e["EventType"] == "StepSucceeded"] == [
-        "validate-order", "process-payment", "confirm-order"]
+        "validate-order",
+        "process-payment",
+        "confirm-order",
+    ]
 
     # An invalid order fails at validation, once: retrying would not help.
     bad = sds.wait(invalid, 30)
@@ -164,8 +179,11 @@ def test_order_retries_the_flaky_payment_then_confirms(sds: Durascope) -> None:
     # A gateway that stays down exhausts the four attempts.
     gone = sds.wait(exhausted, 30)
     assert gone.status == "FAILED"
-    attempts = [details(e)["RetryDetails"]["CurrentAttempt"] for e in named(sds.history(exhausted), "process-payment")
-                if e["EventType"] == "StepFailed"]
+    attempts = [
+        details(e)["RetryDetails"]["CurrentAttempt"]
+        for e in named(sds.history(exhausted), "process-payment")
+        if e["EventType"] == "StepFailed"
+    ]
     assert attempts == [1, 2, 3, 4]
 
 
@@ -176,13 +194,23 @@ def test_order_with_approval_hands_out_the_callback_id(sds: Durascope) -> None:
     (cid,) = open_callbacks(sds, approved)
 
     # The submitter step returns the id (visible in the history) and logs it.
-    submitter = sds.wait_for(lambda: next((e for e in sds.history(approved) if e["EventType"] == "StepSucceeded"
-                                           and e["Name"] == "manager-approval submitter"), None), 20,
-                             "the submitter step did not succeed")
+    submitter = sds.wait_for(
+        lambda: next(
+            (
+                e
+                for e in sds.history(approved)
+                if e["EventType"] == "StepSucceeded" and e["Name"] == "manager-approval submitter"
+            ),
+            None,
+        ),
+        20,
+        "the submitter step did not succeed",
+    )
     h = sds.history(approved)
     assert step_result(submitter) == {"callback_id": cid, "order_id": "ord-10", "approver": "manager"}
-    sds.wait_for(lambda: any(cid in line.message for line in execution_logs(sds.db, approved)), 10,
-                 "callback id not logged")
+    sds.wait_for(
+        lambda: any(cid in line.message for line in execution_logs(sds.db, approved)), 10, "callback id not logged"
+    )
     assert next(e for e in h if e["Name"] == "manager-approval")["SubType"] == "WaitForCallback"
 
     sds.callback_success(cid, json.dumps({"approved": True, "approver": "maria"}))
@@ -190,7 +218,9 @@ def test_order_with_approval_hands_out_the_callback_id(sds: Durascope) -> None:
     assert done.status == "SUCCEEDED"
     assert json.loads(done.result or "{}")["approved_by"] == "maria"
     assert [e["Name"] for e in sds.history(approved) if e["EventType"] == "StepSucceeded"][-2:] == [
-        "process-payment", "confirm-order"]
+        "process-payment",
+        "confirm-order",
+    ]
 
     (cid2,) = open_callbacks(sds, denied)
     sds.callback_failure(cid2, {"ErrorType": "ApprovalDenied", "ErrorMessage": "over the limit"})
@@ -222,7 +252,11 @@ def test_saga_compensates_in_reverse_order(sds: Durascope) -> None:
     assert "compensated: refund-payment, release-inventory" in done.error["ErrorMessage"]
     h = sds.history(at_ship)
     assert [e["Name"] for e in h if e["EventType"] == "StepSucceeded"] == [
-        "reserve-inventory", "charge-payment", "refund-payment", "release-inventory"]
+        "reserve-inventory",
+        "charge-payment",
+        "refund-payment",
+        "release-inventory",
+    ]
     assert types(named(h, "ship-order")) == ["StepStarted", "StepFailed", "StepStarted", "StepFailed"]
     # Every compensation starts after the failure it compensates for is final.
     last_failure = max(e["EventId"] for e in named(h, "ship-order"))
@@ -234,7 +268,9 @@ def test_saga_compensates_in_reverse_order(sds: Durascope) -> None:
     early = sds.wait(at_charge, 30)
     assert early.status == "FAILED" and "compensated: release-inventory" in (early.error or {})["ErrorMessage"]
     assert [e["Name"] for e in sds.history(at_charge) if e["EventType"] == "StepSucceeded"] == [
-        "reserve-inventory", "release-inventory"]
+        "reserve-inventory",
+        "release-inventory",
+    ]
 
     ok = sds.wait(happy, 30)
     assert ok.status == "SUCCEEDED"
@@ -246,8 +282,9 @@ def test_saga_compensates_in_reverse_order(sds: Durascope) -> None:
 
 
 def test_document_etl_approve_reject_and_timeout(sds: Durascope) -> None:
-    approve, reject, late = document_etl.bulk_inputs(3, random.Random(4), approval_timeout_seconds=60,
-                                                      heartbeat_timeout_seconds=0)
+    approve, reject, late = document_etl.bulk_inputs(
+        3, random.Random(4), approval_timeout_seconds=60, heartbeat_timeout_seconds=0
+    )
     late["approval_timeout_seconds"] = 1
     arns = [start(sds, "document-etl", doc) for doc in (approve, reject, late)]
 
@@ -261,11 +298,20 @@ def test_document_etl_approve_reject_and_timeout(sds: Durascope) -> None:
     assert loaded.status == "SUCCEEDED"
     result = json.loads(loaded.result or "{}")
     rows = approve["records"] - approve["records"] // 20
-    assert result == {"document_id": approve["document_id"], "status": "LOADED", "reviewer": "lee",
-                      "table": f"warehouse.{approve['kind']}s", "rows_loaded": rows}
+    assert result == {
+        "document_id": approve["document_id"],
+        "status": "LOADED",
+        "reviewer": "lee",
+        "table": f"warehouse.{approve['kind']}s",
+        "rows_loaded": rows,
+    }
     h = sds.history(arns[0])
     assert [e["Name"] for e in h if e["EventType"] == "StepSucceeded"] == [
-        "extract", "transform", "approval submitter", "load"]
+        "extract",
+        "transform",
+        "approval submitter",
+        "load",
+    ]
     assert details(next(e for e in h if e["EventType"] == "CallbackStarted"))["Timeout"] == 60
 
     rejected = sds.wait(arns[1], 30)
@@ -282,9 +328,17 @@ def test_document_etl_approve_reject_and_timeout(sds: Durascope) -> None:
 # --- loan -----------------------------------------------------------------------------------
 
 
-APPLICATION = {"application_id": "app-1", "applicant": "grace", "amount": 15000, "term_months": 36,
-               "annual_income": 90000, "credit_score": 760, "fraud_flag": False,
-               "approval_timeout_seconds": 60, "offer_valid_seconds": 60}
+APPLICATION = {
+    "application_id": "app-1",
+    "applicant": "grace",
+    "amount": 15000,
+    "term_months": 36,
+    "annual_income": 90000,
+    "credit_score": 760,
+    "fraud_flag": False,
+    "approval_timeout_seconds": 60,
+    "offer_valid_seconds": 60,
+}
 
 
 def test_loan_runs_checks_in_parallel_and_waits_for_two_decisions(sds: Durascope) -> None:
@@ -314,14 +368,19 @@ def test_loan_runs_checks_in_parallel_and_waits_for_two_decisions(sds: Durascope
     checks = [e for e in h if e["EventType"] == "StepSucceeded" and e.get("ParentId") in branch_ids]
     assert sorted(e["Name"] for e in checks) == ["query-credit-bureau", "screen-fraud", "verify-income"]
     assert [e["Name"] for e in h if e["EventType"] == "ContextSucceeded" and e["SubType"] == "WaitForCallback"] == [
-        "underwriter-approval", "customer-acceptance"]
+        "underwriter-approval",
+        "customer-acceptance",
+    ]
     order = [e["Name"] for e in h if e["EventType"] == "StepSucceeded" and e.get("ParentId") is None]
     assert order == ["validate-application", "risk-score", "generate-offer", "disburse-funds"]
 
     stopped_early = sds.wait(fraud, 30)
-    assert json.loads(stopped_early.result or "{}") == {"application_id": "app-2", "status": "DECLINED",
-                                                        "risk": json.loads(stopped_early.result or "{}")["risk"],
-                                                        "reason": "fraud check"}
+    assert json.loads(stopped_early.result or "{}") == {
+        "application_id": "app-2",
+        "status": "DECLINED",
+        "risk": json.loads(stopped_early.result or "{}")["risk"],
+        "reason": "fraud check",
+    }
     assert "CallbackStarted" not in types(sds.history(fraud))
 
     no = sds.wait(declined, 30)
@@ -337,16 +396,28 @@ def test_failure_showcase_ends_as_advertised(sds: Durascope) -> None:
     exhausted = start(sds, "exhausted-retries", {"max_attempts": 3})
     unanswered = start(sds, "callback-timeout", {"timeout_seconds": 1})
     too_long = start(sds, "execution-timeout", {"seconds": 60})
-    mapped = start(sds, "map-with-failures", {"items": [f"item-{i}" for i in range(6)], "fail_indices": [1, 4],
-                                              "tolerated_failures": 2})
-    over = start(sds, "map-with-failures", {"items": [f"item-{i}" for i in range(4)], "fail_indices": [0, 1, 2],
-                                            "tolerated_failures": 1})
+    mapped = start(
+        sds,
+        "map-with-failures",
+        {"items": [f"item-{i}" for i in range(6)], "fail_indices": [1, 4], "tolerated_failures": 2},
+    )
+    over = start(
+        sds,
+        "map-with-failures",
+        {"items": [f"item-{i}" for i in range(4)], "fail_indices": [0, 1, 2], "tolerated_failures": 1},
+    )
     sleeper = start(sds, "long-wait", {"seconds": 3600})
 
     ok = sds.wait(retry, 30)
     assert ok.status == "SUCCEEDED" and json.loads(ok.result or "{}") == {"succeeded_on_attempt": 3}
     assert types(named(sds.history(retry), "flaky-call")) == [
-        "StepStarted", "StepFailed", "StepStarted", "StepFailed", "StepStarted", "StepSucceeded"]
+        "StepStarted",
+        "StepFailed",
+        "StepStarted",
+        "StepFailed",
+        "StepStarted",
+        "StepSucceeded",
+    ]
 
     gone = sds.wait(exhausted, 30)
     assert gone.status == "FAILED" and gone.error and "attempt 3 of 3" in gone.error["ErrorMessage"]
@@ -368,10 +439,16 @@ def test_failure_showcase_ends_as_advertised(sds: Durascope) -> None:
 
     partial = sds.wait(mapped, 30)
     assert partial.status == "SUCCEEDED"
-    assert json.loads(partial.result or "{}") == {"succeeded": 4, "failed": 2, "completion_reason": "ALL_COMPLETED",
-                                                  "errors": ["item-1 is malformed", "item-4 is malformed"]}
+    assert json.loads(partial.result or "{}") == {
+        "succeeded": 4,
+        "failed": 2,
+        "completion_reason": "ALL_COMPLETED",
+        "errors": ["item-1 is malformed", "item-4 is malformed"],
+    }
     hm = sds.history(mapped)
-    assert [e["SubType"] for e in hm if e["EventType"] == "ContextSucceeded" and e["Name"] == "process-items"] == ["Map"]
+    assert [e["SubType"] for e in hm if e["EventType"] == "ContextSucceeded" and e["Name"] == "process-items"] == [
+        "Map"
+    ]
     iterations = [e for e in hm if e.get("SubType") == "MapIteration"]
     assert sorted(e["Name"] for e in iterations if e["EventType"] == "ContextFailed") == ["item-1", "item-4"]
     assert len([e for e in iterations if e["EventType"] == "ContextSucceeded"]) == 4

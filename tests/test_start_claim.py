@@ -27,20 +27,27 @@ def _count_begins(ds: Durascope, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return begun
 
 
-def test_the_first_invocation_is_claimed_when_the_execution_starts(ds: Durascope,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_first_invocation_is_claimed_when_the_execution_starts(
+    ds: Durascope, monkeypatch: pytest.MonkeyPatch
+) -> None:
     register(ds, "add", "th_basic:add_one")
     begun = _count_begins(ds, monkeypatch)
     arn = ds.start("add", '{"a": 41}')
     summary = ds.wait(arn, 30)
     assert (summary.status, summary.result) == ("SUCCEEDED", "42")
     assert begun == []
-    assert types(ds.history(arn)) == ["ExecutionStarted", "StepStarted", "StepSucceeded", "InvocationCompleted",
-                                      "ExecutionSucceeded"]
+    assert types(ds.history(arn)) == [
+        "ExecutionStarted",
+        "StepStarted",
+        "StepSucceeded",
+        "InvocationCompleted",
+        "ExecutionSucceeded",
+    ]
 
 
-def test_a_busy_engine_leaves_the_claim_to_its_threads(database_url: str, tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_busy_engine_leaves_the_claim_to_its_threads(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ds = Durascope.open(database_url, max_concurrent_invocations=1)
     try:
         register(ds, "gated", "th_basic:gated")
@@ -59,8 +66,9 @@ def test_a_busy_engine_leaves_the_claim_to_its_threads(database_url: str, tmp_pa
         ds.close()
 
 
-def test_a_claim_that_does_not_commit_writes_nothing_and_frees_the_slot(ds: Durascope,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_claim_that_does_not_commit_writes_nothing_and_frees_the_slot(
+    ds: Durascope, monkeypatch: pytest.MonkeyPatch
+) -> None:
     register(ds, "add", "th_basic:add_one")
 
     def broken(*_args: Any) -> Any:

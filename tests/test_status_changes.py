@@ -1,4 +1,4 @@
-"""Status-change events derived from the log (spec section 8): shape, ids, paging, SSE feed."""
+"""Status-change events derived from the log (docs/protocol.md#status-changes): shape, ids, paging, SSE feed."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import json
 import re
 import uuid
 
-
-from tests.conftest import register
 from recorder.api import Durascope
+from tests.conftest import register
 from viewer import create_app
 
 ISO_S = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 import time
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import func, select, text
@@ -64,7 +64,7 @@ def test_purge_removes_a_closed_execution_only(ds: Durascope) -> None:
     done = ds.start("add-one", '{"a": 1}')
     ds.wait(done, 30)
     eid = done.rsplit("/", 1)[1]
-    ds.engine.stop()  # type: ignore[union-attr]
+    ds.engine.stop()
     running = ds.control.start_execution("add-one", "{}").execution_id
     with pytest.raises(ValueError, match="not closed"):
         with ds.db.write() as s:
@@ -136,8 +136,11 @@ def test_event_ids_are_gap_free_and_positions_increase(ds: Durascope) -> None:
     with ds.db.read() as s:
         for arn in arns:
             eid = arn.rsplit("/", 1)[1]
-            rows = s.execute(select(Event.event_id, Event.position, Event.ts_ms).where(
-                Event.execution_id == eid, Event.event_id.is_not(None)).order_by(Event.position)).all()
+            rows = s.execute(
+                select(Event.event_id, Event.position, Event.ts_ms)
+                .where(Event.execution_id == eid, Event.event_id.is_not(None))
+                .order_by(Event.position)
+            ).all()
             assert [r.event_id for r in rows] == list(range(1, len(rows) + 1))
             assert [r.ts_ms for r in rows] == sorted(r.ts_ms for r in rows)
         positions = s.scalars(select(Event.position).order_by(Event.position)).all()

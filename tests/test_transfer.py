@@ -43,17 +43,25 @@ def source(tmp_path: Path) -> Iterator[tuple[Durascope, list[str]]]:
 
 def _counts(ds: Durascope) -> tuple[int, int]:
     with ds.db.read() as s:
-        return (s.execute(text("SELECT COUNT(*) FROM events")).scalar() or 0,
-                s.execute(text("SELECT COUNT(*) FROM executions")).scalar() or 0)
+        return (
+            s.execute(text("SELECT COUNT(*) FROM events")).scalar() or 0,
+            s.execute(text("SELECT COUNT(*) FROM executions")).scalar() or 0,
+        )
 
 
 def _cli(database_url: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "recorder.cli", *args], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "DURASCOPE_DATABASE_URL": database_url, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "recorder.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "DURASCOPE_DATABASE_URL": database_url, **(env or {})},
+    )
 
 
-def test_export_import_export_gives_the_same_bytes(source: tuple[Durascope, list[str]], database_url: str,
-                                                   tmp_path: Path) -> None:
+def test_export_import_export_gives_the_same_bytes(
+    source: tuple[Durascope, list[str]], database_url: str, tmp_path: Path
+) -> None:
     src, arns = source
     target = Durascope.open(database_url, run_engine=False)
     try:
@@ -98,8 +106,9 @@ def test_ndjson_events_and_csv_operations(source: tuple[Durascope, list[str]]) -
     assert doomed["status"] == "FAILED" and doomed["attempts"] == "2" and "never works" in doomed["error"]
 
 
-def test_bulk_export_with_filters_and_import_of_the_zip(source: tuple[Durascope, list[str]], database_url: str,
-                                                        tmp_path: Path) -> None:
+def test_bulk_export_with_filters_and_import_of_the_zip(
+    source: tuple[Durascope, list[str]], database_url: str, tmp_path: Path
+) -> None:
     src, arns = source
     zpath = tmp_path / "all.zip"
     out = _cli(src.settings.database_url, "export", "-o", str(zpath))
@@ -108,7 +117,10 @@ def test_bulk_export_with_filters_and_import_of_the_zip(source: tuple[Durascope,
     with zipfile.ZipFile(zpath) as zf:
         assert sorted(zf.namelist()) == sorted([a.rsplit("/", 1)[1] + ".json" for a in arns] + ["manifest.json"])
     failed = tmp_path / "failed.ndjson"
-    assert _cli(src.settings.database_url, "export", "--status", "FAILED", "--since", "1d", "-o", str(failed)).returncode == 0
+    assert (
+        _cli(src.settings.database_url, "export", "--status", "FAILED", "--since", "1d", "-o", str(failed)).returncode
+        == 0
+    )
     assert [json.loads(x)["DurableExecutionArn"] for x in failed.read_text().splitlines()] == [arns[1]]
     imported = _cli(database_url, "import", str(zpath))
     assert imported.returncode == 0, imported.stderr
@@ -118,7 +130,7 @@ def test_bulk_export_with_filters_and_import_of_the_zip(source: tuple[Durascope,
     assert json.loads((tmp_path / "one.json").read_text())["Events"] == src.history(arns[2])
 
 
-def _doc(src: Durascope, arn: str) -> dict:  # type: ignore[type-arg]
+def _doc(src: Durascope, arn: str) -> dict:
     return transfer.history_document(src.db, arn)
 
 
@@ -135,12 +147,17 @@ def _hostile_cases(src: Durascope, arn: str, tmp_path: Path) -> list[tuple[Path,
     add("gap.json", {**good, "Events": [good["Events"][0], {**good["Events"][1], "EventId": 5}]}, "EventId must be 2")
     add("huge-ts.json", {**good, "Events": [{**good["Events"][0], "EventTimestamp": 1e300}]}, "outside 2000-2200")
     add("bool-ts.json", {**good, "Events": [{**good["Events"][0], "EventTimestamp": True}]}, "must be a number")
-    add("nan.json", json.dumps({**good, "Events": [{**good["Events"][0], "EventTimestamp": "X"}]}).replace(
-        '"X"', "NaN").encode(), "not valid JSON")
+    add(
+        "nan.json",
+        json.dumps({**good, "Events": [{**good["Events"][0], "EventTimestamp": "X"}]}).replace('"X"', "NaN").encode(),
+        "not valid JSON",
+    )
     add("truncated.json", json.dumps(good).encode()[:-40], "not valid JSON")
     add("extra-field.json", {**good, "Events": [{**good["Events"][0], "Evil": 1}]}, "unexpected field")
     add("no-arn.json", {"Events": good["Events"]}, "pass the execution ARN")
-    add("bad-arn.json", {**good, "DurableExecutionArn": "arn:aws:lambda:../../etc"}, "not a valid durable execution ARN")
+    add(
+        "bad-arn.json", {**good, "DurableExecutionArn": "arn:aws:lambda:../../etc"}, "not a valid durable execution ARN"
+    )
     nul_name = {**good["Events"][1], "Name": "a\u0000b"}
     add("nul.json", {**good, "Events": [good["Events"][0], nul_name, *good["Events"][2:]]}, "NUL")
     paths = []
@@ -164,8 +181,9 @@ def _hostile_cases(src: Durascope, arn: str, tmp_path: Path) -> list[tuple[Path,
     return paths
 
 
-def test_hostile_files_are_refused_with_a_message_and_change_nothing(source: tuple[Durascope, list[str]],
-                                                                     database_url: str, tmp_path: Path) -> None:
+def test_hostile_files_are_refused_with_a_message_and_change_nothing(
+    source: tuple[Durascope, list[str]], database_url: str, tmp_path: Path
+) -> None:
     src, arns = source
     target = Durascope.open(database_url, run_engine=False)
     try:
@@ -181,14 +199,20 @@ def test_hostile_files_are_refused_with_a_message_and_change_nothing(source: tup
         target.close()
 
 
-def test_pull_from_another_durascope_and_import_aws_cli_output(source: tuple[Durascope, list[str]],
-                                                               database_url: str, tmp_path: Path) -> None:
+def test_pull_from_another_durascope_and_import_aws_cli_output(
+    source: tuple[Durascope, list[str]], database_url: str, tmp_path: Path
+) -> None:
     src, arns = source
     server, served = build_server(Settings.from_env(database_url=src.settings.database_url), port=0, run_engine=False)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"
-    env = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_CONFIG_FILE": str(tmp_path / "none"), "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    env = {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+    }
     try:
         pulled = _cli(database_url, "pull", "--endpoint-url", url, "--function", "flaky", env=env)
         assert pulled.returncode == 0, pulled.stderr
@@ -196,9 +220,25 @@ def test_pull_from_another_durascope_and_import_aws_cli_output(source: tuple[Dur
         again = _cli(database_url, "pull", "--endpoint-url", url, "--function", "flaky", env=env)
         assert "pulled 0 executions; 1 already here" in again.stdout
         # What `aws lambda get-durable-execution-history` prints (ISO timestamps, no ARN) imports with --arn.
-        cli = subprocess.run([sys.executable, "-m", "awscli", "lambda", "get-durable-execution-history",
-                              "--durable-execution-arn", arns[1], "--endpoint-url", url, "--output", "json"],
-                             capture_output=True, text=True, timeout=120, env={**os.environ, **env})
+        cli = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "awscli",
+                "lambda",
+                "get-durable-execution-history",
+                "--durable-execution-arn",
+                arns[1],
+                "--endpoint-url",
+                url,
+                "--output",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **env},
+        )
         assert cli.returncode == 0, cli.stderr
         saved = tmp_path / "from-aws-cli.json"
         saved.write_text(cli.stdout)

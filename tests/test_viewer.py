@@ -72,10 +72,11 @@ def test_list_filters_sort_and_keyset_pages(ds: Durascope, client) -> None:
     data = client.get("/api/v1/executions?status=FAILED").get_json()
     assert {r["name"] for r in data["rows"]} == {"bad-0", "bad-1"}
     assert data["status_counts"] == {"FAILED": 2, "SUCCEEDED": 5}  # counts ignore the status filter
-    assert {r["name"] for r in client.get("/api/v1/executions?function=add-one&q=ok-3").get_json()["rows"]} \
-        == {"ok-3"}
-    assert {r["name"] for r in client.get("/api/v1/executions?error=StepError").get_json()["rows"]} \
-        == {"bad-0", "bad-1"}
+    assert {r["name"] for r in client.get("/api/v1/executions?function=add-one&q=ok-3").get_json()["rows"]} == {"ok-3"}
+    assert {r["name"] for r in client.get("/api/v1/executions?error=StepError").get_json()["rows"]} == {
+        "bad-0",
+        "bad-1",
+    }
     # Filtered HTML keeps the filters in the URL-driven form.
     page = html(client.get("/?status=FAILED&function=doomed"))
     assert ">bad-1<" in page and ">ok-1<" not in page and 'value="doomed" selected' in page
@@ -99,6 +100,7 @@ def test_list_filters_sort_and_keyset_pages(ds: Durascope, client) -> None:
         statements.append(statement)
         if "OFFSET" in statement.upper():  # SQLite's dialect always writes "LIMIT ? OFFSET ?"
             offsets.append(params[-1])
+
     sa_event.listen(ds.db.read_engine, "before_cursor_execute", listener)
     try:
         for sort, order in (("start", "desc"), ("end", "asc"), ("duration", "desc")):
@@ -119,8 +121,15 @@ def test_list_filters_sort_and_keyset_pages(ds: Durascope, client) -> None:
 
     # A cursor issued for other filters, a damaged one, bad dates and statuses: 400s.
     cursor = client.get("/api/v1/executions?limit=2").get_json()["next_cursor"]
-    for query in (f"status=FAILED&cursor={cursor}", "cursor=%%%", "from=yesterday", "status=BOGUS",
-                  "sort=name", "limit=0", "from=2026-02-01&to=2026-01-01"):
+    for query in (
+        f"status=FAILED&cursor={cursor}",
+        "cursor=%%%",
+        "from=yesterday",
+        "status=BOGUS",
+        "sort=name",
+        "limit=0",
+        "from=2026-02-01&to=2026-01-01",
+    ):
         resp = client.get(f"/?{query}")
         assert resp.status_code == 400 and resp.mimetype == "text/html", query
         assert "Bad request" in html(resp)
@@ -151,8 +160,12 @@ def test_execution_page_callback_and_stop(ds: Durascope, client) -> None:
     assert "heartbeat due" in page
 
     # Invalid JSON: refused in place, nothing sent, the execution keeps waiting.
-    resp = submit_form(client, url(arn), url(arn, "callback"), {"callback_id": cb["callback_id"], "action": "success",
-                                                   "payload": "{not json"})
+    resp = submit_form(
+        client,
+        url(arn),
+        url(arn, "callback"),
+        {"callback_id": cb["callback_id"], "action": "success", "payload": "{not json"},
+    )
     assert resp.status_code == 400 and "Payload is not valid JSON" in html(resp)
     assert "{not json" in html(resp)  # the typed text stays in the form
     assert ds.describe(arn).status == "RUNNING"
@@ -160,10 +173,16 @@ def test_execution_page_callback_and_stop(ds: Durascope, client) -> None:
     resp = submit_form(client, url(arn), url(arn, "callback"), {"callback_id": "QUJD", "action": "heartbeat"})
     assert resp.status_code == 400 and 'class="form-error"' in html(resp)
 
-    resp = submit_form(client, url(arn), url(arn, "callback"), {"callback_id": cb["callback_id"], "action": "heartbeat"})
+    resp = submit_form(
+        client, url(arn), url(arn, "callback"), {"callback_id": cb["callback_id"], "action": "heartbeat"}
+    )
     assert resp.status_code == 303
-    resp = submit_form(client, url(arn), url(arn, "callback"), {"callback_id": cb["callback_id"], "action": "success",
-                                                   "payload": '{"approved": true}'})
+    resp = submit_form(
+        client,
+        url(arn),
+        url(arn, "callback"),
+        {"callback_id": cb["callback_id"], "action": "success", "payload": '{"approved": true}'},
+    )
     assert resp.status_code == 303 and "notice=callback-success" in resp.headers["Location"]
     assert ds.wait(arn, 30).status == "SUCCEEDED"
     page = html(client.get(resp.headers["Location"]))
@@ -231,18 +250,61 @@ def test_retries_timeline_operations_and_first_failure(ds: Durascope, client) ->
 def _synthetic(n_ops: int, n_inv: int) -> ExecutionView:
     invs = tuple(Invocation(i + 1, i * 1000, i * 1000 + 100, f"r{i}", i) for i in range(n_inv))
     gaps = tuple(Gap(i * 1000 + 100, (i + 1) * 1000, (f"wait 'w{i}'",), False) for i in range(n_inv - 1))
-    ops = [OperationView(id="map", parent_id=None, depth=0, name="map", type="CONTEXT", sub_type="Map",
-                         status="SUCCEEDED", start_ms=0, end_ms=n_inv * 1000, child_count=n_ops - 1)]
+    ops = [
+        OperationView(
+            id="map",
+            parent_id=None,
+            depth=0,
+            name="map",
+            type="CONTEXT",
+            sub_type="Map",
+            status="SUCCEEDED",
+            start_ms=0,
+            end_ms=n_inv * 1000,
+            child_count=n_ops - 1,
+        )
+    ]
     for i in range(n_ops - 1):
         attempt = Attempt(1, i, i + 5, "failed" if i % 7 == 0 else "succeeded", None, None, i)
-        ops.append(OperationView(id=f"op{i}", parent_id="map", depth=1, name=f"item-{i}", type="STEP",
-                                 sub_type="Step", status=attempt.outcome.upper(), start_ms=i, end_ms=i + 5,
-                                 attempts=(attempt,)))
-    return ExecutionView(arn="arn", name="n", function="f", version="$LATEST", status="SUCCEEDED", input=None,
-                         result=None, error=None, start_ms=0, end_ms=n_inv * 1000, duration_ms=n_inv * 1000,
-                         active_ms=n_inv * 100, suspended_ms=n_inv * 900, event_count=10_000, invocations=invs,
-                         gaps=gaps, operations=tuple(ops), first_failure_op=None, first_failure_event=None,
-                         waiting_on=(), callbacks=(), parent_arn=None, now_ms=n_inv * 1000)
+        ops.append(
+            OperationView(
+                id=f"op{i}",
+                parent_id="map",
+                depth=1,
+                name=f"item-{i}",
+                type="STEP",
+                sub_type="Step",
+                status=attempt.outcome.upper(),
+                start_ms=i,
+                end_ms=i + 5,
+                attempts=(attempt,),
+            )
+        )
+    return ExecutionView(
+        arn="arn",
+        name="n",
+        function="f",
+        version="$LATEST",
+        status="SUCCEEDED",
+        input=None,
+        result=None,
+        error=None,
+        start_ms=0,
+        end_ms=n_inv * 1000,
+        duration_ms=n_inv * 1000,
+        active_ms=n_inv * 100,
+        suspended_ms=n_inv * 900,
+        event_count=10_000,
+        invocations=invs,
+        gaps=gaps,
+        operations=tuple(ops),
+        first_failure_op=None,
+        first_failure_event=None,
+        waiting_on=(),
+        callbacks=(),
+        parent_arn=None,
+        now_ms=n_inv * 1000,
+    )
 
 
 def test_timeline_stays_readable_at_scale() -> None:
@@ -270,9 +332,23 @@ def test_payload_preview_is_the_head_of_the_pretty_print() -> None:
             pretty, is_json = raw, False
         return Payload(pretty[:limit], is_json, len(raw), len(pretty) > limit, "json" if is_json else "text")
 
-    samples = ["1", "1.0e3", '"\\u00e9"', "NaN", "true", "null", "[]", " 12 ", "not json", XSS,
-               json.dumps({"a": [1, 2, {"b": "é"}], "c": {}}), json.dumps({"k": ["x" * 100] * 500}),
-               json.dumps(list(range(3000))), json.dumps("y" * 5000), json.dumps({"a" * 3990: 1})]
+    samples = [
+        "1",
+        "1.0e3",
+        '"\\u00e9"',
+        "NaN",
+        "true",
+        "null",
+        "[]",
+        " 12 ",
+        "not json",
+        XSS,
+        json.dumps({"a": [1, 2, {"b": "é"}], "c": {}}),
+        json.dumps({"k": ["x" * 100] * 500}),
+        json.dumps(list(range(3000))),
+        json.dumps("y" * 5000),
+        json.dumps({"a" * 3990: 1}),
+    ]
     for raw in samples:
         for limit in (4000, 10, 1):
             assert Payload.of(raw, limit) == full(raw, limit), (raw[:40], limit)
@@ -291,8 +367,7 @@ def test_imported_large_history_on_the_page(ds: Durascope, client) -> None:
     view = client.get(api(arn)).get_json()
     assert view["event_count"] == len(events) and view["status"] == "SUCCEEDED"
     inv = [e for e in events if e["EventType"] == "InvocationCompleted"]
-    assert [i["request_id"] for i in view["invocations"]] == [e["InvocationCompletedDetails"]["RequestId"]
-                                                              for e in inv]
+    assert [i["request_id"] for i in view["invocations"]] == [e["InvocationCompletedDetails"]["RequestId"] for e in inv]
     assert len(view["gaps"]) == len(inv) - 1
     steps = [o for o in view["operations"] if o["type"] == "STEP"]
     assert len(steps) == len({e["Id"] for e in events if e["EventType"] == "StepStarted"})
@@ -319,7 +394,9 @@ def test_instants_render_in_utc_for_the_browser_to_localize(ds: Durascope, clien
         assert element in page, path
     page = html(client.get(url(arn, "logs")))
     # An <option> holds text only: its instant comes as data, its UTC text as the label.
-    option = re.search(r'data-datetime="([0-9-]+)T([0-9:.]+)Z" data-label="1 · ">1 · ([0-9-]+) ([0-9:.]+)</option>', page)
+    option = re.search(
+        r'data-datetime="([0-9-]+)T([0-9:.]+)Z" data-label="1 · ">1 · ([0-9-]+) ([0-9:.]+)</option>', page
+    )
     assert option and option.group(1, 2) == option.group(3, 4)
     assert "localize" in client.get("/static/localtime.js").get_data(as_text=True)
 
@@ -400,9 +477,18 @@ def test_user_markup_is_always_escaped(ds: Durascope, client) -> None:
     ds.wait_for(lambda: client.get(api(cb)).get_json()["callbacks"], 30)
     cb_id = client.get(api(cb)).get_json()["callbacks"][0]["callback_id"]
 
-    pages = ["/", f"/?q={quote(XSS)}", f"/?error={quote(XSS)}", f"/?from={quote(XSS)}",
-             url(arn), url(arn, "events"), url(arn, "logs"), url(arn, "events") + f"?q={quote(XSS)}",
-             url(cb), f"/executions/{quote(XSS)}"]
+    pages = [
+        "/",
+        f"/?q={quote(XSS)}",
+        f"/?error={quote(XSS)}",
+        f"/?from={quote(XSS)}",
+        url(arn),
+        url(arn, "events"),
+        url(arn, "logs"),
+        url(arn, "events") + f"?q={quote(XSS)}",
+        url(cb),
+        f"/executions/{quote(XSS)}",
+    ]
     for path in pages:
         body = html(client.get(path))
         assert "<script>alert" not in body and "<img src=x" not in body, path
@@ -411,8 +497,9 @@ def test_user_markup_is_always_escaped(ds: Durascope, client) -> None:
     assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in body
     # In the timeline too (a label and a bar's hover text).
     assert 'title="step &lt;script&gt;alert(&#39;x&#39;)' in body
-    body = html(submit_form(client, url(cb), url(cb, "callback"),
-                            {"callback_id": cb_id, "action": "success", "payload": XSS}))
+    body = html(
+        submit_form(client, url(cb), url(cb, "callback"), {"callback_id": cb_id, "action": "success", "payload": XSS})
+    )
     assert "<script>alert" not in body and "&lt;script&gt;" in body
     body = html(submit_form(client, url(cb), url(cb, "callback"), {"callback_id": XSS, "action": "heartbeat"}))
     assert "<script>alert" not in body
@@ -420,7 +507,7 @@ def test_user_markup_is_always_escaped(ds: Durascope, client) -> None:
     assert client.get(api(arn)).get_json()["error"]["message"] == XSS
 
 
-def test_download_all_matching_executions_as_a_zip(database_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_download_all_matching_executions_as_a_zip(database_url: str, tmp_path) -> None:
     """The list's "Download all" link exports exactly the filtered executions (issue: export buttons)."""
     import io
     import json as _json

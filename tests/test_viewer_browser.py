@@ -27,12 +27,20 @@ from tests.test_viewer import XSS, register_xss
 from viewer.server import build_server
 
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 SHOTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "screenshots"
 
-pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                reason="Debian chromium is not installed (apt-get install -y chromium)")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists(CHROMIUM), reason="Debian chromium is not installed (apt-get install -y chromium)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,16 +57,23 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Durasc
             "hello": ds.start("hello", json.dumps({"name": "Ada"}), name="hello-ada"),
             "retry": ds.start("retry-then-succeed", "{}", name="retry-1"),
             "exhausted": ds.start("exhausted-retries", "{}", name="exhausted-1"),
-            "map": ds.start("map-with-failures", json.dumps({"items": list(range(1, 9)), "fail_indices": [2, 5],
-                                                             "tolerated_failures": 4}),
-                            name="map-1"),
+            "map": ds.start(
+                "map-with-failures",
+                json.dumps({"items": list(range(1, 9)), "fail_indices": [2, 5], "tolerated_failures": 4}),
+                name="map-1",
+            ),
             "xss": ds.start("xss", json.dumps({"note": XSS}), name="xss-1"),
             "approval": ds.start("approval", json.dumps({"timeout": 600}), name="approval-1"),
         }
         for key in ("hello", "retry", "exhausted", "map", "xss"):
             ds.wait(arns[key], 60)
-        ds.wait_for(lambda: ds.get_execution(arns["approval"])["Status"] == "RUNNING"
-                    and any(e["EventType"] == "CallbackStarted" for e in ds.history(arns["approval"])), 30)
+        ds.wait_for(
+            lambda: (
+                ds.get_execution(arns["approval"])["Status"] == "RUNNING"
+                and any(e["EventType"] == "CallbackStarted" for e in ds.history(arns["approval"]))
+            ),
+            30,
+        )
         yield f"http://127.0.0.1:{server.server_port}", ds, arns
     finally:
         server.shutdown()
@@ -80,8 +95,8 @@ def browser() -> Iterator:
 def page(browser) -> Iterator:
     context = browser.new_context(viewport={"width": 1366, "height": 768})
     pg = context.new_page()
-    pg.dialogs = []  # type: ignore[attr-defined]
-    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))  # type: ignore[attr-defined]
+    pg.dialogs = []
+    pg.on("dialog", lambda d: (pg.dialogs.append(d.message), d.dismiss()))
     pg.set_default_timeout(15_000)
     yield pg
     context.close()
@@ -183,7 +198,7 @@ def test_send_a_callback_through_the_form(site, page) -> None:
     page.on("framenavigated", lambda frame: navigations.append(frame.url))
     # The page follows the execution to its end without a reload.
     expect(page.locator(".exec-head .badge").first).to_have_text("SUCCEEDED", timeout=30_000)
-    expect(page.locator(".io")).to_contain_text('browser')
+    expect(page.locator(".io")).to_contain_text("browser")
     expect(page.locator("#waiting")).to_have_count(0)
     assert navigations == [], "the page must follow the execution without a reload"
     shot(page, "callback-done")
@@ -197,8 +212,12 @@ def test_markup_in_user_data_never_runs(site, page) -> None:
     from playwright.sync_api import expect
 
     base, ds, arns = site
-    for path in [exec_url(base, arns["xss"]), exec_url(base, arns["xss"]) + "/events",
-                 exec_url(base, arns["xss"]) + "/logs", f"{base}/?q={quote(XSS)}"]:
+    for path in [
+        exec_url(base, arns["xss"]),
+        exec_url(base, arns["xss"]) + "/events",
+        exec_url(base, arns["xss"]) + "/logs",
+        f"{base}/?q={quote(XSS)}",
+    ]:
         page.goto(path)
         page.wait_for_load_state("load")
         assert page.locator("img[src=x]").count() == 0, path
@@ -221,8 +240,9 @@ def test_running_rows_update_live_without_a_reload(site, page) -> None:
     arn = ds.start("approval", json.dumps({"timeout": 600}), name=f"live-{int(time.time() * 1000)}")
     # Suspended on its callback: the first invocation has ended.
     ds.wait_for(lambda: any(e["EventType"] == "InvocationCompleted" for e in ds.history(arn)), 30)
-    callback_id = next(e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn)
-                       if e["EventType"] == "CallbackStarted")
+    callback_id = next(
+        e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn) if e["EventType"] == "CallbackStarted"
+    )
     page.goto(f"{base}/?function=approval")
     row = page.locator(f'tr[data-arn="{arn}"]')
     expect(row.locator(".badge")).to_have_text("RUNNING")
@@ -265,7 +285,8 @@ def test_times_show_in_the_browsers_time_zone(site, browser) -> None:
         expect(started).to_have_attribute("title", utc.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC")
         # The timeline's axis is in the browser's zone too, and says which.
         expect(page.locator("#timeline .tl-zone")).to_have_text(
-            re.compile(r"^time \(Asia/(Kolkata|Calcutta) \(UTC\+05:30\)\)$"))
+            re.compile(r"^time \(Asia/(Kolkata|Calcutta) \(UTC\+05:30\)\)$")
+        )
         tick = page.locator("#timeline .tl-axis time.tick").first
         tick_utc = dt.datetime.fromisoformat(tick.get_attribute("datetime").replace("Z", "+00:00"))
         tick_local = tick_utc + dt.timedelta(hours=5, minutes=30)
@@ -278,8 +299,9 @@ def test_times_show_in_the_browsers_time_zone(site, browser) -> None:
     finally:
         context.close()
 
-    plain = browser.new_context(viewport={"width": 1366, "height": 768}, timezone_id="Asia/Kolkata",
-                                java_script_enabled=False)
+    plain = browser.new_context(
+        viewport={"width": 1366, "height": 768}, timezone_id="Asia/Kolkata", java_script_enabled=False
+    )
     try:
         page = plain.new_page()
         page.goto(exec_url(base, arns["retry"]))
@@ -306,8 +328,10 @@ def large_site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     try:
         docs = {n: synthetic("large", n, T0 + n) for n in (10_000, 20_000)}
         import_histories(ds.db, [parse_history(doc, f"synthetic {n}") for n, doc in docs.items()])
-        yield (f"http://127.0.0.1:{server.server_port}",
-               {n: (doc["DurableExecutionArn"], len(doc["Events"])) for n, doc in docs.items()})
+        yield (
+            f"http://127.0.0.1:{server.server_port}",
+            {n: (doc["DurableExecutionArn"], len(doc["Events"])) for n, doc in docs.items()},
+        )
     finally:
         server.shutdown()
         server.server_close()
@@ -452,8 +476,11 @@ def test_new_executions_appear_on_the_list_without_a_reload(site, page) -> None:
     navigations = []
     page.on("framenavigated", lambda frame: navigations.append(frame.url))
     name = f"new-{int(time.time() * 1000)}"
-    ds.start("order-saga", json.dumps({"order_id": "o-9", "sku": "MUG-7", "qty": 1, "amount": 8.0,
-                                       "fail_at": "ship-order"}), name=name)
+    ds.start(
+        "order-saga",
+        json.dumps({"order_id": "o-9", "sku": "MUG-7", "qty": 1, "amount": 8.0, "fail_at": "ship-order"}),
+        name=name,
+    )
     row = page.locator("table.executions tr", has_text=name)
     expect(row).to_have_count(1, timeout=20_000)
     expect(row.locator(".badge")).to_have_text("FAILED", timeout=30_000)
@@ -476,8 +503,9 @@ def test_an_execution_page_follows_the_execution_live(site, page) -> None:
     expect(page.locator("#waiting")).to_be_visible()
     navigations = []
     page.on("framenavigated", lambda frame: navigations.append(frame.url))
-    callback_id = next(e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn)
-                       if e["EventType"] == "CallbackStarted")
+    callback_id = next(
+        e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn) if e["EventType"] == "CallbackStarted"
+    )
     ds.callback_success(callback_id, b'"followed"')
     expect(page.locator(".exec-head .badge").first).to_have_text("SUCCEEDED", timeout=30_000)
     expect(page.locator("#waiting")).to_have_count(0)
@@ -492,8 +520,9 @@ def test_a_callback_id_copies_with_one_click(site, browser) -> None:
     base, ds, _arns = site
     arn = ds.start("approval", json.dumps({"timeout": 600}), name=f"copy-{int(time.time() * 1000)}")
     ds.wait_for(lambda: any(e["EventType"] == "CallbackStarted" for e in ds.history(arn)), 30)
-    callback_id = next(e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn)
-                       if e["EventType"] == "CallbackStarted")
+    callback_id = next(
+        e["CallbackStartedDetails"]["CallbackId"] for e in ds.history(arn) if e["EventType"] == "CallbackStarted"
+    )
     context = browser.new_context(viewport={"width": 1366, "height": 768})
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
     try:

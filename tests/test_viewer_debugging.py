@@ -34,8 +34,17 @@ TICKET = uuid.UUID("12345678-1234-5678-1234-567812345678")
 @durable_execution
 def typed_results(event, context: DurableContext):
     """Step results in the SDK's extended types, then a chained-looking failure."""
-    quote_ = context.step(lambda _: {"when": WHEN, "amount": Decimal("12.50"), "ticket": TICKET,
-                                     "pair": (1, "two"), "blob": b"\x00\x01", "day": WHEN.date()}, name="quote")
+    quote_ = context.step(
+        lambda _: {
+            "when": WHEN,
+            "amount": Decimal("12.50"),
+            "ticket": TICKET,
+            "pair": (1, "two"),
+            "blob": b"\x00\x01",
+            "day": WHEN.date(),
+        },
+        name="quote",
+    )
 
     def charge(_):
         raise ValueError(f"card declined for {quote_['amount']}")
@@ -89,11 +98,11 @@ def test_failed_attempts_carry_the_traceback_their_invocation_logged(ds: Durasco
     page = client.get(url(arn)).get_data(as_text=True)
     assert "Stack trace sent with the error" not in page and ">()<" not in page and "stack trace sent" not in page
     assert "Traceback, as invocation 1 logged it" in page and "Traceback, as invocation 2 logged it" in page
-    link = f'{url(arn, "logs")}?invocation=2#log-{second["trace"]["line_id"]}'
+    link = f"{url(arn, 'logs')}?invocation=2#log-{second['trace']['line_id']}"
     assert f'href="{link}"' in page
     # The link lands on the line that holds the traceback.
-    logs = client.get(f'{url(arn, "logs")}?invocation=2').get_data(as_text=True)
-    row = logs[logs.index(f'id="log-{second["trace"]["line_id"]}"'):]
+    logs = client.get(f"{url(arn, 'logs')}?invocation=2").get_data(as_text=True)
+    row = logs[logs.index(f'id="log-{second["trace"]["line_id"]}"') :]
     assert "never works" in row[:4000]
 
     # The failure panel: the failing step, its error, the traceback, its own log lines.
@@ -116,12 +125,23 @@ def test_decoded_results_with_labelled_types_and_the_raw_text(ds: Durascope, cli
     result = quote_op["result"]
     assert result["encoding"] == "sdk" and result["raw"].startswith('{"t":"m"')
     decoded = json.loads(result["text"])
-    assert decoded == {"when": "2026-03-01T12:30:00+00:00", "amount": 12.50, "ticket": str(TICKET),
-                       "pair": [1, "two"], "blob": "AAE=", "day": "2026-03-01"}
+    assert decoded == {
+        "when": "2026-03-01T12:30:00+00:00",
+        "amount": 12.50,
+        "ticket": str(TICKET),
+        "pair": [1, "two"],
+        "blob": "AAE=",
+        "day": "2026-03-01",
+    }
     assert '"amount": 12.50' in result["text"]  # a decimal keeps its digits
     assert {(t["path"], t["type"]) for t in result["types"]} == {
-        ("$.when", "datetime"), ("$.amount", "decimal"), ("$.ticket", "uuid"), ("$.pair", "tuple"),
-        ("$.blob", "bytes, base64"), ("$.day", "date")}
+        ("$.when", "datetime"),
+        ("$.amount", "decimal"),
+        ("$.ticket", "uuid"),
+        ("$.pair", "tuple"),
+        ("$.blob", "bytes, base64"),
+        ("$.day", "date"),
+    }
     page = client.get(url(arn)).get_data(as_text=True)
     label = '<span class="xt" title="decoded from the SDK\'s datetime encoding">datetime</span>'
     assert "&#34;2026-03-01T12:30:00+00:00&#34;" + label in page
@@ -202,7 +222,10 @@ def test_tracebacks_a_worker_process_wrote_line_by_line() -> None:
     assert "done: printed after" not in failed.text
     folded = fold(lines)
     assert [ln.text.split("\n", 1)[0] for ln in folded] == [
-        "❌ failed step for id: 1ced8f5be2db23a6, name: doomed", "Execution failed", "done: printed after"]
+        "❌ failed step for id: 1ced8f5be2db23a6, name: doomed",
+        "Execution failed",
+        "done: printed after",
+    ]
     # Another invocation's lines never join this one's traceback.
     other = split_records([entries[0], _entry(1, out[1], request="r2")])
     assert operation_traces(other) == {}
@@ -212,8 +235,9 @@ def test_tracebacks_a_worker_process_wrote_line_by_line() -> None:
 def worker_site(database_url: str) -> Iterator[Durascope]:
     from viewer.server import build_server
 
-    server, ds = build_server(Settings.from_env(database_url=database_url, worker_concurrency=1), port=0,
-                              invoker="workers")
+    server, ds = build_server(
+        Settings.from_env(database_url=database_url, worker_concurrency=1), port=0, invoker="workers"
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -39,12 +39,14 @@ def test_feed_page_links_executions_and_has_a_twin(ds: Durascope, client) -> Non
     ds.wait(arn, 30)
     page = client.get("/feed").get_data(as_text=True)
     _layout(page)
-    href = f'/executions/{quote(arn, safe="/:")}'
+    href = f"/executions/{quote(arn, safe='/:')}"
     assert f'<a href="{href}" title="{arn}">fed</a>' in page  # a link named by the execution, not a raw ARN
     assert page.count('<td class="ts"><time') == 2  # RUNNING and SUCCEEDED, as non-wrapping <time>s
     twin = client.get("/api/v1/feed/recent").get_json()
-    assert [(r["status"], r["name"], r["arn"]) for r in twin["rows"]] == [("SUCCEEDED", "fed", arn),
-                                                                            ("RUNNING", "fed", arn)]
+    assert [(r["status"], r["name"], r["arn"]) for r in twin["rows"]] == [
+        ("SUCCEEDED", "fed", arn),
+        ("RUNNING", "fed", arn),
+    ]
     assert client.get("/api/v1/feed/recent?status=FAILED").get_json()["rows"] == []
     bad = client.get("/feed?status=NOPE")
     assert bad.status_code == 400 and "unknown status" in bad.get_data(as_text=True)
@@ -53,8 +55,12 @@ def test_feed_page_links_executions_and_has_a_twin(ds: Durascope, client) -> Non
 def test_webhook_pages_show_which_execution_each_delivery_was_for(ds: Durascope, client) -> None:
     receiver = Receiver()
     try:
-        resp = submit_form(client, "/webhooks", "/webhooks", {"url": receiver.url("/in"), "status": "SUCCEEDED",
-                                                              "description": "<b>ops</b>"})
+        resp = submit_form(
+            client,
+            "/webhooks",
+            "/webhooks",
+            {"url": receiver.url("/in"), "status": "SUCCEEDED", "description": "<b>ops</b>"},
+        )
         page = resp.get_data(as_text=True)
         assert resp.status_code == 201 and "shown only this once" in page
         secret = re.search(r'class="secret copyable"[^>]*>(whsec_[^<]+)<', page).group(1)
@@ -67,8 +73,13 @@ def test_webhook_pages_show_which_execution_each_delivery_was_for(ds: Durascope,
             arn = ds.start("add-one", "{}", name="hooked")
             ds.wait(arn, 30)
             ds.wait_for(lambda: receiver.at("/in"), 30, "not delivered")
-            ds.wait_for(lambda: client.get(f"/api/v1/webhooks/{sub['id']}").get_json()["deliveryLog"][0]["state"]
-                        == "succeeded", 30, "delivery not recorded")
+            ds.wait_for(
+                lambda: (
+                    client.get(f"/api/v1/webhooks/{sub['id']}").get_json()["deliveryLog"][0]["state"] == "succeeded"
+                ),
+                30,
+                "delivery not recorded",
+            )
         finally:
             dispatcher.stop()
     finally:
@@ -77,8 +88,12 @@ def test_webhook_pages_show_which_execution_each_delivery_was_for(ds: Durascope,
     assert twin["url"] == receiver.url("/in") and twin["enabled"] is True
     assert twin["deliveries"]["succeeded"] == 1  # the counts, as the admin API always gave them
     [delivery] = twin["deliveryLog"]
-    assert delivery["execution"] == {"executionId": arn.rsplit("/", 1)[1], "arn": arn, "name": "hooked",
-                                     "function": "add-one"}
+    assert delivery["execution"] == {
+        "executionId": arn.rsplit("/", 1)[1],
+        "arn": arn,
+        "name": "hooked",
+        "function": "add-one",
+    }
     page = client.get(f"/webhooks/{sub['id']}").get_data(as_text=True)
     _layout(page)
     assert f'<a href="/executions/{quote(arn, safe="/:")}" title="{arn}">hooked</a>' in page
@@ -112,8 +127,13 @@ def test_every_form_carries_a_csrf_token(ds: Durascope, client) -> None:
 
 
 def test_one_error_shape_under_api_v1_and_html_404s_for_browsers(ds: Durascope, client) -> None:
-    for path in ("/api/v1/nothing", "/api/v1/executions?status=NOPE", "/api/v1/status-changes?after=x",
-                 "/api/v1/webhooks/none", "/api/v1/feed/recent?limit=0"):
+    for path in (
+        "/api/v1/nothing",
+        "/api/v1/executions?status=NOPE",
+        "/api/v1/status-changes?after=x",
+        "/api/v1/webhooks/none",
+        "/api/v1/feed/recent?limit=0",
+    ):
         resp = client.get(path)
         err = resp.get_json()["error"]
         assert set(err) == {"status", "type", "message"} and err["status"] == resp.status_code, path
@@ -168,7 +188,7 @@ def test_imported_copies_are_read_only_and_say_where_they_came_from(ds: Durascop
     assert "read-only copy" in page and "imported from run.zip/history-1.json" in page
     assert "Stop execution" not in page
     assert client.get("/api/v1/executions").get_json()["rows"][0]["imported"] is True
-    assert '>copy</span>' in client.get("/").get_data(as_text=True)
+    assert ">copy</span>" in client.get("/").get_data(as_text=True)
 
 
 def test_counts_read_as_words(ds: Durascope, client) -> None:
@@ -187,7 +207,7 @@ def test_counts_read_as_words(ds: Durascope, client) -> None:
     assert not re.search(r"\b1 (lines|children|executions|attempts|events|bytes)\b", page)
 
 
-def test_refusals_under_api_v1_have_the_same_shape(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_refusals_under_api_v1_have_the_same_shape(tmp_path) -> None:
     """Access refusals (here: a Host that is not served) use the one /api/v1 error shape too."""
     from recorder.config import Settings
 

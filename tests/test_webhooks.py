@@ -16,19 +16,21 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select, update
-from tests.conftest import register
-from tests.webhook_receiver import Receiver, statuses
+
 from recorder.api import Durascope
 from recorder.cli import main as cli
 from recorder.followers.dispatcher import LEASE_NAME, Dispatcher, backoff_ms
 from recorder.followers.models import Follower, WebhookAttempt, WebhookDelivery
 from recorder.followers.sender import PostResult, Sender
 from recorder.followers.webhooks import WebhookSettings, refused_address
+from tests.conftest import register
+from tests.webhook_receiver import Receiver, statuses
 from viewer import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = WebhookSettings(retry_base_seconds=0.05, retry_max_seconds=0.3, poll_seconds=0.01, lease_seconds=2,
-                       timeout_seconds=5)
+FAST = WebhookSettings(
+    retry_base_seconds=0.05, retry_max_seconds=0.3, poll_seconds=0.01, lease_seconds=2, timeout_seconds=5
+)
 
 
 @pytest.fixture
@@ -71,8 +73,9 @@ def test_signed_delivery_in_order_per_execution(ds: Durascope, receiver: Receive
     deliveries = client.get(f"/api/v1/webhooks/{sub['id']}/deliveries").get_json()["deliveries"]
     assert len(deliveries) == 10 and all(d["state"] == "succeeded" for d in deliveries)
     # A loopback receiver is a private target: what it answers is not kept in the log.
-    assert all(d["attemptLog"][0]["statusCode"] == 200 and d["attemptLog"][0]["responseExcerpt"] is None
-               for d in deliveries)
+    assert all(
+        d["attemptLog"][0]["statusCode"] == 200 and d["attemptLog"][0]["responseExcerpt"] is None for d in deliveries
+    )
     assert "secret" not in client.get(f"/api/v1/webhooks/{sub['id']}").get_json()
 
 
@@ -95,8 +98,14 @@ def test_receiver_down_then_up_loses_nothing(ds: Durascope, receiver: Receiver) 
         ds.wait_for(lambda: failed_attempts() >= 12, 30, "no failed attempts recorded")
         receiver.up()
         ds.wait_for(lambda: len(receiver.at("/flaky")) >= 12, 30, "not delivered after the receiver came back")
-        ds.wait_for(lambda: all(d["state"] == "succeeded" for d in client.get(
-            f"/api/v1/webhooks/{sub['id']}/deliveries").get_json()["deliveries"]), 30, "arrivals not recorded")
+        ds.wait_for(
+            lambda: all(
+                d["state"] == "succeeded"
+                for d in client.get(f"/api/v1/webhooks/{sub['id']}/deliveries").get_json()["deliveries"]
+            ),
+            30,
+            "arrivals not recorded",
+        )
     finally:
         disp.stop()
     got = receiver.at("/flaky")
@@ -117,10 +126,20 @@ def test_crash_between_send_and_record_redelivers_same_id(ds: Durascope, receive
     sub = _subscribe(client, receiver, "/crash")
     arn = ds.start("add-one", "{}")
     ds.wait(arn)
-    env = {**os.environ, "DURASCOPE_TEST_CRASH_AFTER_SEND": "1", "DURASCOPE_WEBHOOKS_LEASE_SECONDS": "1",
-           "DURASCOPE_WEBHOOKS_POLL_SECONDS": "0.01", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-m", "recorder.cli", "--database-url", ds.settings.database_url,
-                           "webhooks", "dispatch"], env=env, cwd=ROOT, timeout=60, capture_output=True)
+    env = {
+        **os.environ,
+        "DURASCOPE_TEST_CRASH_AFTER_SEND": "1",
+        "DURASCOPE_WEBHOOKS_LEASE_SECONDS": "1",
+        "DURASCOPE_WEBHOOKS_POLL_SECONDS": "0.01",
+        "PYTHONPATH": str(ROOT),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "recorder.cli", "--database-url", ds.settings.database_url, "webhooks", "dispatch"],
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+        capture_output=True,
+    )
     assert proc.returncode == 9, proc.stderr[-2000:]
     first = receiver.at("/crash")
     assert len(first) == 1 and first[0][1]["detail"]["status"] == "RUNNING"
@@ -180,8 +199,7 @@ def test_disabled_after_failures_then_enable_and_redeliver(ds: Durascope, receiv
     try:
         arn = ds.start("add-one", "{}")
         ds.wait(arn)
-        ds.wait_for(lambda: not client.get(f"/api/v1/webhooks/{sub['id']}").get_json()["enabled"], 30,
-                    "not disabled")
+        ds.wait_for(lambda: not client.get(f"/api/v1/webhooks/{sub['id']}").get_json()["enabled"], 30, "not disabled")
         got = client.get(f"/api/v1/webhooks/{sub['id']}").get_json()
         assert got["disabledReason"].startswith("disabled after failing for ")
         assert got["consecutiveFailures"] >= 3 and "consecutive failed delivery attempts" in got["disabledReason"]
@@ -201,8 +219,15 @@ def test_disabled_after_failures_then_enable_and_redeliver(ds: Durascope, receiv
         r = client.post(f"/api/v1/webhooks/{sub['id']}/deliveries/{first['id']}/redeliver")
         assert r.status_code == 202
         ds.wait_for(lambda: len(receiver.at("/dis")) >= 3, 30, "manual redeliver not sent")
-        ds.wait_for(lambda: any(a["manual"] for d in client.get(f"/api/v1/webhooks/{sub['id']}/deliveries")
-                                .get_json()["deliveries"] for a in d["attemptLog"]), 10, "manual attempt not logged")
+        ds.wait_for(
+            lambda: any(
+                a["manual"]
+                for d in client.get(f"/api/v1/webhooks/{sub['id']}/deliveries").get_json()["deliveries"]
+                for a in d["attemptLog"]
+            ),
+            10,
+            "manual attempt not logged",
+        )
     finally:
         disp.stop()
     ids = [i for i, _ in receiver.at("/dis")]
@@ -213,27 +238,31 @@ def test_disabled_after_failures_then_enable_and_redeliver(ds: Durascope, receiv
     assert client.get("/api/v1/webhooks").get_json()["webhooks"] == []
 
 
-@pytest.mark.parametrize("body, needle", [
-    ({"url": "ftp://example.com/x"}, "http:// or https://"),
-    ({"url": "not a url"}, "spaces"),
-    ({"url": "http://"}, "no host"),
-    ({"url": "http://example.com:99999/"}, "not a valid URL"),
-    ({}, "url is required"),
-    ({"url": "http://127.0.0.1:9/", "statuses": ["DONE"]}, "unknown status"),
-    ({"url": "http://127.0.0.1:9/", "function": "bad name!"}, "function must be"),
-    ({"url": "http://127.0.0.1:9/", "namePrefix": "a/b"}, "namePrefix"),
-    ({"url": "http://127.0.0.1:9/", "onChangeOnly": True, "statuses": ["RUNNING"]}, "RUNNING"),
-    ({"url": "http://127.0.0.1:9/", "maxFailures": 0}, "maxFailures"),
-    ({"url": "http://127.0.0.1:9/", "colour": "red"}, "unknown fields"),
-    ({"url": "http://169.254.169.254/latest/meta-data/"}, "link-local"),
-    ({"url": "http://[fe80::1]:8080/"}, "link-local"),
-    ({"url": "http://[::ffff:169.254.169.254]/"}, "link-local"),
-    ({"url": "http://metadata.google.internal/computeMetadata/v1/"}, "metadata"),
-    ({"url": "http://100.100.100.200/"}, "metadata"),
-    ({"url": "http://[fd00:ec2::254]/"}, "metadata"),
-])
-def test_invalid_subscriptions_rejected(tmp_path: Path, body: dict, needle: str,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "body, needle",
+    [
+        ({"url": "ftp://example.com/x"}, "http:// or https://"),
+        ({"url": "not a url"}, "spaces"),
+        ({"url": "http://"}, "no host"),
+        ({"url": "http://example.com:99999/"}, "not a valid URL"),
+        ({}, "url is required"),
+        ({"url": "http://127.0.0.1:9/", "statuses": ["DONE"]}, "unknown status"),
+        ({"url": "http://127.0.0.1:9/", "function": "bad name!"}, "function must be"),
+        ({"url": "http://127.0.0.1:9/", "namePrefix": "a/b"}, "namePrefix"),
+        ({"url": "http://127.0.0.1:9/", "onChangeOnly": True, "statuses": ["RUNNING"]}, "RUNNING"),
+        ({"url": "http://127.0.0.1:9/", "maxFailures": 0}, "maxFailures"),
+        ({"url": "http://127.0.0.1:9/", "colour": "red"}, "unknown fields"),
+        ({"url": "http://169.254.169.254/latest/meta-data/"}, "link-local"),
+        ({"url": "http://[fe80::1]:8080/"}, "link-local"),
+        ({"url": "http://[::ffff:169.254.169.254]/"}, "link-local"),
+        ({"url": "http://metadata.google.internal/computeMetadata/v1/"}, "metadata"),
+        ({"url": "http://100.100.100.200/"}, "metadata"),
+        ({"url": "http://[fd00:ec2::254]/"}, "metadata"),
+    ],
+)
+def test_invalid_subscriptions_rejected(
+    tmp_path: Path, body: dict, needle: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("DURASCOPE_WEBHOOKS_ALLOW_PRIVATE", raising=False)
     with Durascope.open(f"sqlite:///{tmp_path}/d.db", run_engine=False) as ds:
         client = create_app(durascope=ds).test_client()
@@ -259,9 +288,26 @@ def test_cli_webhooks_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("DURASCOPE_WEBHOOKS_ALLOW_PRIVATE", raising=False)
     url = f"sqlite:///{tmp_path}/cli.db"
     run = CliRunner().invoke
-    r = run(cli, ["--database-url", url, "webhooks", "add", "http://127.0.0.1:9/hook", "--status", "failed",
-                  "--status", "TIMED_OUT", "--function", "orders", "--name-prefix", "vip-", "--on-change-only",
-                  "--json"])
+    r = run(
+        cli,
+        [
+            "--database-url",
+            url,
+            "webhooks",
+            "add",
+            "http://127.0.0.1:9/hook",
+            "--status",
+            "failed",
+            "--status",
+            "TIMED_OUT",
+            "--function",
+            "orders",
+            "--name-prefix",
+            "vip-",
+            "--on-change-only",
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     sub = json.loads(r.output)
     assert sub["secret"].startswith("whsec_") and sub["statuses"] == ["FAILED", "TIMED_OUT"]
@@ -277,8 +323,10 @@ def test_cli_webhooks_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert bad.exit_code == 1 and "link-local" in bad.output
     bad = run(cli, ["--database-url", url, "webhooks", "add", "gopher://x/"])
     assert bad.exit_code == 1 and "http:// or https://" in bad.output
-    bad = run(cli, ["--database-url", url, "webhooks", "add", "http://127.0.0.1:9/", "--status", "RUNNING",
-                    "--on-change-only"])
+    bad = run(
+        cli,
+        ["--database-url", url, "webhooks", "add", "http://127.0.0.1:9/", "--status", "RUNNING", "--on-change-only"],
+    )
     assert bad.exit_code == 1 and "RUNNING" in bad.output
     missing = run(cli, ["--database-url", url, "webhooks", "disable", "nope"])
     assert missing.exit_code == 1 and "not found" in missing.output
@@ -291,9 +339,15 @@ def _backdate(ds: Durascope, delivery_ids: list[int], age_ms: int) -> None:
     """Make deliveries (and their attempt log) look ``age_ms`` old; pending ones stay pending."""
     d, a = WebhookDelivery.__table__, WebhookAttempt.__table__
     with ds.db.write() as conn:
-        conn.execute(update(d).where(d.c.id.in_(delivery_ids)).values(
-            created_ms=d.c.created_ms - age_ms, next_attempt_ms=d.c.next_attempt_ms - age_ms,
-            delivered_ms=d.c.delivered_ms - age_ms))
+        conn.execute(
+            update(d)
+            .where(d.c.id.in_(delivery_ids))
+            .values(
+                created_ms=d.c.created_ms - age_ms,
+                next_attempt_ms=d.c.next_attempt_ms - age_ms,
+                delivered_ms=d.c.delivered_ms - age_ms,
+            )
+        )
         conn.execute(update(a).where(a.c.delivery_id.in_(delivery_ids)).values(ts_ms=a.c.ts_ms - age_ms))
 
 
@@ -377,8 +431,13 @@ class Scripted:
                     if b"\r\n\r\n" not in buf:
                         break
                     head, _, buf = buf.partition(b"\r\n\r\n")
-                    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                                      if line.lower().startswith(b"content-length")))
+                    length = int(
+                        next(
+                            line.split(b":")[1]
+                            for line in head.split(b"\r\n")
+                            if line.lower().startswith(b"content-length")
+                        )
+                    )
                     while len(buf) < length:
                         buf += conn.recv(65536)
                     self.requests.append(head + b"\r\n\r\n" + buf[:length])
@@ -407,18 +466,27 @@ def _post(url: str) -> PostResult:
 
 
 def test_http_client_bodies_keep_alive_and_interim_responses() -> None:
-    srv = Scripted([
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-        b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nX-T: 1\r\n\r\n",
-        b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
-        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\nConnection: close\r\n\r\noops!",
-        b"HTTP/1.0 200 OK\r\n\r\nto the end\x00",  # close-delimited, with a NUL PostgreSQL cannot store
-    ], close_after=frozenset({3, 4}))
+    srv = Scripted(
+        [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2;ext=1\r\nde\r\n0\r\nX-T: 1\r\n\r\n",
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\nConnection: close\r\n\r\noops!",
+            b"HTTP/1.0 200 OK\r\n\r\nto the end\x00",  # close-delimited, with a NUL PostgreSQL cannot store
+        ],
+        close_after=frozenset({3, 4}),
+    )
     sender = Sender(WebhookSettings(timeout_seconds=5))
     got = [sender.post(srv.url(), b'{"n":%d}' % i, HEADERS) for i in range(5)]
     sender.close()
-    assert got == [PostResult(200, "ok", None), PostResult(201, "abcde", None), PostResult(204, "", None),
-                   PostResult(500, "oops!", None), PostResult(200, "to the end\ufffd", None)]
+    assert got == [
+        PostResult(200, "ok", None),
+        PostResult(201, "abcde", None),
+        PostResult(204, "", None),
+        PostResult(500, "oops!", None),
+        PostResult(200, "to the end\ufffd", None),
+    ]
     assert srv.connections == 2  # kept alive until "Connection: close"
     head, _, body = srv.requests[0].partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
@@ -429,8 +497,10 @@ def test_http_client_bodies_keep_alive_and_interim_responses() -> None:
 def test_http_client_stale_connection_retried_garbage_and_huge_bodies() -> None:
     # The server drops a kept-alive connection after the first answer: the next POST is
     # sent again on a fresh connection, not reported as a failure.
-    srv = Scripted([b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
-                    b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"], close_after=frozenset({0}))
+    srv = Scripted(
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"],
+        close_after=frozenset({0}),
+    )
     sender = Sender(WebhookSettings(timeout_seconds=5))
     assert sender.post(srv.url(), b"{}", HEADERS).status == 200
     assert sender.post(srv.url(), b"{}", HEADERS) == PostResult(202, "", None) and srv.connections == 2
@@ -474,8 +544,7 @@ def test_successor_parked_behind_a_retry_and_freed_by_a_manual_redeliver(ds: Dur
     assert pending() == {}
 
 
-def test_disabled_subscription_records_what_it_missed_and_enable_delivers_it(ds: Durascope,
-                                                                               receiver: Receiver) -> None:
+def test_disabled_subscription_records_what_it_missed_and_enable_delivers_it(ds: Durascope, receiver: Receiver) -> None:
     register(ds, "add-one", "th_basic.add_one")
     client = create_app(durascope=ds).test_client()
     sub = _subscribe(client, receiver, "/away")
@@ -499,8 +568,11 @@ def test_disabled_subscription_records_what_it_missed_and_enable_delivers_it(ds:
         # What it missed outlives the execution itself (the retention purge, or a delete).
         assert ds.delete(arns[0]) > 0
         assert client.post(f"/api/v1/webhooks/{sub['id']}/enable").status_code == 200
-        ds.wait_for(lambda: (disp.run_once() or True) and len(receiver.at("/away")) >= 6, 30,
-                    "the backlog was not delivered after the enable")
+        ds.wait_for(
+            lambda: (disp.run_once() or True) and len(receiver.at("/away")) >= 6,
+            30,
+            "the backlog was not delivered after the enable",
+        )
     finally:
         disp.stop()
     got = receiver.at("/away")
@@ -526,10 +598,15 @@ time.sleep(120)
 def test_restarted_dispatcher_takes_a_dead_owners_lease_at_once(ds: Durascope) -> None:
     """A process of this host that holds the lease and is gone (killed, not restarted yet)
     does not make its successor wait out the lease; a live one keeps it."""
-    proc = subprocess.Popen([sys.executable, "-c", _HOLD_LEASE, ds.settings.database_url], cwd=ROOT,
-                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LEASE, ds.settings.database_url],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        dead_owner = proc.stdout.readline().strip()  # type: ignore[union-attr]
+        dead_owner = proc.stdout.readline().strip()
         assert dead_owner, "the lease holder did not start"
         successor = Dispatcher(ds.db, ds.settings, dataclasses.replace(FAST, lease_seconds=300))
         successor.run_once()

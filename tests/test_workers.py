@@ -49,8 +49,11 @@ def _register(ds: Durascope, name: str, handler: str, **kw: Any) -> None:
 
 
 def _errors(ds: Durascope, arn: str) -> list[str]:
-    return [e["InvocationCompletedDetails"]["Error"]["Payload"]["ErrorType"] for e in ds.history(arn)
-            if e["EventType"] == "InvocationCompleted" and "Error" in e["InvocationCompletedDetails"]]
+    return [
+        e["InvocationCompletedDetails"]["Error"]["Payload"]["ErrorType"]
+        for e in ds.history(arn)
+        if e["EventType"] == "InvocationCompleted" and "Error" in e["InvocationCompletedDetails"]
+    ]
 
 
 def test_handler_runs_in_its_own_process_with_its_environment(served: Served) -> None:
@@ -90,7 +93,9 @@ def test_every_line_a_runtime_prints_is_stored_with_its_invocation(served: Serve
 
 
 @pytest.mark.parametrize("how,exit_text", [("exit", "status 3"), ("sigkill", "signal SIGKILL")])
-def test_a_runtime_that_dies_mid_invocation_is_retried(served: Served, tmp_path: Path, how: str, exit_text: str) -> None:
+def test_a_runtime_that_dies_mid_invocation_is_retried(
+    served: Served, tmp_path: Path, how: str, exit_text: str
+) -> None:
     ds = served.ds
     _register(ds, "dies", "th_workers.dies_once")
     arn = ds.start("dies", f'{{"marker": "{tmp_path / "m"}", "how": "{how}"}}')
@@ -119,8 +124,22 @@ def test_a_remote_worker_over_http(database_url: str, tmp_path: Path) -> None:
         ds = served.ds
         _register(ds, "whoami", "th_workers.whoami", env={"MODE": "remote"})
         log = (tmp_path / "worker.log").open("wb")
-        worker = subprocess.Popen([sys.executable, "-m", "recorder.cli", "worker", "--engine", served.url,
-                                   "--function", "whoami", "--concurrency", "1"], stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "recorder.cli",
+                "worker",
+                "--engine",
+                served.url,
+                "--function",
+                "whoami",
+                "--concurrency",
+                "1",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             done = ds.wait(ds.start("whoami", "{}"), 60)
             assert done.status == "SUCCEEDED" and '"mode": "remote"' in (done.result or "")
@@ -131,11 +150,19 @@ def test_a_remote_worker_over_http(database_url: str, tmp_path: Path) -> None:
 
 
 def test_worker_refuses_unknown_functions(served: Served) -> None:
-    proc = subprocess.run([sys.executable, "-m", "recorder.cli", "worker", "--engine", served.url, "--function", "nope"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "recorder.cli", "worker", "--engine", served.url, "--function", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0 and "has no function nope" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "recorder.cli", "worker", "--engine", "http://127.0.0.1:9"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "recorder.cli", "worker", "--engine", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode != 0 and "cannot reach the engine" in proc.stderr
 
 

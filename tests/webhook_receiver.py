@@ -48,7 +48,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 event = recv._verify(self.path, body, dict(self.headers))
                 wid = self.headers["webhook-id"]
@@ -63,7 +63,7 @@ class Receiver:
                     self.wfile.write(b"received")
                     self.wfile.flush()
                 except OSError:
-                    status = None  # type: ignore[assignment]
+                    status = None
                 with recv.lock:
                     recv.seen.append(Seen(wid, event, self.path, status))
                     if status is not None and 200 <= status < 300 and event is not None:

@@ -21,12 +21,13 @@ from recorder.api import Durascope
 from recorder.config import Settings
 
 # Requests larger than this are refused before routing (413, AWS-shaped). Each route
-# has its own, smaller limit (6 MB for most bodies, spec 7.4).
+# has its own, smaller limit (6 MB for most bodies, docs/protocol.md#rest-api).
 HARD_BODY_LIMIT = 64 * 1024 * 1024
 
 
-def create_app(settings: Settings | None = None, durascope: Durascope | None = None,
-               bind_host: str | None = None, **config: Any) -> Flask:
+def create_app(
+    settings: Settings | None = None, durascope: Durascope | None = None, bind_host: str | None = None, **config: Any
+) -> Flask:
     """Build the app. Without ``durascope`` one is opened on ``settings`` *without* an
     engine (API only; another process runs invocations and timers); ``run_server``
     passes one that runs the engine. Whoever passes a Durascope closes it; one opened
@@ -42,7 +43,7 @@ def create_app(settings: Settings | None = None, durascope: Durascope | None = N
     app.config.update(
         MAX_CONTENT_LENGTH=HARD_BODY_LIMIT,
         # Seconds a RequestResponse Invoke waits for the execution to end (Lambda's
-        # synchronous limit is 15 minutes; spec 7.4 leaves longer waits unconfirmed).
+        # synchronous limit is 15 minutes; docs/protocol.md#choices).
         DURASCOPE_SYNC_INVOKE_TIMEOUT=900.0,
     )
     app.config.update(config)
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None, durascope: Durascope | None = N
     app.register_blueprint(lambda_api.bp)
     app.register_blueprint(runtime_api.bp)
     from viewer import feed  # status-change feed and webhooks admin
+
     app.register_blueprint(feed.bp)
     app.register_blueprint(pages.bp)
     from viewer import access, login

@@ -54,8 +54,8 @@ from markupsafe import escape
 
 from recorder import sigv4
 from recorder.arns import ExecutionArn
-from recorder.store import sessions
 from recorder.errors import RequestTooLargeException, ServiceError, TooManyRequestsException
+from recorder.store import sessions
 from viewer import get_durascope, lambda_api
 from viewer.rawpath import raw_path
 
@@ -157,7 +157,8 @@ def csrf_token() -> str:
 
 def _csrf_ok() -> bool:
     sent = request.headers.get("X-CSRF-Token") or (
-        request.form.get("csrf_token") if request.mimetype in FORM_TYPES else None)
+        request.form.get("csrf_token") if request.mimetype in FORM_TYPES else None
+    )
     expected = session.get("csrf", "")
     return bool(sent and expected) and hmac.compare_digest(sent, expected)
 
@@ -175,8 +176,9 @@ def _refuse(kind: Guard, status: int, message: str, exc: ServiceError | None = N
         resp, _ = error_json(status, message, exc.code if exc else None)
         resp.status_code = status
     else:
-        resp = Response(f"<!doctype html><title>{status}</title><p>{escape(message)}</p>", status=status,
-                        mimetype="text/html")
+        resp = Response(
+            f"<!doctype html><title>{status}</title><p>{escape(message)}</p>", status=status, mimetype="text/html"
+        )
     if request.content_length:
         resp.headers["Connection"] = "close"  # the body was never read
     return resp
@@ -200,15 +202,23 @@ def check(policy: AccessPolicy, replays: sigv4.ReplayCache) -> Response | None:
     kind = guard()
     host = request.headers.get("Host", "")
     if policy.enforce_hosts and not policy.host_allowed(host):
-        return _refuse(kind, 421, f"Host {host[:100]!r} is not served here: add it to DURASCOPE_ALLOWED_HOSTS.",
-                       _MisdirectedRequest(f"Host {host[:100]!r} is not served here"))
+        return _refuse(
+            kind,
+            421,
+            f"Host {host[:100]!r} is not served here: add it to DURASCOPE_ALLOWED_HOSTS.",
+            _MisdirectedRequest(f"Host {host[:100]!r} is not served here"),
+        )
     if request.method in UNSAFE_METHODS and _cross_site():
         return _refuse(kind, 403, "Cross-site requests are refused: send this from Durascope's own pages.")
     limit = _body_limit(kind)
     length = request.content_length
     if length is not None and length > limit:
-        return _refuse(kind, 413, f"Request body must be at most {limit} bytes, got {length}",
-                       RequestTooLargeException(f"Request body must be at most {limit} bytes, got {length}"))
+        return _refuse(
+            kind,
+            413,
+            f"Request body must be at most {limit} bytes, got {length}",
+            RequestTooLargeException(f"Request body must be at most {limit} bytes, got {length}"),
+        )
     request.max_content_length = limit
     if kind is Guard.OPEN:
         return None
@@ -239,8 +249,9 @@ def current_user() -> str | None:
     record, so a logged-out or expired session is refused even with a valid cookie)."""
     if "durascope_user" not in g:
         token = session.get(SESSION_TOKEN)
-        g.durascope_user = (sessions.session_key_id(get_durascope(current_app).db, token)
-                            if isinstance(token, str) else None)
+        g.durascope_user = (
+            sessions.session_key_id(get_durascope(current_app).db, token) if isinstance(token, str) else None
+        )
     return g.durascope_user
 
 
@@ -256,14 +267,22 @@ def _authenticate(kind: Guard, policy: AccessPolicy, replays: sigv4.ReplayCache)
     try:
         auth = sigv4.parse_authorization(request.headers, policy.keys)
         body = request.get_data(cache=True)
-        sigv4.verify_signature(auth, request.method, request.host, raw_path(request.environ),
-                               request.query_string.decode("latin-1"), request.headers, body)
+        sigv4.verify_signature(
+            auth,
+            request.method,
+            request.host,
+            raw_path(request.environ),
+            request.query_string.decode("latin-1"),
+            request.headers,
+            body,
+        )
     except sigv4.AuthError as exc:
         return _refuse(kind, exc.status, exc.message, exc)
     function = sigv4.runtime_function(auth.key_id)
     if function is not None and not _runtime_may(function):
-        denied = _ForbiddenRequest(f"{auth.key_id} is a runtime's key: it may only checkpoint and read "
-                                   f"executions of function {function}")
+        denied = _ForbiddenRequest(
+            f"{auth.key_id} is a runtime's key: it may only checkpoint and read executions of function {function}"
+        )
         return _refuse(kind, denied.status, denied.message, denied)
     if request.method in UNSAFE_METHODS:
         # A replayed read changes nothing (and identical reads in one second, a polling
@@ -271,7 +290,8 @@ def _authenticate(kind: Guard, policy: AccessPolicy, replays: sigv4.ReplayCache)
         if not replays.reserve(auth.signature):
             exc = TooManyRequestsException(
                 "This signed request was already received: a state-changing request is answered once per "
-                "signature. Sign it again (X-Amz-Date moves every second; boto3 retries this error by itself).")
+                "signature. Sign it again (X-Amz-Date moves every second; boto3 retries this error by itself)."
+            )
             return _refuse(kind, exc.status, exc.message, exc)
         g.durascope_signature = auth.signature
     return None
@@ -310,5 +330,8 @@ def install(app: Flask, policy: AccessPolicy) -> None:
 
     @app.context_processor
     def _helpers() -> dict[str, Any]:
-        return {"csrf_token": csrf_token, "login_enabled": bool(policy.keys),
-                "current_user": current_user() if policy.keys else None}
+        return {
+            "csrf_token": csrf_token,
+            "login_enabled": bool(policy.keys),
+            "current_user": current_user() if policy.keys else None,
+        }

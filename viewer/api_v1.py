@@ -26,9 +26,17 @@ from viewer.view_models.history import EventFilters, build_event_page, build_log
 
 bp = Blueprint("api_v1", __name__, url_prefix="/api/v1")
 
-_TYPES = {400: "InvalidParameterValueException", 401: "AccessDeniedException", 403: "AccessDeniedException",
-          404: "ResourceNotFoundException", 405: "MethodNotAllowed", 409: "ResourceConflictException",
-          413: "RequestTooLargeException", 421: "AccessDeniedException", 429: "TooManyRequestsException"}
+_TYPES = {
+    400: "InvalidParameterValueException",
+    401: "AccessDeniedException",
+    403: "AccessDeniedException",
+    404: "ResourceNotFoundException",
+    405: "MethodNotAllowed",
+    409: "ResourceConflictException",
+    413: "RequestTooLargeException",
+    421: "AccessDeniedException",
+    429: "TooManyRequestsException",
+}
 
 
 def error_json(status: int, message: str, error_type: str | None = None) -> tuple[Response, int]:

@@ -47,8 +47,14 @@ def status_changes() -> Response:
     with ds.db.read() as s:
         changes, cursor = read_filtered(s, after, limit, flt, ds.settings)
         head = head_position(s)
-    return _json({"statusChanges": [{"position": c.position, "event": c.to_event(ds.settings)} for c in changes],
-                  "nextAfter": cursor, "head": head, "hasMore": cursor < head})
+    return _json(
+        {
+            "statusChanges": [{"position": c.position, "event": c.to_event(ds.settings)} for c in changes],
+            "nextAfter": cursor,
+            "head": head,
+            "hasMore": cursor < head,
+        }
+    )
 
 
 def _resume_position() -> int | None:
@@ -92,9 +98,15 @@ def _spec_from(data: dict[str, Any]) -> wh.SubscriptionSpec:
     unknown = sorted(set(data) - known)
     if unknown:
         raise ViewError(f"unknown fields: {', '.join(unknown)[:200]}")
-    return wh.validate_spec(data.get("url"), data.get("statuses", data.get("status")), data.get("function"),
-                            data.get("namePrefix"), data.get("onChangeOnly", False), data.get("maxFailures"),
-                            data.get("description"))
+    return wh.validate_spec(
+        data.get("url"),
+        data.get("statuses", data.get("status")),
+        data.get("function"),
+        data.get("namePrefix"),
+        data.get("onChangeOnly", False),
+        data.get("maxFailures"),
+        data.get("description"),
+    )
 
 
 @bp.get("/webhooks")

@@ -26,7 +26,7 @@ api_bp.register_error_handler(ServiceError, api_v1.service_error)
 
 def _plotly_js() -> Path | None:
     try:
-        import plotly  # type: ignore[import-untyped]
+        import plotly
     except ImportError:
         return None
     path = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"

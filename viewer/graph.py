@@ -75,7 +75,7 @@ class Graph:
 
 
 def _cut(text: str, n: int = TITLE_CHARS) -> str:
-    return text if len(text) <= n else text[:n - 1] + "…"
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 class _Block:
@@ -83,7 +83,6 @@ class _Block:
     h: float = BOX_H
     failing: bool = False  # it holds a failure
     entry_failing: bool = False  # the arrow into it is on the failing path
-
 
     def place(self, x: float, y: float, out: _Out) -> None:
         raise NotImplementedError
@@ -102,8 +101,7 @@ class _Leaf(_Block):
 
     def place(self, x: float, y: float, out: _Out) -> None:
         b = self.box
-        out.boxes.append(Box(x, y, self.w, self.h, b.kind, b.state, b.title, b.subtitle, b.op_id, b.failing,
-                             b.tooltip))
+        out.boxes.append(Box(x, y, self.w, self.h, b.kind, b.state, b.title, b.subtitle, b.op_id, b.failing, b.tooltip))
 
 
 class _Seq(_Block):
@@ -150,8 +148,9 @@ class _Group(_Block):
 
     def place(self, x: float, y: float, out: _Out) -> None:
         h = self.head
-        out.boxes.append(Box(x, y, self.w, self.h, "group", h.state, h.title, h.subtitle, h.op_id, h.failing,
-                             h.tooltip))
+        out.boxes.append(
+            Box(x, y, self.w, self.h, "group", h.state, h.title, h.subtitle, h.op_id, h.failing, h.tooltip)
+        )
         self.content.place(x + (self.w - self.content.w) / 2, y + HEAD + PAD, out)
 
 
@@ -162,8 +161,9 @@ class _Builder:
         self.boxes = 0
         self.summed = 0
 
-    def _box(self, op: OperationView, kind: str = "leaf", subtitle: str | None = None,
-             title_op: OperationView | None = None) -> Box:
+    def _box(
+        self, op: OperationView, kind: str = "leaf", subtitle: str | None = None, title_op: OperationView | None = None
+    ) -> Box:
         self.boxes += 1
         shown = title_op or op
         if subtitle is None:
@@ -176,8 +176,19 @@ class _Builder:
                 bits.append(format_duration(op.end_ms - op.start_ms))
             subtitle = " · ".join(bits)
         err = f"\n{op.error.short[:300]}" if op.error and state(op) == "failed" else ""
-        return Box(0, 0, BOX_W, BOX_H, kind, state(op), _cut(shown.label), subtitle, op.id,
-                   op.id in self.tree.failing, f"{op.kind} '{shown.label}': {op.closed_by or op.status.lower()}{err}")
+        return Box(
+            0,
+            0,
+            BOX_W,
+            BOX_H,
+            kind,
+            state(op),
+            _cut(shown.label),
+            subtitle,
+            op.id,
+            op.id in self.tree.failing,
+            f"{op.kind} '{shown.label}': {op.closed_by or op.status.lower()}{err}",
+        )
 
     def _summed(self, ops: list[OperationView], noun: tuple[str, str]) -> _Leaf:
         self.boxes += 1
@@ -185,9 +196,21 @@ class _Builder:
         stands_for = len(ops) + sum(self.tree.descendants(o.id) for o in ops)
         self.summed += stands_for
         text = count_text(counts)
-        return _Leaf(Box(0, 0, BOX_W, BOX_H, "summed", "failed" if counts.get("failed") else "summed",
-                         f"+ {plural(len(ops), *noun)}", text, None, bool(counts.get("failed")),
-                         f"{plural(len(ops), *noun)} not drawn: {text}"))
+        return _Leaf(
+            Box(
+                0,
+                0,
+                BOX_W,
+                BOX_H,
+                "summed",
+                "failed" if counts.get("failed") else "summed",
+                f"+ {plural(len(ops), *noun)}",
+                text,
+                None,
+                bool(counts.get("failed")),
+                f"{plural(len(ops), *noun)} not drawn: {text}",
+            )
+        )
 
     def block(self, op: OperationView) -> _Block:
         kids = self.tree.kids(op.id)
@@ -196,26 +219,43 @@ class _Builder:
         callback = next((k for k in kids if k.type == "CALLBACK"), None)
         if op.sub_type == "WaitForCallback" and callback is not None:
             # One box: what it waits on is the callback (its id, result and error).
-            return _Leaf(self._box(callback, subtitle=f"wait for callback · {callback.closed_by or state(callback)}",
-                                   title_op=op))
+            return _Leaf(
+                self._box(
+                    callback, subtitle=f"wait for callback · {callback.closed_by or state(callback)}", title_op=op
+                )
+            )
         if len(kids) == 1 and not self.tree.kids(kids[0].id):
             return _Leaf(self._box(kids[0], subtitle=f"{op.kind} {_cut(op.label, 14)} · {kids[0].kind}"))
-        head = self._box(op, "group", subtitle=self.tree.group_summary(op) if op.kind in _SIDE_BY_SIDE
-                         else op.kind)
+        head = self._box(op, "group", subtitle=self.tree.group_summary(op) if op.kind in _SIDE_BY_SIDE else op.kind)
         if self.boxes > MAX_BOXES:
-            return _Leaf(Box(0, 0, BOX_W, BOX_H, "summed", head.state, head.title, self.tree.group_summary(op),
-                             op.id, head.failing, head.tooltip))
+            return _Leaf(
+                Box(
+                    0,
+                    0,
+                    BOX_W,
+                    BOX_H,
+                    "summed",
+                    head.state,
+                    head.title,
+                    self.tree.group_summary(op),
+                    op.id,
+                    head.failing,
+                    head.tooltip,
+                )
+            )
         if op.kind in _SIDE_BY_SIDE:
-            return _Group(head, self.columns(kids, ("branch", "branches") if op.kind == "parallel"
-                                             else ("iteration", "iterations")))
+            return _Group(
+                head,
+                self.columns(kids, ("branch", "branches") if op.kind == "parallel" else ("iteration", "iterations")),
+            )
         return _Group(head, self.sequence(kids))
 
     def columns(self, kids: list[OperationView], noun: tuple[str, str]) -> _Block:
         if len(kids) <= MAX_COLUMNS:
             return _Columns([self.block(k) for k in kids])
         # Failed and unfinished first, then the first ones; the rest summed up in one box.
-        notable = [k for k in kids if state(k) != "succeeded"][:MAX_COLUMNS - 1]
-        keep = {k.id for k in notable} | {k.id for k in kids[:max(MAX_COLUMNS - 1 - len(notable), 0)]}
+        notable = [k for k in kids if state(k) != "succeeded"][: MAX_COLUMNS - 1]
+        keep = {k.id for k in notable} | {k.id for k in kids[: max(MAX_COLUMNS - 1 - len(notable), 0)]}
         shown = [k for k in kids if k.id in keep]
         rest = [k for k in kids if k.id not in keep]
         return _Columns([self.block(k) for k in shown] + [self._summed(rest, noun)])
@@ -229,17 +269,23 @@ class _Builder:
             if len(plan) <= MAX_SEQUENCE:
                 break
         else:
-            keep = plan[:MAX_SEQUENCE - 2]
-            tail = [o for part in plan[MAX_SEQUENCE - 2:-1] for o in part]
+            keep = plan[: MAX_SEQUENCE - 2]
+            tail = [o for part in plan[MAX_SEQUENCE - 2 : -1] for o in part]
             plan = [*keep, tail, plan[-1]] if tail else keep + plan[-1:]
-        return _Seq([self.block(part[0]) if len(part) == 1 else self._summed(
-            part, ("more operation", "more operations")) for part in plan])
+        return _Seq(
+            [
+                self.block(part[0]) if len(part) == 1 else self._summed(part, ("more operation", "more operations"))
+                for part in plan
+            ]
+        )
 
     def _plan(self, ops: list[OperationView], strict: bool) -> list[list[OperationView]]:
         """The boxes of a sequence: each a list of operations, one (drawn) or several (summed)."""
+
         def plain(op: OperationView) -> bool:
-            return self.tree.plain(op) or (not strict and self.tree.states[op.id] == "succeeded"
-                                           and op.id not in self.tree.children)
+            return self.tree.plain(op) or (
+                not strict and self.tree.states[op.id] == "succeeded" and op.id not in self.tree.children
+            )
 
         plan: list[list[OperationView]] = []
         run: list[OperationView] = []
@@ -266,10 +312,24 @@ def build_graph(view: ExecutionView) -> Graph:
     builder = _Builder(view)
     body = builder.sequence(builder.tree.kids(None))
     end_state = {"SUCCEEDED": "succeeded", "FAILED": "failed", "TIMED_OUT": "failed", "STOPPED": "cancelled"}.get(
-        view.status, "running")
+        view.status, "running"
+    )
     start = _Leaf(Box(0, 0, TERMINAL_W, TERMINAL_H, "terminal", "start", "Start", "", None, False, "the input"))
-    end = _Leaf(Box(0, 0, TERMINAL_W, TERMINAL_H, "terminal", end_state,
-                    view.status if view.done else "…", "", None, end_state == "failed", view.status))
+    end = _Leaf(
+        Box(
+            0,
+            0,
+            TERMINAL_W,
+            TERMINAL_H,
+            "terminal",
+            end_state,
+            view.status if view.done else "…",
+            "",
+            None,
+            end_state == "failed",
+            view.status,
+        )
+    )
     start.w = end.w = TERMINAL_W
     start.h = end.h = TERMINAL_H
     whole = _Seq([start, *([body] if builder.tree.kids(None) else []), end])
@@ -278,7 +338,10 @@ def build_graph(view: ExecutionView) -> Graph:
     whole.place(margin, margin, out)
     note = None
     if builder.summed:
-        note = (f"{builder.summed:,} of {len(view.operations):,} operations are drawn as summed-up boxes "
-                "(finished runs, and branches or iterations past the first few, failures first)")
-    return Graph(whole.w + 2 * margin, whole.h + 2 * margin, tuple(out.boxes), tuple(out.edges),
-                 len(view.operations), note)
+        note = (
+            f"{builder.summed:,} of {len(view.operations):,} operations are drawn as summed-up boxes "
+            "(finished runs, and branches or iterations past the first few, failures first)"
+        )
+    return Graph(
+        whole.w + 2 * margin, whole.h + 2 * margin, tuple(out.boxes), tuple(out.edges), len(view.operations), note
+    )

@@ -1,8 +1,8 @@
-"""The Lambda-compatible REST API (spec section 7), so boto3 and the AWS CLI work unchanged.
+"""The Lambda-compatible REST API (docs/protocol.md#rest-api), so boto3 and the AWS CLI work unchanged.
 
 Routing is done here on the **raw, percent-encoded** request path, not by Flask's URL
 map: durable-execution ARNs and CallbackIds contain ``/`` (botocore sends it as
-``%2F``), and a decoded path cannot be split safely (spec pitfall 15). A
+``%2F``), and a decoded path cannot be split safely (docs/protocol.md#rest-api). A
 ``before_app_request`` hook claims every path under ``/2015-03-31/`` and
 ``/2025-12-01/``; anything there that is not an operation gets an AWS-shaped 404.
 If a server gives no raw URI (``RAW_URI``/``REQUEST_URI``), or a client sends ``/``
@@ -57,10 +57,10 @@ DURABLE_VERSION = "2025-12-01"
 PREFIXES = (f"/{INVOKE_VERSION}/", f"/{DURABLE_VERSION}/")
 
 MIB = 1024 * 1024
-SYNC_PAYLOAD_LIMIT = 6 * MIB  # Invoke RequestResponse (spec 7.4)
+SYNC_PAYLOAD_LIMIT = 6 * MIB  # Invoke RequestResponse (docs/protocol.md#rest-api)
 ASYNC_PAYLOAD_LIMIT = 1 * MIB  # Invoke Event
 BODY_LIMIT = 6 * MIB  # every other body
-# A checkpoint may carry an EXECUTION result of up to 6 MiB (spec 2.2) plus the envelope.
+# A checkpoint may carry an EXECUTION result of up to 6 MiB (docs/protocol.md#return-envelope) plus the envelope.
 CHECKPOINT_BODY_LIMIT = 7 * MIB
 
 EXECUTION_ACTIONS = frozenset({"checkpoint", "state", "history", "stop", "pause", "resume"})
@@ -108,8 +108,9 @@ def unknown_operation() -> ResourceNotFoundException:
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    resp = Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status,
-                    mimetype="application/json")
+    resp = Response(
+        json.dumps(body, ensure_ascii=False, separators=(",", ":")), status=status, mimetype="application/json"
+    )
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     return resp
@@ -249,7 +250,7 @@ def _json_body(limit: int = BODY_LIMIT) -> dict[str, Any] | None:
 
 
 def _error_body() -> ErrorObject | None:
-    """Stop and callback-failure bodies: a bare ErrorObject, optional (spec 7.2, pitfall 21)."""
+    """Stop and callback-failure bodies: a bare ErrorObject, optional (docs/protocol.md#rest-api)."""
     obj = _json_body()
     if not obj:
         return None
@@ -359,7 +360,7 @@ def _intercept() -> Response | None:
         resp = http_exception_response(exc)
     except DatabaseUnavailable as exc:
         resp = unavailable_response(exc)
-    except Exception:  # noqa: BLE001 - a bug must still answer in the AWS shape
+    except Exception:
         log.exception("unexpected failure on %s %s", request.method, path[:300])
         resp = error_response(ServiceError("Internal failure; see the server log"))
     resp.headers["x-amzn-RequestId"] = request_id
@@ -415,8 +416,7 @@ def invoke(function: str) -> Response:
             payload = data.decode("utf-8")
             json.loads(payload)
         except (ValueError, RecursionError) as exc:
-            raise InvalidRequestContentException(
-                f"Could not parse request body into json: {str(exc)[:200]}") from None
+            raise InvalidRequestContentException(f"Could not parse request body into json: {str(exc)[:200]}") from None
     name = request.headers.get("X-Amz-Durable-Execution-Name") or None
     qualifier = _arg("Qualifier") or None
     version_headers = {"X-Amz-Executed-Version": "$LATEST"}
@@ -433,13 +433,19 @@ def invoke(function: str) -> Response:
     summary = _wait_terminal(ds, started.arn, timeout)
     if summary is None:
         headers["X-Amz-Function-Error"] = "Unhandled"
-        return _json({"errorType": "Sandbox.Timedout",
-                      "errorMessage": f"The durable execution is still running after {timeout:g} seconds; "
-                                      "it goes on. Follow it with GetDurableExecution."}, 200, headers)
+        return _json(
+            {
+                "errorType": "Sandbox.Timedout",
+                "errorMessage": f"The durable execution is still running after {timeout:g} seconds; "
+                "it goes on. Follow it with GetDurableExecution.",
+            },
+            200,
+            headers,
+        )
     if summary.status == "SUCCEEDED":
         body = summary.result if summary.result is not None else "null"
         return Response(body.encode("utf-8"), status=200, headers=headers, mimetype="application/json")
-    # Spec 7.4 (unconfirmed): failed/timed-out/stopped → 200, Unhandled, Lambda's error body.
+    # docs/protocol.md#rest-api (unconfirmed): failed/timed-out/stopped → 200, Unhandled, Lambda's error body.
     err = summary.error or {}
     out: dict[str, Any] = {
         "errorType": err.get("ErrorType") or f"DurableExecution.{summary.status}",
@@ -479,9 +485,15 @@ def _history_marker() -> str | None:
 
 
 def get_history(arn: str) -> Response:
-    page = history_page(get_durascope(current_app).db, arn, include_data=_bool_arg("IncludeExecutionData", True),
-                        marker=_history_marker(), max_items=_max_items_arg(),
-                        reverse=_bool_arg("ReverseOrder", False), ts=ts_seconds)
+    page = history_page(
+        get_durascope(current_app).db,
+        arn,
+        include_data=_bool_arg("IncludeExecutionData", True),
+        marker=_history_marker(),
+        max_items=_max_items_arg(),
+        reverse=_bool_arg("ReverseOrder", False),
+        ts=ts_seconds,
+    )
     out: dict[str, Any] = {"Events": page.events}
     if page.next_marker:
         out["NextMarker"] = page.next_marker
@@ -490,13 +502,16 @@ def get_history(arn: str) -> Response:
 
 def get_state(arn: str) -> Response:
     token = _arg("CheckpointToken")
-    return _json(get_durascope(current_app).control.get_state(arn, token, _marker_arg(), _max_items_arg(), ts=ts_seconds))
+    return _json(
+        get_durascope(current_app).control.get_state(arn, token, _marker_arg(), _max_items_arg(), ts=ts_seconds)
+    )
 
 
 def checkpoint(arn: str) -> Response:
     body = _json_body(CHECKPOINT_BODY_LIMIT) or {}
-    response = get_durascope(current_app).control.checkpoint(arn, body.get("CheckpointToken"), body.get("Updates"),
-                                        _client_token(body), ts=ts_seconds)
+    response = get_durascope(current_app).control.checkpoint(
+        arn, body.get("CheckpointToken"), body.get("Updates"), _client_token(body), ts=ts_seconds
+    )
     return _json(response)
 
 
@@ -528,8 +543,9 @@ def pause(arn: str) -> Response:
     if timeout_paused is not None and not isinstance(timeout_paused, bool):
         raise InvalidParameterValueException("ExecutionTimeoutPaused must be a boolean")
     client_token = _client_token(body)
-    _with_client_token(_control_method("pause_execution", "PauseDurableExecution"), client_token,
-                       arn, reason, timeout_paused)
+    _with_client_token(
+        _control_method("pause_execution", "PauseDurableExecution"), client_token, arn, reason, timeout_paused
+    )
     return _json({}, 202)
 
 
@@ -573,10 +589,19 @@ def list_by_function(function: str) -> Response:
     if len(statuses) > 10:
         raise InvalidParameterValueException("Statuses may hold at most 10 items")
     page = list_executions(
-        ds.db, ref.name, ds.control.function_arn, version=qualifier, name=name, statuses=statuses,
-        started_after_ms=_time_arg("StartedAfter"), started_before_ms=_time_arg("StartedBefore"),
-        reverse=_bool_arg("ReverseOrder", False), marker=_marker_arg(),
-        max_items=_max_items_arg(), ts=ts_seconds)
+        ds.db,
+        ref.name,
+        ds.control.function_arn,
+        version=qualifier,
+        name=name,
+        statuses=statuses,
+        started_after_ms=_time_arg("StartedAfter"),
+        started_before_ms=_time_arg("StartedBefore"),
+        reverse=_bool_arg("ReverseOrder", False),
+        marker=_marker_arg(),
+        max_items=_max_items_arg(),
+        ts=ts_seconds,
+    )
     out: dict[str, Any] = {"DurableExecutions": page.executions}
     if page.next_marker:
         out["NextMarker"] = page.next_marker
@@ -587,7 +612,7 @@ def list_by_function(function: str) -> Response:
 
 
 def callback_succeed(callback_id: str) -> Response:
-    # Raw body bytes are the result, stored verbatim (spec pitfall 21); the control
+    # Raw body bytes are the result, stored verbatim (docs/protocol.md#rest-api); the control
     # plane enforces the 1 MiB limit and refuses NUL characters.
     data = _body(BODY_LIMIT)
     get_durascope(current_app).control.callback_complete(callback_id, True, result=data or None)

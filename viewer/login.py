@@ -126,7 +126,8 @@ def install(app: Flask, keys: dict[str, str], session_hours: float) -> None:
     engine process of a deployment accepts the same cookie and new keys log everyone out."""
     app.config["DURASCOPE_ACCESS_KEYS"] = keys
     app.config["SECRET_KEY"] = hashlib.sha256(
-        b"durascope-session\0" + b"\0".join(f"{k}:{v}".encode() for k, v in sorted(keys.items()))).digest()
+        b"durascope-session\0" + b"\0".join(f"{k}:{v}".encode() for k, v in sorted(keys.items()))
+    ).digest()
     app.config["PERMANENT_SESSION_LIFETIME"] = timedelta(hours=session_hours)
     app.session_interface = _SessionCookies()
     app.extensions["durascope_login_throttle"] = LoginThrottle()
@@ -134,5 +135,6 @@ def install(app: Flask, keys: dict[str, str], session_hours: float) -> None:
 
 
 def _refusal(status: int, message: str) -> Response:
-    return Response(f"<!doctype html><title>{status}</title><p>{escape(message)}</p>", status=status,
-                    mimetype="text/html")
+    return Response(
+        f"<!doctype html><title>{status}</title><p>{escape(message)}</p>", status=status, mimetype="text/html"
+    )

@@ -28,8 +28,10 @@ from recorder.queries import LogEntry
 # The runtime's text log format: "[LEVEL]\t<ISO time>\t<request id>\t<message>".
 _RECORD_HEADER = re.compile(r"\[(?:DEBUG|INFO|WARNING|ERROR|CRITICAL)\]\t[^\t]*\t[^\t]*\t")
 _TRACEBACK = "Traceback (most recent call last):"
-_CHAIN = ("During handling of the above exception, another exception occurred:",
-          "The above exception was the direct cause of the following exception:")
+_CHAIN = (
+    "During handling of the above exception, another exception occurred:",
+    "The above exception was the direct cause of the following exception:",
+)
 _EXCEPTION_LINE = re.compile(r"[A-Za-z_][\w.]*(?:: .*)?")
 _ERROR_LEVELS = frozenset({"ERROR", "CRITICAL"})
 _STREAMS = frozenset({"STDOUT", "STDERR"})
@@ -74,12 +76,12 @@ def split_records(entries: Iterable[LogEntry]) -> list[Line]:
         if not starts or starts[0] != 0:
             starts.insert(0, 0)
         for i, start in enumerate(starts):
-            piece = text[start:starts[i + 1] if i + 1 < len(starts) else len(text)]
+            piece = text[start : starts[i + 1] if i + 1 < len(starts) else len(text)]
             header = _RECORD_HEADER.match(piece)
             level = e.level
             if header:
-                level = piece[1:piece.index("]")]
-                piece = piece[header.end():]
+                level = piece[1 : piece.index("]")]
+                piece = piece[header.end() :]
             out.append(Line(e.id, e.ts_ms, e.request_id, level, e.logger, e.op_id, piece, e.replay, e.attempt))
     return out
 
@@ -102,8 +104,12 @@ def attempt_lines(lines: Sequence[Line], op_id: str, attempt: int) -> list[Line]
     lines naming the operation in the invocation the attempt ran in."""
     own = [ln for ln in lines if ln.op_id == op_id and ln.attempt == attempt]
     requests = {ln.request_id for ln in own}
-    return [ln for ln in lines if (ln.op_id == op_id and ln.attempt == attempt)
-            or (ln.request_id in requests and ln.op_id is None and named_operation(ln) == op_id)]
+    return [
+        ln
+        for ln in lines
+        if (ln.op_id == op_id and ln.attempt == attempt)
+        or (ln.request_id in requests and ln.op_id is None and named_operation(ln) == op_id)
+    ]
 
 
 def trace_after(lines: Sequence[Line], index: int) -> str | None:
@@ -112,8 +118,9 @@ def trace_after(lines: Sequence[Line], index: int) -> str | None:
     head, _, rest = lines[index].text.partition("\n")
     if rest.strip():
         return rest.rstrip()
-    taken = _traceback_lines([ln.text for ln in lines[index + 1:index + 1 + 2000]
-                              if ln.request_id == lines[index].request_id])
+    taken = _traceback_lines(
+        [ln.text for ln in lines[index + 1 : index + 1 + 2000] if ln.request_id == lines[index].request_id]
+    )
     return "\n".join(taken) if taken else None
 
 
@@ -154,7 +161,8 @@ def operation_traces(lines: Sequence[Line]) -> dict[tuple[str, str], list[Logged
             text = trace_after(lines, i)
             if text:
                 found.setdefault((line.request_id or "", op_id), []).append(
-                    LoggedTrace(line.request_id or "", line.line_id, text))
+                    LoggedTrace(line.request_id or "", line.line_id, text)
+                )
     return found
 
 
@@ -162,8 +170,11 @@ def execution_trace(lines: Sequence[Line], request_id: str | None) -> LoggedTrac
     """The traceback the SDK logged when the handler failed, in invocation ``request_id``."""
     for i in range(len(lines) - 1, -1, -1):
         line = lines[i]
-        if line.request_id == request_id and line.level in _ERROR_LEVELS \
-                and line.text.split("\n", 1)[0].strip() == EXECUTION_FAILED:
+        if (
+            line.request_id == request_id
+            and line.level in _ERROR_LEVELS
+            and line.text.split("\n", 1)[0].strip() == EXECUTION_FAILED
+        ):
             text = trace_after(lines, i)
             if text:
                 return LoggedTrace(request_id or "", line.line_id, text)
@@ -184,9 +195,15 @@ def fold(lines: Sequence[Line]) -> list[Line]:
         line = lines[i]
         taken: list[str] = []
         nxt = lines[i + 1] if i + 1 < len(lines) else None
-        if nxt is not None and "\n" not in line.text and (nxt.text == _TRACEBACK or (
-                line.level in _ERROR_LEVELS and nxt.level in _STREAMS and _EXCEPTION_LINE.fullmatch(nxt.text))):
-            taken = _traceback_lines([ln.text for ln in lines[i + 1:i + 2001] if ln.request_id == line.request_id])
+        if (
+            nxt is not None
+            and "\n" not in line.text
+            and (
+                nxt.text == _TRACEBACK
+                or (line.level in _ERROR_LEVELS and nxt.level in _STREAMS and _EXCEPTION_LINE.fullmatch(nxt.text))
+            )
+        ):
+            taken = _traceback_lines([ln.text for ln in lines[i + 1 : i + 2001] if ln.request_id == line.request_id])
         if taken:
             out.append(replace(line, text=line.text + "\n" + "\n".join(taken)))
             i += 1 + len(taken)

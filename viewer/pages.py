@@ -35,11 +35,21 @@ from werkzeug.exceptions import HTTPException
 
 from recorder.errors import ServiceError
 from recorder.queries import iter_history
-from viewer import (api_v1, cost_pages, diff_pages, errors_pages, feed_pages, functions_pages, get_durascope, lambda_api,
-                    replay_pages, waiting_pages)
+from viewer import (
+    api_v1,
+    cost_pages,
+    diff_pages,
+    errors_pages,
+    feed_pages,
+    functions_pages,
+    get_durascope,
+    lambda_api,
+    replay_pages,
+    waiting_pages,
+)
+from viewer.graph import build_graph
 from viewer.timeline import build_timeline
 from viewer.view_models.common import ViewError, format_duration, plural, validate_callback_payload
-from viewer.graph import build_graph
 from viewer.view_models.cost import build_execution_cost
 from viewer.view_models.execution import build_execution, build_operation, detail_of, full_payload
 from viewer.view_models.executions import ListFilters, build_execution_list, filtered_arns
@@ -53,6 +63,7 @@ def _compact_templates(state: Any) -> None:
     # Block tags leave no blank lines behind: a 500-operation page was a third whitespace.
     state.app.jinja_env.trim_blocks = True
     state.app.jinja_env.lstrip_blocks = True
+
 
 bp.register_blueprint(api_v1.bp)
 bp.register_blueprint(feed_pages.bp)
@@ -68,8 +79,17 @@ bp.register_blueprint(functions_pages.bp)
 bp.register_blueprint(functions_pages.api_bp)
 bp.register_blueprint(cost_pages.api_bp)
 
-VIEWER_PREFIXES = ("/executions/", "/api/v1/", "/feed", "/webhooks", "/errors", "/search", "/diff", "/waiting",
-                   "/functions")
+VIEWER_PREFIXES = (
+    "/executions/",
+    "/api/v1/",
+    "/feed",
+    "/webhooks",
+    "/errors",
+    "/search",
+    "/diff",
+    "/waiting",
+    "/functions",
+)
 # The Lambda REST API (and the Runtime API of worker hosts): their clients get the AWS
 # error shape whatever they accept.
 AWS_PREFIXES = ("/2015-03-31/", "/2025-12-01/", "/2018-06-01/")
@@ -149,8 +169,10 @@ def _with_args(path: str, args: dict[str, Any]) -> str:
 def _wants_html() -> bool:
     """A browser: it asks for HTML before anything else (curl and SDKs send */* or JSON)."""
     accept = request.accept_mimetypes
-    return accept.best_match(["application/json", "text/html"]) == "text/html" and \
-        accept["text/html"] > accept["application/json"]
+    return (
+        accept.best_match(["application/json", "text/html"]) == "text/html"
+        and accept["text/html"] > accept["application/json"]
+    )
 
 
 def _viewer_path(path: str) -> bool:
@@ -179,8 +201,9 @@ def _not_found(exc: HTTPException) -> Any:
     if request.path.startswith("/api/v1/"):
         return api_v1.error_json(exc.code or 404, exc.description or exc.name)
     if _viewer_path(request.path) or (_wants_html() and not request.path.startswith(AWS_PREFIXES)):
-        return error_page(exc.code or 404, "There is no page here." if exc.code == 404 else
-                          f"{request.method} is not allowed here.")
+        return error_page(
+            exc.code or 404, "There is no page here." if exc.code == 404 else f"{request.method} is not allowed here."
+        )
     return lambda_api.http_exception_response(exc)
 
 
@@ -210,8 +233,7 @@ def export_zip() -> Response:
     try:
         ds = get_durascope(current_app)
         transfer.export_bulk(ds.db, filtered_arns(ds, filters), Path(name), "zip")
-        resp = send_file(name, mimetype="application/zip", as_attachment=True,
-                         download_name="durascope-executions.zip")
+        resp = send_file(name, mimetype="application/zip", as_attachment=True, download_name="durascope-executions.zip")
     except BaseException:
         os.unlink(name)
         raise
@@ -229,8 +251,17 @@ def execution(arn: str, form_error: dict[str, str] | None = None, status: int = 
     panel = detail_of(view, failing, f.lines, f.more_lines) if f and failing else None
     notice = NOTICES.get(request.args.get("notice", ""))
     cost = build_execution_cost(get_durascope(current_app), arn)
-    return render_template("execution.html", v=view, t=timeline, g=build_graph(view), panel=panel, notice=notice,
-                           form_error=form_error or {}, replay=replay, cost=cost), status
+    return render_template(
+        "execution.html",
+        v=view,
+        t=timeline,
+        g=build_graph(view),
+        panel=panel,
+        notice=notice,
+        form_error=form_error or {},
+        replay=replay,
+        cost=cost,
+    ), status
 
 
 @bp.get("/executions/<path:arn>/operations/<op_id>")
@@ -250,17 +281,27 @@ def history_json(arn: str) -> Response:
     events = list(iter_history(get_durascope(current_app).db, arn, True))
     body = json.dumps({"Events": events}, indent=1)
     name = arn.rsplit("/", 1)[-1]
-    return Response(body, mimetype="application/json",
-                    headers={"Content-Disposition": f'attachment; filename="history-{name}.json"'})
+    return Response(
+        body,
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="history-{name}.json"'},
+    )
 
 
 @bp.get("/executions/<path:arn>/payload")
 def payload(arn: str) -> Response:
-    text = full_payload(get_durascope(current_app), arn, request.args.get("kind", ""), request.args.get("op"),
-                        raw=request.args.get("raw") == "1")
-    return Response(text, mimetype="text/plain",
-                    headers={"Content-Disposition": 'attachment; filename="payload.json"',
-                             "X-Content-Type-Options": "nosniff"})
+    text = full_payload(
+        get_durascope(current_app),
+        arn,
+        request.args.get("kind", ""),
+        request.args.get("op"),
+        raw=request.args.get("raw") == "1",
+    )
+    return Response(
+        text,
+        mimetype="text/plain",
+        headers={"Content-Disposition": 'attachment; filename="payload.json"', "X-Content-Type-Options": "nosniff"},
+    )
 
 
 @bp.get("/executions/<path:arn>/events")
@@ -323,5 +364,6 @@ def callback(arn: str) -> Any:
 @bp.get("/favicon.ico")
 def favicon() -> Response:
     # Browsers ask for /favicon.ico whatever the page links; the SVG serves both.
-    return send_file(os.path.join(os.path.dirname(__file__), "static", "favicon.svg"), mimetype="image/svg+xml",
-                     max_age=86400)
+    return send_file(
+        os.path.join(os.path.dirname(__file__), "static", "favicon.svg"), mimetype="image/svg+xml", max_age=86400
+    )

@@ -19,7 +19,7 @@ def raw_path(environ: Mapping[str, Any]) -> str:
             path = "/" + path.split("://", 1)[1].partition("/")[2]
         script = environ.get("SCRIPT_NAME") or ""
         if script and path.startswith(script):
-            path = path[len(script):]
+            path = path[len(script) :]
         return path or "/"
     # No raw URI from this server: %2F is already decoded, so callers that split ARNs
     # fall back to re-joining segments.

@@ -21,9 +21,15 @@ from viewer import create_app
 from viewer.wsgiserver import ServerLimits, WSGIServer
 
 
-def build_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, run_engine: bool = True,
-                 durascope: Durascope | None = None, invoker: str = "in-process",
-                 local_workers: bool = True) -> tuple[WSGIServer, Durascope]:
+def build_server(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    run_engine: bool = True,
+    durascope: Durascope | None = None,
+    invoker: str = "in-process",
+    local_workers: bool = True,
+) -> tuple[WSGIServer, Durascope]:
     """Open the store (and the engine), build the app and bind the server.
     ``port=0`` picks a free port (``server.server_port``). The caller closes both.
     With ``invoker="workers"`` handlers run in local worker processes that reach this
@@ -41,8 +47,14 @@ def build_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, 
     return server, ds
 
 
-def run_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, run_engine: bool = True,
-               invoker: str = "in-process", durascope: Durascope | None = None) -> None:
+def run_server(
+    settings: Settings,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    run_engine: bool = True,
+    invoker: str = "in-process",
+    durascope: Durascope | None = None,
+) -> None:
     """Serve until SIGINT/SIGTERM, then stop accepting, stop the engine and close the store."""
     server, ds = build_server(settings, host, port, run_engine, durascope=durascope, invoker=invoker)
     try:
@@ -52,12 +64,14 @@ def run_server(settings: Settings, host: str = "127.0.0.1", port: int = 8000, ru
             ds.close()
 
 
-def serve(server: WSGIServer, ds: Durascope, settings: Settings, host: str,
-          ready: Callable[[str], None] | None = None) -> None:
+def serve(
+    server: WSGIServer, ds: Durascope, settings: Settings, host: str, ready: Callable[[str], None] | None = None
+) -> None:
     """What ``durascope serve`` runs once its server is bound (``durascope demo`` too): the
     webhook dispatcher beside the engine, the warnings, then requests until SIGINT/SIGTERM.
     ``ready(url)`` runs once everything is up, before the first request is served."""
     from recorder.followers.dispatcher import Dispatcher  # webhook deliveries run beside the engine
+
     dispatcher = Dispatcher(ds.db, settings) if ds.engine is not None else None
     if dispatcher is not None:
         dispatcher.start()
@@ -72,11 +86,17 @@ def serve(server: WSGIServer, ds: Durascope, settings: Settings, host: str,
     previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     engine = "with engine" if ds.engine is not None else "without engine"
     if host not in ("127.0.0.1", "localhost", "::1") and not settings.access_keys:
-        print(f"WARNING: listening on {host} without authentication: anyone who can reach this port can start, "
-              "stop and read executions. Set DURASCOPE_ACCESS_KEYS=id:secret to require SigV4-signed requests.",
-              file=sys.stderr, flush=True)
-    print(f"durascope serving http://{host}:{server.server_port} ({engine}) on {safe_url(settings.database_url)}",
-          file=sys.stderr, flush=True)
+        print(
+            f"WARNING: listening on {host} without authentication: anyone who can reach this port can start, "
+            "stop and read executions. Set DURASCOPE_ACCESS_KEYS=id:secret to require SigV4-signed requests.",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(
+        f"durascope serving http://{host}:{server.server_port} ({engine}) on {safe_url(settings.database_url)}",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         if ready is not None:
             ready(f"http://{host}:{server.server_port}")

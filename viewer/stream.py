@@ -97,9 +97,12 @@ class StatusWindow:
             try:
                 with self._db.read() as s:
                     changes, head = read_status_changes(s, head, PAGE)
-            except Exception:  # noqa: BLE001 - a database hiccup: streams wait, a later poll retries
-                log.log(logging.DEBUG if failing else logging.WARNING, "the status-change feed could not read the log",
-                        exc_info=True)
+            except Exception:
+                log.log(
+                    logging.DEBUG if failing else logging.WARNING,
+                    "the status-change feed could not read the log",
+                    exc_info=True,
+                )
                 failing = True
                 time.sleep(max(self._poll, 1.0))
                 continue
@@ -130,10 +133,12 @@ class StreamSlots:
             if self._open.get(client, 0) >= self.per_client:
                 raise TooManyRequestsException(
                     f"At most {self.per_client} feed streams per client (DURASCOPE_MAX_STREAMS_PER_CLIENT): "
-                    "close one first")
+                    "close one first"
+                )
             if sum(self._open.values()) >= self.total:
                 raise ServiceUnavailableException(
-                    f"At most {self.total} feed streams are open at once (DURASCOPE_MAX_STREAMS): retry later")
+                    f"At most {self.total} feed streams are open at once (DURASCOPE_MAX_STREAMS): retry later"
+                )
             self._open[client] = self._open.get(client, 0) + 1
 
     def give_back(self, client: str) -> None:
@@ -162,7 +167,8 @@ def _feed(ds: Durascope) -> _Feed:
         if feed is None:
             poll = float(current_app.config.get("DURASCOPE_FEED_POLL_SECONDS", 0.1))
             feed = current_app.extensions["durascope_feed"] = _Feed(
-                StatusWindow(ds.db, poll), StreamSlots(ds.settings.max_streams, ds.settings.max_streams_per_client))
+                StatusWindow(ds.db, poll), StreamSlots(ds.settings.max_streams, ds.settings.max_streams_per_client)
+            )
         return feed
 
 
@@ -174,8 +180,16 @@ class _Stream:
     """The response body: holds a slot and the window until closed (WSGI calls ``close``
     whether or not the body was ever iterated)."""
 
-    def __init__(self, feed: _Feed, client: str, ds: Durascope, after: int | None, limit: int | None,
-                 wait: int | None, flt: Filter) -> None:
+    def __init__(
+        self,
+        feed: _Feed,
+        client: str,
+        ds: Durascope,
+        after: int | None,
+        limit: int | None,
+        wait: int | None,
+        flt: Filter,
+    ) -> None:
         self._feed, self._client = feed, client
         self._ds, self._after, self._limit, self._wait, self._flt = ds, after, limit, wait, flt
         self._head = feed.window.attach()
@@ -241,4 +255,6 @@ def status_stream(ds: Durascope, after: int | None, limit: int | None, wait: int
     except BaseException:
         feed.slots.give_back(client)
         raise
-    return Response(body, mimetype="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return Response(
+        body, mimetype="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

@@ -32,11 +32,43 @@ MAX_FAILED_SHOWN = 10
 MAX_GAP_BARS = 500
 OPEN_GROUP_CHILDREN = 12  # a group with more children starts closed (unless it holds a failure)
 # Tick steps (ms): the first that gives at most MAX_TICKS ticks.
-_STEPS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 15_000, 30_000, 60_000, 120_000, 300_000,
-          600_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 10_800_000, 21_600_000, 43_200_000, 86_400_000)
+_STEPS = (
+    1,
+    2,
+    5,
+    10,
+    20,
+    50,
+    100,
+    200,
+    500,
+    1000,
+    2000,
+    5000,
+    10_000,
+    15_000,
+    30_000,
+    60_000,
+    120_000,
+    300_000,
+    600_000,
+    900_000,
+    1_800_000,
+    3_600_000,
+    7_200_000,
+    10_800_000,
+    21_600_000,
+    43_200_000,
+    86_400_000,
+)
 MAX_TICKS = 8
-_ATTEMPT_STATE = {"succeeded": "succeeded", "failed": "failed", "retrying": "retrying", "running": "running",
-                  "cancelled": "cancelled"}
+_ATTEMPT_STATE = {
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "retrying": "retrying",
+    "running": "running",
+    "cancelled": "cancelled",
+}
 
 
 @dataclass(frozen=True)
@@ -118,8 +150,9 @@ def _ticks(start: int, end: int) -> tuple[str, tuple[Tick, ...]]:
     for t in range(first, end + 1, step):
         d = dt.datetime.fromtimestamp(t / 1000, dt.UTC)
         text = d.strftime("%H:%M:%S") + (f".{t % 1000:03d}" if precision == "ms" else "")
-        out.append(Tick(round((t - start) / span * 100, 3), d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t % 1000:03d}Z",
-                        text))
+        out.append(
+            Tick(round((t - start) / span * 100, 3), d.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t % 1000:03d}Z", text)
+        )
     return precision, tuple(out)
 
 
@@ -138,20 +171,39 @@ class _Builder:
         if not op.attempts:
             what = op.closed_by or op.status.lower()
             err = f" · {op.error.short[:200]}" if op.error else ""
-            return (self.scale.bar(op.start_ms, end_default, state(op),
-                                   f"{title}: {what}, {format_duration(end_default - op.start_ms)}{err}", target),)
+            return (
+                self.scale.bar(
+                    op.start_ms,
+                    end_default,
+                    state(op),
+                    f"{title}: {what}, {format_duration(end_default - op.start_ms)}{err}",
+                    target,
+                ),
+            )
         bars: list[Bar] = []
         previous_end = None
         for a in op.attempts:
             if previous_end is not None and a.start_ms > previous_end:
-                bars.append(self.scale.bar(previous_end, a.start_ms, "delay",
-                                           f"{title}: retry delay before attempt {a.number}, "
-                                           f"{format_duration(a.start_ms - previous_end)}", target))
+                bars.append(
+                    self.scale.bar(
+                        previous_end,
+                        a.start_ms,
+                        "delay",
+                        f"{title}: retry delay before attempt {a.number}, {format_duration(a.start_ms - previous_end)}",
+                        target,
+                    )
+                )
             end = a.end_ms if a.end_ms is not None else end_default
             err = f" · {a.error.short[:200]}" if a.error else ""
-            bars.append(self.scale.bar(a.start_ms, end, _ATTEMPT_STATE.get(a.outcome, "running"),
-                                       f"{title}: attempt {a.number} {a.outcome}, "
-                                       f"{format_duration(end - a.start_ms)}{err}", target))
+            bars.append(
+                self.scale.bar(
+                    a.start_ms,
+                    end,
+                    _ATTEMPT_STATE.get(a.outcome, "running"),
+                    f"{title}: attempt {a.number} {a.outcome}, {format_duration(end - a.start_ms)}{err}",
+                    target,
+                )
+            )
             previous_end = end
         last = op.attempts[-1]
         if last.outcome == "retrying" and op.status in ("PENDING", "READY") and last.end_ms is not None:
@@ -171,8 +223,20 @@ class _Builder:
             n_kids = len(self.tree.kids(op.id))
             # A group of one (an iteration around its step) draws the same bar twice: closed.
             open_ = failing or (1 < n_kids <= OPEN_GROUP_CHILDREN and depth < 3)
-            out.append(Row(op.id, op.label, op.kind, state(op), depth, self.op_bars(op), children, open_, failing,
-                           self.tree.group_summary(op) if n_kids > 1 else ""))
+            out.append(
+                Row(
+                    op.id,
+                    op.label,
+                    op.kind,
+                    state(op),
+                    depth,
+                    self.op_bars(op),
+                    children,
+                    open_,
+                    failing,
+                    self.tree.group_summary(op) if n_kids > 1 else "",
+                )
+            )
         if rest:
             out.append(self._summed(rest, depth))
         return tuple(out)
@@ -182,7 +246,7 @@ class _Builder:
             return kids, []
         # Failures first (failed, or failed and retried), then the first children in start order.
         failed = [k.id for k in kids if k.id in self.tree.failing or k.failed][:MAX_FAILED_SHOWN]
-        keep = set(failed) | {k.id for k in kids[:max(limit - len(failed), 0)]}
+        keep = set(failed) | {k.id for k in kids[: max(limit - len(failed), 0)]}
         return [k for k in kids if k.id in keep], [k for k in kids if k.id not in keep]
 
     def _summed(self, rest: list[OperationView], depth: int) -> Row:
@@ -193,10 +257,17 @@ class _Builder:
         end = max((o.end_ms if o.end_ms is not None else (self.view.end_ms or self.view.now_ms)) for o in rest)
         summary = count_text(counts)
         label = f"+ {plural(len(rest), 'more operation')}"
-        return Row(None, label, "", "failed" if counts.get("failed") else "summed", depth,
-                   (self.scale.bar(start, end, "summed", f"{len(rest):,} operations not drawn: {summary}",
-                                   "operations"),),
-                   summary=summary, stands_for=stands_for, failing=bool(counts.get("failed")))
+        return Row(
+            None,
+            label,
+            "",
+            "failed" if counts.get("failed") else "summed",
+            depth,
+            (self.scale.bar(start, end, "summed", f"{len(rest):,} operations not drawn: {summary}", "operations"),),
+            summary=summary,
+            stands_for=stands_for,
+            failing=bool(counts.get("failed")),
+        )
 
 
 def build_timeline(view: ExecutionView) -> Timeline:
@@ -204,19 +275,47 @@ def build_timeline(view: ExecutionView) -> Timeline:
     end = max(view.end_ms or view.now_ms, start + 1)
     scale = _Scale(start, end)
     precision, ticks = _ticks(start, end)
-    invocations = tuple(scale.bar(i.start_ms, i.end_ms, "invocation",
-                                  f"invocation {i.index}: {format_duration(i.duration_ms)}, request {i.request_id}",
-                                  f"invocation:{i.index}", str(i.index)) for i in view.invocations)
-    gaps = tuple(scale.bar(g.start_ms, g.end_ms, "suspended",
-                           f"suspended {format_duration(g.end_ms - g.start_ms)}, waiting for: {g.label[:400]}",
-                           "waiting" if g.open else "", g.label[:120]) for g in view.gaps[:MAX_GAP_BARS])
+    invocations = tuple(
+        scale.bar(
+            i.start_ms,
+            i.end_ms,
+            "invocation",
+            f"invocation {i.index}: {format_duration(i.duration_ms)}, request {i.request_id}",
+            f"invocation:{i.index}",
+            str(i.index),
+        )
+        for i in view.invocations
+    )
+    gaps = tuple(
+        scale.bar(
+            g.start_ms,
+            g.end_ms,
+            "suspended",
+            f"suspended {format_duration(g.end_ms - g.start_ms)}, waiting for: {g.label[:400]}",
+            "waiting" if g.open else "",
+            g.label[:120],
+        )
+        for g in view.gaps[:MAX_GAP_BARS]
+    )
     builder = _Builder(view, scale)
     rows = builder.rows(None, 0)
     notes = []
     if builder.summed:
-        notes.append(f"{builder.drawn:,} of {len(view.operations):,} operations are drawn; the rest are summed up "
-                     "per parent, failures first")
+        notes.append(
+            f"{builder.drawn:,} of {len(view.operations):,} operations are drawn; the rest are summed up "
+            "per parent, failures first"
+        )
     if len(view.gaps) > MAX_GAP_BARS:
         notes.append(f"the first {MAX_GAP_BARS} of {len(view.gaps):,} suspended gaps are drawn")
-    return Timeline(start, end, precision, ticks, invocations, gaps, rows, builder.drawn, len(view.operations),
-                    "; ".join(notes) or None)
+    return Timeline(
+        start,
+        end,
+        precision,
+        ticks,
+        invocations,
+        gaps,
+        rows,
+        builder.drawn,
+        len(view.operations),
+        "; ".join(notes) or None,
+    )

@@ -89,7 +89,7 @@ class Value:
         each extended value."""
         start = 0
         for spot in self.types:
-            yield self.text[start:spot.offset], spot.type
+            yield self.text[start : spot.offset], spot.type
             start = spot.offset
         yield self.text[start:], None
 
@@ -102,8 +102,13 @@ _NOT_DECODED = object()
 
 
 def _is_envelope(value: Any) -> bool:
-    return (isinstance(value, dict) and len(value) == 2 and TYPE_TOKEN in value and VALUE_TOKEN in value
-            and value[TYPE_TOKEN] in _TAGS)
+    return (
+        isinstance(value, dict)
+        and len(value) == 2
+        and TYPE_TOKEN in value
+        and VALUE_TOKEN in value
+        and value[TYPE_TOKEN] in _TAGS
+    )
 
 
 def pretty_head(value: Any, limit: int) -> tuple[str, bool]:
@@ -137,7 +142,7 @@ class _Writer:
         self.spots: list[TypedSpot] = []
 
     def text(self) -> str:
-        return "".join(self.parts)[:self.limit]
+        return "".join(self.parts)[: self.limit]
 
     def put(self, text: str) -> None:
         if self.cut:
@@ -168,8 +173,9 @@ class _Writer:
         if label is not None:
             self.spots.append(TypedSpot(path, label, self.size))
 
-    def _container(self, items: list[tuple[Any, Any]], open_: str, close: str, depth: int, path: str,
-                   keyed: bool) -> None:
+    def _container(
+        self, items: list[tuple[Any, Any]], open_: str, close: str, depth: int, path: str, keyed: bool
+    ) -> None:
         if not items:
             self.put(open_ + close)
             return

@@ -35,8 +35,9 @@ def waiting_action() -> Any:
     try:
         bulk = BulkAction.from_form(request.form)
     except ViewError as exc:
-        return render_template("waiting.html", v=build_waiting(ds, request.args), outcome=None,
-                               form_error=exc.message), 400
+        return render_template(
+            "waiting.html", v=build_waiting(ds, request.args), outcome=None, form_error=exc.message
+        ), 400
     outcome = apply_bulk(ds, bulk)
     return render_template("waiting.html", v=build_waiting(ds, request.args), outcome=outcome)
 

@@ -50,8 +50,10 @@ log = logging.getLogger("durascope.http")
 MAX_DRAIN = 8 * 1024 * 1024
 DRAIN_SECONDS = 5.0
 MAX_HEAD_BYTES = 64 * 1024
-_REFUSED = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-            b"x-amzn-ErrorType: ServiceUnavailableException\r\nRetry-After: 1\r\nConnection: close\r\n")
+_REFUSED = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+    b"x-amzn-ErrorType: ServiceUnavailableException\r\nRetry-After: 1\r\nConnection: close\r\n"
+)
 _CUT = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
@@ -225,8 +227,11 @@ class _Gateway(Gateway_10):
             log.exception("Error on request %s %s", self.env.get("REQUEST_METHOD"), self.env.get("REQUEST_URI"))
             body = b"Internal Server Error"
             self.req.status = b"500 Internal Server Error"
-            self.req.outheaders = [(b"Content-Type", b"text/plain"), (b"Content-Length", b"%d" % len(body)),
-                                   (b"Connection", b"close")]
+            self.req.outheaders = [
+                (b"Content-Type", b"text/plain"),
+                (b"Content-Length", b"%d" % len(body)),
+                (b"Connection", b"close"),
+            ]
             self.req.close_connection = True
             self.req.ensure_headers_sent()
             self.req.write(body)
@@ -321,7 +326,7 @@ class _Pool:
             keep = conn.communicate()
         except ConnectionError:
             keep = False
-        except Exception:  # noqa: BLE001 - one connection's failure must not end the thread
+        except Exception:
             log.exception("Error while serving a connection")
         if keep:
             self.server.put_conn(conn)
@@ -351,7 +356,7 @@ class _Pool:
 # --- the server ------------------------------------------------------------------------------
 
 
-class _Server(CherootServer):  # type: ignore[misc]
+class _Server(CherootServer):
     ConnectionClass = _Connection
 
     def __init__(self, bind_addr: tuple[str, int], app: Any, limits: ServerLimits) -> None:
@@ -378,7 +383,7 @@ class _Server(CherootServer):  # type: ignore[misc]
         while self.ready:
             try:
                 self._connections.run(self.expiration_interval)
-            except Exception:  # noqa: BLE001 - as cheroot's own loop: log, keep accepting
+            except Exception:
                 log.exception("Error in the connection loop")
 
     def stop(self) -> None:
@@ -392,8 +397,7 @@ class _Server(CherootServer):  # type: ignore[misc]
 
 def _refuse(conn: _Connection, cap: int) -> None:
     """Answer 503 before reading anything, and close: the client retries later."""
-    body = (b'{"Type":"Server","message":"Too many open connections (DURASCOPE_MAX_CONNECTIONS=%d): '
-            b'retry later"}' % cap)
+    body = b'{"Type":"Server","message":"Too many open connections (DURASCOPE_MAX_CONNECTIONS=%d): retry later"}' % cap
     try:
         conn.socket.send(_REFUSED + b"Content-Length: %d\r\n\r\n" % len(body) + body, socket.MSG_DONTWAIT)
         conn.socket.shutdown(socket.SHUT_WR)

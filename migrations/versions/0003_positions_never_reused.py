@@ -15,11 +15,12 @@ Revision ID: 0003
 Revises: 0002
 Create Date: 2026-12-01 17:20:00
 """
-from alembic import op
-import sqlalchemy as sa
 
-revision = '0003'
-down_revision = '0002'
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
@@ -65,17 +66,19 @@ def _rebuild_sqlite_events(autoincrement: bool) -> None:
 def upgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         _rebuild_sqlite_events(autoincrement=True)
-    with op.batch_alter_table('operations', schema=None) as batch_op:
-        batch_op.drop_column('changed_position')
-    op.drop_table('meta')
+    with op.batch_alter_table("operations", schema=None) as batch_op:
+        batch_op.drop_column("changed_position")
+    op.drop_table("meta")
 
 
 def downgrade() -> None:
-    op.create_table('meta',
-                    sa.Column('key', sa.String(length=64), nullable=False),
-                    sa.Column('value', sa.Text(), nullable=False),
-                    sa.PrimaryKeyConstraint('key'))
-    with op.batch_alter_table('operations', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('changed_position', sa.BigInteger(), nullable=False, server_default='0'))
+    op.create_table(
+        "meta",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
+    )
+    with op.batch_alter_table("operations", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("changed_position", sa.BigInteger(), nullable=False, server_default="0"))
     if op.get_bind().dialect.name == "sqlite":
         _rebuild_sqlite_events(autoincrement=False)

@@ -4,11 +4,12 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-05 15:00:00
 """
-from alembic import op
-import sqlalchemy as sa
 
-revision = '0004'
-down_revision = '0003'
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

@@ -10,21 +10,21 @@ Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-02 14:00:00
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '0005'
-down_revision = '0004'
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('webhook_subscriptions', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('failing_since_ms', sa.BigInteger(), nullable=True))
+    with op.batch_alter_table("webhook_subscriptions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("failing_since_ms", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('webhook_subscriptions', schema=None) as batch_op:
-        batch_op.drop_column('failing_since_ms')
+    with op.batch_alter_table("webhook_subscriptions", schema=None) as batch_op:
+        batch_op.drop_column("failing_since_ms")

@@ -10,18 +10,20 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-05 17:30:00
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '0006'
-down_revision = '0005'
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
 # The text both databases index; recorder.queries' search must use the same expressions.
-PG_ERROR_DOCUMENT = ("to_tsvector('english', left(coalesce(message, '') || ' ' || coalesce(error_data, '') "
-                     "|| ' ' || coalesce(stack_trace, ''), 100000))")
+PG_ERROR_DOCUMENT = (
+    "to_tsvector('english', left(coalesce(message, '') || ' ' || coalesce(error_data, '') "
+    "|| ' ' || coalesce(stack_trace, ''), 100000))"
+)
 PG_LOG_DOCUMENT = "to_tsvector('english', left(message, 100000))"
 
 _SQLITE_FTS = [
@@ -65,8 +67,9 @@ def upgrade() -> None:
     op.create_index("ix_error_occurrences_ts", "error_occurrences", ["ts_ms"])
     op.create_index("ix_error_occurrences_function_ts", "error_occurrences", ["function_name", "ts_ms"])
     op.create_index("ix_error_occurrences_execution", "error_occurrences", ["execution_id"])
-    op.create_index("ix_error_occurrences_group", "error_occurrences",
-                    ["function_name", "error_type", "fingerprint", "ts_ms"])
+    op.create_index(
+        "ix_error_occurrences_group", "error_occurrences", ["function_name", "error_type", "fingerprint", "ts_ms"]
+    )
     if op.get_bind().dialect.name == "sqlite":
         for statement in _SQLITE_FTS:
             op.execute(statement)

@@ -10,22 +10,22 @@ Revision ID: 0006b
 Revises: 0006
 Create Date: 2026-12-05 17:30:00
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '0006b'
-down_revision = '0006'
+revision = "0006b"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column('log_lines', sa.Column('replay', sa.Boolean(), nullable=False, server_default=sa.false()))
-    op.add_column('log_lines', sa.Column('attempt', sa.Integer(), nullable=True))
+    op.add_column("log_lines", sa.Column("replay", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column("log_lines", sa.Column("attempt", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('log_lines', schema=None) as batch_op:
-        batch_op.drop_column('attempt')
-        batch_op.drop_column('replay')
+    with op.batch_alter_table("log_lines", schema=None) as batch_op:
+        batch_op.drop_column("attempt")
+        batch_op.drop_column("replay")

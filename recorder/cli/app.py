@@ -27,8 +27,12 @@ STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED")
 
 
 @click.group()
-@click.option("--database-url", envvar="DURASCOPE_DATABASE_URL", default=None,
-              help="SQLite file URL or PostgreSQL URL (default: sqlite:///durascope.db).")
+@click.option(
+    "--database-url",
+    envvar="DURASCOPE_DATABASE_URL",
+    default=None,
+    help="SQLite file URL or PostgreSQL URL (default: sqlite:///durascope.db).",
+)
 @click.pass_context
 def main(ctx: click.Context, database_url: str | None) -> None:
     """Durascope: run and inspect durable executions written with the AWS durable functions SDK."""
@@ -59,13 +63,17 @@ def check_database_url(url: str) -> None:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise click.ClickException(f"{url!r} is not a database URL: use sqlite:///path/to/durascope.db or "
-                                   "postgresql+psycopg://user@host:5432/db") from None
+        raise click.ClickException(
+            f"{url!r} is not a database URL: use sqlite:///path/to/durascope.db or "
+            "postgresql+psycopg://user@host:5432/db"
+        ) from None
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         folder = Path(parsed.database).expanduser().resolve().parent
         if not folder.is_dir():
-            raise click.ClickException(f"the folder {folder} does not exist: create it first, or check the "
-                                       "database URL (a new, empty database there would look like lost data)")
+            raise click.ClickException(
+                f"the folder {folder} does not exist: create it first, or check the "
+                "database URL (a new, empty database there would look like lost data)"
+            )
 
 
 def settings_of(ctx: click.Context) -> Settings:
@@ -146,8 +154,9 @@ def payload_text(value: str | None, option: str) -> str | None:
         try:
             text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise click.BadParameter(f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}",
-                                     param_hint=option) from None
+            raise click.BadParameter(
+                f"cannot read {source}: {getattr(exc, 'strerror', None) or exc}", param_hint=option
+            ) from None
     else:
         text = value
     try:
@@ -160,10 +169,19 @@ def payload_text(value: str | None, option: str) -> str | None:
 
 def output_option(default: str = "table") -> Callable[[F], F]:
     """``--output table|json`` (and ``--json``, its old spelling) on a read command."""
+
     def decorate(f: F) -> F:
         f = click.option("--json", "as_json", is_flag=True, hidden=True, help="Same as --output json.")(f)
-        return click.option("--output", "-O", "output", type=click.Choice(["table", "json"]), default=default,
-                            show_default=True, help="Print a table for people or JSON for scripts.")(f)
+        return click.option(
+            "--output",
+            "-O",
+            "output",
+            type=click.Choice(["table", "json"]),
+            default=default,
+            show_default=True,
+            help="Print a table for people or JSON for scripts.",
+        )(f)
+
     return decorate
 
 
@@ -183,4 +201,4 @@ def echo_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], empty: str
     cells = [[str(c) for c in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers) - 1)]
     for r in cells:
-        click.echo("  ".join([c.ljust(w) for c, w in zip(r, widths)] + [r[-1]]).rstrip())
+        click.echo("  ".join([c.ljust(w) for c, w in zip(r, widths, strict=False)] + [r[-1]]).rstrip())

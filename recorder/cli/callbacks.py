@@ -33,8 +33,9 @@ def succeed(ctx: click.Context, callback_id: str, result: str | None) -> None:
 @click.option("--error-message", default=None, help="What went wrong.")
 @click.option("--error-data", default=None, help="Details as JSON text, or @file.")
 @click.pass_context
-def fail(ctx: click.Context, callback_id: str, error_type: str | None, error_message: str | None,
-         error_data: str | None) -> None:
+def fail(
+    ctx: click.Context, callback_id: str, error_type: str | None, error_message: str | None, error_data: str | None
+) -> None:
     """Fail the callback: the waiting operation raises this error in the handler."""
     error: dict[str, Any] = {}
     if error_type:

@@ -54,12 +54,16 @@ def _ended(status: str, error: dict[str, Any] | None) -> str:
 @click.argument("name")
 @click.option("--payload", default=None, help=PAYLOAD_HELP)
 @click.option("--name", "execution_name", default=None, help="Durable execution name (idempotency key).")
-@click.option("--wait", is_flag=True, help="Run an engine here until the execution ends, then print its outcome; "
-                                          "exit 1 unless it SUCCEEDED.")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="Run an engine here until the execution ends, then print its outcome; exit 1 unless it SUCCEEDED.",
+)
 @click.option("--timeout", type=float, default=900.0, show_default=True, help="With --wait: seconds to wait.")
 @click.pass_context
-def invoke(ctx: click.Context, name: str, payload: str | None, execution_name: str | None, wait: bool,
-           timeout: float) -> None:
+def invoke(
+    ctx: click.Context, name: str, payload: str | None, execution_name: str | None, wait: bool, timeout: float
+) -> None:
     """Start an execution of function NAME and print its ARN."""
     payload = payload_text(payload, "--payload")
     with durascope(ctx, run_engine=wait) as ds:
@@ -72,8 +76,9 @@ def invoke(ctx: click.Context, name: str, payload: str | None, execution_name: s
         try:
             summary = ds.wait(arn, timeout)
         except TimeoutError:
-            raise click.ClickException(f"the execution did not finish within {timeout} s; it goes on "
-                                       "when an engine runs against this database") from None
+            raise click.ClickException(
+                f"the execution did not finish within {timeout} s; it goes on when an engine runs against this database"
+            ) from None
         out: dict[str, Any] = {"DurableExecutionArn": arn, "Status": summary.status}
         if summary.result is not None:
             out["Result"] = summary.result
@@ -96,29 +101,66 @@ def get(ctx: click.Context, arn: str, output: str, as_json: bool) -> None:
         described = ds.get_execution(arn)
         view = build_execution(ds, arn)
     failing = view.operation(view.failure.op_id) if view.failure and view.failure.op_id else None
-    waiting = [{"Kind": w.kind, "What": w.label, "Due": iso(w.due_ms) if w.due_ms else None,
-                **({"CallbackId": w.callback_id} if w.callback_id else {})} for w in view.waiting_on]
+    waiting = [
+        {
+            "Kind": w.kind,
+            "What": w.label,
+            "Due": iso(w.due_ms) if w.due_ms else None,
+            **({"CallbackId": w.callback_id} if w.callback_id else {}),
+        }
+        for w in view.waiting_on
+    ]
     if wants_json(output, as_json):
-        echo_json({**described, "WaitingOn": waiting,
-                   **({"FailingOperation": {"Id": failing.id, "Name": failing.label, "Type": failing.kind,
-                                            "Attempts": len(failing.attempts)}} if failing else {})})
+        echo_json(
+            {
+                **described,
+                "WaitingOn": waiting,
+                **(
+                    {
+                        "FailingOperation": {
+                            "Id": failing.id,
+                            "Name": failing.label,
+                            "Type": failing.kind,
+                            "Attempts": len(failing.attempts),
+                        }
+                    }
+                    if failing
+                    else {}
+                ),
+            }
+        )
         return
     rows: list[tuple[str, str]] = [
-        ("name", view.name), ("arn", view.arn), ("function", f"{view.function} ({view.version})"),
+        ("name", view.name),
+        ("arn", view.arn),
+        ("function", f"{view.function} ({view.version})"),
         ("status", view.status + (" (a read-only copy)" if view.imported else "")),
         ("started", iso(view.start_ms)),
         ("ended", f"{iso(view.end_ms)}, after {_seconds(view.duration_ms)}" if view.end_ms else "still running"),
-        ("invocations", str(len(view.invocations))), ("operations", str(len(view.operations)))]
+        ("invocations", str(len(view.invocations))),
+        ("operations", str(len(view.operations))),
+    ]
     if view.error:
         rows.append(("error", view.error.summary))
     if failing:
-        rows.append(("failing", f"{failing.kind} '{failing.label}'"
-                                + (f" after {plural(len(failing.attempts), 'attempt')}" if failing.attempts else "")))
+        rows.append(
+            (
+                "failing",
+                f"{failing.kind} '{failing.label}'"
+                + (f" after {plural(len(failing.attempts), 'attempt')}" if failing.attempts else ""),
+            )
+        )
     if view.status == "SUCCEEDED":
         rows.append(("result", described.get("Result", "null")))
     for w in waiting:
-        rows.append(("waiting on", w["What"] + (f", due {w['Due']}" if w["Due"] else "")
-                     + (f", callback id {w['CallbackId']}" if "CallbackId" in w else "")))
+        rows.append(
+            (
+                "waiting on",
+                w["What"]
+                + (f", due {w['Due']}" if w["Due"] else "")
+                + (f", callback id {w['CallbackId']}" if "CallbackId" in w else ""),
+            )
+        )
     for key, value in rows:
         click.echo(f"{key:<12} {value}")
 
@@ -140,9 +182,14 @@ def history(ctx: click.Context, arn: str, no_data: bool, output: str, as_json: b
     if wants_json(output, as_json):
         echo_json({"Events": events})
         return
-    echo_table(["#", "TIME", "EVENT", "OPERATION"],
-               [(e["EventId"], iso(int(e["EventTimestamp"] * 1000)), e["EventType"], e.get("Name") or e.get("Id", ""))
-                for e in events], "no events")
+    echo_table(
+        ["#", "TIME", "EVENT", "OPERATION"],
+        [
+            (e["EventId"], iso(int(e["EventTimestamp"] * 1000)), e["EventType"], e.get("Name") or e.get("Id", ""))
+            for e in events
+        ],
+        "no events",
+    )
 
 
 @main.command("executions")
@@ -153,42 +200,84 @@ def history(ctx: click.Context, arn: str, no_data: bool, output: str, as_json: b
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @output_option()
 @click.pass_context
-def executions(ctx: click.Context, function_name: str | None, status: str | None, name: str | None,
-               since: str | None, limit: int, output: str, as_json: bool) -> None:
+def executions(
+    ctx: click.Context,
+    function_name: str | None,
+    status: str | None,
+    name: str | None,
+    since: str | None,
+    limit: int,
+    output: str,
+    as_json: bool,
+) -> None:
     """List executions, newest first, with their duration and error."""
     from recorder.queries import ExecutionQuery, browse_executions
 
-    query = ExecutionQuery((function_name,) if function_name else (), (status.upper(),) if status else (),
-                           name or None, since_ms(since))
+    query = ExecutionQuery(
+        (function_name,) if function_name else (), (status.upper(),) if status else (), name or None, since_ms(since)
+    )
     with durascope(ctx) as ds, friendly_errors():
         rows, _ = browse_executions(ds.db, query, "start", True, None, limit)
     now = int(time.time() * 1000)
     if wants_json(output, as_json):
-        echo_json([{"DurableExecutionArn": r.arn, "DurableExecutionName": r.name, "FunctionName": r.function_name,
-                    "Status": r.status, "StartTimestamp": r.start_ms / 1000,
+        echo_json(
+            [
+                {
+                    "DurableExecutionArn": r.arn,
+                    "DurableExecutionName": r.name,
+                    "FunctionName": r.function_name,
+                    "Status": r.status,
+                    "StartTimestamp": r.start_ms / 1000,
                     **({"EndTimestamp": r.end_ms / 1000} if r.end_ms else {}),
                     "DurationSeconds": ((r.end_ms or now) - r.start_ms) / 1000,
-                    **({"Error": json.loads(r.error_json)} if r.error_json else {})} for r in rows])
+                    **({"Error": json.loads(r.error_json)} if r.error_json else {}),
+                }
+                for r in rows
+            ]
+        )
         return
-    echo_table(["STARTED", "STATUS", "DURATION", "FUNCTION", "NAME", "ERROR"],
-               [(iso(r.start_ms), r.status, _seconds((r.end_ms or now) - r.start_ms) + ("" if r.end_ms else " so far"),
-                 r.function_name, r.name, _ended("", json.loads(r.error_json)).lstrip(": ")[:100]
-                 if r.error_json else "") for r in rows],
-               "no executions match" if (function_name or status or name or since) else "no executions yet")
+    echo_table(
+        ["STARTED", "STATUS", "DURATION", "FUNCTION", "NAME", "ERROR"],
+        [
+            (
+                iso(r.start_ms),
+                r.status,
+                _seconds((r.end_ms or now) - r.start_ms) + ("" if r.end_ms else " so far"),
+                r.function_name,
+                r.name,
+                _ended("", json.loads(r.error_json)).lstrip(": ")[:100] if r.error_json else "",
+            )
+            for r in rows
+        ],
+        "no executions match" if (function_name or status or name or since) else "no executions yet",
+    )
 
 
 @main.command("logs")
 @click.argument("arn")
-@click.option("--level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
-              default=None, help="Only lines at or above this level.")
-@click.option("--operation", "operation", default=None, metavar="NAME|ID",
-              help="Only the lines written inside this operation (its id, or every operation of this name).")
-@click.option("--no-replay", is_flag=True,
-              help="Leave out the lines written while the SDK replayed (the repeats of earlier invocations).")
+@click.option(
+    "--level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+    default=None,
+    help="Only lines at or above this level.",
+)
+@click.option(
+    "--operation",
+    "operation",
+    default=None,
+    metavar="NAME|ID",
+    help="Only the lines written inside this operation (its id, or every operation of this name).",
+)
+@click.option(
+    "--no-replay",
+    is_flag=True,
+    help="Leave out the lines written while the SDK replayed (the repeats of earlier invocations).",
+)
 @output_option()
 @click.pass_context
-def logs_cmd(ctx: click.Context, arn: str, level: str | None, operation: str | None, no_replay: bool, output: str,
-             as_json: bool) -> None:
+def logs_cmd(
+    ctx: click.Context, arn: str, level: str | None, operation: str | None, no_replay: bool, output: str, as_json: bool
+) -> None:
     """Print what the handler of ARN wrote (logging, print, the SDK's context logger), each
     line with the operation it was written in and whether the SDK was replaying;
     ``--output json`` writes one JSON object per line."""
@@ -200,26 +289,46 @@ def logs_cmd(ctx: click.Context, arn: str, level: str | None, operation: str | N
             names = operation_ids(ds.db, arn, operation)
             if not names:
                 raise click.ClickException(f"no operation {operation!r} in this execution (give its id or name)")
-            entries = sorted((e for op_id in names for e in execution_logs(ds.db, arn, level, op_id=op_id,
-                                                                            replay=not no_replay)),
-                             key=lambda e: e.id)
+            entries = sorted(
+                (e for op_id in names for e in execution_logs(ds.db, arn, level, op_id=op_id, replay=not no_replay)),
+                key=lambda e: e.id,
+            )
         else:
             entries = execution_logs(ds.db, arn, level, replay=not no_replay)
     if not entries:
-        click.echo(f"no log lines at {level.upper()} or above" if level else
-                   "no log lines match" if operation or no_replay else "this execution has logged nothing", err=True)
+        click.echo(
+            f"no log lines at {level.upper()} or above"
+            if level
+            else "no log lines match"
+            if operation or no_replay
+            else "this execution has logged nothing",
+            err=True,
+        )
         return
     for e in entries:
         if wants_json(output, as_json):
-            click.echo(json.dumps({"Timestamp": e.ts_ms / 1000, "Level": e.level, "Logger": e.logger,
-                                   "Message": e.message, "RequestId": e.request_id, "OperationId": e.op_id,
-                                   "Attempt": e.attempt, "Replay": e.replay}))
+            click.echo(
+                json.dumps(
+                    {
+                        "Timestamp": e.ts_ms / 1000,
+                        "Level": e.level,
+                        "Logger": e.logger,
+                        "Message": e.message,
+                        "RequestId": e.request_id,
+                        "OperationId": e.op_id,
+                        "Attempt": e.attempt,
+                        "Replay": e.replay,
+                    }
+                )
+            )
         else:
             where = (names.get(e.op_id) or e.op_id[:12]) if e.op_id else ""
             if e.op_id and e.attempt:
                 where += f"#{e.attempt}"
-            click.echo(f"{iso(e.ts_ms)} {e.level:<8} {(e.request_id or '')[:8]} {'replay ' if e.replay else ''}"
-                       f"{where + ' ' if where else ''}{e.message}")
+            click.echo(
+                f"{iso(e.ts_ms)} {e.level:<8} {(e.request_id or '')[:8]} {'replay ' if e.replay else ''}"
+                f"{where + ' ' if where else ''}{e.message}"
+            )
 
 
 @main.command("stop")
@@ -244,15 +353,20 @@ def _resume(ds: Any, arn: str, reason: str | None) -> str:
 
 
 for _name, _act, _doc in (
-        ("pause", _pause, "Pause a running execution (a running invocation ends first); its timeout pauses too."),
-        ("resume", _resume, "Resume a paused execution.")):
+    ("pause", _pause, "Pause a running execution (a running invocation ends first); its timeout pauses too."),
+    ("resume", _resume, "Resume a paused execution."),
+):
+
     def _command(ctx: click.Context, arn: str, reason: str | None, act: Any = _act) -> None:
         with durascope(ctx) as ds, friendly_errors():
             said = act(ds, arn, reason)
         click.echo(said)
 
-    main.command(_name, help=_doc)(click.argument("arn")(click.option(
-        "--reason", default=None, help="Why, recorded with the change.")(click.pass_context(_command))))
+    main.command(_name, help=_doc)(
+        click.argument("arn")(
+            click.option("--reason", default=None, help="Why, recorded with the change.")(click.pass_context(_command))
+        )
+    )
 
 
 @main.command("delete")

@@ -35,20 +35,41 @@ def _fail(message: str) -> None:
 @main.command("replay")
 @click.argument("source", required=False)
 @click.option("--handler", required=True, help="The handler as it is now: pkg.module:function.")
-@click.option("--code-dir", type=click.Path(file_okay=False, exists=True), default=None,
-              help="Import the handler from this folder (default: the working directory and sys.path).")
-@click.option("--arn", default=None, help="The execution ARN, for a history file saved from "
-                                          "`aws lambda get-durable-execution-history` (optional).")
+@click.option(
+    "--code-dir",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="Import the handler from this folder (default: the working directory and sys.path).",
+)
+@click.option(
+    "--arn",
+    default=None,
+    help="The execution ARN, for a history file saved from `aws lambda get-durable-execution-history` (optional).",
+)
 @click.option("--function", "function_name", default=None, help="Check every stored execution of this function.")
 @click.option("--since", default=None, help="With --function: started within (7d, 12h, 30m) or since an ISO time.")
-@click.option("--status", type=click.Choice(STATUSES, case_sensitive=False), default=None,
-              help="With --function: only executions with this status (running: the ones a deploy would meet).")
+@click.option(
+    "--status",
+    type=click.Choice(STATUSES, case_sensitive=False),
+    default=None,
+    help="With --function: only executions with this status (running: the ones a deploy would meet).",
+)
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds one replay may take.")
 @output_option()
 @click.pass_context
-def replay_cmd(ctx: click.Context, source: str | None, handler: str, code_dir: str | None, arn: str | None,
-               function_name: str | None, since: str | None, status: str | None, timeout: float, output: str,
-               as_json: bool) -> None:
+def replay_cmd(
+    ctx: click.Context,
+    source: str | None,
+    handler: str,
+    code_dir: str | None,
+    arn: str | None,
+    function_name: str | None,
+    since: str | None,
+    status: str | None,
+    timeout: float,
+    output: str,
+    as_json: bool,
+) -> None:
     """Replay SOURCE (a stored execution's ARN, a history file, or a Durascope export) with
     HANDLER, or with --function every stored execution of a function, and report the first
     operation where the code no longer matches the history."""
@@ -64,11 +85,14 @@ def replay_cmd(ctx: click.Context, source: str | None, handler: str, code_dir: s
         with database(ctx) as db:
             if function_name is not None:
                 start = since_ms(since)
-                reports = replay.check_function(db, function_name, handler, code_dir, start,
-                                                status.upper() if status else None, timeout)
+                reports = replay.check_function(
+                    db, function_name, handler, code_dir, start, status.upper() if status else None, timeout
+                )
                 if not reports:
-                    _fail(f"function {function_name} has no stored executions"
-                          + (" that match" if since or status else ""))
+                    _fail(
+                        f"function {function_name} has no stored executions"
+                        + (" that match" if since or status else "")
+                    )
             else:
                 try:
                     histories = replay_history.load(source or "", db)
@@ -102,7 +126,10 @@ def _summary_table(reports: list[ReplayReport]) -> None:
         name = ExecutionArn.parse(r.arn).name
         rows.append([name, r.result, f"{r.replayed}/{r.total}", r.summary.split(": ", 1)[-1]])
     echo_table(["EXECUTION", "RESULT", "REPLAYED", "DETAIL"], rows, "no executions")
-    counts = {k: sum(1 for r in reports if r.result == k)
-              for k in (replay.DETERMINISTIC, replay.DIVERGED, replay.ERROR)}
-    click.echo(f"{plural(len(reports), 'execution')}: {counts[replay.DETERMINISTIC]} deterministic, "
-               f"{counts[replay.DIVERGED]} diverged, {counts[replay.ERROR]} could not run")
+    counts = {
+        k: sum(1 for r in reports if r.result == k) for k in (replay.DETERMINISTIC, replay.DIVERGED, replay.ERROR)
+    }
+    click.echo(
+        f"{plural(len(reports), 'execution')}: {counts[replay.DETERMINISTIC]} deterministic, "
+        f"{counts[replay.DIVERGED]} diverged, {counts[replay.ERROR]} could not run"
+    )

@@ -36,7 +36,7 @@ def loads(text: str | None, default: Any) -> Any:
 
 
 def normalize_input(payload: str | bytes | None) -> str | None:
-    """Store valid JSON only: a non-JSON input would crash the handler (spec 2.1)."""
+    """Store valid JSON only: a non-JSON input would crash the handler (docs/protocol.md#invocation-event)."""
     if payload is None:
         return None
     if isinstance(payload, bytes):

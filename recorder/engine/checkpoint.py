@@ -87,7 +87,7 @@ def _apply_checkpoint(
     sim = {op_id: _Sim(r.type, r.status, r.sub_type, r.name, r.parent_id, r.attempt) for op_id, r in rows.items()}
 
     # An empty checkpoint is the SDK polling for branches suspended until a time
-    # (spec 4.5): it completes the waits and retries due by now. Other checkpoints
+    # (docs/protocol.md#checkpoints): it completes the waits and retries due by now. Other checkpoints
     # leave timers to the end of the invocation (see timers.settle).
     timer_events: list[NewEvent] = []
     timer_ops: list[str] = []

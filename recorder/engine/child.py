@@ -82,7 +82,7 @@ def main(fd: int) -> None:
         try:
             outcome, lines = run_handler(handlers, inv, client, function_arn, memory_mb)
             send((DONE, call_id, outcome, lines))
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - whatever the handler raises, even SystemExit, is its invocation's outcome
             send((DONE, call_id, InvocationOutcome("ERROR", error=error_from_exception(exc)), []))
 
     while True:

@@ -16,12 +16,12 @@
 Each public method is one write transaction: lock the execution's ``engine_state``
 row, check, decide the events, append them and fold them into the projections
 (``recorder.store``), then commit. Nothing is applied before every update of a
-checkpoint has been validated, so a rejected request changes nothing (invariant 8).
+checkpoint has been validated, so a rejected request changes nothing (docs/protocol.md#invariants, 8).
 After commit, listeners (the local engine) are told which executions want an
 invocation and when the next timer is due; the database stays the truth and a
 restarted engine recovers the same work from it.
 
-Choices the spec leaves open (spec section 10), kept here so they are easy to change:
+Choices AWS leaves open (docs/protocol.md#choices), kept here so they are easy to change:
 
 * Execution events carry the EXECUTION op Id and the execution name as ``Name``.
 * ``RetryDetails {CurrentAttempt: n}`` on every StepSucceeded/StepFailed.
@@ -185,9 +185,20 @@ class ControlPlane:
     # --- captured logs -----------------------------------------------------------------
 
     def store_logs(self, execution_id: str, request_id: str, lines: Iterable[Any]) -> None:
-        rows = [{"execution_id": execution_id, "request_id": request_id, "op_id": ln.op_id, "ts_ms": ln.ts_ms,
-                 "level": ln.level, "logger": ln.logger, "message": ln.message,
-                 "replay": getattr(ln, "replay", False), "attempt": getattr(ln, "attempt", None)} for ln in lines]
+        rows = [
+            {
+                "execution_id": execution_id,
+                "request_id": request_id,
+                "op_id": ln.op_id,
+                "ts_ms": ln.ts_ms,
+                "level": ln.level,
+                "logger": ln.logger,
+                "message": ln.message,
+                "replay": getattr(ln, "replay", False),
+                "attempt": getattr(ln, "attempt", None),
+            }
+            for ln in lines
+        ]
         if rows:
             with self.db.write() as conn:
                 conn.execute(insert(LogLine), rows)

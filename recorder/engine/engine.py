@@ -4,7 +4,7 @@ The database holds every due time and every owed invocation; this class only kee
 the process busy with them. Commits tell it (through the control plane's listener)
 which executions want an invocation and when the next timer is due; APScheduler
 wakes it at that time; a periodic sweep picks up work that other processes wrote
-and, after a restart, everything overdue fires at once (DESIGN invariant 6).
+and, after a restart, everything overdue fires at once (docs/protocol.md#invariants, 6).
 
 Faults it rides out (issue 16, ``tests/reliability/``):
 
@@ -36,9 +36,8 @@ from sqlalchemy import select, update
 from recorder.engine.boundary import SWEEP_SECONDS, InvocationInput, InvocationOutcome, now_ms
 from recorder.engine.control import ControlPlane
 from recorder.engine.notify import CHANNEL, WorkNotice
-from recorder.store.availability import report_failure
 from recorder.owners import known_dead, owner_id
-from recorder.store.availability import outage_of
+from recorder.store.availability import outage_of, report_failure
 from recorder.store.models import EngineState, Execution
 from recorder.wakeup import Wakeup
 
@@ -67,15 +66,17 @@ class Invoker(Protocol):
 
 
 class Engine:
-    def __init__(self, control: ControlPlane, invoker: Invoker, sweep_seconds: float = SWEEP_SECONDS,
-                 owner: str | None = None) -> None:
+    def __init__(
+        self, control: ControlPlane, invoker: Invoker, sweep_seconds: float = SWEEP_SECONDS, owner: str | None = None
+    ) -> None:
         self.control = control
         self.invoker = invoker
         # Names this process so that a successor on the same host knows when it is dead.
         self.owner = owner or owner_id()
         self.sweep_seconds = sweep_seconds
-        self._pool = ThreadPoolExecutor(control.settings.max_concurrent_invocations,
-                                        thread_name_prefix="durascope-invoke")
+        self._pool = ThreadPoolExecutor(
+            control.settings.max_concurrent_invocations, thread_name_prefix="durascope-invoke"
+        )
         self._lock = threading.Lock()
         self._inflight: set[str] = set()
         # Invocations running here, whose leases this engine keeps renewing.
@@ -88,6 +89,8 @@ class Engine:
         self._waiting: dict[str, dict[str, None]] = {}
         self._functions: OrderedDict[str, str] = OrderedDict()
         if self._capacity is not None:
+            # Only invokers that report a capacity (the worker pool) take this hook; the
+            # Invoker protocol does not name it, so mypy cannot see it.
             invoker.on_capacity = self._capacity_grew  # type: ignore[attr-defined]
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._wakeup = Wakeup(self._scheduler, self._tick, "wake")
@@ -105,13 +108,15 @@ class Engine:
             return
         self._started = True
         self._scheduler.start()
-        self._scheduler.add_job(self._tick, "interval", seconds=self.sweep_seconds, id="sweep",
-                                max_instances=1, coalesce=True)
+        self._scheduler.add_job(
+            self._tick, "interval", seconds=self.sweep_seconds, id="sweep", max_instances=1, coalesce=True
+        )
         # Overdue timers and owed invocations from before a restart run at once.
         self._wake_at(now_ms())
         lease = self.control.settings.lease_seconds
-        self._scheduler.add_job(self._renew_leases, "interval", seconds=max(lease / 3, 0.2), id="leases",
-                                max_instances=1, coalesce=True)
+        self._scheduler.add_job(
+            self._renew_leases, "interval", seconds=max(lease / 3, 0.2), id="leases", max_instances=1, coalesce=True
+        )
         if self.control.db.dialect == "postgresql":
             threading.Thread(target=self._listen, name="durascope-listen", daemon=True).start()
 
@@ -160,8 +165,12 @@ class Engine:
 
     def reserve(self, execution_id: str, function: str) -> str | None:
         with self._lock:
-            if (self._stopping or not self._started or execution_id in self._inflight
-                    or len(self._inflight) >= self.control.settings.max_concurrent_invocations):
+            if (
+                self._stopping
+                or not self._started
+                or execution_id in self._inflight
+                or len(self._inflight) >= self.control.settings.max_concurrent_invocations
+            ):
                 return None
             if self._capacity is not None and not self._take_slot(function):
                 return None  # left unclaimed: this engine or another claims it when a runtime is free
@@ -237,8 +246,9 @@ class Engine:
             function = self._functions.get(execution_id)
         if function is None:
             with self.control.db.read() as s:
-                function = s.execute(select(Execution.function_name)
-                                     .where(Execution.execution_id == execution_id)).scalar_one_or_none()
+                function = s.execute(
+                    select(Execution.function_name).where(Execution.execution_id == execution_id)
+                ).scalar_one_or_none()
             if function is not None:
                 with self._lock:
                     self._functions[execution_id] = function
@@ -315,14 +325,20 @@ class Engine:
         now = now_ms()
         held = (EngineState.request_id.is_not(None), EngineState.lease_expires_ms > now)
         with self.control.db.read() as s:
-            owners = s.execute(select(EngineState.lease_owner).distinct()
-                               .where(*held, EngineState.lease_owner != self.owner)).scalars().all()
+            owners = (
+                s.execute(
+                    select(EngineState.lease_owner).distinct().where(*held, EngineState.lease_owner != self.owner)
+                )
+                .scalars()
+                .all()
+            )
         dead = [o for o in owners if o is not None and known_dead(o)]
         if not dead:
             return
         with self.control.db.write() as conn:
-            taken = conn.execute(update(EngineState).where(EngineState.lease_owner.in_(dead), *held)
-                                 .values(lease_expires_ms=now)).rowcount
+            taken = conn.execute(
+                update(EngineState).where(EngineState.lease_owner.in_(dead), *held).values(lease_expires_ms=now)
+            ).rowcount
         log.info("took back %d invocation(s) from %s: processes of this host that are gone", taken, ", ".join(dead))
 
     def _renew_leases(self) -> None:
@@ -332,7 +348,7 @@ class Engine:
         for execution_id, request_id in running:
             try:
                 self.control.renew_lease(execution_id, request_id, self.owner)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - a failed renewal is reported; the next tick renews again
                 report_failure(log, "lease renewal of %s failed", execution_id)
 
     def _listen(self) -> None:
@@ -378,7 +394,7 @@ class Engine:
                 for execution_id, kind, op_id in due:
                     try:
                         self.control.fire_timer(execution_id, kind, op_id)
-                    except Exception:  # noqa: BLE001
+                    except Exception:  # noqa: BLE001 - one timer's failure must not stop the others; the sweep retries it
                         report_failure(log, "timer %s/%s/%s failed", execution_id, kind, op_id)
                 if len(due) < 500:
                     break
@@ -392,7 +408,7 @@ class Engine:
             candidates = [d for d in [next_timer, *later] if d is not None]
             if candidates:
                 self._wake_at(max(min(candidates), now_ms() + 5))
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - the engine loop must survive any tick; the next tick retries
             report_failure(log, "engine tick failed")
         finally:
             self._tick_lock.release()

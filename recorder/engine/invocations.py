@@ -184,8 +184,16 @@ def end_invocation(core: Core, inv: InvocationInput, outcome: InvocationOutcome,
     return again
 
 
-def _finish(tx: Tx, execution: ExecRow, state: StateRow, request_id: str,
-            start_ms: int, outcome: InvocationOutcome, now: int, counted: bool = True) -> None:
+def _finish(
+    tx: Tx,
+    execution: ExecRow,
+    state: StateRow,
+    request_id: str,
+    start_ms: int,
+    outcome: InvocationOutcome,
+    now: int,
+    counted: bool = True,
+) -> None:
     ws = tx.ws
     eid = execution.execution_id
     # Before this transaction's own changes: the query flushes them.
@@ -292,8 +300,15 @@ def _made_progress(ws: Workset, execution_id: str) -> bool:
         "SELECT max(position) FROM events WHERE execution_id = :eid AND event_type = :started) "
         "AND (event_type LIKE :succeeded OR event_type LIKE :failed) "
         "AND event_type NOT LIKE :execution AND event_type NOT LIKE :invocation LIMIT 1",
-        {"eid": execution_id, "started": EventType.INVOCATION_STARTED.value, "succeeded": "%Succeeded", "failed": "%Failed",
-         "execution": "Execution%", "invocation": "Invocation%"})
+        {
+            "eid": execution_id,
+            "started": EventType.INVOCATION_STARTED.value,
+            "succeeded": "%Succeeded",
+            "failed": "%Failed",
+            "execution": "Execution%",
+            "invocation": "Invocation%",
+        },
+    )
     return row is not None
 
 

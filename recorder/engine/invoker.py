@@ -3,7 +3,7 @@
 It hands the SDK a ``DurableExecutionInvocationInputWithClient`` whose service client
 calls the control plane directly (no HTTP), and maps control-plane errors to the SDK's
 ``CheckpointError``/``GetExecutionStateError`` exactly as botocore errors would be
-mapped, so the SDK classifies retries the same way on both paths (spec 2.1).
+mapped, so the SDK classifies retries the same way on both paths (docs/protocol.md#invocation-event).
 This is the fast path; it shares the process (and ``os.environ``) with the engine, so
 per-function environment variables and timeouts need worker processes.
 ``recorder.engine.processes`` runs the same ``run_handler`` in child interpreters.
@@ -52,13 +52,15 @@ class _BotoShaped(Exception):
 def _as_boto(exc: Exception) -> _BotoShaped:
     if isinstance(exc, ServiceError):
         return _BotoShaped(exc.message, exc.to_boto_response())
-    return _BotoShaped(f"{type(exc).__name__}: {exc}", {
-        "Error": {"Code": "ServiceException", "Message": str(exc)},
-        "ResponseMetadata": {"HTTPStatusCode": 500}})
+    return _BotoShaped(
+        f"{type(exc).__name__}: {exc}",
+        {"Error": {"Code": "ServiceException", "Message": str(exc)}, "ResponseMetadata": {"HTTPStatusCode": 500}},
+    )
 
 
-def serve_call(control: ControlPlane, method: str, args: tuple[Any, ...],
-               ts: Callable[[int], Any] = ts_datetime) -> tuple[bool, Any]:
+def serve_call(
+    control: ControlPlane, method: str, args: tuple[Any, ...], ts: Callable[[int], Any] = ts_datetime
+) -> tuple[bool, Any]:
     """Serve one service-client call: ``(True, response)`` or ``(False, (message, boto
     response))``, the failure shaped as botocore would raise it. Timestamps are rendered
     with ``ts`` (``render_timestamps`` finishes a response served with ``ts_ms``)."""
@@ -102,16 +104,24 @@ class ServiceClient:
             raise error.from_exception(_BotoShaped(*body))
         return output.from_dict(body)
 
-    def checkpoint(self, durable_execution_arn: str, checkpoint_token: str, updates: list[OperationUpdate],
-                   client_token: str | None) -> CheckpointOutput:
-        out: CheckpointOutput = self._result("checkpoint", (durable_execution_arn, checkpoint_token,
-                                                            [u.to_dict() for u in updates], client_token))
+    def checkpoint(
+        self,
+        durable_execution_arn: str,
+        checkpoint_token: str,
+        updates: list[OperationUpdate],
+        client_token: str | None,
+    ) -> CheckpointOutput:
+        out: CheckpointOutput = self._result(
+            "checkpoint", (durable_execution_arn, checkpoint_token, [u.to_dict() for u in updates], client_token)
+        )
         return out
 
-    def get_execution_state(self, durable_execution_arn: str, checkpoint_token: str, next_marker: str,
-                            max_items: int = 1000) -> StateOutput:
-        out: StateOutput = self._result("get_state", (durable_execution_arn, checkpoint_token, next_marker or None,
-                                                      max_items))
+    def get_execution_state(
+        self, durable_execution_arn: str, checkpoint_token: str, next_marker: str, max_items: int = 1000
+    ) -> StateOutput:
+        out: StateOutput = self._result(
+            "get_state", (durable_execution_arn, checkpoint_token, next_marker or None, max_items)
+        )
         return out
 
 
@@ -158,8 +168,10 @@ def error_from_exception(exc: BaseException) -> dict[str, Any]:
 def _crash_error(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, SystemExit):
         # What Lambda reports when the runtime process exits during an invocation.
-        return {"ErrorType": "Runtime.ExitError",
-                "ErrorMessage": f"RequestId: the handler exited with status {exc.code!r}"}
+        return {
+            "ErrorType": "Runtime.ExitError",
+            "ErrorMessage": f"RequestId: the handler exited with status {exc.code!r}",
+        }
     return error_from_exception(exc)
 
 
@@ -194,8 +206,9 @@ class HandlerCache:
             return fn
 
 
-def run_handler(handlers: HandlerCache, inv: InvocationInput, client: ServiceClient, function_arn: str,
-                memory_mb: int) -> tuple[InvocationOutcome, list[logs.CapturedLine]]:
+def run_handler(
+    handlers: HandlerCache, inv: InvocationInput, client: ServiceClient, function_arn: str, memory_mb: int
+) -> tuple[InvocationOutcome, list[logs.CapturedLine]]:
     """One invocation on the calling thread: what Lambda's runtime does between
     ``next`` and ``response``. Shared by the in-process and the process invokers."""
     try:

@@ -157,7 +157,7 @@ def _check_reason(reason: Any) -> None:
 
 
 def pause_execution(core: Core, arn: str, reason: str | None = None, timeout_paused: bool | None = None) -> None:
-    """PauseDurableExecution. Choices (spec 10.13, unconfirmed): pausing a paused or
+    """PauseDurableExecution. Choices (docs/protocol.md#choices): pausing a paused or
     pausing execution changes nothing; pausing a closed one is a ResourceConflictException."""
     _check_reason(reason)
     with transaction(core) as tx:

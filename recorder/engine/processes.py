@@ -70,8 +70,9 @@ class _Child:
         # The child must import this package even when it runs from a source tree.
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
-        self.proc = subprocess.Popen([sys.executable, "-m", "recorder.engine.child", str(fd)],
-                                     pass_fds=(fd,), stdin=subprocess.DEVNULL, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "recorder.engine.child", str(fd)], pass_fds=(fd,), stdin=subprocess.DEVNULL, env=env
+        )
         theirs.close()
         self.conn = Connection(ours.detach())
         self._invoker = invoker
@@ -90,8 +91,9 @@ class _Child:
         with self._send_lock:
             self.conn.send(message)
 
-    def run(self, call_id: int, inv: InvocationInput, function_arn: str,
-            memory_mb: int) -> Future[tuple[InvocationOutcome, list[Any]]]:
+    def run(
+        self, call_id: int, inv: InvocationInput, function_arn: str, memory_mb: int
+    ) -> Future[tuple[InvocationOutcome, list[Any]]]:
         future: Future[tuple[InvocationOutcome, list[Any]]] = Future()
         with self._lock:
             if not self.alive:
@@ -129,7 +131,7 @@ class _Child:
                         future.set_result((outcome, lines))
         except (EOFError, OSError):
             pass
-        except Exception:  # noqa: BLE001 - a garbled message: treat the child as lost
+        except Exception:
             log.exception("invoker child %s sent an unreadable message", self.proc.pid)
             self.proc.kill()
         with self._lock:
@@ -166,8 +168,9 @@ class ProcessInvoker:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._closed = False
-        self._serve_pool = None if control.db.is_sqlite else ThreadPoolExecutor(
-            self.threads, thread_name_prefix="durascope-serve")
+        self._serve_pool = (
+            None if control.db.is_sqlite else ThreadPoolExecutor(self.threads, thread_name_prefix="durascope-serve")
+        )
         # Started now, so their imports overlap with the engine's start-up.
         self._children = [_Child(self) for _ in range(processes)]
 
@@ -194,9 +197,10 @@ class ProcessInvoker:
             outcome, lines = self._child().run(next(self._ids), inv, fn_arn, self.memory_mb).result()
         except ChildExited as exc:
             # What Lambda reports when the runtime process exits during an invocation.
-            return InvocationOutcome(OutcomeStatus.ERROR, error={
-                "ErrorType": "Runtime.ExitError",
-                "ErrorMessage": f"RequestId: {inv.request_id} Error: {exc}"})
+            return InvocationOutcome(
+                OutcomeStatus.ERROR,
+                error={"ErrorType": "Runtime.ExitError", "ErrorMessage": f"RequestId: {inv.request_id} Error: {exc}"},
+            )
         if lines:
             self.control.store_logs(inv.execution_id, inv.request_id, lines)
         return outcome

@@ -58,7 +58,7 @@ def navigable_page(
     raw: Raw, execution_id: str, start_seq: int, limit: int, max_bytes: int | None = None
 ) -> tuple[list[dict[str, Any]], int | None]:
     """Ops in first-START order from ``start_seq``, without the children of closed
-    contexts that do not replay them (spec 4.4). Returns (page, next seq or None)."""
+    contexts that do not replay them (docs/protocol.md#state). Returns (page, next seq or None)."""
     rows = [
         OpRow(*r)
         for r in raw.all(

@@ -1,4 +1,4 @@
-"""Checkpoint tokens, callback ids and state markers: opaque, standard base64 (pitfall 22).
+"""Checkpoint tokens, callback ids and state markers: opaque, standard base64 (docs/protocol.md#tokens).
 
 A token names (execution, invocation, sequence) plus a random nonce; it is valid
 only while it equals the one stored in ``engine_state``, so the store, not a secret
@@ -40,7 +40,9 @@ def parse_state_marker(marker: str, token: str) -> int:
             raise ValueError("out of range")
         return seq
     except (ValueError, KeyError, TypeError, RecursionError) as exc:
-        raise InvalidParameterValueException("Invalid Marker: it is unknown or belongs to another checkpoint token") from exc
+        raise InvalidParameterValueException(
+            "Invalid Marker: it is unknown or belongs to another checkpoint token"
+        ) from exc
 
 
 def history_marker(position: int) -> str:

@@ -52,7 +52,7 @@ WORKER_SEEN_SECONDS = 5.0
 
 
 def invocation_event(inv: InvocationInput) -> dict[str, Any]:
-    """The Lambda event of a durable invocation (spec 2.1; timestamps in epoch ms)."""
+    """The Lambda event of a durable invocation (docs/protocol.md#invocation-event; timestamps in epoch ms)."""
     return {
         "DurableExecutionArn": inv.arn,
         "CheckpointToken": inv.token,
@@ -116,15 +116,23 @@ class WorkerPool:
         try:
             while not pending.done.wait(0.5):
                 if self._closed:
-                    return InvocationOutcome(OutcomeStatus.ERROR, error={
-                        "ErrorType": "Runtime.Unavailable",
-                        "ErrorMessage": "The engine stopped before a worker answered"})
+                    return InvocationOutcome(
+                        OutcomeStatus.ERROR,
+                        error={
+                            "ErrorType": "Runtime.Unavailable",
+                            "ErrorMessage": "The engine stopped before a worker answered",
+                        },
+                    )
                 if pending.taken_at is not None:
                     limit = inv.function.timeout + TIMEOUT_GRACE_SECONDS
                     if time.monotonic() - pending.taken_at > limit:
-                        return InvocationOutcome(OutcomeStatus.ERROR, error={
-                            "ErrorType": "Sandbox.Timedout",
-                            "ErrorMessage": f"Task timed out after {inv.function.timeout:.2f} seconds"})
+                        return InvocationOutcome(
+                            OutcomeStatus.ERROR,
+                            error={
+                                "ErrorType": "Sandbox.Timedout",
+                                "ErrorMessage": f"Task timed out after {inv.function.timeout:.2f} seconds",
+                            },
+                        )
             assert pending.outcome is not None
             return pending.outcome
         finally:
@@ -141,8 +149,9 @@ class WorkerPool:
         with self._cond:
             workers = {w for w, t in self._seen.get(function, {}).items() if now - t < WORKER_SEEN_SECONDS}
             workers.update(self._polling.get(function, ()))
-            workers.update(p.worker for p in self._by_request.values()
-                           if p.worker is not None and p.inv.function.name == function)
+            workers.update(
+                p.worker for p in self._by_request.values() if p.worker is not None and p.inv.function.name == function
+            )
         return max(1, len(workers))
 
     def close(self) -> None:

@@ -1,7 +1,7 @@
 """Followers of the event log: the status-change feed and signed webhooks.
 
 A follower reads the global log position in order and keeps the last position it
-has handled in the same database (DESIGN invariant 5):
+has handled in the same database (docs/protocol.md#invariants, 5):
 
 * ``status``     derives EventBridge-shaped status-change events from the log.
 * ``models``     tables of revision 0002: follower positions/leases, webhook

@@ -41,29 +41,53 @@ def _r(cidr: str, what: str, source: str) -> RefusedRange:
 
 
 REFUSED: tuple[RefusedRange, ...] = (
-    _r("169.254.0.0/16", "a link-local address (cloud metadata endpoints live there: 169.254.169.254 on AWS, "
-       "Google Cloud, Azure, Oracle Cloud, DigitalOcean and OpenStack; 169.254.170.2 ECS task metadata; "
-       "169.254.170.23 EKS Pod Identity)",
-       "RFC 3927; https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-retrieval.html; "
-       "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-metadata-endpoint-v2.html; "
-       "https://docs.aws.amazon.com/eks/latest/userguide/pod-id-agent-setup.html; "
-       "https://learn.microsoft.com/en-us/azure/virtual-machines/instance-metadata-service; "
-       "https://docs.oracle.com/en-us/iaas/Content/Compute/Tasks/gettingmetadata.htm"),
-    _r("fe80::/10", "a link-local address (OpenStack's IPv6 metadata endpoint fe80::a9fe:a9fe lives there)",
-       "RFC 4291; https://specs.openstack.org/openstack/neutron-specs/specs/ussuri/metadata-add-ipv6-support.html"),
-    _r("fd00:ec2::254/128", "a cloud metadata address (AWS EC2 instance metadata over IPv6)",
-       "https://docs.aws.amazon.com/whitepapers/latest/ipv6-on-aws/supporting-amazon-vpc-services.html"),
-    _r("fd00:ec2::23/128", "a cloud metadata address (AWS EKS Pod Identity Agent over IPv6: credentials)",
-       "https://docs.aws.amazon.com/eks/latest/userguide/pod-id-agent-setup.html"),
-    _r("fd20:ce::254/128", "a cloud metadata address (Google Compute Engine metadata server over IPv6)",
-       "https://cloud.google.com/compute/docs/metadata/querying-metadata"),
-    _r("168.63.129.16/32", "a cloud metadata address (Azure WireServer: VM agent and extension configuration)",
-       "https://learn.microsoft.com/en-us/azure/virtual-network/what-is-ip-address-168-63-129-16"),
-    _r("100.100.100.200/32", "a cloud metadata address (Alibaba Cloud ECS instance metadata)",
-       "https://www.alibabacloud.com/help/en/ecs/user-guide/view-instance-metadata"),
-    _r("192.0.0.192/32", "a cloud metadata address (Oracle Cloud Infrastructure Classic instance metadata)",
-       "https://github.com/swisskyrepo/PayloadsAllTheThings/blob/master/Server%20Side%20Request%20Forgery/"
-       "SSRF-Cloud-Instances.md"),
+    _r(
+        "169.254.0.0/16",
+        "a link-local address (cloud metadata endpoints live there: 169.254.169.254 on AWS, "
+        "Google Cloud, Azure, Oracle Cloud, DigitalOcean and OpenStack; 169.254.170.2 ECS task metadata; "
+        "169.254.170.23 EKS Pod Identity)",
+        "RFC 3927; https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/instancedata-data-retrieval.html; "
+        "https://docs.aws.amazon.com/AmazonECS/latest/developerguide/task-metadata-endpoint-v2.html; "
+        "https://docs.aws.amazon.com/eks/latest/userguide/pod-id-agent-setup.html; "
+        "https://learn.microsoft.com/en-us/azure/virtual-machines/instance-metadata-service; "
+        "https://docs.oracle.com/en-us/iaas/Content/Compute/Tasks/gettingmetadata.htm",
+    ),
+    _r(
+        "fe80::/10",
+        "a link-local address (OpenStack's IPv6 metadata endpoint fe80::a9fe:a9fe lives there)",
+        "RFC 4291; https://specs.openstack.org/openstack/neutron-specs/specs/ussuri/metadata-add-ipv6-support.html",
+    ),
+    _r(
+        "fd00:ec2::254/128",
+        "a cloud metadata address (AWS EC2 instance metadata over IPv6)",
+        "https://docs.aws.amazon.com/whitepapers/latest/ipv6-on-aws/supporting-amazon-vpc-services.html",
+    ),
+    _r(
+        "fd00:ec2::23/128",
+        "a cloud metadata address (AWS EKS Pod Identity Agent over IPv6: credentials)",
+        "https://docs.aws.amazon.com/eks/latest/userguide/pod-id-agent-setup.html",
+    ),
+    _r(
+        "fd20:ce::254/128",
+        "a cloud metadata address (Google Compute Engine metadata server over IPv6)",
+        "https://cloud.google.com/compute/docs/metadata/querying-metadata",
+    ),
+    _r(
+        "168.63.129.16/32",
+        "a cloud metadata address (Azure WireServer: VM agent and extension configuration)",
+        "https://learn.microsoft.com/en-us/azure/virtual-network/what-is-ip-address-168-63-129-16",
+    ),
+    _r(
+        "100.100.100.200/32",
+        "a cloud metadata address (Alibaba Cloud ECS instance metadata)",
+        "https://www.alibabacloud.com/help/en/ecs/user-guide/view-instance-metadata",
+    ),
+    _r(
+        "192.0.0.192/32",
+        "a cloud metadata address (Oracle Cloud Infrastructure Classic instance metadata)",
+        "https://github.com/swisskyrepo/PayloadsAllTheThings/blob/master/Server%20Side%20Request%20Forgery/"
+        "SSRF-Cloud-Instances.md",
+    ),
 )
 
 # Names that resolve to a metadata endpoint inside the cloud; refused before any lookup.
@@ -89,7 +113,7 @@ def _rfc6052(value: int, prefix_len: int) -> ipaddress.IPv4Address:
         v4 = bits[96:]
     else:
         before = bits[start:64]
-        v4 = (before + bits[72:72 + 32 - len(before)])
+        v4 = before + bits[72 : 72 + 32 - len(before)]
     return ipaddress.IPv4Address(int(v4, 2))
 
 

@@ -41,8 +41,9 @@ def _source(dialect: str, table: Table, cols: Sequence[str]) -> str:
     return f"(SELECT {picked} FROM json_each(:rows)) AS v"
 
 
-def _run(conn: Connection, kind: str, table: Table, cols: tuple[str, ...], build: Any,
-         rows: Sequence[Mapping[str, Any]]) -> None:
+def _run(
+    conn: Connection, kind: str, table: Table, cols: tuple[str, ...], build: Any, rows: Sequence[Mapping[str, Any]]
+) -> None:
     key = (kind, conn.dialect.name, table.name, cols)
     stmt = _statements.get(key)
     if stmt is None:
@@ -56,8 +57,7 @@ def insert_rows(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         return
     cols = _columns(rows)
     names = ", ".join(cols)
-    _run(conn, "insert", table, cols, lambda src: f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {src}",
-         rows)
+    _run(conn, "insert", table, cols, lambda src: f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {src}", rows)
 
 
 def update_rows(conn: Connection, table: Table, key: str, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -68,5 +68,11 @@ def update_rows(conn: Connection, table: Table, key: str, rows: Sequence[Mapping
     if key not in cols:
         raise ValueError(f"bulk update rows need the key column {key!r}")
     assign = ", ".join(f"{c} = v.{c}" for c in cols if c != key)
-    _run(conn, "update", table, cols,
-         lambda src: f"UPDATE {table.name} SET {assign} FROM {src} WHERE {table.name}.{key} = v.{key}", rows)
+    _run(
+        conn,
+        "update",
+        table,
+        cols,
+        lambda src: f"UPDATE {table.name} SET {assign} FROM {src} WHERE {table.name}.{key} = v.{key}",
+        rows,
+    )

@@ -78,8 +78,15 @@ __all__ = ["Dispatcher", "LEASE_NAME", "backoff_ms", "run_dispatcher", "webhook_
 
 
 class Dispatcher:
-    def __init__(self, db: Database, settings: Settings, ws: WebhookSettings | None = None,
-                 owner: str | None = None, fanout_batch: int = 1000, send_batch: int = 256) -> None:
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        ws: WebhookSettings | None = None,
+        owner: str | None = None,
+        fanout_batch: int = 1000,
+        send_batch: int = 256,
+    ) -> None:
         self.db = db
         self.settings = settings
         self.ws = ws or WebhookSettings.from_env()
@@ -118,10 +125,22 @@ class Dispatcher:
         self._scheduler = BackgroundScheduler(timezone=UTC)
         self._scheduler.start()
         self._wakeup = Wakeup(self._scheduler, self.wake, "due")
-        self._scheduler.add_job(self.wake, "interval", seconds=max(self.ws.lease_seconds / 3, 0.5), id="sweep",
-                                max_instances=1, coalesce=True)
-        self._scheduler.add_job(self._ask_prune, "interval", seconds=max(self.ws.prune_interval_seconds, 0.1),
-                                id="prune", max_instances=1, coalesce=True)
+        self._scheduler.add_job(
+            self.wake,
+            "interval",
+            seconds=max(self.ws.lease_seconds / 3, 0.5),
+            id="sweep",
+            max_instances=1,
+            coalesce=True,
+        )
+        self._scheduler.add_job(
+            self._ask_prune,
+            "interval",
+            seconds=max(self.ws.prune_interval_seconds, 0.1),
+            id="prune",
+            max_instances=1,
+            coalesce=True,
+        )
         self._thread = threading.Thread(target=self._loop, name="durascope-webhooks", daemon=True)
         self._fan_thread = threading.Thread(target=self._fanning, name="durascope-webhooks-fan-out", daemon=True)
         self._thread.start()
@@ -134,7 +153,7 @@ class Dispatcher:
         if self._scheduler is not None:
             try:
                 self._scheduler.shutdown(wait=False)
-            except Exception:  # noqa: BLE001
+            except Exception:  # noqa: BLE001 - stopping: a scheduler that is already down is fine
                 pass
         for t in (self._fan_thread, self._thread):
             if t is not None:
@@ -155,8 +174,11 @@ class Dispatcher:
     def _loop(self) -> None:
         # On stop: run until the fan-out thread (which claims too) has ended and everything
         # claimed has been recorded.
-        while not (self._stopping.is_set() and not self._inflight
-                   and not (self._fan_thread is not None and self._fan_thread.is_alive())):
+        while not (
+            self._stopping.is_set()
+            and not self._inflight
+            and not (self._fan_thread is not None and self._fan_thread.is_alive())
+        ):
             try:
                 self._step()
             except Exception:  # noqa: BLE001 - keep following; the next pass retries
@@ -249,17 +271,33 @@ class Dispatcher:
         until = now + int(self.ws.lease_seconds * 1000)
         f = Follower.__table__
         with self.db.write() as conn:
-            row = conn.execute(select(f.c.owner, f.c.lease_expires_ms).where(f.c.name == LEASE_NAME)
-                               .with_for_update()).first()
+            row = conn.execute(
+                select(f.c.owner, f.c.lease_expires_ms).where(f.c.name == LEASE_NAME).with_for_update()
+            ).first()
             if row is None:
-                conn.execute(insert(f), {"name": LEASE_NAME, "position": 0, "owner": self.owner,
-                                         "lease_expires_ms": until, "updated_ms": now})
-            elif (row.owner == self.owner or row.owner is None or (row.lease_expires_ms or 0) < now
-                  or known_dead(row.owner)):
+                conn.execute(
+                    insert(f),
+                    {
+                        "name": LEASE_NAME,
+                        "position": 0,
+                        "owner": self.owner,
+                        "lease_expires_ms": until,
+                        "updated_ms": now,
+                    },
+                )
+            elif (
+                row.owner == self.owner
+                or row.owner is None
+                or (row.lease_expires_ms or 0) < now
+                or known_dead(row.owner)
+            ):
                 if row.owner not in (self.owner, None) and (row.lease_expires_ms or 0) >= now:
                     log.info("webhook dispatcher lease taken from %s: a process of this host that is gone", row.owner)
-                conn.execute(update(f).where(f.c.name == LEASE_NAME)
-                             .values(owner=self.owner, lease_expires_ms=until, updated_ms=now))
+                conn.execute(
+                    update(f)
+                    .where(f.c.name == LEASE_NAME)
+                    .values(owner=self.owner, lease_expires_ms=until, updated_ms=now)
+                )
             else:
                 self._lease_until = 0
                 return False
@@ -274,9 +312,12 @@ class Dispatcher:
         try:
             f = Follower.__table__
             with self.db.write() as conn:
-                conn.execute(update(f).where(f.c.name == LEASE_NAME, f.c.owner == self.owner)
-                             .values(owner=None, lease_expires_ms=None, updated_ms=now_ms()))
-        except Exception:  # noqa: BLE001
+                conn.execute(
+                    update(f)
+                    .where(f.c.name == LEASE_NAME, f.c.owner == self.owner)
+                    .values(owner=None, lease_expires_ms=None, updated_ms=now_ms())
+                )
+        except Exception:  # noqa: BLE001 - stopping: an unreleased lease expires by itself
             pass
         self._lease_until = 0
 
@@ -345,13 +386,17 @@ class Dispatcher:
         t0 = time.perf_counter()
         try:
             stamp = datetime.fromtimestamp(ts, UTC)
-            headers = {"webhook-id": row.webhook_id, "webhook-timestamp": str(int(ts)),
-                       "webhook-signature": self._signer(row.subscription_id, row.secret).sign(
-                           row.webhook_id, stamp, row.body)}
+            headers = {
+                "webhook-id": row.webhook_id,
+                "webhook-timestamp": str(int(ts)),
+                "webhook-signature": self._signer(row.subscription_id, row.secret).sign(
+                    row.webhook_id, stamp, row.body
+                ),
+            }
             res = self.sender.post(row.url, row.body.encode(), headers)
             # What a private target answers stays out of the log (``addresses.is_private``).
             code, excerpt, error = res.status, None if res.private else res.excerpt, res.error
-        except Exception as exc:  # noqa: BLE001 - an outcome for every claim, or the row stays in flight
+        except Exception as exc:
             log.exception("webhook send failed")
             code, excerpt, error = None, None, f"{type(exc).__name__}: {exc}"[:EXCERPT_CHARS]
         latency = int((time.perf_counter() - t0) * 1000)
@@ -360,8 +405,19 @@ class Dispatcher:
         ok = code is not None and 200 <= code < 300
         if code is not None and not ok and error is None:
             error = f"HTTP {code}"
-        return Outcome(row.id, row.subscription_id, row.execution_id, row.attempts + 1, int(ts * 1000), ok, code,
-                       latency, error, excerpt, row.manual)
+        return Outcome(
+            row.id,
+            row.subscription_id,
+            row.execution_id,
+            row.attempts + 1,
+            int(ts * 1000),
+            ok,
+            code,
+            latency,
+            error,
+            excerpt,
+            row.manual,
+        )
 
 
 def run_dispatcher(database_url: str | None = None, stop: threading.Event | None = None) -> None:

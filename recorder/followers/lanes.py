@@ -134,8 +134,9 @@ class Lanes:
             self._fast_threads += 1
         else:
             self._slow_threads += 1
-        t = threading.Thread(target=self._work, args=(fast,), daemon=True,
-                             name=f"durascope-webhook-{'fast' if fast else 'slow'}")
+        t = threading.Thread(
+            target=self._work, args=(fast,), daemon=True, name=f"durascope-webhook-{'fast' if fast else 'slow'}"
+        )
         self._threads = [x for x in self._threads if x.is_alive()] + [t]
         t.start()
 

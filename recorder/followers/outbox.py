@@ -1,7 +1,7 @@
 """The delivery outbox: ``webhook_deliveries`` rows and the statements the dispatcher runs on them.
 
 * ``fan_out``  status changes after each subscription's position -> one pending row per
-               match, and the new position, in one transaction (invariant 5). A disabled
+               match, and the new position, in one transaction (docs/protocol.md#invariants, 5). A disabled
                subscription is fanned out too: what it misses waits for it, and survives
                the retention purge of the executions.
 * ``claim``    due rows that are the earliest pending one of their (subscription,
@@ -35,18 +35,33 @@ from sqlalchemy import Connection, bindparam, delete, exists, func, select, text
 
 from recorder.config import Settings
 from recorder.followers.bulk import insert_rows, update_rows
-from recorder.followers.models import (Follower, WebhookAttempt, WebhookDelivery, WebhookFunctionStatus,
-                                       WebhookSubscription)
+from recorder.followers.models import (
+    Follower,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookFunctionStatus,
+    WebhookSubscription,
+)
 from recorder.followers.status import Filter, StatusChange, read_status_changes
-from recorder.followers.webhooks import (PARKED_MS, SubscriptionSpec, WebhookSettings, follower_name, now_ms,
-                                        park_subscription)
+from recorder.followers.webhooks import (
+    PARKED_MS,
+    SubscriptionSpec,
+    WebhookSettings,
+    follower_name,
+    now_ms,
+    park_subscription,
+)
 from recorder.store.db import Database
 from recorder.store.models import Event
 
 log = logging.getLogger("durascope.webhooks")
 
-_D, _W, _A, _F = (WebhookDelivery.__table__, WebhookSubscription.__table__, WebhookAttempt.__table__,
-                  Follower.__table__)
+_D, _W, _A, _F = (
+    WebhookDelivery.__table__,
+    WebhookSubscription.__table__,
+    WebhookAttempt.__table__,
+    Follower.__table__,
+)
 _EV = Event.__table__
 _WEBHOOK_ID_NS = uuid.UUID("2b0d5c8e-9f7a-4c1e-8d3b-77656268686b")
 
@@ -103,20 +118,32 @@ def fan_out(db: Database, settings: Settings, batch: int) -> int:
     with db.read() as s:
         # One statement when idle (this runs every poll): the head is a subquery.
         head = select(func.max(_EV.c.position)).scalar_subquery()
-        subs = s.execute(select(_W, _F.c.position).join(_F, _F.c.name == ("webhook:" + _W.c.id))
-                         .where(_F.c.position < head)).all()
+        subs = s.execute(
+            select(_W, _F.c.position).join(_F, _F.c.name == ("webhook:" + _W.c.id)).where(_F.c.position < head)
+        ).all()
         # Subscriptions at the same position (the usual case: all at the head) share one read.
         reads = {pos: read_status_changes(s, pos, batch) for pos in sorted({r.position for r in subs})}
-    return sum(_fan_out_one(db, settings, r.id, SubscriptionSpec.from_row(r), r.position, *reads[r.position],
-                            batch) for r in subs)
+    return sum(
+        _fan_out_one(db, settings, r.id, SubscriptionSpec.from_row(r), r.position, *reads[r.position], batch)
+        for r in subs
+    )
 
 
-def _fan_out_one(db: Database, settings: Settings, sub_id: str, sub: SubscriptionSpec, pos: int,
-                 changes: Sequence[StatusChange], cursor: int, batch: int) -> int:
+def _fan_out_one(
+    db: Database,
+    settings: Settings,
+    sub_id: str,
+    sub: SubscriptionSpec,
+    pos: int,
+    changes: Sequence[StatusChange],
+    cursor: int,
+    batch: int,
+) -> int:
     flt = Filter(None, sub.function, sub.name_prefix)
     matching = [ch for ch in changes if flt.matches_function(ch, settings)]
-    bodies = {ch.position: json.dumps(ch.to_event(settings), separators=(",", ":"))
-              for ch in matching if _passes(sub, ch)}
+    bodies = {
+        ch.position: json.dumps(ch.to_event(settings), separators=(",", ":")) for ch in matching if _passes(sub, ch)
+    }
     now = now_ms()
     name = follower_name(sub_id)
     with db.write() as conn:
@@ -124,17 +151,33 @@ def _fan_out_one(db: Database, settings: Settings, sub_id: str, sub: Subscriptio
         # else fanned these out (or the subscription was removed with its follower row). Rows
         # of a disabled subscription are due now like any other: the claim parks them, and
         # re-checks the subscription as it does, so a concurrent enable always wins.
-        moved = conn.execute(update(_F).where(_F.c.name == name, _F.c.position == pos)
-                             .values(position=cursor, updated_ms=now))
+        moved = conn.execute(
+            update(_F).where(_F.c.name == name, _F.c.position == pos).values(position=cursor, updated_ms=now)
+        )
         if moved.rowcount != 1:
             return 0
         wanted = _changed(conn, sub_id, matching) if sub.on_change_only else matching
-        rows = [{"subscription_id": sub_id, "position": ch.position, "execution_id": ch.execution_id,
-                 "status": ch.status, "webhook_id": webhook_id(sub_id, ch.execution_id, ch.position),
-                 "state": "pending", "body": bodies[ch.position], "manual": False, "attempts": 0,
-                 "next_attempt_ms": now, "created_ms": now, "commit_ms": ch.ts_ms, "delivered_ms": None,
-                 "last_status_code": None, "last_error": None}
-                for ch in wanted if ch.position in bodies]
+        rows = [
+            {
+                "subscription_id": sub_id,
+                "position": ch.position,
+                "execution_id": ch.execution_id,
+                "status": ch.status,
+                "webhook_id": webhook_id(sub_id, ch.execution_id, ch.position),
+                "state": "pending",
+                "body": bodies[ch.position],
+                "manual": False,
+                "attempts": 0,
+                "next_attempt_ms": now,
+                "created_ms": now,
+                "commit_ms": ch.ts_ms,
+                "delivered_ms": None,
+                "last_status_code": None,
+                "last_error": None,
+            }
+            for ch in wanted
+            if ch.position in bodies
+        ]
         insert_rows(conn, _D, rows)
     return len(rows) or (1 if cursor > pos and len(changes) >= batch else 0)
 
@@ -142,8 +185,9 @@ def _fan_out_one(db: Database, settings: Settings, sub_id: str, sub: Subscriptio
 def _passes(sub: SubscriptionSpec, ch: StatusChange) -> bool:
     """The status and name filters (the function filter comes first: on_change_only
     compares every terminal change of a matching function, whatever its status or name)."""
-    return ((sub.statuses is None or ch.status in sub.statuses)
-            and (not sub.name_prefix or ch.name.startswith(sub.name_prefix)))
+    return (sub.statuses is None or ch.status in sub.statuses) and (
+        not sub.name_prefix or ch.name.startswith(sub.name_prefix)
+    )
 
 
 def _changed(conn: Connection, sub_id: str, changes: Sequence[StatusChange]) -> list[StatusChange]:
@@ -154,8 +198,11 @@ def _changed(conn: Connection, sub_id: str, changes: Sequence[StatusChange]) -> 
     names = sorted({ch.function_name for ch in terminal})
     if not names:
         return []
-    before = dict(conn.execute(select(t.c.function_name, t.c.status)
-                               .where(t.c.subscription_id == sub_id, t.c.function_name.in_(names))).all())
+    before = dict(
+        conn.execute(
+            select(t.c.function_name, t.c.status).where(t.c.subscription_id == sub_id, t.c.function_name.in_(names))
+        ).all()
+    )
     last = dict(before)
     out = []
     for ch in terminal:
@@ -165,16 +212,24 @@ def _changed(conn: Connection, sub_id: str, changes: Sequence[StatusChange]) -> 
     moved = [n for n in names if n in before and before[n] != last[n]]
     if moved:
         conn.execute(delete(t).where(t.c.subscription_id == sub_id, t.c.function_name.in_(moved)))
-    insert_rows(conn, t, [{"subscription_id": sub_id, "function_name": n, "status": last[n]}
-                          for n in names if n not in before or n in moved])
+    insert_rows(
+        conn,
+        t,
+        [
+            {"subscription_id": sub_id, "function_name": n, "status": last[n]}
+            for n in names
+            if n not in before or n in moved
+        ],
+    )
     return out
 
 
 # --- claim ------------------------------------------------------------------------------------
 
 
-def claim(db: Database, now: int, limit: int, exclude: Collection[int] = (),
-          skip_subscriptions: Collection[str] = ()) -> list[Due]:
+def claim(
+    db: Database, now: int, limit: int, exclude: Collection[int] = (), skip_subscriptions: Collection[str] = ()
+) -> list[Due]:
     """Due deliveries that may be sent now, at most ``limit``, skipping ``exclude`` (in flight)
     and the rows of ``skip_subscriptions`` (slow ones that have enough in flight).
 
@@ -182,15 +237,33 @@ def claim(db: Database, now: int, limit: int, exclude: Collection[int] = (),
     later event of an execution is never sent before an earlier one succeeded. Rows that
     are not sendable are parked (see the module docstring) so later claims skip them."""
     earlier = _D.alias("earlier")
-    blocked_until = (select(func.max(earlier.c.next_attempt_ms))
-                     .where(earlier.c.subscription_id == _D.c.subscription_id,
-                            earlier.c.execution_id == _D.c.execution_id, earlier.c.state == "pending",
-                            earlier.c.position < _D.c.position)
-                     .scalar_subquery())
-    q = (select(_D.c.id, _D.c.subscription_id, _D.c.execution_id, _D.c.webhook_id, _D.c.body, _D.c.attempts,
-                _D.c.manual, _W.c.url, _W.c.secret, _W.c.enabled, blocked_until.label("blocked_until"))
-         .join(_W, _W.c.id == _D.c.subscription_id)
-         .where(_D.c.state == "pending", _D.c.next_attempt_ms <= now))
+    blocked_until = (
+        select(func.max(earlier.c.next_attempt_ms))
+        .where(
+            earlier.c.subscription_id == _D.c.subscription_id,
+            earlier.c.execution_id == _D.c.execution_id,
+            earlier.c.state == "pending",
+            earlier.c.position < _D.c.position,
+        )
+        .scalar_subquery()
+    )
+    q = (
+        select(
+            _D.c.id,
+            _D.c.subscription_id,
+            _D.c.execution_id,
+            _D.c.webhook_id,
+            _D.c.body,
+            _D.c.attempts,
+            _D.c.manual,
+            _W.c.url,
+            _W.c.secret,
+            _W.c.enabled,
+            blocked_until.label("blocked_until"),
+        )
+        .join(_W, _W.c.id == _D.c.subscription_id)
+        .where(_D.c.state == "pending", _D.c.next_attempt_ms <= now)
+    )
     if exclude:
         q = q.where(_D.c.id.not_in(list(exclude)))
     if skip_subscriptions:
@@ -205,8 +278,19 @@ def claim(db: Database, now: int, limit: int, exclude: Collection[int] = (),
         if not r.enabled:
             disabled.add(r.subscription_id)
         elif r.blocked_until is None:
-            out.append(Due(r.id, r.subscription_id, r.execution_id, r.webhook_id, r.body, r.attempts,
-                           bool(r.manual), r.url, r.secret))
+            out.append(
+                Due(
+                    r.id,
+                    r.subscription_id,
+                    r.execution_id,
+                    r.webhook_id,
+                    r.body,
+                    r.attempts,
+                    bool(r.manual),
+                    r.url,
+                    r.secret,
+                )
+            )
         elif r.blocked_until > now:
             parked.append({"row": r.id, "until": r.blocked_until})
     if parked or disabled:
@@ -219,13 +303,22 @@ def _park(db: Database, now: int, parked: Sequence[dict[str, Any]], disabled: Co
     what the claim read, so a concurrent enable or redeliver always wins."""
     with db.write() as conn:
         if parked:  # rare (a predecessor in backoff): one statement per row is fine
-            conn.execute(update(_D).where(_D.c.id == bindparam("row"), _D.c.state == "pending",
-                                          _D.c.next_attempt_ms <= now).values(next_attempt_ms=bindparam("until")),
-                         list(parked))
+            conn.execute(
+                update(_D)
+                .where(_D.c.id == bindparam("row"), _D.c.state == "pending", _D.c.next_attempt_ms <= now)
+                .values(next_attempt_ms=bindparam("until")),
+                list(parked),
+            )
         for sub_id in sorted(disabled):
-            conn.execute(update(_D).where(_D.c.subscription_id == sub_id, _D.c.state == "pending",
-                                          ~exists().where(_W.c.id == sub_id, _W.c.enabled.is_(True)))
-                         .values(next_attempt_ms=PARKED_MS))
+            conn.execute(
+                update(_D)
+                .where(
+                    _D.c.subscription_id == sub_id,
+                    _D.c.state == "pending",
+                    ~exists().where(_W.c.id == sub_id, _W.c.enabled.is_(True)),
+                )
+                .values(next_attempt_ms=PARKED_MS)
+            )
 
 
 def refresh_statistics(db: Database) -> None:
@@ -243,16 +336,25 @@ def refresh_statistics(db: Database) -> None:
 def next_due_ms(db: Database) -> int | None:
     """When the earliest pending delivery of an enabled subscription is due."""
     with db.read() as s:
-        return s.execute(select(_D.c.next_attempt_ms).join(_W, _W.c.id == _D.c.subscription_id)
-                         .where(_D.c.state == "pending", _D.c.next_attempt_ms < PARKED_MS, _W.c.enabled.is_(True))
-                         .order_by(_D.c.next_attempt_ms).limit(1)).scalar()
+        return s.execute(
+            select(_D.c.next_attempt_ms)
+            .join(_W, _W.c.id == _D.c.subscription_id)
+            .where(_D.c.state == "pending", _D.c.next_attempt_ms < PARKED_MS, _W.c.enabled.is_(True))
+            .order_by(_D.c.next_attempt_ms)
+            .limit(1)
+        ).scalar()
 
 
 # --- record -----------------------------------------------------------------------------------
 
 
-def record(db: Database, outcomes: Sequence[Outcome], ws: WebhookSettings, rng: random.Random,
-           known_clean: Collection[str] = ()) -> set[str]:
+def record(
+    db: Database,
+    outcomes: Sequence[Outcome],
+    ws: WebhookSettings,
+    rng: random.Random,
+    known_clean: Collection[str] = (),
+) -> set[str]:
     """Write a batch of outcomes in one transaction.
 
     ``known_clean``: subscriptions known not to be failing (no statement for them when all
@@ -261,17 +363,58 @@ def record(db: Database, outcomes: Sequence[Outcome], ws: WebhookSettings, rng: 
     done = [o for o in outcomes if o.ok]
     retry = [o for o in outcomes if not o.ok]
     with db.write() as conn:
-        insert_rows(conn, _A, [{"delivery_id": o.delivery_id, "subscription_id": o.subscription_id,
-                                "attempt": o.attempt, "ts_ms": o.ts_ms, "status_code": o.status_code,
-                                "latency_ms": o.latency_ms, "ok": o.ok, "error": o.error,
-                                "response_excerpt": o.excerpt, "manual": o.manual} for o in outcomes])
-        update_rows(conn, _D, "id", [{"id": o.delivery_id, "state": "succeeded", "attempts": o.attempt,
-                                      "delivered_ms": o.ts_ms + o.latency_ms, "last_status_code": o.status_code,
-                                      "last_error": None, "manual": False} for o in done])
-        update_rows(conn, _D, "id", [{"id": o.delivery_id, "attempts": o.attempt,
-                                      "next_attempt_ms": now + backoff_ms(o.attempt, ws, rng),
-                                      "last_status_code": o.status_code, "last_error": o.error, "manual": False}
-                                     for o in retry])
+        insert_rows(
+            conn,
+            _A,
+            [
+                {
+                    "delivery_id": o.delivery_id,
+                    "subscription_id": o.subscription_id,
+                    "attempt": o.attempt,
+                    "ts_ms": o.ts_ms,
+                    "status_code": o.status_code,
+                    "latency_ms": o.latency_ms,
+                    "ok": o.ok,
+                    "error": o.error,
+                    "response_excerpt": o.excerpt,
+                    "manual": o.manual,
+                }
+                for o in outcomes
+            ],
+        )
+        update_rows(
+            conn,
+            _D,
+            "id",
+            [
+                {
+                    "id": o.delivery_id,
+                    "state": "succeeded",
+                    "attempts": o.attempt,
+                    "delivered_ms": o.ts_ms + o.latency_ms,
+                    "last_status_code": o.status_code,
+                    "last_error": None,
+                    "manual": False,
+                }
+                for o in done
+            ],
+        )
+        update_rows(
+            conn,
+            _D,
+            "id",
+            [
+                {
+                    "id": o.delivery_id,
+                    "attempts": o.attempt,
+                    "next_attempt_ms": now + backoff_ms(o.attempt, ws, rng),
+                    "last_status_code": o.status_code,
+                    "last_error": o.error,
+                    "manual": False,
+                }
+                for o in retry
+            ],
+        )
         for o in done:
             if o.manual:
                 # Rows parked behind this one wait for its old retry time: they are free now.
@@ -279,8 +422,9 @@ def record(db: Database, outcomes: Sequence[Outcome], ws: WebhookSettings, rng: 
         return _account(conn, outcomes, ws, now, known_clean)
 
 
-def _account(conn: Connection, outcomes: Sequence[Outcome], ws: WebhookSettings, now: int,
-             known_clean: Collection[str]) -> set[str]:
+def _account(
+    conn: Connection, outcomes: Sequence[Outcome], ws: WebhookSettings, now: int, known_clean: Collection[str]
+) -> set[str]:
     """Per subscription: a success ends a failing stretch (and makes the deliveries waiting
     in backoff due at once: the receiver is back); failures start or extend one, and a
     stretch of ``disable_after_seconds`` with at least ``max_failures`` attempts disables it."""
@@ -296,31 +440,56 @@ def _account(conn: Connection, outcomes: Sequence[Outcome], ws: WebhookSettings,
         elif last_ok == len(outs) - 1:
             clean.add(sub_id)
         else:  # answered, then failed again in the same batch: a new stretch starts
-            after = outs[last_ok + 1:]
-            conn.execute(update(_W).where(_W.c.id == sub_id).values(
-                consecutive_failures=len(after), failing_since_ms=after[0].ts_ms))
+            after = outs[last_ok + 1 :]
+            conn.execute(
+                update(_W)
+                .where(_W.c.id == sub_id)
+                .values(consecutive_failures=len(after), failing_since_ms=after[0].ts_ms)
+            )
     recovered = sorted(clean - set(known_clean))
     if recovered:
-        back = list(conn.execute(update(_W).where(
-            _W.c.id.in_(recovered), (_W.c.consecutive_failures != 0) | _W.c.failing_since_ms.is_not(None))
-            .values(consecutive_failures=0, failing_since_ms=None).returning(_W.c.id)).scalars())
+        back = list(
+            conn.execute(
+                update(_W)
+                .where(_W.c.id.in_(recovered), (_W.c.consecutive_failures != 0) | _W.c.failing_since_ms.is_not(None))
+                .values(consecutive_failures=0, failing_since_ms=None)
+                .returning(_W.c.id)
+            ).scalars()
+        )
         if back:
-            conn.execute(update(_D).where(_D.c.subscription_id.in_(back), _D.c.state == "pending",
-                                          _D.c.next_attempt_ms > now, _D.c.next_attempt_ms < PARKED_MS)
-                         .values(next_attempt_ms=now))
+            conn.execute(
+                update(_D)
+                .where(
+                    _D.c.subscription_id.in_(back),
+                    _D.c.state == "pending",
+                    _D.c.next_attempt_ms > now,
+                    _D.c.next_attempt_ms < PARKED_MS,
+                )
+                .values(next_attempt_ms=now)
+            )
     if failing:
-        subs = conn.execute(select(_W.c.id, _W.c.consecutive_failures, _W.c.failing_since_ms, _W.c.max_failures,
-                                   _W.c.enabled).where(_W.c.id.in_(sorted(failing)))).all()
+        subs = conn.execute(
+            select(_W.c.id, _W.c.consecutive_failures, _W.c.failing_since_ms, _W.c.max_failures, _W.c.enabled).where(
+                _W.c.id.in_(sorted(failing))
+            )
+        ).all()
         for sub in subs:
             _count_failures(conn, sub, failing[sub.id], ws, now)
     return clean
 
 
 def _release(conn: Connection, sub_id: str, execution_id: str, now: int) -> None:
-    conn.execute(update(_D).where(_D.c.subscription_id == sub_id, _D.c.execution_id == execution_id,
-                                  _D.c.state == "pending", _D.c.next_attempt_ms > now,
-                                  _D.c.next_attempt_ms < PARKED_MS)
-                 .values(next_attempt_ms=now))
+    conn.execute(
+        update(_D)
+        .where(
+            _D.c.subscription_id == sub_id,
+            _D.c.execution_id == execution_id,
+            _D.c.state == "pending",
+            _D.c.next_attempt_ms > now,
+            _D.c.next_attempt_ms < PARKED_MS,
+        )
+        .values(next_attempt_ms=now)
+    )
 
 
 def _count_failures(conn: Connection, sub: Any, failed: Sequence[Outcome], ws: WebhookSettings, now: int) -> None:
@@ -328,14 +497,24 @@ def _count_failures(conn: Connection, sub: Any, failed: Sequence[Outcome], ws: W
     since = sub.failing_since_ms if sub.failing_since_ms is not None else failed[0].ts_ms
     values: dict[str, Any] = {"consecutive_failures": n, "failing_since_ms": since}
     stretch_ms = now - since
-    if (sub.enabled and ws.disable_after_seconds > 0 and stretch_ms >= ws.disable_after_seconds * 1000
-            and n >= sub.max_failures):
+    if (
+        sub.enabled
+        and ws.disable_after_seconds > 0
+        and stretch_ms >= ws.disable_after_seconds * 1000
+        and n >= sub.max_failures
+    ):
         last = failed[-1]
-        values.update(enabled=False, updated_ms=now, disabled_reason=(
-            f"disabled after failing for {_duration(stretch_ms)} ({n} consecutive failed delivery attempts); "
-            f"last: {last.error or 'failed'}")[:1000])
-        log.warning("webhook subscription %s disabled after failing for %s (%d attempts)", sub.id,
-                    _duration(stretch_ms), n)
+        values.update(
+            enabled=False,
+            updated_ms=now,
+            disabled_reason=(
+                f"disabled after failing for {_duration(stretch_ms)} ({n} consecutive failed delivery attempts); "
+                f"last: {last.error or 'failed'}"
+            )[:1000],
+        )
+        log.warning(
+            "webhook subscription %s disabled after failing for %s (%d attempts)", sub.id, _duration(stretch_ms), n
+        )
         park_subscription(conn, sub.id)
     conn.execute(update(_W).where(_W.c.id == sub.id).values(**values))
 
@@ -357,15 +536,20 @@ def prune(db: Database, cutoff_ms: int, batch: int = 1000) -> int:
     touched. A succeeded row keeps the due time of its last attempt in ``next_attempt_ms``
     (<= ``delivered_ms``), so ``ix_webhook_deliveries_due`` finds the old ones directly."""
     with db.write() as conn:
-        ids = list(conn.execute(select(_D.c.id).where(_D.c.state == "succeeded", _D.c.next_attempt_ms < cutoff_ms,
-                                                      _D.c.delivered_ms < cutoff_ms)
-                                .order_by(_D.c.next_attempt_ms).limit(batch)).scalars())
+        ids = list(
+            conn.execute(
+                select(_D.c.id)
+                .where(_D.c.state == "succeeded", _D.c.next_attempt_ms < cutoff_ms, _D.c.delivered_ms < cutoff_ms)
+                .order_by(_D.c.next_attempt_ms)
+                .limit(batch)
+            ).scalars()
+        )
         if not ids:
             return 0
         # State checked again: a redeliver may have made one pending since the SELECT.
-        gone = list(conn.execute(delete(_D).where(_D.c.id.in_(ids), _D.c.state == "succeeded")
-                                 .returning(_D.c.id)).scalars())
+        gone = list(
+            conn.execute(delete(_D).where(_D.c.id.in_(ids), _D.c.state == "succeeded").returning(_D.c.id)).scalars()
+        )
         if gone:
             conn.execute(delete(_A).where(_A.c.delivery_id.in_(gone)))
     return len(ids)
-

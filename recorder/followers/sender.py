@@ -102,8 +102,12 @@ class _Target:
             name = b"[" + name + b"]"
         if parts.port is not None and parts.port != (443 if https else 80):
             name += b":%d" % parts.port
-        lines = [b"POST %s HTTP/1.1" % path.encode(), b"Host: " + name, b"Content-Type: application/json",
-                 b"User-Agent: durascope-webhooks/1"]
+        lines = [
+            b"POST %s HTTP/1.1" % path.encode(),
+            b"Host: " + name,
+            b"Content-Type: application/json",
+            b"User-Agent: durascope-webhooks/1",
+        ]
         if parts.username or parts.password:
             userinfo = f"{parts.username or ''}:{parts.password or ''}".encode()
             lines.append(b"Authorization: Basic " + base64.b64encode(userinfo))
@@ -180,7 +184,7 @@ class _Connection:
             if len(self.buf) > _MAX_HEAD:
                 raise ProtocolError("response head longer than 64 KiB")
             self._fill()
-        out, self.buf = self.buf[:i], self.buf[i + len(marker):]
+        out, self.buf = self.buf[:i], self.buf[i + len(marker) :]
         return out
 
     def _take(self, n: int) -> bytes:
@@ -243,7 +247,7 @@ class _Connection:
                 return body, False
             chunk = self._take(size + 2)[:size]
             if len(body) < _EXCERPT_BYTES:
-                body += chunk[:_EXCERPT_BYTES - len(body)]
+                body += chunk[: _EXCERPT_BYTES - len(body)]
 
     def _to_close(self) -> bytes:
         try:
@@ -291,8 +295,15 @@ class Sender:
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> PostResult:
         deadline = time.monotonic() + self.ws.timeout_seconds
         target = self._target(url)
-        request = b"".join([target.head, b"Content-Length: %d\r\n" % len(body),
-                            *(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers.items()), b"\r\n", body])
+        request = b"".join(
+            [
+                target.head,
+                b"Content-Length: %d\r\n" % len(body),
+                *(f"{k}: {v}\r\n".encode("latin-1") for k, v in headers.items()),
+                b"\r\n",
+                body,
+            ]
+        )
         for retry in (0, 1):
             conn = self._conn(target)
             reused = conn.sock is not None
@@ -305,12 +316,19 @@ class Sender:
             except OSError as exc:
                 conn.close()
                 # A kept-alive connection the server had closed: once more on a fresh one.
-                if reused and retry == 0 and isinstance(exc, (RemoteDisconnected, ConnectionResetError,
-                                                              BrokenPipeError)):
+                if (
+                    reused
+                    and retry == 0
+                    and isinstance(exc, (RemoteDisconnected, ConnectionResetError, BrokenPipeError))
+                ):
                     continue
                 if isinstance(exc, TimeoutError):
-                    return PostResult(None, None, f"TimeoutError: no complete answer within the "
-                                                  f"{self.ws.timeout_seconds:g} s deadline of an attempt")
+                    return PostResult(
+                        None,
+                        None,
+                        f"TimeoutError: no complete answer within the "
+                        f"{self.ws.timeout_seconds:g} s deadline of an attempt",
+                    )
                 return PostResult(None, None, _text(f"{type(exc).__name__}: {exc}"))
         return PostResult(None, None, "unreachable")
 

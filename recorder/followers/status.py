@@ -1,4 +1,4 @@
-"""Status-change notifications derived from the log (spec section 8).
+"""Status-change notifications derived from the log (docs/protocol.md#status-changes).
 
 One notification per ``ExecutionStarted`` (RUNNING) and per terminal execution event
 (SUCCEEDED, FAILED, TIMED_OUT, STOPPED), read from ``events`` in global position
@@ -78,7 +78,7 @@ class StatusChange:
         return function_arn(settings.region, settings.account_id, self.function_name, self.function_version)
 
     def to_event(self, settings: Settings) -> dict[str, Any]:
-        """The EventBridge event Lambda publishes for this change (spec section 8)."""
+        """The EventBridge event Lambda publishes for this change (docs/protocol.md#status-changes)."""
         detail: dict[str, Any] = {
             "durableExecutionArn": self.arn,
             "durableExecutionName": self.name,
@@ -146,17 +146,28 @@ def _started_facts(conn: Connection | Session, execution_ids: Sequence[str]) -> 
     out: dict[str, tuple[dict[str, Any], int]] = {}
     ids = list(dict.fromkeys(execution_ids))
     for i in range(0, len(ids), 500):
-        chunk = ids[i:i + 500]
-        rows = conn.execute(select(_EV.c.execution_id, _EV.c.extra, _EV.c.ts_ms).where(
-            _EV.c.execution_id.in_(chunk), _EV.c.event_type == "ExecutionStarted")).all()
+        chunk = ids[i : i + 500]
+        rows = conn.execute(
+            select(_EV.c.execution_id, _EV.c.extra, _EV.c.ts_ms).where(
+                _EV.c.execution_id.in_(chunk), _EV.c.event_type == "ExecutionStarted"
+            )
+        ).all()
         for r in rows:
             out[r.execution_id] = (json.loads(r.extra) if r.extra else {}, r.ts_ms)
     missing = [e for e in ids if e not in out]
     if missing:  # an execution whose start is not in the log (imported): use the projection
         ex = Execution.__table__
         for r in conn.execute(select(ex).where(ex.c.execution_id.in_(missing))).all():
-            out[r.execution_id] = ({"Arn": r.arn, "FunctionName": r.function_name, "Imported": r.imported,
-                                    "FunctionVersion": r.function_version, "ExecutionName": r.name}, r.start_ms)
+            out[r.execution_id] = (
+                {
+                    "Arn": r.arn,
+                    "FunctionName": r.function_name,
+                    "Imported": r.imported,
+                    "FunctionVersion": r.function_version,
+                    "ExecutionName": r.name,
+                },
+                r.start_ms,
+            )
     return out
 
 
@@ -173,7 +184,8 @@ def read_status_changes(conn: Connection | Session, after: int, limit: int = 100
     rows = conn.execute(
         select(_EV.c.position, _EV.c.execution_id, _EV.c.event_type, _EV.c.ts_ms, _EV.c.extra)
         .where(_EV.c.position > after, _EV.c.position <= head, _EV.c.event_type.in_(list(STATUS_OF_EVENT)))
-        .order_by(_EV.c.position).limit(limit)
+        .order_by(_EV.c.position)
+        .limit(limit)
     ).all()
     cursor = rows[-1].position if len(rows) >= limit else max(after, head)
     terminal_ids = [r.execution_id for r in rows if r.event_type != "ExecutionStarted"]
@@ -190,16 +202,25 @@ def read_status_changes(conn: Connection | Session, after: int, limit: int = 100
         arn = extra.get("Arn")
         if not arn or extra.get("Imported"):
             continue
-        out.append(StatusChange(
-            position=r.position, execution_id=r.execution_id, status=STATUS_OF_EVENT[r.event_type], arn=arn,
-            name=extra.get("ExecutionName") or arn.rsplit("/", 2)[-2],
-            function_name=extra.get("FunctionName") or "", function_version=extra.get("FunctionVersion") or "$LATEST",
-            start_ms=start_ms, ts_ms=r.ts_ms))
+        out.append(
+            StatusChange(
+                position=r.position,
+                execution_id=r.execution_id,
+                status=STATUS_OF_EVENT[r.event_type],
+                arn=arn,
+                name=extra.get("ExecutionName") or arn.rsplit("/", 2)[-2],
+                function_name=extra.get("FunctionName") or "",
+                function_version=extra.get("FunctionVersion") or "$LATEST",
+                start_ms=start_ms,
+                ts_ms=r.ts_ms,
+            )
+        )
     return out, cursor
 
 
-def read_filtered(conn: Connection | Session, after: int, limit: int, flt: Filter, settings: Settings,
-                  max_batches: int = 20) -> tuple[list[StatusChange], int]:
+def read_filtered(
+    conn: Connection | Session, after: int, limit: int, flt: Filter, settings: Settings, max_batches: int = 20
+) -> tuple[list[StatusChange], int]:
     """Like ``read_status_changes`` but only changes matching ``flt``; the cursor moves past
     what was scanned, so a filtered reader never rescans non-matching changes."""
     out: list[StatusChange] = []

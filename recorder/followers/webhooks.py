@@ -52,14 +52,21 @@ from sqlalchemy.orm import Session
 from recorder.arns import NAME_RE
 from recorder.errors import InvalidParameterValueException, ResourceNotFoundException
 from recorder.followers.addresses import refused_address, refused_host
-from recorder.followers.models import (Follower, WebhookAttempt, WebhookDelivery, WebhookFunctionStatus,
-                                       WebhookSubscription)
+from recorder.followers.models import (
+    Follower,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookFunctionStatus,
+    WebhookSubscription,
+)
 from recorder.followers.status import STATUSES, head_position, parse_statuses
 from recorder.store.db import Database
 
 _TRUE = ("1", "true", "yes", "on")
 _NAME_PREFIX_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
-_FUNCTION_ARN_PREFIX_RE = re.compile(r"^arn:aws:lambda:[a-z0-9-]*(:(\d{0,12}(:(function(:[a-zA-Z0-9_-]*(:[$.a-zA-Z0-9_-]*)?)?)?)?)?)?$")
+_FUNCTION_ARN_PREFIX_RE = re.compile(
+    r"^arn:aws:lambda:[a-z0-9-]*(:(\d{0,12}(:(function(:[a-zA-Z0-9_-]*(:[$.a-zA-Z0-9_-]*)?)?)?)?)?)?$"
+)
 
 
 # next_attempt_ms of the pending rows of a disabled subscription: out of the due range
@@ -103,8 +110,9 @@ class WebhookSettings:
         env = dict(os.environ if env is None else env)
         values: dict[str, Any] = {
             "allow_private": env.get("DURASCOPE_WEBHOOKS_ALLOW_PRIVATE", "").lower() in _TRUE,
-            "disable_after_seconds": max(0.0, _env_float(env, "DURASCOPE_WEBHOOKS_DISABLE_AFTER_SECONDS",
-                                                         5 * 86_400.0)),
+            "disable_after_seconds": max(
+                0.0, _env_float(env, "DURASCOPE_WEBHOOKS_DISABLE_AFTER_SECONDS", 5 * 86_400.0)
+            ),
             "max_failures": int(_env_float(env, "DURASCOPE_WEBHOOKS_MAX_FAILURES", 20)),
             "retry_base_seconds": _env_float(env, "DURASCOPE_WEBHOOKS_RETRY_BASE_SECONDS", 2.0),
             "retry_max_seconds": _env_float(env, "DURASCOPE_WEBHOOKS_RETRY_MAX_SECONDS", 600.0),
@@ -149,8 +157,9 @@ def validate_url(url: Any, allow_private: bool, resolve: bool = True) -> str:
         why = refused_host(host)
         if why is None and resolve and not _is_ip(host):
             try:
-                infos = socket.getaddrinfo(host, port or (443 if parts.scheme == "https" else 80),
-                                           proto=socket.IPPROTO_TCP)
+                infos = socket.getaddrinfo(
+                    host, port or (443 if parts.scheme == "https" else 80), proto=socket.IPPROTO_TCP
+                )
             except OSError:
                 infos = []  # unresolvable now: checked again on every connection
             for info in infos:
@@ -159,7 +168,8 @@ def validate_url(url: Any, allow_private: bool, resolve: bool = True) -> str:
                     break
         if why:
             raise InvalidParameterValueException(
-                f"url refused: {why}; set DURASCOPE_WEBHOOKS_ALLOW_PRIVATE=1 to allow it")
+                f"url refused: {why}; set DURASCOPE_WEBHOOKS_ALLOW_PRIVATE=1 to allow it"
+            )
     return url
 
 
@@ -187,13 +197,27 @@ class SubscriptionSpec:
     @classmethod
     def from_row(cls, r: Any) -> SubscriptionSpec:
         """A stored subscription (a ``webhook_subscriptions`` row)."""
-        return cls(r.url, frozenset(json.loads(r.statuses_json)) if r.statuses_json else None, r.function_filter,
-                   r.name_prefix, bool(r.on_change_only), r.max_failures, r.description)
+        return cls(
+            r.url,
+            frozenset(json.loads(r.statuses_json)) if r.statuses_json else None,
+            r.function_filter,
+            r.name_prefix,
+            bool(r.on_change_only),
+            r.max_failures,
+            r.description,
+        )
 
 
-def validate_spec(url: Any, statuses: Any = None, function: Any = None, name_prefix: Any = None,
-                  on_change_only: Any = False, max_failures: Any = None, description: Any = None,
-                  settings: WebhookSettings | None = None) -> SubscriptionSpec:
+def validate_spec(
+    url: Any,
+    statuses: Any = None,
+    function: Any = None,
+    name_prefix: Any = None,
+    on_change_only: Any = False,
+    max_failures: Any = None,
+    description: Any = None,
+    settings: WebhookSettings | None = None,
+) -> SubscriptionSpec:
     settings = settings or WebhookSettings.from_env()
     clean_url = validate_url(url, settings.allow_private)
     if statuses is not None and not isinstance(statuses, (list, tuple, set, frozenset, str)):
@@ -203,17 +227,22 @@ def validate_spec(url: Any, statuses: Any = None, function: Any = None, name_pre
     except ValueError as exc:
         raise InvalidParameterValueException(f"statuses: {exc}") from None
     if function is not None and function != "":
-        if not isinstance(function, str) or len(function) > 256 or not (
-                NAME_RE.match(function) or _FUNCTION_ARN_PREFIX_RE.match(function)):
+        if (
+            not isinstance(function, str)
+            or len(function) > 256
+            or not (NAME_RE.match(function) or _FUNCTION_ARN_PREFIX_RE.match(function))
+        ):
             raise InvalidParameterValueException(
                 "function must be a function name (or name prefix) of [a-zA-Z0-9_-]{1,64} or a function ARN "
-                f"prefix such as arn:aws:lambda:us-east-1:123456789012:function:orders, got {str(function)[:100]!r}")
+                f"prefix such as arn:aws:lambda:us-east-1:123456789012:function:orders, got {str(function)[:100]!r}"
+            )
     else:
         function = None
     if name_prefix is not None and name_prefix != "":
         if not isinstance(name_prefix, str) or not _NAME_PREFIX_RE.match(name_prefix):
             raise InvalidParameterValueException(
-                f"namePrefix must match [a-zA-Z0-9_-]{{1,64}} (execution names do), got {str(name_prefix)[:100]!r}")
+                f"namePrefix must match [a-zA-Z0-9_-]{{1,64}} (execution names do), got {str(name_prefix)[:100]!r}"
+            )
     else:
         name_prefix = None
     if not isinstance(on_change_only, bool):
@@ -221,7 +250,8 @@ def validate_spec(url: Any, statuses: Any = None, function: Any = None, name_pre
     if on_change_only and sts is not None and "RUNNING" in sts:
         raise InvalidParameterValueException(
             "onChangeOnly compares terminal statuses (SUCCEEDED, FAILED, TIMED_OUT, STOPPED); it cannot be "
-            "combined with status RUNNING")
+            "combined with status RUNNING"
+        )
     if max_failures is None:
         max_failures = settings.max_failures
     if isinstance(max_failures, bool) or not isinstance(max_failures, int) or not 1 <= max_failures <= 10_000:
@@ -247,15 +277,36 @@ def create_subscription(db: Database, spec: SubscriptionSpec) -> dict[str, Any]:
     now = now_ms()
     with db.write() as conn:
         head = head_position(conn)
-        conn.execute(insert(WebhookSubscription), {
-            "id": sub_id, "url": spec.url, "secret": secret, "description": spec.description,
-            "statuses_json": json.dumps(sorted(spec.statuses)) if spec.statuses else None,
-            "function_filter": spec.function, "name_prefix": spec.name_prefix,
-            "on_change_only": spec.on_change_only, "enabled": True, "disabled_reason": None,
-            "max_failures": spec.max_failures, "consecutive_failures": 0, "failing_since_ms": None,
-            "created_ms": now, "updated_ms": now})
-        conn.execute(insert(Follower), {"name": follower_name(sub_id), "position": head, "owner": None,
-                                        "lease_expires_ms": None, "updated_ms": now})
+        conn.execute(
+            insert(WebhookSubscription),
+            {
+                "id": sub_id,
+                "url": spec.url,
+                "secret": secret,
+                "description": spec.description,
+                "statuses_json": json.dumps(sorted(spec.statuses)) if spec.statuses else None,
+                "function_filter": spec.function,
+                "name_prefix": spec.name_prefix,
+                "on_change_only": spec.on_change_only,
+                "enabled": True,
+                "disabled_reason": None,
+                "max_failures": spec.max_failures,
+                "consecutive_failures": 0,
+                "failing_since_ms": None,
+                "created_ms": now,
+                "updated_ms": now,
+            },
+        )
+        conn.execute(
+            insert(Follower),
+            {
+                "name": follower_name(sub_id),
+                "position": head,
+                "owner": None,
+                "lease_expires_ms": None,
+                "updated_ms": now,
+            },
+        )
     out = get_subscription(db, sub_id)
     out["secret"] = secret
     return out
@@ -263,12 +314,20 @@ def create_subscription(db: Database, spec: SubscriptionSpec) -> dict[str, Any]:
 
 def _row_to_dict(row: Any, position: int | None, stats: dict[str, int] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "id": row.id, "url": row.url, "description": row.description,
+        "id": row.id,
+        "url": row.url,
+        "description": row.description,
         "statuses": json.loads(row.statuses_json) if row.statuses_json else None,
-        "function": row.function_filter, "namePrefix": row.name_prefix, "onChangeOnly": bool(row.on_change_only),
-        "enabled": bool(row.enabled), "disabledReason": row.disabled_reason, "maxFailures": row.max_failures,
-        "consecutiveFailures": row.consecutive_failures, "failingSinceMs": row.failing_since_ms,
-        "createdMs": row.created_ms, "updatedMs": row.updated_ms,
+        "function": row.function_filter,
+        "namePrefix": row.name_prefix,
+        "onChangeOnly": bool(row.on_change_only),
+        "enabled": bool(row.enabled),
+        "disabledReason": row.disabled_reason,
+        "maxFailures": row.max_failures,
+        "consecutiveFailures": row.consecutive_failures,
+        "failingSinceMs": row.failing_since_ms,
+        "createdMs": row.created_ms,
+        "updatedMs": row.updated_ms,
         "position": position,
     }
     if stats is not None:
@@ -301,10 +360,12 @@ def get_subscription(db: Database, sub_id: str) -> dict[str, Any]:
 
 def list_subscriptions(db: Database) -> list[dict[str, Any]]:
     with db.read() as s:
-        rows = s.execute(select(WebhookSubscription.__table__).order_by(WebhookSubscription.created_ms,
-                                                                        WebhookSubscription.id)).all()
-        positions = dict(s.execute(select(Follower.name, Follower.position)
-                                   .where(Follower.name.like("webhook:%"))).all())
+        rows = s.execute(
+            select(WebhookSubscription.__table__).order_by(WebhookSubscription.created_ms, WebhookSubscription.id)
+        ).all()
+        positions = dict(
+            s.execute(select(Follower.name, Follower.position).where(Follower.name.like("webhook:%"))).all()
+        )
         return [_row_to_dict(r, positions.get(follower_name(r.id)), _stats(s, r.id)) for r in rows]
 
 
@@ -316,9 +377,11 @@ def set_enabled(db: Database, sub_id: str, enabled: bool, reason: str | None = N
         if enabled:
             values.update(disabled_reason=None, consecutive_failures=0, failing_since_ms=None)
             # What waited while it was disabled is due now, in order.
-            conn.execute(update(WebhookDelivery).where(WebhookDelivery.subscription_id == sub_id,
-                                                       WebhookDelivery.state == "pending")
-                         .values(next_attempt_ms=now))
+            conn.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.subscription_id == sub_id, WebhookDelivery.state == "pending")
+                .values(next_attempt_ms=now)
+            )
         else:
             values["disabled_reason"] = reason or "disabled by a user"
             park_subscription(conn, sub_id)
@@ -328,9 +391,11 @@ def set_enabled(db: Database, sub_id: str, enabled: bool, reason: str | None = N
 
 def park_subscription(conn: Connection, sub_id: str) -> None:
     """A disabled subscription's pending rows leave the due range until it is enabled."""
-    conn.execute(update(WebhookDelivery).where(WebhookDelivery.subscription_id == sub_id,
-                                               WebhookDelivery.state == "pending")
-                 .values(next_attempt_ms=PARKED_MS))
+    conn.execute(
+        update(WebhookDelivery)
+        .where(WebhookDelivery.subscription_id == sub_id, WebhookDelivery.state == "pending")
+        .values(next_attempt_ms=PARKED_MS)
+    )
 
 
 def delete_subscription(db: Database, sub_id: str) -> None:
@@ -346,16 +411,35 @@ def delete_subscription(db: Database, sub_id: str) -> None:
 
 def _delivery_dict(r: Any) -> dict[str, Any]:
     waiting = r.state == "pending" and r.next_attempt_ms < PARKED_MS  # not parked by a disable
-    return {"id": r.id, "position": r.position, "executionId": r.execution_id, "status": r.status,
-            "webhookId": r.webhook_id, "state": r.state, "attempts": r.attempts,
-            "nextAttemptMs": r.next_attempt_ms if waiting else None, "createdMs": r.created_ms,
-            "deliveredMs": r.delivered_ms, "lastStatusCode": r.last_status_code, "lastError": r.last_error}
+    return {
+        "id": r.id,
+        "position": r.position,
+        "executionId": r.execution_id,
+        "status": r.status,
+        "webhookId": r.webhook_id,
+        "state": r.state,
+        "attempts": r.attempts,
+        "nextAttemptMs": r.next_attempt_ms if waiting else None,
+        "createdMs": r.created_ms,
+        "deliveredMs": r.delivered_ms,
+        "lastStatusCode": r.last_status_code,
+        "lastError": r.last_error,
+    }
 
 
 def _attempt_dict(a: Any) -> dict[str, Any]:
-    return {"id": a.id, "deliveryId": a.delivery_id, "attempt": a.attempt, "timeMs": a.ts_ms,
-            "statusCode": a.status_code, "latencyMs": a.latency_ms, "ok": bool(a.ok), "error": a.error,
-            "responseExcerpt": a.response_excerpt, "manual": bool(a.manual)}
+    return {
+        "id": a.id,
+        "deliveryId": a.delivery_id,
+        "attempt": a.attempt,
+        "timeMs": a.ts_ms,
+        "statusCode": a.status_code,
+        "latencyMs": a.latency_ms,
+        "ok": bool(a.ok),
+        "error": a.error,
+        "responseExcerpt": a.response_excerpt,
+        "manual": bool(a.manual),
+    }
 
 
 def list_deliveries(db: Database, sub_id: str, limit: int = 50, state: str | None = None) -> list[dict[str, Any]]:
@@ -390,12 +474,19 @@ def redeliver(db: Database, sub_id: str, delivery_id: int) -> dict[str, Any]:
         sub = _find(conn, sub_id)
         if not sub.enabled:
             raise InvalidParameterValueException(
-                f"webhook subscription {sub_id} is disabled ({sub.disabled_reason}); enable it first")
-        row = conn.execute(select(WebhookDelivery.__table__).where(
-            WebhookDelivery.id == delivery_id, WebhookDelivery.subscription_id == sub_id)).first()
+                f"webhook subscription {sub_id} is disabled ({sub.disabled_reason}); enable it first"
+            )
+        row = conn.execute(
+            select(WebhookDelivery.__table__).where(
+                WebhookDelivery.id == delivery_id, WebhookDelivery.subscription_id == sub_id
+            )
+        ).first()
         if row is None:
             raise ResourceNotFoundException(f"Delivery {delivery_id} not found for webhook subscription {sub_id}")
-        conn.execute(update(WebhookDelivery).where(WebhookDelivery.id == delivery_id)
-                     .values(state="pending", next_attempt_ms=now, manual=True))
+        conn.execute(
+            update(WebhookDelivery)
+            .where(WebhookDelivery.id == delivery_id)
+            .values(state="pending", next_attempt_ms=now, manual=True)
+        )
         row = conn.execute(select(WebhookDelivery.__table__).where(WebhookDelivery.id == delivery_id)).first()
     return _delivery_dict(row)

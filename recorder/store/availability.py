@@ -160,8 +160,12 @@ class Availability:
                 self._outage = outage
                 if current is None:
                     self._since = self._last_failure
-                log.warning("%s: %s (%s)", "the database's disk is full" if outage.disk_full
-                            else "the database is unavailable", outage.detail, self.name)
+                log.warning(
+                    "%s: %s (%s)",
+                    "the database's disk is full" if outage.disk_full else "the database is unavailable",
+                    outage.detail,
+                    self.name,
+                )
         return DatabaseUnavailable(outage)
 
     def succeeded(self, wrote: bool) -> None:
@@ -196,5 +200,6 @@ class Availability:
                 self._settle_in(remaining)
                 return
             self._outage = None
-            log.warning("the database is available again after %.1f s (%s)", self._recovered_at - self._since,
-                        self.name)
+            log.warning(
+                "the database is available again after %.1f s (%s)", self._recovered_at - self._since, self.name
+            )

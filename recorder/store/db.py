@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
@@ -40,14 +40,17 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     if immediate:
         # Writers are serialized by the process mutex, so one connection serves them
         # all; no pool checkout or reset-on-return per transaction.
-        eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
-                            poolclass=StaticPool, pool_reset_on_return=None)
+        eng = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 60},
+            poolclass=StaticPool,
+            pool_reset_on_return=None,
+        )
     else:
-        eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60},
-                            pool_size=64, max_overflow=0)
+        eng = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60}, pool_size=64, max_overflow=0)
 
     @event.listens_for(eng, "connect")
-    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Take transaction control away from pysqlite so BEGIN is ours to emit.
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
@@ -63,7 +66,7 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
     @event.listens_for(eng, "begin")
-    def _on_begin(conn):  # type: ignore[no-untyped-def]
+    def _on_begin(conn: Any) -> None:  # a Connection, whose driver connection exists while it begins
         conn.connection.driver_connection.execute(begin)
 
     return eng
@@ -128,8 +131,8 @@ class Database:
                         yield self._writer
                     if self.wal_checkpointer is not None:
                         self.wal_checkpointer.committed()
-        except Exception as exc:
-            raise self.availability.failed(exc) or exc
+        except Exception as exc:  # noqa: BLE001 - _reraise raises it again, through the availability tracker
+            self._reraise(exc)
         self.availability.succeeded(wrote=True)
 
     @contextmanager
@@ -138,8 +141,8 @@ class Database:
             with Session(self.read_engine, expire_on_commit=False, autoflush=False) as session:
                 with session.begin():
                     yield session
-        except Exception as exc:
-            raise self.availability.failed(exc) or exc
+        except Exception as exc:  # noqa: BLE001 - _reraise raises it again, through the availability tracker
+            self._reraise(exc)
         self.availability.succeeded(wrote=False)
 
     @contextmanager
@@ -150,9 +153,17 @@ class Database:
         try:
             with self.read_engine.begin() as conn:
                 yield Raw(conn)
-        except Exception as exc:
-            raise self.availability.failed(exc) or exc
+        except Exception as exc:  # noqa: BLE001 - _reraise raises it again, through the availability tracker
+            self._reraise(exc)
         self.availability.succeeded(wrote=False)
+
+    def _reraise(self, exc: Exception) -> NoReturn:
+        """Every failure goes past the availability tracker: one that means the database is
+        unavailable comes back as ``DatabaseUnavailable`` (a 503), anything else as it was."""
+        unavailable = self.availability.failed(exc)
+        if unavailable is None:
+            raise exc
+        raise unavailable from exc
 
     def dispose(self) -> None:
         if self.wal_checkpointer is not None:

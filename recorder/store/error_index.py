@@ -28,8 +28,11 @@ KINDS = {
     "ExecutionStopped": "execution",
 }
 # An execution that timed out or was stopped may carry no error: its group is named by the outcome.
-_NO_ERROR_TYPE = {"ExecutionTimedOut": "Execution.TimedOut", "ExecutionStopped": "Execution.Stopped",
-                  "CallbackTimedOut": "Callback.TimedOut"}
+_NO_ERROR_TYPE = {
+    "ExecutionTimedOut": "Execution.TimedOut",
+    "ExecutionStopped": "Execution.Stopped",
+    "CallbackTimedOut": "Callback.TimedOut",
+}
 MESSAGE_CHARS = 8000
 FINGERPRINT_CHARS = 500
 TEXT_CHARS = 32_000  # error data and stack traces: enough to search, bounded for the index
@@ -38,12 +41,12 @@ TEXT_CHARS = 32_000  # error data and stack traces: enough to search, bounded fo
 _MASKS = (
     (re.compile(r"\barn:[A-Za-z0-9\-]+:[^\s\"'<>,;)\]]+"), "<arn>"),
     (re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"), "<uuid>"),
-    (re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"),
-     "<time>"),
+    (re.compile(r"\b\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?"), "<time>"),
     (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b"), "<time>"),
     (re.compile(r"\b0x[0-9a-fA-F]+\b"), "<hex>"),
-    # A hex id has digits and letters (a word of letters a-f alone, "facade", stays a word).
-    (re.compile(r"\b(?=[0-9a-fA-F]*[0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{4,}\b"), "<hex>"),
+    # A hex id has digits and letters (a word of letters a-f alone, "facade", stays a word). It
+    # masks as a number does: a random id is all digits now and then ("39e430", "325631").
+    (re.compile(r"\b(?=[0-9a-fA-F]*[0-9])(?=[0-9a-fA-F]*[a-fA-F])[0-9a-fA-F]{4,}\b"), "<n>"),
     (re.compile(r"\d+(?:\.\d+)?"), "<n>"),
 )
 
@@ -95,15 +98,23 @@ def occurrence(ev: StoredEvent, function_name: str) -> Occurrence | None:
         stack = "\n".join(str(s) for s in stack)
     execution_level = kind == "execution"
     return Occurrence(
-        position=ev.position, execution_id=ev.execution_id, function_name=function_name, kind=kind,
-        op_id=None if execution_level else ev.op_id, op_name=None if execution_level else ev.body.get("Name"),
-        error_type=error_type, fingerprint=fingerprint(message), message=message,
-        error_data=_text(err.get("ErrorData"), TEXT_CHARS), stack_trace=_text(stack, TEXT_CHARS), ts_ms=ev.ts_ms)
+        position=ev.position,
+        execution_id=ev.execution_id,
+        function_name=function_name,
+        kind=kind,
+        op_id=None if execution_level else ev.op_id,
+        op_name=None if execution_level else ev.body.get("Name"),
+        error_type=error_type,
+        fingerprint=fingerprint(message),
+        message=message,
+        error_data=_text(err.get("ErrorData"), TEXT_CHARS),
+        stack_trace=_text(stack, TEXT_CHARS),
+        ts_ms=ev.ts_ms,
+    )
 
 
 COLUMNS = tuple(Occurrence.__dataclass_fields__)
-INSERT_SQL = (f"INSERT INTO error_occurrences ({', '.join(COLUMNS)}) "
-              f"VALUES ({', '.join(':' + c for c in COLUMNS)})")
+INSERT_SQL = f"INSERT INTO error_occurrences ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c for c in COLUMNS)})"
 
 
 def insert_many(raw: Raw, rows: list[Occurrence]) -> None:
@@ -120,10 +131,13 @@ def backfill(conn: Connection) -> int:
     names = ", ".join(f"'{t}'" for t in KINDS)
     last, count = 0, 0
     while True:
-        rows = conn.execute(text(
-            f"SELECT e.*, x.function_name AS fn FROM events e JOIN executions x ON x.execution_id = e.execution_id "
-            f"WHERE e.position > :last AND e.event_type IN ({names}) ORDER BY e.position LIMIT 2000"),
-            {"last": last}).all()
+        rows = conn.execute(
+            text(
+                f"SELECT e.*, x.function_name AS fn FROM events e JOIN executions x ON x.execution_id = e.execution_id "
+                f"WHERE e.position > :last AND e.event_type IN ({names}) ORDER BY e.position LIMIT 2000"
+            ),
+            {"last": last},
+        ).all()
         if not rows:
             return count
         found = []

@@ -1,4 +1,4 @@
-"""History events in the AWS GetDurableExecutionHistory shape (spec section 6).
+"""History events in the AWS GetDurableExecutionHistory shape (docs/protocol.md#history-events).
 
 ``NewEvent`` is what the control plane decides to append; ``recorder.store.log``
 numbers and stores it, ``recorder.store.projector`` folds it into the projections.
@@ -16,10 +16,16 @@ from typing import Any
 from recorder.store.vocabulary import OPEN_EXECUTION, EventType, ExecutionStatus
 
 # Engine records: state changes AWS keeps out of the history (no EventId).
-ENGINE_RECORDS = frozenset({
-    EventType.INVOCATION_STARTED, EventType.STEP_READY, EventType.CALLBACK_HEARTBEAT, EventType.PAUSE_REQUESTED,
-    EventType.PAUSE_CANCELLED, EventType.CALLBACK_RECEIVED,
-})
+ENGINE_RECORDS = frozenset(
+    {
+        EventType.INVOCATION_STARTED,
+        EventType.STEP_READY,
+        EventType.CALLBACK_HEARTBEAT,
+        EventType.PAUSE_REQUESTED,
+        EventType.PAUSE_CANCELLED,
+        EventType.CALLBACK_RECEIVED,
+    }
+)
 OPEN_STATUSES = OPEN_EXECUTION
 
 # The event that closes an execution, and the status it leaves.

@@ -1,8 +1,8 @@
 """Fold log events into the projections (executions, operations, callbacks, timers).
 
 The live path and ``rebuild`` call the same ``apply`` on a ``Workset``, in the same
-transaction as the append, so a rebuild from the log yields identical rows (DESIGN
-invariant 4). Everything a projection holds must therefore be derivable from the
+transaction as the append, so a rebuild from the log yields identical rows
+(docs/protocol.md#invariants, 4). Everything a projection holds must therefore be derivable from the
 event and its ``extra``: never read the clock or engine state here.
 """
 

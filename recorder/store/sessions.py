@@ -44,9 +44,17 @@ def open_session(db: Database, key_id: str, lifetime_seconds: float) -> str:
     now = _now_ms()
     with db.write() as conn:
         conn.execute(table_of(ViewerSession).delete().where(ViewerSession.expires_ms < now))
-        conn.execute(table_of(ViewerSession).insert().values(
-            token_sha256=_digest(token), key_id=key_id, created_ms=now,
-            expires_ms=now + int(lifetime_seconds * 1000), revoked_ms=None))
+        conn.execute(
+            table_of(ViewerSession)
+            .insert()
+            .values(
+                token_sha256=_digest(token),
+                key_id=key_id,
+                created_ms=now,
+                expires_ms=now + int(lifetime_seconds * 1000),
+                revoked_ms=None,
+            )
+        )
     return token
 
 
@@ -64,5 +72,8 @@ def session_key_id(db: Database, token: str) -> str | None:
 def revoke_session(db: Database, token: str) -> None:
     table = table_of(ViewerSession)
     with db.write() as conn:
-        conn.execute(table.update().where(table.c.token_sha256 == _digest(token), table.c.revoked_ms.is_(None))
-                     .values(revoked_ms=_now_ms()))
+        conn.execute(
+            table.update()
+            .where(table.c.token_sha256 == _digest(token), table.c.revoked_ms.is_(None))
+            .values(revoked_ms=_now_ms())
+        )

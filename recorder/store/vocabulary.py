@@ -88,7 +88,6 @@ class CallbackStatus(StrEnum):
     TIMED_OUT = "TIMED_OUT"
 
 
-
 class EventType(StrEnum):
     """History event types (GetDurableExecutionHistory), then the engine's own records."""
 

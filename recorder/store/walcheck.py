@@ -34,8 +34,9 @@ COMMITS_PER_CHECKPOINT = 100  # ~1,000 WAL pages at the ~10 pages a checkpoint c
 
 
 class WalCheckpointer:
-    def __init__(self, path: str, write_mutex: threading.Lock,
-                 commits_per_checkpoint: int = COMMITS_PER_CHECKPOINT) -> None:
+    def __init__(
+        self, path: str, write_mutex: threading.Lock, commits_per_checkpoint: int = COMMITS_PER_CHECKPOINT
+    ) -> None:
         self._path = path
         self._write_mutex = write_mutex
         self._every = commits_per_checkpoint

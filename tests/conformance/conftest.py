@@ -29,16 +29,12 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import driver  # noqa: E402
-from requirements import Requirement, load_requirements  # noqa: E402
+import driver  # noqa: E402 - after sys.path gains this directory
+from requirements import Requirement, load_requirements  # noqa: E402 - after sys.path gains this directory
 
-PG_ADMIN_URL = os.environ.get(
-    "DURASCOPE_CONFORMANCE_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+PG_ADMIN_URL = os.environ.get("DURASCOPE_CONFORMANCE_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
 BACKENDS = [
-    b.strip()
-    for b in os.environ.get("DURASCOPE_CONFORMANCE_BACKENDS", "sqlite,postgresql").split(",")
-    if b.strip()
+    b.strip() for b in os.environ.get("DURASCOPE_CONFORMANCE_BACKENDS", "sqlite,postgresql").split(",") if b.strip()
 ]
 WORKERS = int(os.environ.get("DURASCOPE_CONFORMANCE_WORKERS", "16"))
 DEADLINE_SECONDS = float(os.environ.get("DURASCOPE_CONFORMANCE_DEADLINE", "240"))
@@ -145,7 +141,7 @@ def _handler_env(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _create_pg_database() -> tuple[str, str]:
-    import psycopg  # noqa: PLC0415
+    import psycopg
 
     name = f"dura_conf_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
@@ -155,7 +151,7 @@ def _create_pg_database() -> tuple[str, str]:
 
 
 def _drop_pg_database(name: str) -> None:
-    import psycopg  # noqa: PLC0415
+    import psycopg
 
     with psycopg.connect(PG_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -170,7 +166,7 @@ def durascope(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         backend = driver.ReferenceBackend()
         cleanup.append(backend.close)
     else:
-        from recorder.api import Durascope  # noqa: PLC0415
+        from recorder.api import Durascope
 
         if kind == "sqlite":
             db_dir = tmp_path_factory.mktemp("sqlite")
@@ -178,7 +174,7 @@ def durascope(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
         elif kind == "postgresql":
             try:
                 db_name, url = _create_pg_database()
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:  # noqa: BLE001 - any failure to reach the server is a skip with its reason
                 pytest.skip(f"PostgreSQL not available at {PG_ADMIN_URL}: {err}")
             cleanup.append(lambda: _drop_pg_database(db_name))
         else:

@@ -26,11 +26,11 @@ if str(HERE) not in sys.path:
 if str(HANDLERS_DIR) not in sys.path:
     sys.path.insert(0, str(HANDLERS_DIR))
 
-from matcher import Bindings, check_logs, check_result, history_matches, match_history  # noqa: E402
-from requirements import Requirement  # noqa: E402
+import dconf_common  # noqa: E402 - after sys.path gains the handlers' and this directory
+from matcher import Bindings, check_logs, check_result, history_matches, match_history  # noqa: E402 - after sys.path gains this directory
+from requirements import Requirement  # noqa: E402 - after sys.path gains the handlers' and this directory
 
-import dconf_common  # noqa: E402
-from recorder.history_shapes import check_event  # noqa: E402
+from recorder.history_shapes import check_event  # noqa: E402 - after sys.path gains the handlers' and this directory
 
 TERMINAL_EVENTS = {
     "ExecutionSucceeded": "SUCCEEDED",
@@ -66,7 +66,7 @@ def handler_target(req: Requirement) -> str:
 
 
 def invoke_targets() -> dict[str, str]:
-    import dconf_invoke  # noqa: PLC0415
+    import dconf_invoke
 
     return dict(dconf_invoke.TARGETS)
 
@@ -156,7 +156,7 @@ class ReferenceBackend:
         self._targets[fn_name] = target
 
     def start(self, fn_name: str, payload: str | None) -> str:
-        from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestRunner  # noqa: PLC0415
+        from aws_durable_execution_sdk_python_testing.runner import DurableFunctionTestRunner
 
         runner = DurableFunctionTestRunner(
             handler=self._load(self._targets[fn_name]), poll_interval=0.1, skip_time=False
@@ -176,7 +176,7 @@ class ReferenceBackend:
         resp = self._runners[arn].get_execution_history(arn, include_execution_data=True)
         events = resp.to_dict()["Events"]
         for e in events:
-            # Known gap of the test backend (spec 6.5): it drops these details.
+            # Known gap of the test backend (docs/protocol.md#history-events): it drops these details.
             if e.get("EventType") == "InvocationCompleted":
                 e.setdefault("InvocationCompletedDetails", {})
         return events
@@ -187,26 +187,26 @@ class ReferenceBackend:
         return status, res.result, (res.error.to_dict() if res.error else None)
 
     def callback_success(self, arn: str, callback_id: str, payload: bytes | None) -> None:
-        self._runners[arn]._executor.send_callback_success(callback_id=callback_id, result=payload)  # noqa: SLF001
+        self._runners[arn]._executor.send_callback_success(callback_id=callback_id, result=payload)
 
     def callback_failure(self, arn: str, callback_id: str, error: dict[str, Any]) -> None:
-        from aws_durable_execution_sdk_python.lambda_service import ErrorObject  # noqa: PLC0415
+        from aws_durable_execution_sdk_python.lambda_service import ErrorObject
 
-        self._runners[arn]._executor.send_callback_failure(  # noqa: SLF001
+        self._runners[arn]._executor.send_callback_failure(
             callback_id=callback_id, error=ErrorObject.from_dict(error) if error else None
         )
 
     def callback_heartbeat(self, arn: str, callback_id: str) -> None:
-        self._runners[arn]._executor.send_callback_heartbeat(callback_id=callback_id)  # noqa: SLF001
+        self._runners[arn]._executor.send_callback_heartbeat(callback_id=callback_id)
 
     def stop(self, arn: str) -> None:
-        self._runners[arn]._executor.stop_execution(arn)  # noqa: SLF001
+        self._runners[arn]._executor.stop_execution(arn)
 
     def close(self) -> None:
         for runner in self._runners.values():
             try:
                 runner.close()
-            except Exception:  # noqa: BLE001, S110
+            except Exception:  # noqa: BLE001 - cleanup only
                 pass
 
 
@@ -260,7 +260,7 @@ def _terminal_status(events: list[dict[str, Any]]) -> str | None:
 
 
 def _action_matches(action: dict[str, Any], callback_name: str, bindings: Bindings) -> bool:
-    import re  # noqa: PLC0415
+    import re
 
     wanted = str(bindings.substitute(action.get("CallbackName", "")))
     if wanted in ("*", callback_name):
@@ -275,7 +275,9 @@ def _send(backend: Backend, arn: str, callback_id: str, action: dict[str, Any], 
     if op == "success":
         backend.callback_success(arn, callback_id, None if payload is None else json.dumps(payload).encode("utf-8"))
     elif op == "failure":
-        error = {k: payload[k] for k in ("ErrorType", "ErrorMessage", "ErrorData", "StackTrace") if k in (payload or {})}
+        error = {
+            k: payload[k] for k in ("ErrorType", "ErrorMessage", "ErrorData", "StackTrace") if k in (payload or {})
+        }
         backend.callback_failure(arn, callback_id, error)
     elif op == "heartbeat":
         backend.callback_heartbeat(arn, callback_id)
@@ -329,7 +331,11 @@ def run_requirement(
             if not cb_id or cb_id in handled:
                 continue
             idx = next(
-                (i for i, a in enumerate(actions) if i not in used and _action_matches(a, ev.get("Name", ""), bindings)),
+                (
+                    i
+                    for i, a in enumerate(actions)
+                    if i not in used and _action_matches(a, ev.get("Name", ""), bindings)
+                ),
                 None,
             )
             if idx is None:
@@ -346,7 +352,7 @@ def run_requirement(
                 sleep(delay)  # the requirement's own timing, not a wait for work
             try:
                 _send(backend, arn, cb_id, action, bindings)
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:  # noqa: BLE001 - recorded as the requirement's failure
                 out.errors.append(f"callback {action.get('Operation')} for {ev.get('Name')!r} failed: {err!r}")
         if history_only and expected and history_matches(expected, events, bindings):
             matched_early = True
@@ -356,7 +362,7 @@ def run_requirement(
     if matched_early:
         try:
             backend.stop(arn)
-        except Exception:  # noqa: BLE001, S110 - cleanup only
+        except Exception:  # noqa: BLE001 - cleanup only
             pass
     else:
         events = backend.history(arn)
@@ -365,7 +371,7 @@ def run_requirement(
     if _terminal_status(events):
         try:
             out.status, out.result, out.error = backend.outcome(arn)
-        except Exception as err:  # noqa: BLE001
+        except Exception as err:  # noqa: BLE001 - recorded as the requirement's failure
             out.errors.append(f"could not read the execution outcome: {err!r}")
         out.errors += check_result(req.expected_result, out.status, out.result, bindings)
     elif req.expected_result:
@@ -379,11 +385,11 @@ def run_requirement(
 
 def _main(argv: list[str]) -> int:
     """Development aid: ``python driver.py [--reference] [suite/n-m|suite ...]``."""
-    import concurrent.futures  # noqa: PLC0415
-    import os  # noqa: PLC0415
-    import tempfile  # noqa: PLC0415
+    import concurrent.futures
+    import os
+    import tempfile
 
-    from requirements import load_requirements  # noqa: PLC0415
+    from requirements import load_requirements
 
     reqs = load_requirements()
     wanted = [a for a in argv if not a.startswith("--")]
@@ -402,7 +408,7 @@ def _main(argv: list[str]) -> int:
             r = futures[fut]
             try:
                 res = fut.result()
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:  # noqa: BLE001 - counted and printed
                 failed += 1
                 print(f"ERROR {r.key}: {err!r}")
                 continue

@@ -44,9 +44,7 @@ class Bindings:
         for name, spec in (variables or {}).items():
             if isinstance(spec, str):
                 gen = _GEN_STR.match(spec)
-                out.values[name] = (
-                    "".join(secrets.choice(_ALPHABET) for _ in range(int(gen.group(1)))) if gen else spec
-                )
+                out.values[name] = "".join(secrets.choice(_ALPHABET) for _ in range(int(gen.group(1)))) if gen else spec
             else:
                 out.values[name] = str(spec)
         return out
@@ -121,7 +119,7 @@ class _ValueMatcher:
             if not isinstance(actual, list) or len(actual) != len(expected):
                 self.errors.append(f"{path}: expected list {expected!r}, got {actual!r}")
                 return
-            for i, (e, a) in enumerate(zip(expected, actual)):
+            for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
                 self.match(e, a, f"{path}[{i}]")
             return
         resolved = self.bindings.substitute(expected)

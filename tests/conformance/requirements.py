@@ -84,7 +84,7 @@ def _download_into(cache: Path) -> Path:
             "-d",
             str(cache),
         ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             msg = f"pip download of {PACKAGE}=={VERSION} failed:\n{proc.stdout}\n{proc.stderr}"
             raise RequirementsNotFound(msg)

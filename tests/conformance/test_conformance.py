@@ -16,7 +16,6 @@ SKIPPED with the reason (the README lists them).
 from __future__ import annotations
 
 import pytest
-
 from requirements import Requirement, RequirementsNotFound, load_requirements
 
 # requirement key -> reason it cannot apply to Durascope

@@ -43,8 +43,17 @@ def test_regex_wildcard_and_dont_care():
             "Error": {},
         }
     ]
-    assert match_history(expected, [ev(3, "X", RetryDetails={"NextAttemptDelaySeconds": 4, "CurrentAttempt": 1}, Error=None)], Bindings()) == []
-    assert match_history(expected, [ev(3, "X", RetryDetails={"NextAttemptDelaySeconds": 7, "CurrentAttempt": 1}, Error={})], Bindings())
+    assert (
+        match_history(
+            expected,
+            [ev(3, "X", RetryDetails={"NextAttemptDelaySeconds": 4, "CurrentAttempt": 1}, Error=None)],
+            Bindings(),
+        )
+        == []
+    )
+    assert match_history(
+        expected, [ev(3, "X", RetryDetails={"NextAttemptDelaySeconds": 7, "CurrentAttempt": 1}, Error={})], Bindings()
+    )
     # "*" and {} still require the key to be present
     errors = match_history(expected, [ev(3, "X", RetryDetails={"NextAttemptDelaySeconds": 1})], Bindings())
     assert any("CurrentAttempt" in e for e in errors) and any("Error" in e for e in errors)
@@ -88,6 +97,11 @@ def test_expected_logs_counts_and_order():
         {"match": {"plugin": "P", "hook": "invocation-start", "first": False}, "count": 0},
     ]
     assert check_logs(spec, records, Bindings()) == []
-    assert check_logs([{"match": {"hook": "invocation-start"}, "before": [{"message": "/running/"}]}], records, Bindings()) == []
-    assert check_logs([{"match": {"hook": "invocation-end"}, "before": [{"message": "/running/"}]}], records, Bindings())
+    assert (
+        check_logs([{"match": {"hook": "invocation-start"}, "before": [{"message": "/running/"}]}], records, Bindings())
+        == []
+    )
+    assert check_logs(
+        [{"match": {"hook": "invocation-end"}, "before": [{"message": "/running/"}]}], records, Bindings()
+    )
     assert check_logs([{"match": {"hook": "nothing"}}], records, Bindings())  # default: at least one

@@ -52,6 +52,7 @@ def mixed(event, context: DurableContext):
     if mode == "sleep":
         context.wait(Duration.from_seconds(600), name="long-wait")
     if mode == "fail":
+
         def boom(_):
             raise ValueError("mixed failure")
 

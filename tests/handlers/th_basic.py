@@ -15,9 +15,16 @@ ATTEMPTS: dict[str, int] = {}
 
 
 def _retry(max_attempts: int) -> StepConfig:
-    return StepConfig(retry_strategy=create_retry_strategy(RetryStrategyConfig(
-        max_attempts=max_attempts, initial_delay=Duration.from_seconds(1), backoff_rate=1,
-        jitter_strategy=JitterStrategy.NONE)))
+    return StepConfig(
+        retry_strategy=create_retry_strategy(
+            RetryStrategyConfig(
+                max_attempts=max_attempts,
+                initial_delay=Duration.from_seconds(1),
+                backoff_rate=1,
+                jitter_strategy=JitterStrategy.NONE,
+            )
+        )
+    )
 
 
 @durable_execution
@@ -54,8 +61,10 @@ def waits(event, context: DurableContext):
 
 @durable_execution
 def approval(event, context: DurableContext):
-    cfg = WaitForCallbackConfig(timeout=Duration.from_seconds(event.get("timeout", 300)),
-                         heartbeat_timeout=Duration.from_seconds(event.get("heartbeat", 0)))
+    cfg = WaitForCallbackConfig(
+        timeout=Duration.from_seconds(event.get("timeout", 300)),
+        heartbeat_timeout=Duration.from_seconds(event.get("heartbeat", 0)),
+    )
     return context.wait_for_callback(lambda cid, _: None, name="approval", config=cfg)
 
 

@@ -35,6 +35,7 @@ def _hold(event: dict) -> None:
 def ledgered(event, context: DurableContext):
     total = 0
     for i in range(int(event.get("steps", 3))):
+
         def body(_, i=i):
             if i == event.get("hold"):
                 _hold(event)
@@ -62,6 +63,7 @@ def environment(event, context: DurableContext):
 @durable_execution
 def loud(event, context: DurableContext):
     """Prints far more than the per-invocation output cap, in one step."""
+
     def shout(_):
         line = "y" * 1000
         for _ in range(int(event.get("lines", 3000))):
@@ -79,6 +81,7 @@ def progress_then_crash(event, context: DurableContext):
     every time: no crash makes progress."""
     ledger = Path(event["ledger"])
     for i in range(int(event.get("steps", 4))):
+
         def body(_, i=i):
             marker = ledger / f"{event['name']}.crashed-{i}"
             if (event.get("always") and i == 0) or not marker.exists():

@@ -76,5 +76,6 @@ def polls(event, context: DurableContext):
 
     config = WaitForConditionConfig(
         wait_strategy=lambda state, attempts: WaitForConditionDecision.continue_waiting(Duration.from_seconds(600)),
-        initial_state=0)
+        initial_state=0,
+    )
     return context.wait_for_condition(lambda state, _ctx: state + 1, config=config, name="ready?")

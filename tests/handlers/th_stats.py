@@ -14,8 +14,13 @@ from aws_durable_execution_sdk_python.retries import (
     create_retry_strategy,
 )
 
-RETRY = StepConfig(retry_strategy=create_retry_strategy(RetryStrategyConfig(
-    max_attempts=2, initial_delay=Duration.from_seconds(1), backoff_rate=1, jitter_strategy=JitterStrategy.NONE)))
+RETRY = StepConfig(
+    retry_strategy=create_retry_strategy(
+        RetryStrategyConfig(
+            max_attempts=2, initial_delay=Duration.from_seconds(1), backoff_rate=1, jitter_strategy=JitterStrategy.NONE
+        )
+    )
+)
 
 
 @durable_execution
@@ -31,6 +36,7 @@ def pipeline(event, context: DurableContext):
 
     context.step(parse, name="parse", config=RETRY)
     if event.get("callback"):
-        context.wait_for_callback(lambda cid, _: None, name="approval",
-                                  config=WaitForCallbackConfig(timeout=Duration.from_seconds(600)))
+        context.wait_for_callback(
+            lambda cid, _: None, name="approval", config=WaitForCallbackConfig(timeout=Duration.from_seconds(600))
+        )
     return "ok"

@@ -14,8 +14,14 @@ from aws_durable_execution_sdk_python import DurableContext, durable_execution
 @durable_execution
 def whoami(event, context: DurableContext):
     print(f"hello from pid {os.getpid()}")
-    return context.step(lambda _: {"pid": os.getpid(), "mode": os.environ.get("MODE"),
-                                   "fn": os.environ.get("AWS_LAMBDA_FUNCTION_NAME")}, name="whoami")
+    return context.step(
+        lambda _: {
+            "pid": os.getpid(),
+            "mode": os.environ.get("MODE"),
+            "fn": os.environ.get("AWS_LAMBDA_FUNCTION_NAME"),
+        },
+        name="whoami",
+    )
 
 
 def _first_time(marker: str) -> bool:
@@ -54,6 +60,7 @@ def hangs_once(event, context: DurableContext):
 @durable_execution
 def chatty(event, context: DurableContext):
     """Writes many lines at once just before it returns, the last without a newline."""
+
     def talk(_):
         sys.stdout.write("".join(f"line {i:04d}\n" for i in range(int(event["lines"]))) + "the end")
         return "said"
@@ -64,6 +71,10 @@ def chatty(event, context: DurableContext):
 @durable_execution
 def whose_key(event, context: DurableContext):
     """What the SDK in this runtime signs its checkpoints with (the step checkpoints it)."""
-    return context.step(lambda _: {"key_id": os.environ.get("AWS_ACCESS_KEY_ID"),
-                                   "secret_is_admins": os.environ.get("AWS_SECRET_ACCESS_KEY") == event.get("admin")},
-                        name="whose-key")
+    return context.step(
+        lambda _: {
+            "key_id": os.environ.get("AWS_ACCESS_KEY_ID"),
+            "secret_is_admins": os.environ.get("AWS_SECRET_ACCESS_KEY") == event.get("admin"),
+        },
+        name="whose-key",
+    )

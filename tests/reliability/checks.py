@@ -34,8 +34,9 @@ PROJECTIONS = {
 
 def completed_steps(ds: Durascope, arns: dict[str, str]) -> dict[str, set[str]]:
     """Per execution name, the steps whose completion is in the log now."""
-    return {name: {e["Name"] for e in ds.history(arn) if e["EventType"] == "StepSucceeded"}
-            for name, arn in arns.items()}
+    return {
+        name: {e["Name"] for e in ds.history(arn) if e["EventType"] == "StepSucceeded"} for name, arn in arns.items()
+    }
 
 
 def gap_free(history: list[dict[str, Any]]) -> bool:
@@ -48,8 +49,10 @@ def ledger_count(ledger: Path, name: str, step: str) -> int:
 
 
 def _snapshot(conn: Connection) -> dict[str, list[tuple[Any, ...]]]:
-    return {t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY {order}"))]
-            for t, order in PROJECTIONS.items()}
+    return {
+        t: [tuple(r) for r in conn.execute(text(f"SELECT * FROM {t} ORDER BY {order}"))]
+        for t, order in PROJECTIONS.items()
+    }
 
 
 def assert_projections_match_rebuild(ds: Durascope) -> None:
@@ -63,8 +66,14 @@ def assert_projections_match_rebuild(ds: Durascope) -> None:
         assert before[table] == after[table], f"{table} differs from its rebuild from the log"
 
 
-def assert_recovered(ds: Durascope, arns: dict[str, str], ledger: Path, steps: int,
-                     completed_before: dict[str, set[str]], status: str = "SUCCEEDED") -> None:
+def assert_recovered(
+    ds: Durascope,
+    arns: dict[str, str],
+    ledger: Path,
+    steps: int,
+    completed_before: dict[str, set[str]],
+    status: str = "SUCCEEDED",
+) -> None:
     """The checks after a fault, for executions of ``th_faults.ledgered`` named by ``arns``
     (name -> ARN) with ``steps`` steps each."""
     for name, arn in arns.items():
@@ -86,8 +95,11 @@ def assert_recovered(ds: Durascope, arns: dict[str, str], ledger: Path, steps: i
 
 # Quick retries, so that minutes of outage take a second; the disable policy stays the default.
 WEBHOOK_RETRY = {"retry_base_seconds": 0.05, "retry_max_seconds": 0.2, "poll_seconds": 0.01}
-WEBHOOK_RETRY_ENV = {"DURASCOPE_WEBHOOKS_RETRY_BASE_SECONDS": "0.05", "DURASCOPE_WEBHOOKS_RETRY_MAX_SECONDS": "0.2",
-                     "DURASCOPE_WEBHOOKS_POLL_SECONDS": "0.01"}
+WEBHOOK_RETRY_ENV = {
+    "DURASCOPE_WEBHOOKS_RETRY_BASE_SECONDS": "0.05",
+    "DURASCOPE_WEBHOOKS_RETRY_MAX_SECONDS": "0.2",
+    "DURASCOPE_WEBHOOKS_POLL_SECONDS": "0.01",
+}
 
 
 def subscribe(ds: Durascope, receiver: Receiver, path: str) -> str:
@@ -97,17 +109,26 @@ def subscribe(ds: Durascope, receiver: Receiver, path: str) -> str:
     return sub["id"]
 
 
-def assert_webhooks_delivered(receiver: Receiver, path: str, arns: list[str],
-                              expected: tuple[str, ...] = ("RUNNING", "SUCCEEDED"), within: float = 30) -> None:
+def assert_webhooks_delivered(
+    receiver: Receiver,
+    path: str,
+    arns: list[str],
+    expected: tuple[str, ...] = ("RUNNING", "SUCCEEDED"),
+    within: float = 30,
+) -> None:
     """Every status change of every execution in ``arns`` arrived at ``path``, in order per
     execution (at least once: a change may arrive twice when its sender died after sending
     it, never out of order), each with one ``webhook-id`` however often it was sent."""
+
     def arrived(arn: str) -> list[str]:
         got = statuses(receiver.at(path), arn)
         return [s for i, s in enumerate(got) if i == 0 or s != got[i - 1]]
 
-    wait_until(lambda: all(arrived(arn)[-1:] == [expected[-1]] for arn in arns), within,
-               "not every final status change was delivered")
+    wait_until(
+        lambda: all(arrived(arn)[-1:] == [expected[-1]] for arn in arns),
+        within,
+        "not every final status change was delivered",
+    )
     assert not receiver.bad
     assert one_id_per_event(receiver.seen)
     for arn in arns:

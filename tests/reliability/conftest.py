@@ -90,8 +90,9 @@ def _cluster() -> list[str]:
 def _pg_ready() -> bool:
     url = make_url(PG_URL)
     try:
-        with psycopg.connect(host=url.host, port=url.port or 5432, user=url.username, dbname=url.database,
-                             connect_timeout=2):
+        with psycopg.connect(
+            host=url.host, port=url.port or 5432, user=url.username, dbname=url.database, connect_timeout=2
+        ):
             return True
     except psycopg.OperationalError:
         return False
@@ -148,8 +149,9 @@ def small_tmpfs(size_kib: int) -> Iterator[Path]:
         pytest.skip("mounting a tmpfs needs root")
     where = Path(f"/tmp/durascope-tmpfs-{uuid.uuid4().hex[:8]}")
     where.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(where)], check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(where)], check=True, capture_output=True
+    )
     try:
         yield where
     finally:
@@ -196,7 +198,11 @@ class Served:
         environ = {**os.environ, "DURASCOPE_DATABASE_URL": database_url, TAG_VARIABLE: tag, **env}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "recorder.cli", "serve", "--port", str(self.port), *args],
-            env=environ, stdout=log.open("ab"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            env=environ,
+            stdout=log.open("ab"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         wait_until(self._up, 60, f"serve did not start: {self.tail()}")
 
     def _up(self) -> bool:

@@ -18,8 +18,14 @@ STEPS = 3
 
 
 def lambda_client(url: str) -> Any:
-    return boto3.client("lambda", endpoint_url=url, region_name="us-east-1", aws_access_key_id="test",
-                        aws_secret_access_key="test", config=Config(retries={"max_attempts": 1}))
+    return boto3.client(
+        "lambda",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+        config=Config(retries={"max_attempts": 1}),
+    )
 
 
 def start_held(url: str, ledger: Path, names: list[str]) -> dict[str, str]:
@@ -29,8 +35,12 @@ def start_held(url: str, ledger: Path, names: list[str]) -> dict[str, str]:
     arns = {}
     for name in names:
         payload = {"ledger": str(ledger), "name": name, "steps": STEPS, "hold": 1}
-        r = client.invoke(FunctionName="ledgered", InvocationType="Event", Payload=json.dumps(payload).encode(),
-                          DurableExecutionName=name)
+        r = client.invoke(
+            FunctionName="ledgered",
+            InvocationType="Event",
+            Payload=json.dumps(payload).encode(),
+            DurableExecutionName=name,
+        )
         arns[name] = r["DurableExecutionArn"]
     wait_until(lambda: all((ledger / f"{n}.holding").exists() for n in names), 60, "every execution holding in step 1")
     return arns

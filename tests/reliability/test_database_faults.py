@@ -46,8 +46,11 @@ def _assert_503(status: int, headers: dict[str, str], body: dict[str, Any], retr
 
 def _outage_lines(log: str) -> dict[str, int]:
     lines = log.splitlines()
-    return {"start": sum(UNAVAILABLE in ln or DISK_FULL in ln for ln in lines),
-            "end": sum(BACK in ln for ln in lines), "tracebacks": log.count("Traceback")}
+    return {
+        "start": sum(UNAVAILABLE in ln or DISK_FULL in ln for ln in lines),
+        "end": sum(BACK in ln for ln in lines),
+        "tracebacks": log.count("Traceback"),
+    }
 
 
 def _await_the_end_line(served: Served) -> None:
@@ -57,18 +60,23 @@ def _await_the_end_line(served: Served) -> None:
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_postgresql_restart_mid_run(database_url: str, control_only: Durascope, process_tag: str,
-                                      tmp_path: Path) -> None:
+def test_a_postgresql_restart_mid_run(
+    database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path
+) -> None:
     register(control_only, process_tag)
-    served = Served(database_url, process_tag, tmp_path / "serve.log", DURASCOPE_WORKER_CONCURRENCY="3",
-                    DURASCOPE_LEASE_SECONDS="2")
+    served = Served(
+        database_url, process_tag, tmp_path / "serve.log", DURASCOPE_WORKER_CONCURRENCY="3", DURASCOPE_LEASE_SECONDS="2"
+    )
     try:
         arns = start_held(served.url, tmp_path, ["a", "b", "c"])
         before = completed_steps(control_only, arns)
         client = lambda_client(served.url)
         with postgresql_stopped():
-            _assert_503(*_raw(served.url, "GET", f"/2025-12-01/durable-executions/{arns['a'].replace('/', '%2F')}"),
-                        "5", "The database is unavailable")
+            _assert_503(
+                *_raw(served.url, "GET", f"/2025-12-01/durable-executions/{arns['a'].replace('/', '%2F')}"),
+                "5",
+                "The database is unavailable",
+            )
             with pytest.raises(ClientError) as raised:
                 client.get_durable_execution(DurableExecutionArn=arns["b"])
             assert isinstance(raised.value, client.exceptions.ServiceException)
@@ -92,14 +100,21 @@ OUTAGE_SECONDS = float(os.environ.get("DURASCOPE_TEST_OUTAGE_SECONDS", "2"))
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_invocations_that_end_during_an_outage_go_on_at_once_and_count_no_crash(
-        database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path) -> None:
+    database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path
+) -> None:
     """Three invocations end while PostgreSQL is down: their checkpoints and the record of
     their end fail. The engine keeps each outcome and records it once the database is
     back; the executions go on at once (not after the 60 s lease), and the failures,
     the engine's own, use up none of the single attempt each execution is allowed."""
     register(control_only, process_tag)
-    served = Served(database_url, process_tag, tmp_path / "serve.log", DURASCOPE_WORKER_CONCURRENCY="3",
-                    DURASCOPE_LEASE_SECONDS="60", DURASCOPE_MAX_INVOCATION_ATTEMPTS="1")
+    served = Served(
+        database_url,
+        process_tag,
+        tmp_path / "serve.log",
+        DURASCOPE_WORKER_CONCURRENCY="3",
+        DURASCOPE_LEASE_SECONDS="60",
+        DURASCOPE_MAX_INVOCATION_ATTEMPTS="1",
+    )
     try:
         arns = start_held(served.url, tmp_path, ["a", "b", "c"])
         before = completed_steps(control_only, arns)
@@ -112,16 +127,26 @@ def test_invocations_that_end_during_an_outage_go_on_at_once_and_count_no_crash(
             assert control_only.wait(arn, 20).status == "SUCCEEDED"
         # For docs/reliability.md (-s shows it): how soon after the database accepted
         # connections again each execution recorded progress.
-        resumed = [min(e["EventTimestamp"] * 1000 for e in control_only.history(arn)
-                       if e["EventTimestamp"] * 1000 > outage.stopped_ms) - outage.back_ms for arn in arns.values()]
-        print(f"outage {OUTAGE_SECONDS:g} s after the last step ended; first event after the database accepted "
-              f"connections: {', '.join(f'{r / 1000:.2f} s' for r in resumed)}")
+        resumed = [
+            min(
+                e["EventTimestamp"] * 1000
+                for e in control_only.history(arn)
+                if e["EventTimestamp"] * 1000 > outage.stopped_ms
+            )
+            - outage.back_ms
+            for arn in arns.values()
+        ]
+        print(
+            f"outage {OUTAGE_SECONDS:g} s after the last step ended; first event after the database accepted "
+            f"connections: {', '.join(f'{r / 1000:.2f} s' for r in resumed)}"
+        )
         _await_the_end_line(served)
     finally:
         served.stop()
     assert_recovered(control_only, arns, tmp_path, STEPS, before)
-    assert not [e for arn in arns.values() for e in control_only.history(arn)
-                if "The invocation was lost" in json.dumps(e)], "an engine-side failure was recorded as a crash"
+    assert not [
+        e for arn in arns.values() for e in control_only.history(arn) if "The invocation was lost" in json.dumps(e)
+    ], "an engine-side failure was recorded as a crash"
     wait_for_no_process(process_tag, 10, "after serve stopped")
 
 
@@ -136,14 +161,17 @@ def test_sqlite_on_a_full_disk(process_tag: str, tmp_path: Path) -> None:
                 arns = start_held(served.url, tmp_path, ["a", "b"])
                 before = completed_steps(store, arns)
                 # More than the write-ahead log can hold without growing.
-                payload = json.dumps({"ledger": str(tmp_path), "name": "c", "steps": STEPS,
-                                      "pad": "p" * 900_000}).encode()
+                payload = json.dumps(
+                    {"ledger": str(tmp_path), "name": "c", "steps": STEPS, "pad": "p" * 900_000}
+                ).encode()
                 invoke = "/2015-03-31/functions/ledgered/invocations"
                 filler = fill(disk)
                 _assert_503(*_raw(served.url, "POST", invoke, payload), "30", "disk is full")
                 # Reads go on while the disk is full.
-                assert lambda_client(served.url).get_durable_execution(
-                    DurableExecutionArn=arns["a"])["Status"] == "RUNNING"
+                assert (
+                    lambda_client(served.url).get_durable_execution(DurableExecutionArn=arns["a"])["Status"]
+                    == "RUNNING"
+                )
                 filler.unlink()
                 status, headers, _ = _raw(served.url, "POST", invoke, payload)
                 assert status == 202

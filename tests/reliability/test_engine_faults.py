@@ -43,26 +43,34 @@ def _count(ds: Durascope, event_type: str) -> int:
 
 def _invoke(url: str, ledger: Path, name: str, **payload: object) -> str:
     body = {"ledger": str(ledger), "name": name, "steps": STEPS, **payload}
-    return lambda_client(url).invoke(FunctionName="ledgered", InvocationType="Event", Payload=json.dumps(body).encode(),
-                                     DurableExecutionName=name)["DurableExecutionArn"]
+    return lambda_client(url).invoke(
+        FunctionName="ledgered", InvocationType="Event", Payload=json.dumps(body).encode(), DurableExecutionName=name
+    )["DurableExecutionArn"]
 
 
 def _engines(ds: Durascope, arn: str) -> list[str]:
     """The pid of the engine of each invocation of the execution, in order (the owner of
     its lease, ``host:pid:...``, as its InvocationStarted record in the log says)."""
     with ds.db.read_raw() as raw:
-        rows = raw.all("SELECT body FROM events WHERE execution_id = :e AND event_type = 'InvocationStarted' "
-                       "ORDER BY position", {"e": arn.rsplit("/", 1)[1]})
+        rows = raw.all(
+            "SELECT body FROM events WHERE execution_id = :e AND event_type = 'InvocationStarted' ORDER BY position",
+            {"e": arn.rsplit("/", 1)[1]},
+        )
     return [json.loads(body)["Engine"].split(":")[1] for (body,) in rows]
 
 
 def _lost(ds: Durascope, arns: dict[str, str]) -> int:
-    return sum(LOST in json.dumps(e) for arn in arns.values() for e in ds.history(arn)
-               if e["EventType"] == "InvocationCompleted")
+    return sum(
+        LOST in json.dumps(e)
+        for arn in arns.values()
+        for e in ds.history(arn)
+        if e["EventType"] == "InvocationCompleted"
+    )
 
 
-def test_serve_sigkilled_while_timers_fire(database_url: str, control_only: Durascope, process_tag: str,
-                                           receiver: Receiver, tmp_path: Path) -> None:
+def test_serve_sigkilled_while_timers_fire(
+    database_url: str, control_only: Durascope, process_tag: str, receiver: Receiver, tmp_path: Path
+) -> None:
     """Thirty executions wait a second between their steps; serve is killed the moment the
     first of those timers fires. Its successor fires the rest, each exactly once."""
     register(control_only, process_tag)
@@ -92,8 +100,9 @@ def test_serve_sigkilled_while_timers_fire(database_url: str, control_only: Dura
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_two_engines_on_postgresql_one_sigkilled(database_url: str, control_only: Durascope, process_tag: str,
-                                                 receiver: Receiver, tmp_path: Path) -> None:
+def test_two_engines_on_postgresql_one_sigkilled(
+    database_url: str, control_only: Durascope, process_tag: str, receiver: Receiver, tmp_path: Path
+) -> None:
     """Four executions held mid-step, two on each engine (two runtimes each); one engine is
     SIGKILLed. The other finishes all four once the dead one's leases run out."""
     register(control_only, process_tag)
@@ -123,8 +132,9 @@ def test_two_engines_on_postgresql_one_sigkilled(database_url: str, control_only
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_engines_claim_only_what_they_can_start(database_url: str, control_only: Durascope, process_tag: str,
-                                                tmp_path: Path) -> None:
+def test_engines_claim_only_what_they_can_start(
+    database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path
+) -> None:
     """Two engines with one runtime each; three executions invoked through A. A runs one, B
     runs another, the third waits unclaimed for the first free runtime. Killing A strands
     only the one it was running."""
@@ -134,8 +144,11 @@ def test_engines_claim_only_what_they_can_start(database_url: str, control_only:
     b = Served(database_url, process_tag, tmp_path / "b.log", **env)
     try:
         arns = {n: _invoke(a.url, tmp_path, n, hold=1) for n in ("x", "y", "z")}
-        wait_until(lambda: sum((tmp_path / f"{n}.holding").exists() for n in arns) == 2, 15,
-                   "two executions are not running at once on two engines")
+        wait_until(
+            lambda: sum((tmp_path / f"{n}.holding").exists() for n in arns) == 2,
+            15,
+            "two executions are not running at once on two engines",
+        )
         held = [n for n in arns if (tmp_path / f"{n}.holding").exists()]
         (waiting,) = set(arns) - set(held)
         assert {_engines(control_only, arns[n])[0] for n in held} == {str(a.proc.pid), str(b.proc.pid)}
@@ -154,8 +167,9 @@ def test_engines_claim_only_what_they_can_start(database_url: str, control_only:
 
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
-def test_a_restarted_serve_takes_back_its_own_invocations_at_once(database_url: str, control_only: Durascope,
-                                                                   process_tag: str, tmp_path: Path) -> None:
+def test_a_restarted_serve_takes_back_its_own_invocations_at_once(
+    database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path
+) -> None:
     """The killed serve's leases last two minutes; its successor on the same host knows the
     owner is dead and does not wait them out (the test would time out first)."""
     register(control_only, process_tag)

@@ -35,7 +35,8 @@ ORPHAN_SECONDS = 5.0
 
 
 def test_a_runtime_sigkilled_mid_step_is_retried_and_nothing_ran_twice(
-        database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path) -> None:
+    database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path
+) -> None:
     register(control_only, process_tag)
     served = Served(database_url, process_tag, tmp_path / "serve.log", DURASCOPE_WORKER_CONCURRENCY="2")
     try:
@@ -50,33 +51,47 @@ def test_a_runtime_sigkilled_mid_step_is_retried_and_nothing_ran_twice(
     assert_recovered(control_only, arns, tmp_path, STEPS, before)
     # The killed step never completed, so it ran to its end exactly once: on the retry.
     assert all(ledger_count(tmp_path, name, f"step-{i}") == 1 for name in arns for i in range(STEPS))
-    errors = [e["InvocationCompletedDetails"]["Error"]["Payload"] for e in control_only.history(arns["a"])
-              if e["EventType"] == "InvocationCompleted" and "Error" in e["InvocationCompletedDetails"]]
+    errors = [
+        e["InvocationCompletedDetails"]["Error"]["Payload"]
+        for e in control_only.history(arns["a"])
+        if e["EventType"] == "InvocationCompleted" and "Error" in e["InvocationCompletedDetails"]
+    ]
     assert [e["ErrorType"] for e in errors] == ["Runtime.ExitError"]
     assert "signal SIGKILL" in errors[0]["ErrorMessage"]
     wait_for_no_process(process_tag, 10, "after serve stopped")
 
 
-def test_no_worker_runtime_outlives_a_sigkilled_engine(database_url: str, control_only: Durascope,
-                                                      process_tag: str, tmp_path: Path, receiver: Receiver) -> None:
+def test_no_worker_runtime_outlives_a_sigkilled_engine(
+    database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path, receiver: Receiver
+) -> None:
     """SIGKILL of serve during steps: its runtimes stop, its successor finishes the steps,
     and every status change is delivered."""
     subscribe(control_only, receiver, "/steps")
-    arns = _sigkill_engine_mid_step(database_url, control_only, process_tag, tmp_path, "workers",
-                                    DURASCOPE_WORKER_CONCURRENCY="3", **WEBHOOK_RETRY_ENV)
+    arns = _sigkill_engine_mid_step(
+        database_url,
+        control_only,
+        process_tag,
+        tmp_path,
+        "workers",
+        DURASCOPE_WORKER_CONCURRENCY="3",
+        **WEBHOOK_RETRY_ENV,
+    )
     assert_webhooks_delivered(receiver, "/steps", list(arns.values()))
 
 
 # The child interpreters never touch the database: one store shows it.
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_no_child_interpreter_outlives_a_sigkilled_engine(database_url: str, control_only: Durascope,
-                                                          process_tag: str, tmp_path: Path) -> None:
-    _sigkill_engine_mid_step(database_url, control_only, process_tag, tmp_path, "in-process",
-                             DURASCOPE_INVOKER_PROCESSES="1")
+def test_no_child_interpreter_outlives_a_sigkilled_engine(
+    database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path
+) -> None:
+    _sigkill_engine_mid_step(
+        database_url, control_only, process_tag, tmp_path, "in-process", DURASCOPE_INVOKER_PROCESSES="1"
+    )
 
 
-def _sigkill_engine_mid_step(database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path,
-                             invoker: str, **env: str) -> dict[str, str]:
+def _sigkill_engine_mid_step(
+    database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path, invoker: str, **env: str
+) -> dict[str, str]:
     register(control_only, process_tag)
     args = ("--invoker", invoker)
     env["DURASCOPE_LEASE_SECONDS"] = "1"
@@ -115,8 +130,9 @@ ds.close()
 
 # The link between a worker host and its engine does not touch the database: one store shows it.
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_remote_workers_runtimes_stop_when_its_engine_dies(database_url: str, control_only: Durascope,
-                                                              process_tag: str, tmp_path: Path) -> None:
+def test_a_remote_workers_runtimes_stop_when_its_engine_dies(
+    database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path
+) -> None:
     """The runtime's parent is the worker host, which outlives the engine on purpose (it
     waits for the engine to come back); the host stops the runtimes working for it."""
     register(control_only, process_tag)
@@ -124,19 +140,38 @@ def test_a_remote_workers_runtimes_stop_when_its_engine_dies(database_url: str, 
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "DURASCOPE_DATABASE_URL": database_url, TAG_VARIABLE: process_tag}
     log = (tmp_path / "engine.log").open("ab")
-    engine = subprocess.Popen([sys.executable, "-c", _ENGINE_WITHOUT_LOCAL_WORKERS, str(port)], env=env,
-                              stdout=log, stderr=subprocess.STDOUT)
+    engine = subprocess.Popen(
+        [sys.executable, "-c", _ENGINE_WITHOUT_LOCAL_WORKERS, str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     worker: subprocess.Popen[bytes] | None = None
     try:
         wait_until(lambda: _answers(url), 60, "the engine did not start")
-        worker = subprocess.Popen([sys.executable, "-m", "recorder.cli", "worker", "--engine", url, "--function",
-                                   "ledgered", "--concurrency", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "recorder.cli",
+                "worker",
+                "--engine",
+                url,
+                "--function",
+                "ledgered",
+                "--concurrency",
+                "1",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         arns = start_held(url, tmp_path, ["a"])
         runtime = holder(tmp_path, "a")
         engine.send_signal(signal.SIGKILL)
         engine.wait()
-        wait_until(lambda: runtime not in tagged_processes(process_tag), ORPHAN_SECONDS,
-                   "the remote runtime outlived its engine")
+        wait_until(
+            lambda: runtime not in tagged_processes(process_tag),
+            ORPHAN_SECONDS,
+            "the remote runtime outlived its engine",
+        )
         assert worker.poll() is None, "the worker host itself keeps waiting for its engine"
     finally:
         for proc in (engine, worker):
@@ -162,16 +197,22 @@ def test_crashes_that_made_progress_do_not_use_up_the_attempts(database_url: str
     """DURASCOPE_MAX_INVOCATION_ATTEMPTS counts consecutive crashes that made no progress:
     three crashes, the last two each after a new step was checkpointed, do not fail an
     execution allowed two; two crashes in a row without progress do."""
-    with Durascope.open(database_url, invoker_processes=1, max_invocation_attempts=2,
-                        invocation_retry_seconds=0.05) as ds:
+    with Durascope.open(
+        database_url, invoker_processes=1, max_invocation_attempts=2, invocation_retry_seconds=0.05
+    ) as ds:
         ds.register_function("crashy", "th_faults.progress_then_crash", code_dir=HANDLERS)
         # One after the other: a crash kills the one child interpreter, and every invocation in it.
         progressing = ds.start("crashy", json.dumps({"ledger": str(tmp_path), "name": "p", "steps": 3}))
         assert ds.wait(progressing, 60).status == "SUCCEEDED"
         stuck = ds.start("crashy", json.dumps({"ledger": str(tmp_path), "name": "s", "steps": 3, "always": True}))
         assert ds.wait(stuck, 60).status == "FAILED"
-        crashes = {arn: sum(e["EventType"] == "InvocationCompleted" and "Runtime.ExitError" in json.dumps(e)
-                            for e in ds.history(arn)) for arn in (progressing, stuck)}
+        crashes = {
+            arn: sum(
+                e["EventType"] == "InvocationCompleted" and "Runtime.ExitError" in json.dumps(e)
+                for e in ds.history(arn)
+            )
+            for arn in (progressing, stuck)
+        }
         assert crashes == {progressing: 3, stuck: 2}
         assert all(gap_free(ds.history(arn)) for arn in crashes)
         assert_projections_match_rebuild(ds)

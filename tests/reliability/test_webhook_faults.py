@@ -36,8 +36,9 @@ def _failed_attempts(ds: Durascope) -> int:
         return s.execute(select(func.count()).where(WebhookAttempt.ok.is_(False))).scalar_one()
 
 
-def test_receiver_down_then_500_then_200_loses_nothing_with_default_settings(database_url: str,
-                                                                           receiver: Receiver) -> None:
+def test_receiver_down_then_500_then_200_loses_nothing_with_default_settings(
+    database_url: str, receiver: Receiver
+) -> None:
     """A receiver outage used to disable the subscription within seconds (one failure counted
     per claim, 20 by default); now nothing is disabled short of days of failure."""
     ws = WebhookSettings(**WEBHOOK_RETRY)
@@ -69,7 +70,8 @@ def test_receiver_down_then_500_then_200_loses_nothing_with_default_settings(dat
 
 
 def test_serve_killed_during_a_delivery_redelivers_it_and_its_successor_takes_over_at_once(
-        database_url: str, receiver: Receiver, tmp_path: Path, process_tag: str) -> None:
+    database_url: str, receiver: Receiver, tmp_path: Path, process_tag: str
+) -> None:
     """SIGKILL of ``serve`` while a delivery is in flight. The restarted ``serve`` sends it
     again with the same webhook-id, at once: the dead process's 120 s dispatcher lease is
     not waited out (the test would time out first)."""
@@ -90,8 +92,11 @@ def test_serve_killed_during_a_delivery_redelivers_it_and_its_successor_takes_ov
         held = receiver.seen[0]
         second = Served(database_url, process_tag, log, "--invoker", "in-process", **env)
         try:
-            ds.wait_for(lambda: len({i for i, _ in receiver.at("/killed")}) >= 10, 60,
-                        f"not delivered after the restart: {second.tail()}")
+            ds.wait_for(
+                lambda: len({i for i, _ in receiver.at("/killed")}) >= 10,
+                60,
+                f"not delivered after the restart: {second.tail()}",
+            )
             for arn in arns:
                 assert ds.wait(arn, 60).status == "SUCCEEDED"
         finally:

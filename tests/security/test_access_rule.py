@@ -50,10 +50,10 @@ def _encodings(path: str) -> list[str]:
     for i, segment in enumerate(segments):
         m = re.search(r"[a-z]", segment)
         if m:
-            encoded = segment[:m.start()] + f"%{ord(m.group()):02x}" + segment[m.end():]
-            variants.append("/".join([*segments[:i], encoded, *segments[i + 1:]]))
+            encoded = segment[: m.start()] + f"%{ord(m.group()):02x}" + segment[m.end() :]
+            variants.append("/".join([*segments[:i], encoded, *segments[i + 1 :]]))
     for i in range(1, len(segments) - 1):
-        variants.append("/".join(segments[:i + 1]) + "%2F" + "/".join(segments[i + 1:]))
+        variants.append("/".join(segments[: i + 1]) + "%2F" + "/".join(segments[i + 1 :]))
     return variants
 
 
@@ -107,8 +107,9 @@ def _routes(s: Served) -> list[tuple[str, str]]:
     ]
 
 
-def _send(s: Served, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None,
-          timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+def _send(
+    s: Served, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None, timeout: float = 10.0
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection(s.host, s.port, timeout=timeout)
     try:
         conn.request(method, path, body=body if method != "GET" else None, headers=headers or {})
@@ -125,8 +126,9 @@ def test_no_route_answers_an_unsigned_request_however_its_path_is_encoded(served
         for variant in _encodings(path):
             target = variant + (f"?{query}" if query else "")
             body = b'{"Url": "http://127.0.0.1:9/x"}' if method == "POST" else b""
-            status, headers, answer = _send(served, method, target, body,
-                                            {"Content-Type": "application/json"} if body else {})
+            status, headers, answer = _send(
+                served, method, target, body, {"Content-Type": "application/json"} if body else {}
+            )
             tried += 1
             where = f"{method} {target} -> {status} {answer[:200]!r}"
             assert ENV_SECRET.encode() not in answer, where

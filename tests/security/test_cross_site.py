@@ -34,8 +34,9 @@ class Local:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def send(self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
-             ) -> tuple[int, dict[str, str], bytes]:
+    def send(
+        self, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+    ) -> tuple[int, dict[str, str], bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             conn.request(method, path, body=body or None, headers=headers or {})
@@ -45,17 +46,21 @@ class Local:
             conn.close()
 
     def executions(self) -> list[str]:
-        return [e["DurableExecutionArn"] for e in self.lam().list_durable_executions_by_function(
-            FunctionName="add-one")["DurableExecutions"]]
+        return [
+            e["DurableExecutionArn"]
+            for e in self.lam().list_durable_executions_by_function(FunctionName="add-one")["DurableExecutions"]
+        ]
 
-    def lam(self):  # type: ignore[no-untyped-def]
-        return boto3.client("lambda", endpoint_url=self.url, region_name="us-east-1",
-                            aws_access_key_id="x", aws_secret_access_key="x")
+    def lam(self):
+        return boto3.client(
+            "lambda", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x"
+        )
 
 
 def _serve(database_url: str, **settings: object) -> Iterator[Local]:
-    with running_server(Settings.from_env(database_url=database_url, **settings), run_engine=False,
-                        local_workers=False) as (server, ds):
+    with running_server(
+        Settings.from_env(database_url=database_url, **settings), run_engine=False, local_workers=False
+    ) as (server, ds):
         ds.register_function("add-one", "th_basic:add_one", code_dir=HANDLERS)
         yield Local(server.server_port, ds)
 
@@ -71,24 +76,33 @@ def _subscriptions(local: Local) -> list[object]:
 
 def test_a_cross_site_form_cannot_add_a_webhook(local: Local) -> None:
     form = b"url=http%3A%2F%2Fevil.example%2Fcollect&description=x"
-    for headers in ({"Origin": EVIL}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
-                    {"Origin": f"http://localhost:{local.port + 1}"}):  # another local site, same-site by name
-        status, _, body = local.send("POST", "/webhooks", form,
-                                     {"Content-Type": "application/x-www-form-urlencoded", **headers})
+    for headers in (
+        {"Origin": EVIL},
+        {"Origin": "null"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": f"http://localhost:{local.port + 1}"},
+    ):  # another local site, same-site by name
+        status, _, body = local.send(
+            "POST", "/webhooks", form, {"Content-Type": "application/x-www-form-urlencoded", **headers}
+        )
         assert status == 403, (headers, body[:200])
         assert b"Cross-site" in body
     # Same origin but no CSRF token (a form posted by anything but our own page): refused too.
-    status, _, body = local.send("POST", "/webhooks", form, {"Content-Type": "application/x-www-form-urlencoded",
-                                                              "Origin": local.url})
+    status, _, body = local.send(
+        "POST", "/webhooks", form, {"Content-Type": "application/x-www-form-urlencoded", "Origin": local.url}
+    )
     assert status == 403 and b"CSRF" in body
     assert _subscriptions(local) == []
 
 
 def test_a_cross_site_text_plain_post_cannot_invoke_or_stop(local: Local) -> None:
     arn = local.ds.start("add-one", '{"a": 1}')
-    status, headers, _ = local.send("POST", "/2015-03-31/functions/add-one/invocations", b'{"a": 2}',
-                                    {"Content-Type": "text/plain", "Origin": EVIL,
-                                     "X-Amz-Invocation-Type": "Event"})
+    status, headers, _ = local.send(
+        "POST",
+        "/2015-03-31/functions/add-one/invocations",
+        b'{"a": 2}',
+        {"Content-Type": "text/plain", "Origin": EVIL, "X-Amz-Invocation-Type": "Event"},
+    )
     assert (status, headers["x-amzn-errortype"]) == (403, "AccessDeniedException")
     path = "/2025-12-01/durable-executions/" + arn.replace("/", "%2F") + "/stop"
     status, _, _ = local.send("POST", path, b"{}", {"Content-Type": "text/plain", "Sec-Fetch-Site": "cross-site"})
@@ -104,13 +118,22 @@ def test_a_cross_site_text_plain_post_cannot_invoke_or_stop(local: Local) -> Non
 
 def test_dns_rebinding_reads_nothing(local: Local) -> None:
     local.ds.start("add-one", '{"a": 1}')
-    for path in ("/", "/api/v1/executions", "/durascope/runtime/functions",
-                 "/2025-12-01/functions/add-one/durable-executions"):
+    for path in (
+        "/",
+        "/api/v1/executions",
+        "/durascope/runtime/functions",
+        "/2025-12-01/functions/add-one/durable-executions",
+    ):
         status, _, body = local.send("GET", path, headers={"Host": f"rebind.evil.example:{local.port}"})
         assert status == 421, (path, status)
         assert b"add-one" not in body and b"th_basic" not in body
-    for host in (f"127.0.0.1:{local.port}", f"localhost:{local.port}", "localhost", f"[::1]:{local.port}",
-                 "app.localhost"):
+    for host in (
+        f"127.0.0.1:{local.port}",
+        f"localhost:{local.port}",
+        "localhost",
+        f"[::1]:{local.port}",
+        "app.localhost",
+    ):
         assert local.send("GET", "/api/v1/executions", headers={"Host": host})[0] == 200, host
 
 
@@ -122,14 +145,25 @@ def test_allowed_hosts_are_configurable(database_url: str) -> None:
 
 def test_every_form_the_viewer_serves_carries_a_csrf_token(local: Local) -> None:
     arn = local.ds.start("add-one", '{"a": 1}')
-    status, _, body = local.send("POST", "/api/v1/webhooks", json.dumps({"url": "http://127.0.0.1:9/h"}).encode(),
-                                 {"Content-Type": "application/json"})
+    status, _, body = local.send(
+        "POST",
+        "/api/v1/webhooks",
+        json.dumps({"url": "http://127.0.0.1:9/h"}).encode(),
+        {"Content-Type": "application/json"},
+    )
     assert status == 201
     sub = json.loads(body)["id"]
     quoted = arn.replace("/", "%2F")
     forms = 0
-    for page in ("/", f"/executions/{quoted}", f"/executions/{quoted}/events", f"/executions/{quoted}/logs",
-                 "/feed", "/webhooks", f"/webhooks/{sub}"):
+    for page in (
+        "/",
+        f"/executions/{quoted}",
+        f"/executions/{quoted}/events",
+        f"/executions/{quoted}/logs",
+        "/feed",
+        "/webhooks",
+        f"/webhooks/{sub}",
+    ):
         status, _, body = local.send("GET", page)
         assert status == 200, page
         for form in re.findall(r"<form\b.*?</form>", body.decode(), flags=re.S | re.I):

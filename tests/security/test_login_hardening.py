@@ -30,11 +30,10 @@ def app(database_url: str) -> Iterator[Flask]:
 
 
 def _login(c: FlaskClient, secret: str = "wonderland", **kw: object) -> tuple[int, dict[str, str]]:
-    page = c.get("/login", **kw).get_data(as_text=True)  # type: ignore[arg-type]
+    page = c.get("/login", **kw).get_data(as_text=True)
     token = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert token
-    r = c.post("/login", data={"csrf_token": token.group(1), "access_key_id": "alice", "secret": secret},
-               **kw)  # type: ignore[arg-type]
+    r = c.post("/login", data={"csrf_token": token.group(1), "access_key_id": "alice", "secret": secret}, **kw)
     return r.status_code, dict(r.headers)
 
 
@@ -58,7 +57,7 @@ def test_the_cookie_is_secure_over_https_and_lives_hours_not_weeks(app: Flask) -
     assert status == 302
     cookie = _set_cookie(headers)
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
-    expires = parsedate_to_datetime(re.search(r"Expires=([^;]+)", cookie).group(1))  # type: ignore[union-attr]
+    expires = parsedate_to_datetime(re.search(r"Expires=([^;]+)", cookie).group(1))
     assert timedelta(hours=7) < expires - datetime.now(UTC) <= timedelta(hours=8)
     for kw in ({"base_url": "https://localhost"}, {"headers": {"X-Forwarded-Proto": "https"}}):
         status, headers = _login(app.test_client(), **kw)
@@ -69,7 +68,7 @@ def test_the_session_length_is_a_setting(database_url: str) -> None:
     app = _app(database_url, session_hours=1.0)
     try:
         _, headers = _login(app.test_client())
-        expires = parsedate_to_datetime(re.search(r"Expires=([^;]+)", _set_cookie(headers)).group(1))  # type: ignore[union-attr]
+        expires = parsedate_to_datetime(re.search(r"Expires=([^;]+)", _set_cookie(headers)).group(1))
         assert expires - datetime.now(UTC) <= timedelta(hours=1)
     finally:
         app.extensions["durascope"].close()

@@ -31,9 +31,14 @@ class Deployment:
     mine: str  # an execution of add-one
     theirs: str  # an execution of another function
 
-    def client(self, key: str, secret: str):  # type: ignore[no-untyped-def]
-        return boto3.client("lambda", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id=key,
-                            aws_secret_access_key=secret)
+    def client(self, key: str, secret: str):
+        return boto3.client(
+            "lambda",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=key,
+            aws_secret_access_key=secret,
+        )
 
 
 @pytest.fixture
@@ -42,8 +47,9 @@ def deployment(database_url: str) -> Iterator[Deployment]:
     with running_server(settings, run_engine=False, local_workers=False) as (server, ds):
         ds.register_function("add-one", "th_basic:add_one", code_dir=HANDLERS)
         ds.register_function("other", "th_basic:add_one", code_dir=HANDLERS)
-        yield Deployment(f"http://127.0.0.1:{server.server_port}", ds, ds.start("add-one", '{"a": 1}'),
-                         ds.start("other", '{"a": 2}'))
+        yield Deployment(
+            f"http://127.0.0.1:{server.server_port}", ds, ds.start("add-one", '{"a": 1}'), ds.start("other", '{"a": 2}')
+        )
 
 
 def _code(exc: pytest.ExceptionInfo[ClientError]) -> tuple[str, int]:
@@ -65,15 +71,23 @@ def test_a_runtime_key_reads_and_checkpoints_only_its_own_function(deployment: D
 def test_a_runtime_key_can_do_nothing_else(deployment: Deployment, call: str) -> None:
     runtime = deployment.client(*KeyRing({KEY: SECRET}).runtime_credentials("add-one"))
     with pytest.raises(ClientError) as exc:
-        {"other function": lambda: runtime.get_durable_execution(DurableExecutionArn=deployment.theirs),
-         "invoke": lambda: runtime.invoke(FunctionName="add-one", Payload=b'{"a": 5}'),
-         "stop": lambda: runtime.stop_durable_execution(DurableExecutionArn=deployment.mine),
-         "list": lambda: runtime.list_durable_executions_by_function(FunctionName="add-one"),
-         "callback": lambda: runtime.send_durable_execution_callback_heartbeat(CallbackId="QUJD")}[call]()
+        {
+            "other function": lambda: runtime.get_durable_execution(DurableExecutionArn=deployment.theirs),
+            "invoke": lambda: runtime.invoke(FunctionName="add-one", Payload=b'{"a": 5}'),
+            "stop": lambda: runtime.stop_durable_execution(DurableExecutionArn=deployment.mine),
+            "list": lambda: runtime.list_durable_executions_by_function(FunctionName="add-one"),
+            "callback": lambda: runtime.send_durable_execution_callback_heartbeat(CallbackId="QUJD"),
+        }[call]()
     assert _code(exc) == ("AccessDeniedException", 403)
     assert deployment.ds.describe(deployment.mine).status == "RUNNING"
-    assert len(deployment.client(KEY, SECRET).list_durable_executions_by_function(
-        FunctionName="add-one")["DurableExecutions"]) == 1
+    assert (
+        len(
+            deployment.client(KEY, SECRET).list_durable_executions_by_function(FunctionName="add-one")[
+                "DurableExecutions"
+            ]
+        )
+        == 1
+    )
 
 
 def test_a_runtime_key_is_no_login_and_no_relay_key(deployment: Deployment) -> None:
@@ -112,8 +126,9 @@ def test_runtime_keys_change_with_the_configured_keys() -> None:
 
 
 def _whose_key(ds: Durascope, url: str) -> dict[str, object]:
-    lam = boto3.client("lambda", endpoint_url=url, region_name="us-east-1", aws_access_key_id=KEY,
-                       aws_secret_access_key=SECRET)
+    lam = boto3.client(
+        "lambda", endpoint_url=url, region_name="us-east-1", aws_access_key_id=KEY, aws_secret_access_key=SECRET
+    )
     out = lam.invoke(FunctionName="whose-key", Payload=json.dumps({"admin": SECRET}).encode())
     assert "FunctionError" not in out, out["Payload"].read()
     return json.loads(out["Payload"].read())
@@ -124,8 +139,10 @@ def test_local_runtimes_sign_with_their_functions_key(database_url: str) -> None
     with running_server(settings, invoker="workers") as (server, ds):
         ds.register_function("whose-key", "th_workers:whose_key", code_dir=HANDLERS)
         # The execution succeeds: its checkpoints, signed with the narrow key, were accepted.
-        assert _whose_key(ds, f"http://127.0.0.1:{server.server_port}") == {"key_id": "DSRT.whose-key",
-                                                                          "secret_is_admins": False}
+        assert _whose_key(ds, f"http://127.0.0.1:{server.server_port}") == {
+            "key_id": "DSRT.whose-key",
+            "secret_is_admins": False,
+        }
 
 
 def test_a_remote_workers_runtimes_get_the_narrow_key_not_the_hosts(database_url: str, tmp_path: Path) -> None:
@@ -134,10 +151,23 @@ def test_a_remote_workers_runtimes_get_the_narrow_key_not_the_hosts(database_url
         ds.register_function("whose-key", "th_workers:whose_key", code_dir=HANDLERS)
         url = f"http://127.0.0.1:{server.server_port}"
         log = (tmp_path / "worker.log").open("wb")
-        worker = subprocess.Popen([sys.executable, "-m", "recorder.cli", "worker", "--engine", url, "--function",
-                                   "whose-key", "--concurrency", "1"],
-                                  env={**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET},
-                                  stdout=log, stderr=subprocess.STDOUT)
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "recorder.cli",
+                "worker",
+                "--engine",
+                url,
+                "--function",
+                "whose-key",
+                "--concurrency",
+                "1",
+            ],
+            env={**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             assert _whose_key(ds, url) == {"key_id": "DSRT.whose-key", "secret_is_admins": False}
         finally:

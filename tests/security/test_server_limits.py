@@ -45,7 +45,7 @@ class Served:
 
 @contextmanager
 def served(database_url: str, poll_seconds: float = 0.1, **settings: object) -> Iterator[Served]:
-    ds = Durascope.open(database_url, run_engine=False, **settings)  # type: ignore[arg-type]
+    ds = Durascope.open(database_url, run_engine=False, **settings)
     try:
         ds.register_function("add-one", "th_basic:add_one", code_dir=HANDLERS)
         app = create_app(ds.settings, durascope=ds, DURASCOPE_FEED_POLL_SECONDS=poll_seconds)
@@ -139,8 +139,9 @@ def test_a_refused_body_sent_anyway_still_gets_its_answer(database_url: str) -> 
     anyway (http.client sends it all before reading) reads the 413, not a reset."""
     with served(database_url) as s:
         conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=10)
-        conn.request("POST", "/api/v1/webhooks", body=b"x" * (3 * 1024 * 1024),
-                     headers={"Content-Type": "application/json"})
+        conn.request(
+            "POST", "/api/v1/webhooks", body=b"x" * (3 * 1024 * 1024), headers={"Content-Type": "application/json"}
+        )
         resp = conn.getresponse()
         assert resp.status == 413 and "at most" in json.loads(resp.read())["error"]["message"]
         conn.close()
@@ -185,7 +186,7 @@ def _count_log_reads(ds: Durascope) -> list[str]:
     seen: list[str] = []
     engines = {id(e): e for e in (ds.db.engine, ds.db.read_engine)}.values()
 
-    def before(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+    def before(conn, cursor, statement, parameters, context, executemany):
         if "FROM events" in statement:
             seen.append(statement)
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import boto3
 import pytest
 from botocore.auth import SigV4Auth
-from botocore.config import Config
 from botocore.awsrequest import AWSRequest
+from botocore.config import Config
 from botocore.credentials import Credentials
 
 from recorder.api import Durascope
@@ -37,10 +37,17 @@ class Signed:
         return f"http://127.0.0.1:{self.port}"
 
     def names(self) -> list[str]:
-        lam = boto3.client("lambda", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id=KEY,
-                           aws_secret_access_key=SECRET)
-        return sorted(e["DurableExecutionName"] for e in lam.list_durable_executions_by_function(
-            FunctionName="add-one")["DurableExecutions"])
+        lam = boto3.client(
+            "lambda",
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id=KEY,
+            aws_secret_access_key=SECRET,
+        )
+        return sorted(
+            e["DurableExecutionName"]
+            for e in lam.list_durable_executions_by_function(FunctionName="add-one")["DurableExecutions"]
+        )
 
 
 @pytest.fixture
@@ -55,8 +62,9 @@ def _invoke_request(s: Signed, body: bytes, name: str, content_sha256: str | Non
     headers = {"X-Amz-Invocation-Type": "Event", "X-Amz-Durable-Execution-Name": name}
     if content_sha256 is not None:
         headers["X-Amz-Content-SHA256"] = content_sha256
-    request = AWSRequest(method="POST", url=f"{s.url}/2015-03-31/functions/add-one/invocations", data=body,
-                         headers=headers)
+    request = AWSRequest(
+        method="POST", url=f"{s.url}/2015-03-31/functions/add-one/invocations", data=body, headers=headers
+    )
     SigV4Auth(Credentials(KEY, SECRET), "lambda", "us-east-1").add_auth(request)
     return request
 
@@ -64,8 +72,12 @@ def _invoke_request(s: Signed, body: bytes, name: str, content_sha256: str | Non
 def _raw(s: Signed, request: AWSRequest, body: bytes, send_body: bool = True, timeout: float = 10.0) -> tuple[int, str]:
     """Send over a plain socket (the body may be withheld); (status, x-amzn-ErrorType)."""
     path = request.url.split(str(s.port), 1)[1]
-    head = [f"{request.method} {path} HTTP/1.1", f"Host: 127.0.0.1:{s.port}", f"Content-Length: {len(body)}",
-            "Connection: close"]
+    head = [
+        f"{request.method} {path} HTTP/1.1",
+        f"Host: 127.0.0.1:{s.port}",
+        f"Content-Length: {len(body)}",
+        "Connection: close",
+    ]
     head += [f"{k}: {v}" for k, v in request.headers.items() if k.lower() not in ("host", "content-length")]
     with socket.create_connection(("127.0.0.1", s.port), timeout=timeout) as sock:
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + (body if send_body else b""))
@@ -76,8 +88,14 @@ def _raw(s: Signed, request: AWSRequest, body: bytes, send_body: bool = True, ti
                 break
             answer += chunk
     status = int(answer.split(b" ", 2)[1])
-    error = next((line.split(b":", 1)[1].strip().decode() for line in answer.split(b"\r\n")
-                  if line.lower().startswith(b"x-amzn-errortype:")), "")
+    error = next(
+        (
+            line.split(b":", 1)[1].strip().decode()
+            for line in answer.split(b"\r\n")
+            if line.lower().startswith(b"x-amzn-errortype:")
+        ),
+        "",
+    )
     return status, error
 
 
@@ -104,8 +122,12 @@ def test_a_signature_is_answered_once(signed: Signed) -> None:
     assert _raw(signed, captured, body) == (429, "TooManyRequestsException")
     # A request the server did not act on may be retried with the very same signature
     # (botocore re-signs a retry; within the same second that is the same signature).
-    missing = AWSRequest(method="POST", url=f"{signed.url}/2015-03-31/functions/nope/invocations", data=body,
-                         headers={"X-Amz-Invocation-Type": "Event"})
+    missing = AWSRequest(
+        method="POST",
+        url=f"{signed.url}/2015-03-31/functions/nope/invocations",
+        data=body,
+        headers={"X-Amz-Invocation-Type": "Event"},
+    )
     SigV4Auth(Credentials(KEY, SECRET), "lambda", "us-east-1").add_auth(missing)
     assert _raw(signed, missing, body)[0] == 404
     assert _raw(signed, missing, body) == (429, "TooManyRequestsException")  # a 4xx was an answer
@@ -116,9 +138,14 @@ def test_identical_calls_from_boto3_all_get_through(signed: Signed) -> None:
     """SigV4 has no nonce: identical calls signed in one second carry one signature. Reads
     are never refused; an identical write is refused as a replay with a retryable error,
     which boto3 retries after its back-off, signed anew."""
-    lam = boto3.client("lambda", endpoint_url=signed.url, region_name="us-east-1", aws_access_key_id=KEY,
-                       aws_secret_access_key=SECRET,
-                       config=Config(retries={"mode": "standard", "max_attempts": 10}))
+    lam = boto3.client(
+        "lambda",
+        endpoint_url=signed.url,
+        region_name="us-east-1",
+        aws_access_key_id=KEY,
+        aws_secret_access_key=SECRET,
+        config=Config(retries={"mode": "standard", "max_attempts": 10}),
+    )
     for _ in range(20):
         lam.list_durable_executions_by_function(FunctionName="add-one")
     for _ in range(3):
@@ -133,10 +160,16 @@ def test_nothing_is_read_before_the_header_is_checked(signed: Signed) -> None:
     unknown = AWSRequest(method="POST", url=f"{signed.url}/2015-03-31/functions/add-one/invocations", data=body)
     SigV4Auth(Credentials("nobody", "guess"), "lambda", "us-east-1").add_auth(unknown)
     assert _raw(signed, unknown, body, send_body=False, timeout=5) == (403, "UnrecognizedClientException")
-    stale = AWSRequest(method="POST", url=f"{signed.url}/2015-03-31/functions/add-one/invocations", data=body,
-                       headers={"X-Amz-Date": "20200101T000000Z"})
-    stale.headers["Authorization"] = (f"AWS4-HMAC-SHA256 Credential={KEY}/20200101/us-east-1/lambda/aws4_request, "
-                                      f"SignedHeaders=host;x-amz-date, Signature={'0' * 64}")
+    stale = AWSRequest(
+        method="POST",
+        url=f"{signed.url}/2015-03-31/functions/add-one/invocations",
+        data=body,
+        headers={"X-Amz-Date": "20200101T000000Z"},
+    )
+    stale.headers["Authorization"] = (
+        f"AWS4-HMAC-SHA256 Credential={KEY}/20200101/us-east-1/lambda/aws4_request, "
+        f"SignedHeaders=host;x-amz-date, Signature={'0' * 64}"
+    )
     assert _raw(signed, stale, body, send_body=False, timeout=5) == (403, "InvalidSignatureException")
     # A body over the route's limit is refused by its Content-Length, unread.
     huge = AWSRequest(method="POST", url=f"{signed.url}/2015-03-31/functions/add-one/invocations", data=b"")

@@ -27,31 +27,54 @@ from tests.webhook_receiver import Receiver, TcpServer, statuses
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     where = tmp_path_factory.mktemp("tls")
     cert, key = where / "cert.pem", where / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-                    "-days", "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
     return cert, key
 
 
 def _post_within(sender: Sender, url: str, bound: float = 20.0) -> PostResult:
     """The result of one POST, or a test failure when it has not ended after ``bound`` seconds."""
     out: list[PostResult] = []
-    t = threading.Thread(target=lambda: out.append(sender.post(url, b'{"a":1}', {"webhook-id": "msg_1"})),
-                         daemon=True)
+    t = threading.Thread(target=lambda: out.append(sender.post(url, b'{"a":1}', {"webhook-id": "msg_1"})), daemon=True)
     t.start()
     t.join(bound)
     assert out, f"the attempt to {url} was still running after {bound} s"
     return out[0]
 
 
-def test_an_attempt_ends_at_its_deadline_however_the_receiver_trickles(certificate: tuple[Path, Path],
-                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_attempt_ends_at_its_deadline_however_the_receiver_trickles(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
     cert, key = certificate
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts the test certificate
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
-    servers = {"http trickle": (TcpServer("trickle"), "http"), "tls trickle": (TcpServer("trickle", tls), "https"),
-               "tls handshake": (TcpServer("silent"), "https"), "http hold": (TcpServer("hold"), "http")}
+    servers = {
+        "http trickle": (TcpServer("trickle"), "http"),
+        "tls trickle": (TcpServer("trickle", tls), "https"),
+        "tls handshake": (TcpServer("silent"), "https"),
+        "http hold": (TcpServer("hold"), "http"),
+    }
     answering = TcpServer("answer", tls)
     sender = Sender(WebhookSettings(timeout_seconds=1.0))
     try:
@@ -82,8 +105,14 @@ def test_receivers_that_hold_connections_do_not_stall_the_others(ds: Durascope, 
     holders = [TcpServer("hold") for _ in range(4)]
     for h in holders:
         wh.create_subscription(ds.db, wh.validate_spec(h.url(), max_failures=10_000))
-    ws = WebhookSettings(concurrency=2, slow_seconds=0.3, timeout_seconds=60, poll_seconds=0.01,
-                         retry_base_seconds=0.05, retry_max_seconds=0.2)
+    ws = WebhookSettings(
+        concurrency=2,
+        slow_seconds=0.3,
+        timeout_seconds=60,
+        poll_seconds=0.01,
+        retry_base_seconds=0.05,
+        retry_max_seconds=0.2,
+    )
     disp = Dispatcher(ds.db, ds.settings, ws)
     disp.start()
     try:

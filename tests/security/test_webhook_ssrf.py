@@ -20,28 +20,40 @@ from viewer import create_app
 REFUSED_URLS = [
     # 169.254.169.254 (AWS, Google Cloud, Azure, Oracle, DigitalOcean, OpenStack metadata) in every form
     "http://169.254.169.254/latest/meta-data/",
-    "http://[::ffff:169.254.169.254]/",          # IPv4-mapped
-    "http://[::ffff:0:a9fe:a9fe]/",              # IPv4-translated
-    "http://[::a9fe:a9fe]/",                     # IPv4-compatible
+    "http://[::ffff:169.254.169.254]/",  # IPv4-mapped
+    "http://[::ffff:0:a9fe:a9fe]/",  # IPv4-translated
+    "http://[::a9fe:a9fe]/",  # IPv4-compatible
     "http://[::169.254.169.254]/",
-    "http://[64:ff9b::a9fe:a9fe]/",              # NAT64 well-known prefix
+    "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 well-known prefix
     "http://[64:ff9b::169.254.169.254]/",
-    "http://[64:ff9b:1::a9fe:a9fe]/",            # NAT64 local-use prefix, /96 embedding
-    "http://[64:ff9b:1:a9fe:a9:fe00::]/",        # ... /48 embedding (RFC 6052: bits 64-71 skipped)
-    "http://[2002:a9fe:a9fe::1]/",               # 6to4
+    "http://[64:ff9b:1::a9fe:a9fe]/",  # NAT64 local-use prefix, /96 embedding
+    "http://[64:ff9b:1:a9fe:a9:fe00::]/",  # ... /48 embedding (RFC 6052: bits 64-71 skipped)
+    "http://[2002:a9fe:a9fe::1]/",  # 6to4
     "http://[2001:0:4136:e378:8000:63bf:5601:5601]/",  # Teredo, client 169.254.169.254
-    "http://[fe80::a9fe:a9fe]/",                 # OpenStack's IPv6 metadata (link-local)
-    "http://169.254.170.2/v2/credentials",       # ECS task metadata
-    "http://169.254.170.23/",                    # EKS Pod Identity
+    "http://[fe80::a9fe:a9fe]/",  # OpenStack's IPv6 metadata (link-local)
+    "http://169.254.170.2/v2/credentials",  # ECS task metadata
+    "http://169.254.170.23/",  # EKS Pod Identity
     # the other clouds' metadata addresses, and their embedded forms
-    "http://[fd00:ec2::254]/", "http://[fd00:ec2::23]/", "http://[fd20:ce::254]/computeMetadata/v1/",
-    "http://168.63.129.16/machine", "http://[::ffff:168.63.129.16]/", "http://[64:ff9b::a83f:8110]/",
-    "http://100.100.100.200/latest/meta-data/", "http://[2002:6464:64c8::]/", "http://192.0.0.192/latest/",
-    "http://metadata.google.internal/computeMetadata/v1/", "http://metadata.tencentyun.com/",
+    "http://[fd00:ec2::254]/",
+    "http://[fd00:ec2::23]/",
+    "http://[fd20:ce::254]/computeMetadata/v1/",
+    "http://168.63.129.16/machine",
+    "http://[::ffff:168.63.129.16]/",
+    "http://[64:ff9b::a83f:8110]/",
+    "http://100.100.100.200/latest/meta-data/",
+    "http://[2002:6464:64c8::]/",
+    "http://192.0.0.192/latest/",
+    "http://metadata.google.internal/computeMetadata/v1/",
+    "http://metadata.tencentyun.com/",
 ]
 ALLOWED_URLS = [
-    "http://127.0.0.1:9/", "http://[::1]:9/", "http://10.0.0.5/", "http://[::ffff:10.0.0.5]/",
-    "http://[2002:a00:5::]/", "http://[64:ff9b::808:808]/", "http://192.168.1.5:8080/hook",
+    "http://127.0.0.1:9/",
+    "http://[::1]:9/",
+    "http://10.0.0.5/",
+    "http://[::ffff:10.0.0.5]/",
+    "http://[2002:a00:5::]/",
+    "http://[64:ff9b::808:808]/",
+    "http://192.168.1.5:8080/hook",
 ]
 
 
@@ -76,8 +88,10 @@ def test_the_address_connected_to_is_checked_not_the_name() -> None:
     itself, before any byte is sent. A refused address is not reachable from a test, so
     the policy here refuses loopback, and the URL names it ``localhost``."""
     listener = TcpServer("hold")
-    sender = Sender(WebhookSettings(timeout_seconds=5),
-                    refuse=lambda addr: "a refused address" if addr in ("127.0.0.1", "::1") else None)
+    sender = Sender(
+        WebhookSettings(timeout_seconds=5),
+        refuse=lambda addr: "a refused address" if addr in ("127.0.0.1", "::1") else None,
+    )
     try:
         res = sender.post(f"http://localhost:{listener.port}/hook", b"{}", {"webhook-id": "msg_1"})
         https = sender.post(f"https://localhost:{listener.port}/hook", b"{}", {"webhook-id": "msg_2"})
@@ -113,8 +127,19 @@ def test_what_a_private_target_answers_is_not_kept(ds: Durascope, talker: Receiv
     attempts = [a for d in deliveries for a in d["attemptLog"]]
     assert attempts and all(a["statusCode"] == 200 and a["ok"] for a in attempts)
     assert all(a["responseExcerpt"] is None for a in attempts)  # the receiver answered "received"
-    for private in ("127.0.0.1", "::1", "10.1.2.3", "172.16.0.1", "192.168.0.1", "100.64.0.1", "fd12::1",
-                    "fe80::1", "::ffff:10.0.0.1", "64:ff9b::a00:1", "2002:a00:1::"):
+    for private in (
+        "127.0.0.1",
+        "::1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.0.1",
+        "100.64.0.1",
+        "fd12::1",
+        "fe80::1",
+        "::ffff:10.0.0.1",
+        "64:ff9b::a00:1",
+        "2002:a00:1::",
+    ):
         assert is_private(private), private
     for public in ("8.8.8.8", "2001:4860:4860::8888", "::ffff:8.8.8.8", "64:ff9b::808:808"):
         assert not is_private(public), public

@@ -76,12 +76,17 @@ def bare_engine(database_url: str) -> Iterator[Engine]:
 
 
 def _invocation_errors(ds: Durascope, arn: str) -> list[dict[str, Any]]:
-    return [e["InvocationCompletedDetails"]["Error"]["Payload"] for e in ds.history(arn)
-            if e["EventType"] == "InvocationCompleted" and "Error" in e["InvocationCompletedDetails"]]
+    return [
+        e["InvocationCompletedDetails"]["Error"]["Payload"]
+        for e in ds.history(arn)
+        if e["EventType"] == "InvocationCompleted" and "Error" in e["InvocationCompletedDetails"]
+    ]
 
 
-TOO_LARGE = {"ErrorType": "Function.ResponseSizeTooLarge",
-             "ErrorMessage": "Response payload size exceeded maximum allowed payload size (6291556 bytes)."}
+TOO_LARGE = {
+    "ErrorType": "Function.ResponseSizeTooLarge",
+    "ErrorMessage": "Response payload size exceeded maximum allowed payload size (6291556 bytes).",
+}
 
 
 # --- response size ----------------------------------------------------------------------------
@@ -101,8 +106,9 @@ def test_the_engine_refuses_a_response_over_6_mb_and_fails_its_invocation(bare_e
     ds.register_function("any", "th_faults.oversized", code_dir=HANDLERS)
     over, at_limit = ds.start("any", "{}"), ds.start("any", "{}")
 
-    status, headers, body = bare_engine.call("POST", f"/durascope/runtime/any/invocation/{bare_engine.take('any')}/response",
-                                             b"x" * (RESPONSE_LIMIT + 1))
+    status, headers, body = bare_engine.call(
+        "POST", f"/durascope/runtime/any/invocation/{bare_engine.take('any')}/response", b"x" * (RESPONSE_LIMIT + 1)
+    )
     assert status == 413 and headers["x-amzn-errortype"] == "RequestTooLargeException"
     assert "6291556 bytes" in json.loads(body)["message"]
     assert ds.wait(over, 30).status == "FAILED"
@@ -112,7 +118,9 @@ def test_the_engine_refuses_a_response_over_6_mb_and_fails_its_invocation(bare_e
     envelope = b'{"Status": "SUCCEEDED", "Result": "%s"}'
     exact = envelope % (b"y" * (RESPONSE_LIMIT - len(envelope % b"")))
     assert len(exact) == RESPONSE_LIMIT
-    status, _, _ = bare_engine.call("POST", f"/durascope/runtime/any/invocation/{bare_engine.take('any')}/response", exact)
+    status, _, _ = bare_engine.call(
+        "POST", f"/durascope/runtime/any/invocation/{bare_engine.take('any')}/response", exact
+    )
     assert status == 202
     assert ds.wait(at_limit, 30).status == "SUCCEEDED"
 
@@ -160,12 +168,14 @@ def test_the_logs_route_takes_one_capped_batch_per_invocation(bare_engine: Engin
 
 
 def test_handlers_see_lambdas_variables_and_their_functions_not_the_engines(
-        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ENGINE_ONLY_SECRET", "s3cr3t")
     monkeypatch.setenv("DATABASE_PASSWORD", "hunter2")
     ds = engine.ds
-    ds.register_function("env", "th_faults.environment", code_dir=HANDLERS,
-                         env={"MODE": "mine", "AWS_LAMBDA_FUNCTION_NAME": "forged"})
+    ds.register_function(
+        "env", "th_faults.environment", code_dir=HANDLERS, env={"MODE": "mine", "AWS_LAMBDA_FUNCTION_NAME": "forged"}
+    )
     done = ds.wait(ds.start("env", "{}"), 60)
     assert done.status == "SUCCEEDED", done.error
     names = set(json.loads(done.result or "[]"))
@@ -188,8 +198,9 @@ def test_a_function_cannot_override_what_lambda_reserves(engine: Engine) -> None
 
 
 def _worker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "recorder.cli", "worker", *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "recorder.cli", "worker", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def _outbound_address() -> str | None:
@@ -222,9 +233,23 @@ def test_insecure_lets_a_remote_worker_use_plain_http_across_the_network(tmp_pat
         url = f"http://{address}:{engine.port}"
         refused = _worker("--engine", url, "--function", "whoami")
         assert refused.returncode != 0 and "--insecure" in refused.stderr
-        worker = subprocess.Popen([sys.executable, "-m", "recorder.cli", "worker", "--engine", url, "--insecure",
-                                   "--function", "whoami", "--concurrency", "1"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "recorder.cli",
+                "worker",
+                "--engine",
+                url,
+                "--insecure",
+                "--function",
+                "whoami",
+                "--concurrency",
+                "1",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             assert engine.ds.wait(engine.ds.start("whoami", "{}"), 60).status == "SUCCEEDED"
         finally:

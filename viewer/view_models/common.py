@@ -87,8 +87,12 @@ class ErrorInfo:
             lines = tuple(str(t) for t in trace)
         else:
             lines = ()
-        return cls(raw.get("ErrorType"), raw.get("ErrorMessage"), lines if any(s.strip() for s in lines) else (),
-                   Value.of(raw.get("ErrorData")))
+        return cls(
+            raw.get("ErrorType"),
+            raw.get("ErrorMessage"),
+            lines if any(s.strip() for s in lines) else (),
+            Value.of(raw.get("ErrorData")),
+        )
 
     @property
     def summary(self) -> str:
@@ -103,7 +107,7 @@ class ErrorInfo:
 def arg_list(args: Any) -> Callable[[str], list[str]]:
     """``args.getlist`` for a werkzeug MultiDict, or the same on a plain dict."""
     if hasattr(args, "getlist"):
-        return args.getlist  # type: ignore[no-any-return]
+        return args.getlist
     return lambda k: [args[k]] if k in args else []
 
 

@@ -12,9 +12,13 @@ from recorder.api import Durascope
 from recorder.arns import ExecutionArn
 from recorder.stats import Window
 
-_LINES = (("requests", "Requests", "invocations"), ("gbSeconds", "Compute", "GB-seconds"),
-          ("durableOperations", "Durable operations", "operations"), ("dataWrittenGb", "Data written", "GB"),
-          ("dataRetainedGbMonths", "Data retained", "GB-months"))
+_LINES = (
+    ("requests", "Requests", "invocations"),
+    ("gbSeconds", "Compute", "GB-seconds"),
+    ("durableOperations", "Durable operations", "operations"),
+    ("dataWrittenGb", "Data written", "GB"),
+    ("dataRetainedGbMonths", "Data retained", "GB-months"),
+)
 
 
 @dataclass(frozen=True)
@@ -52,7 +56,7 @@ def usd(value: float) -> str:
 def _quantity(value: float, unit: str) -> str:
     if unit.startswith("GB"):
         # Histories are kilobytes: say so rather than 2.3e-06 GB.
-        for scale, name in ((1.0, "GB"), (1 / 1024, "MB"), (1 / 1024 ** 2, "KB")):
+        for scale, name in ((1.0, "GB"), (1 / 1024, "MB"), (1 / 1024**2, "KB")):
             if value >= scale or name == "KB":
                 return f"{value / scale:,.1f} {name}{unit[2:]}"
     if value == int(value):
@@ -62,12 +66,20 @@ def _quantity(value: float, unit: str) -> str:
 
 def _view(est: cost.Estimate) -> CostView:
     lam = est.breakdown["lambdaDurable"]
-    lines = tuple(CostLine(label, _quantity(lam[key]["quantity"], unit), usd(lam[key]["usd"]))
-                  for key, label, unit in _LINES)
+    lines = tuple(
+        CostLine(label, _quantity(lam[key]["quantity"], unit), usd(lam[key]["usd"])) for key, label, unit in _LINES
+    )
     transitions = est.breakdown["stepFunctionsStandard"]["stateTransitions"]["quantity"]
-    return CostView(str(est.breakdown.get("basis", "")), usd(est.lambda_durable_usd),
-                    usd(est.step_functions_standard_usd), lines, _quantity(transitions, "state transitions"),
-                    int(est.breakdown["memoryMb"]), cost.PRICES_AS_OF, est)
+    return CostView(
+        str(est.breakdown.get("basis", "")),
+        usd(est.lambda_durable_usd),
+        usd(est.step_functions_standard_usd),
+        lines,
+        _quantity(transitions, "state transitions"),
+        int(est.breakdown["memoryMb"]),
+        cost.PRICES_AS_OF,
+        est,
+    )
 
 
 def price_table(ds: Durascope) -> cost.PriceTable:

@@ -36,14 +36,30 @@ class Side:
 
     @classmethod
     def of(cls, op: OperationView, execution_start_ms: int) -> Side:
-        return cls(op.name, op.type if not op.sub_type else f"{op.type}/{op.sub_type}", op.kind, op.shown_status,
-                   len(op.attempts), op.input.text if op.input else None, op.result.text if op.result else None,
-                   op.error.summary if op.error else None,
-                   op.end_ms - op.start_ms if op.end_ms is not None else None, op.start_ms - execution_start_ms)
+        return cls(
+            op.name,
+            op.type if not op.sub_type else f"{op.type}/{op.sub_type}",
+            op.kind,
+            op.shown_status,
+            len(op.attempts),
+            op.input.text if op.input else None,
+            op.result.text if op.result else None,
+            op.error.summary if op.error else None,
+            op.end_ms - op.start_ms if op.end_ms is not None else None,
+            op.start_ms - execution_start_ms,
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "type": self.type, "status": self.status, "attempts": self.attempts,
-                "input": self.input, "result": self.result, "error": self.error, "durationMs": self.duration_ms}
+        return {
+            "name": self.name,
+            "type": self.type,
+            "status": self.status,
+            "attempts": self.attempts,
+            "input": self.input,
+            "result": self.result,
+            "error": self.error,
+            "durationMs": self.duration_ms,
+        }
 
 
 @dataclass(frozen=True)
@@ -62,9 +78,14 @@ class DiffRow:
         return side.name if side else None
 
     def to_json(self) -> dict[str, Any]:
-        return {"operationId": self.operation_id, "name": self.name, "reason": self.reason,
-                "differences": list(self.differences), "a": self.a.to_json() if self.a else None,
-                "b": self.b.to_json() if self.b else None}
+        return {
+            "operationId": self.operation_id,
+            "name": self.name,
+            "reason": self.reason,
+            "differences": list(self.differences),
+            "a": self.a.to_json() if self.a else None,
+            "b": self.b.to_json() if self.b else None,
+        }
 
 
 @dataclass(frozen=True)
@@ -76,8 +97,7 @@ class Divergence:
     reason: str
 
     def to_json(self) -> dict[str, Any]:
-        return {"operationId": self.operation_id, "name": self.name, "a": self.a, "b": self.b,
-                "reason": self.reason}
+        return {"operationId": self.operation_id, "name": self.name, "a": self.a, "b": self.b, "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -93,8 +113,16 @@ class ExecutionSide:
 
     @classmethod
     def of(cls, v: ExecutionView) -> ExecutionSide:
-        return cls(v.arn, v.name, v.function, v.status, v.duration_ms, v.input.text if v.input else None,
-                   v.result.text if v.result else None, v.error.summary if v.error else None)
+        return cls(
+            v.arn,
+            v.name,
+            v.function,
+            v.status,
+            v.duration_ms,
+            v.input.text if v.input else None,
+            v.result.text if v.result else None,
+            v.error.summary if v.error else None,
+        )
 
 
 @dataclass(frozen=True)
@@ -106,12 +134,23 @@ class DiffPage:
 
     def to_json(self) -> dict[str, Any]:
         def side(s: ExecutionSide) -> dict[str, Any]:
-            return {"executionArn": s.arn, "name": s.name, "function": s.function, "status": s.status,
-                    "durationMs": s.duration_ms, "input": s.input, "result": s.result, "error": s.error}
+            return {
+                "executionArn": s.arn,
+                "name": s.name,
+                "function": s.function,
+                "status": s.status,
+                "durationMs": s.duration_ms,
+                "input": s.input,
+                "result": s.result,
+                "error": s.error,
+            }
 
-        return {"a": side(self.a), "b": side(self.b),
-                "firstDivergence": self.first_divergence.to_json() if self.first_divergence else None,
-                "rows": [r.to_json() for r in self.rows]}
+        return {
+            "a": side(self.a),
+            "b": side(self.b),
+            "firstDivergence": self.first_divergence.to_json() if self.first_divergence else None,
+            "rows": [r.to_json() for r in self.rows],
+        }
 
 
 def _aligned(a_ops: list[OperationView], b_ops: list[OperationView]) -> list[str]:

@@ -48,11 +48,17 @@ class GroupRow:
     def to_json(self) -> dict[str, Any]:
         g = self.group
         return {
-            "function": g.function, "errorType": g.error_type, "message": g.message, "count": g.count,
-            "firstSeen": iso(g.first_seen_ms), "lastSeen": iso(g.last_seen_ms),
+            "function": g.function,
+            "errorType": g.error_type,
+            "message": g.message,
+            "count": g.count,
+            "firstSeen": iso(g.first_seen_ms),
+            "lastSeen": iso(g.last_seen_ms),
             "operations": [{"kind": o.kind, "name": o.name, "count": o.count} for o in g.operations],
-            "sampleExecutions": [{"executionArn": s.execution_arn, "name": s.name, "status": s.status,
-                                  "lastSeen": iso(s.last_seen_ms)} for s in g.samples],
+            "sampleExecutions": [
+                {"executionArn": s.execution_arn, "name": s.name, "status": s.status, "lastSeen": iso(s.last_seen_ms)}
+                for s in g.samples
+            ],
             "trend": list(g.trend),
         }
 
@@ -72,8 +78,12 @@ class ErrorsPage:
         return {k: v for k, v in (("function", self.function), ("since", self.since), ("until", self.until)) if v}
 
     def to_json(self) -> dict[str, Any]:
-        return {"groups": [r.to_json() for r in self.rows], "failures": self.total,
-                "trendFrom": iso(self.trend_from_ms), "trendTo": iso(self.trend_to_ms)}
+        return {
+            "groups": [r.to_json() for r in self.rows],
+            "failures": self.total,
+            "trendFrom": iso(self.trend_from_ms),
+            "trendTo": iso(self.trend_to_ms),
+        }
 
 
 def build_errors(ds: Durascope, args: Any) -> ErrorsPage:
@@ -84,8 +94,15 @@ def build_errors(ds: Durascope, args: Any) -> ErrorsPage:
     for g in found.groups:
         peak = max(g.trend) or 1
         rows.append(GroupRow(g, tuple(round(100 * n / peak) for n in g.trend)))
-    return ErrorsPage(flt.function or "", (args.get("since") or "").strip(), (args.get("until") or "").strip(),
-                      tuple(rows), found.total, found.trend_from_ms, found.trend_to_ms)
+    return ErrorsPage(
+        flt.function or "",
+        (args.get("since") or "").strip(),
+        (args.get("until") or "").strip(),
+        tuple(rows),
+        found.total,
+        found.trend_from_ms,
+        found.trend_to_ms,
+    )
 
 
 @dataclass(frozen=True)
@@ -96,13 +113,35 @@ class SearchPage:
     def to_json(self) -> dict[str, Any]:
         r = self.results
         return {
-            "q": self.q, "terms": list(r.terms),
-            "errors": [{"executionArn": h.execution_arn, "executionName": h.execution_name, "function": h.function,
-                        "kind": h.kind, "operationId": h.operation_id, "operationName": h.operation_name,
-                        "errorType": h.error_type, "message": h.message, "time": iso(h.ts_ms)} for h in r.errors],
-            "logs": [{"executionArn": h.execution_arn, "executionName": h.execution_name, "function": h.function,
-                      "lineId": h.line_id, "operationId": h.operation_id, "level": h.level, "message": h.message,
-                      "time": iso(h.ts_ms)} for h in r.logs],
+            "q": self.q,
+            "terms": list(r.terms),
+            "errors": [
+                {
+                    "executionArn": h.execution_arn,
+                    "executionName": h.execution_name,
+                    "function": h.function,
+                    "kind": h.kind,
+                    "operationId": h.operation_id,
+                    "operationName": h.operation_name,
+                    "errorType": h.error_type,
+                    "message": h.message,
+                    "time": iso(h.ts_ms),
+                }
+                for h in r.errors
+            ],
+            "logs": [
+                {
+                    "executionArn": h.execution_arn,
+                    "executionName": h.execution_name,
+                    "function": h.function,
+                    "lineId": h.line_id,
+                    "operationId": h.operation_id,
+                    "level": h.level,
+                    "message": h.message,
+                    "time": iso(h.ts_ms),
+                }
+                for h in r.logs
+            ],
         }
 
 

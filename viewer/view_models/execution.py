@@ -24,12 +24,26 @@ MAX_TRACE_INVOCATIONS = 50
 MAX_FAILURE_LINES = 40
 FAILED_STATUSES = frozenset({"FAILED", "TIMED_OUT"})
 # What each kind of operation is called on the page (the SDK's subtypes, in its words).
-KINDS = {"Step": "step", "Wait": "wait", "Callback": "callback", "Map": "map", "MapIteration": "iteration",
-         "Parallel": "parallel", "ParallelBranch": "branch", "WaitForCallback": "wait for callback",
-         "WaitForCondition": "wait for condition", "RunInChildContext": "child context", "ChainedInvoke": "invoke"}
+KINDS = {
+    "Step": "step",
+    "Wait": "wait",
+    "Callback": "callback",
+    "Map": "map",
+    "MapIteration": "iteration",
+    "Parallel": "parallel",
+    "ParallelBranch": "branch",
+    "WaitForCallback": "wait for callback",
+    "WaitForCondition": "wait for condition",
+    "RunInChildContext": "child context",
+    "ChainedInvoke": "invoke",
+}
 # How an operation still open when its execution ended is shown, by the execution's status.
-CLOSED_BY = {"STOPPED": "cancelled at stop", "TIMED_OUT": "cancelled at the execution timeout",
-             "FAILED": "cancelled when the execution failed", "SUCCEEDED": "left open when the execution ended"}
+CLOSED_BY = {
+    "STOPPED": "cancelled at stop",
+    "TIMED_OUT": "cancelled at the execution timeout",
+    "FAILED": "cancelled when the execution failed",
+    "SUCCEEDED": "left open when the execution ended",
+}
 
 
 @dataclass(frozen=True)
@@ -248,8 +262,7 @@ class _Logs:
         if status == "FAILED" and last and last not in wanted:
             wanted.append(last)
         wanted = wanted[:MAX_TRACE_INVOCATIONS]
-        self.lines: list[Line] = split_records(execution_logs(ds.db, arn, request_ids=tuple(wanted))) \
-            if wanted else []
+        self.lines: list[Line] = split_records(execution_logs(ds.db, arn, request_ids=tuple(wanted))) if wanted else []
         self.traces = operation_traces(self.lines)
 
     def attach(self, op_id: str, attempts: list[Attempt], invocations: list[Invocation]) -> list[Attempt]:
@@ -271,19 +284,34 @@ class _Logs:
         return out
 
 
-def _op_view(o: Any, depth: int, n_children: int, attempts: tuple[Attempt, ...], e: Any,
-             inputs: dict[str, str]) -> OperationView:
+def _op_view(
+    o: Any, depth: int, n_children: int, attempts: tuple[Attempt, ...], e: Any, inputs: dict[str, str]
+) -> OperationView:
     details = json.loads(o.details_json) if o.details_json else {}
     end, closed_by = o.end_ms, None
     if e.end_ms is not None and o.end_ms is None and o.status in OPEN_OPERATION:
         end, closed_by = e.end_ms, CLOSED_BY.get(e.status, "left open when the execution ended")
-        attempts = tuple(replace(a, end_ms=e.end_ms, outcome="cancelled") if a.outcome == "running" else a
-                         for a in attempts)
-    return OperationView(id=o.op_id, parent_id=o.parent_id, depth=depth, name=o.name, type=o.type,
-                         sub_type=o.sub_type, status=o.status, start_ms=o.start_ms, end_ms=end, attempts=attempts,
-                         input=Value.of(inputs.get(o.op_id)), result=Value.of(o.result),
-                         error=ErrorInfo.of(o.error_json), details=details if isinstance(details, dict) else {},
-                         child_count=n_children, closed_by=closed_by)
+        attempts = tuple(
+            replace(a, end_ms=e.end_ms, outcome="cancelled") if a.outcome == "running" else a for a in attempts
+        )
+    return OperationView(
+        id=o.op_id,
+        parent_id=o.parent_id,
+        depth=depth,
+        name=o.name,
+        type=o.type,
+        sub_type=o.sub_type,
+        status=o.status,
+        start_ms=o.start_ms,
+        end_ms=end,
+        attempts=attempts,
+        input=Value.of(inputs.get(o.op_id)),
+        result=Value.of(o.result),
+        error=ErrorInfo.of(o.error_json),
+        details=details if isinstance(details, dict) else {},
+        child_count=n_children,
+        closed_by=closed_by,
+    )
 
 
 def build_execution(ds: Durascope, arn: str) -> ExecutionView:
@@ -299,8 +327,9 @@ def build_execution(ds: Durascope, arn: str) -> ExecutionView:
     ops: list[OperationView] = []
     first_failure: tuple[int, str] | None = None
     for o, depth, n_children in _tree_order(d.operations):
-        attempts = logs.attach(o.op_id, sorted(walk.attempts.get(o.op_id, ()), key=lambda a: a.number),
-                               walk.invocations)
+        attempts = logs.attach(
+            o.op_id, sorted(walk.attempts.get(o.op_id, ()), key=lambda a: a.number), walk.invocations
+        )
         view = _op_view(o, depth, n_children, tuple(attempts), e, walk.inputs)
         ops.append(view)
         failed_at = [a.event_id or 0 for a in view.attempts if a.failed]
@@ -313,15 +342,34 @@ def build_execution(ds: Durascope, arn: str) -> ExecutionView:
     callbacks, waiting = _waiting_on(d, names)
     error = ErrorInfo.of(e.error_json)
     return ExecutionView(
-        arn=e.arn, name=e.name, function=e.function_name, version=e.function_version, status=e.status,
-        input=Value.of(e.input_payload), result=Value.of(e.result) if e.status == "SUCCEEDED" else None,
-        error=error, start_ms=e.start_ms, end_ms=e.end_ms, duration_ms=duration, active_ms=active,
-        suspended_ms=max(0, duration - active), event_count=len(d.events), invocations=tuple(walk.invocations),
-        gaps=tuple(_gaps(walk, e, now)), operations=tuple(ops),
-        first_failure_op=first_failure[1] if first_failure else None, first_failure_event=first_event,
-        waiting_on=waiting, callbacks=callbacks, parent_arn=e.parent_arn, now_ms=now,
-        failure=_failure(e, error, ops, walk, logs), imported=bool(e.imported),
-        origin=execution_origin(ds.db, e.execution_id) if e.imported else None, last_event_id=e.last_event_id)
+        arn=e.arn,
+        name=e.name,
+        function=e.function_name,
+        version=e.function_version,
+        status=e.status,
+        input=Value.of(e.input_payload),
+        result=Value.of(e.result) if e.status == "SUCCEEDED" else None,
+        error=error,
+        start_ms=e.start_ms,
+        end_ms=e.end_ms,
+        duration_ms=duration,
+        active_ms=active,
+        suspended_ms=max(0, duration - active),
+        event_count=len(d.events),
+        invocations=tuple(walk.invocations),
+        gaps=tuple(_gaps(walk, e, now)),
+        operations=tuple(ops),
+        first_failure_op=first_failure[1] if first_failure else None,
+        first_failure_event=first_event,
+        waiting_on=waiting,
+        callbacks=callbacks,
+        parent_arn=e.parent_arn,
+        now_ms=now,
+        failure=_failure(e, error, ops, walk, logs),
+        imported=bool(e.imported),
+        origin=execution_origin(ds.db, e.execution_id) if e.imported else None,
+        last_event_id=e.last_event_id,
+    )
 
 
 def _failing_op(ops: list[OperationView]) -> OperationView | None:
@@ -350,18 +398,30 @@ def _failure(e: Any, error: ErrorInfo | None, ops: list[OperationView], walk: Wa
     by_request = {i.request_id: i.index for i in walk.invocations if i.request_id}
     if op is None:
         trace = execution_trace(logs.lines, logs.last_request) if e.status == "FAILED" else None
-        return Failure(e.status, None, (), error, trace, by_request.get(trace.request_id) if trace else None, (), 0,
-                       open_ops)
+        return Failure(
+            e.status, None, (), error, trace, by_request.get(trace.request_id) if trace else None, (), 0, open_ops
+        )
     last = next((a for a in reversed(op.attempts) if a.failed), None)
     trace = last.trace if last else None
     if trace is None and e.status == "FAILED":
         trace = execution_trace(logs.lines, logs.last_request)
     mine = own_lines(logs.lines, op.id)
-    lines = tuple(LogLineView(ln.line_id, ln.ts_ms, ln.level, ln.text, by_request.get(ln.request_id))
-                  for ln in mine[:MAX_FAILURE_LINES])
+    lines = tuple(
+        LogLineView(ln.line_id, ln.ts_ms, ln.level, ln.text, by_request.get(ln.request_id))
+        for ln in mine[:MAX_FAILURE_LINES]
+    )
     invocation = last.invocation if last else (by_request.get(trace.request_id) if trace else None)
-    return Failure(e.status, op.id, _path(ops, op), op.error or (last.error if last else None) or error, trace,
-                   invocation, lines, max(0, len(mine) - MAX_FAILURE_LINES), open_ops)
+    return Failure(
+        e.status,
+        op.id,
+        _path(ops, op),
+        op.error or (last.error if last else None) or error,
+        trace,
+        invocation,
+        lines,
+        max(0, len(mine) - MAX_FAILURE_LINES),
+        open_ops,
+    )
 
 
 def _waiting_on(d: Any, names: dict[str, str]) -> tuple[tuple[PendingCallback, ...], tuple[WaitingItem, ...]]:
@@ -379,20 +439,25 @@ def _waiting_on(d: Any, names: dict[str, str]) -> tuple[tuple[PendingCallback, .
         hb = timers.get(("callback-heartbeat", c.op_id))
         timeout = timers.get(("callback-timeout", c.op_id))
         callbacks.append(PendingCallback(c.callback_id, c.op_id, names.get(c.op_id), c.started_ms, timeout, hb))
-        items.append(WaitingItem("callback", f"callback '{names.get(c.op_id) or c.op_id}'", c.op_id, timeout,
-                                 c.callback_id, hb))
+        items.append(
+            WaitingItem("callback", f"callback '{names.get(c.op_id) or c.op_id}'", c.op_id, timeout, c.callback_id, hb)
+        )
     for o in d.operations:
         if o.type == "WAIT" and o.status == "STARTED":
             items.append(WaitingItem("wait", f"wait '{o.name or o.op_id}'", o.op_id, timers.get(("wait", o.op_id))))
         elif o.type == "STEP" and o.status == "PENDING":
             due = timers.get(("retry", o.op_id)) or o.next_attempt_ms
-            items.append(WaitingItem("retry", f"retry of step '{o.name or o.op_id}' (attempt {o.attempt + 1})",
-                                     o.op_id, due))
+            items.append(
+                WaitingItem("retry", f"retry of step '{o.name or o.op_id}' (attempt {o.attempt + 1})", o.op_id, due)
+            )
         elif o.type == "CHAINED_INVOKE" and o.status == "STARTED":
             details = json.loads(o.details_json) if o.details_json else {}
             target = details.get("DurableExecutionArn") if isinstance(details, dict) else None
-            items.append(WaitingItem("chained-invoke", f"chained execution '{o.name or o.op_id}'", o.op_id, None,
-                                     chained_arn=target))
+            items.append(
+                WaitingItem(
+                    "chained-invoke", f"chained execution '{o.name or o.op_id}'", o.op_id, None, chained_arn=target
+                )
+            )
     if ("execution-timeout", "") in timers:
         items.append(WaitingItem("execution-timeout", "execution timeout", None, timers[("execution-timeout", "")]))
     return tuple(callbacks), tuple(items)
@@ -406,8 +471,12 @@ def full_payload(ds: Durascope, arn: str, kind: str, op_id: str | None = None, r
     decoded from the SDK's encoding unless ``raw``."""
     if kind not in PAYLOAD_KINDS:
         raise ViewError(f"kind must be one of {', '.join(PAYLOAD_KINDS)}")
-    d = execution_detail(ds.db, arn, ("ChainedInvokeStarted",) if kind == "op-input" else (),
-                         only_types=("ChainedInvokeStarted",) if kind == "op-input" else ())
+    d = execution_detail(
+        ds.db,
+        arn,
+        ("ChainedInvokeStarted",) if kind == "op-input" else (),
+        only_types=("ChainedInvokeStarted",) if kind == "op-input" else (),
+    )
     if kind == "input":
         text = d.execution.input_payload
     elif kind == "result":
@@ -440,8 +509,9 @@ class OperationDetail:
 
 def detail_of(view: ExecutionView, op: OperationView, lines: tuple[LogLineView, ...], more: int) -> OperationDetail:
     children = tuple((o.id, o.label, o.shown_status) for o in view.operations if o.parent_id == op.id)
-    return OperationDetail(view.arn, view.name, view.status, view.now_ms, op, _path(list(view.operations), op),
-                           children, lines, more)
+    return OperationDetail(
+        view.arn, view.name, view.status, view.now_ms, op, _path(list(view.operations), op), children, lines, more
+    )
 
 
 def build_operation(ds: Durascope, arn: str, op_id: str) -> OperationDetail:
@@ -451,8 +521,10 @@ def build_operation(ds: Durascope, arn: str, op_id: str) -> OperationDetail:
         raise ViewError(f"No operation {op_id[:80]!r} in this execution", 404)
     by_request = {i.request_id: i.index for i in view.invocations if i.request_id}
     mine = own_lines(split_records(execution_logs(ds.db, arn)), op_id)
-    lines = tuple(LogLineView(ln.line_id, ln.ts_ms, ln.level, ln.text, by_request.get(ln.request_id))
-                  for ln in mine[:MAX_FAILURE_LINES])
+    lines = tuple(
+        LogLineView(ln.line_id, ln.ts_ms, ln.level, ln.text, by_request.get(ln.request_id))
+        for ln in mine[:MAX_FAILURE_LINES]
+    )
     return detail_of(view, op, lines, max(0, len(mine) - MAX_FAILURE_LINES))
 
 

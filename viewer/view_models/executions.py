@@ -62,9 +62,18 @@ class ListFilters:
             raise ViewError("limit must be a number") from None
         if not 1 <= limit <= 500:
             raise ViewError("limit must be from 1 to 500")
-        f = cls(functions, statuses, (args.get("q") or "").strip()[:200], (args.get("from") or "").strip(),
-                (args.get("to") or "").strip(), (args.get("error") or "").strip()[:200], sort, order, limit,
-                (args.get("cursor") or "").strip())
+        f = cls(
+            functions,
+            statuses,
+            (args.get("q") or "").strip()[:200],
+            (args.get("from") or "").strip(),
+            (args.get("to") or "").strip(),
+            (args.get("error") or "").strip()[:200],
+            sort,
+            order,
+            limit,
+            (args.get("cursor") or "").strip(),
+        )
         f.query()  # validates the dates now, so a bad one is a 400 before any work
         if f.cursor:
             f.after()
@@ -79,8 +88,16 @@ class ListFilters:
 
     def _fingerprint(self) -> str:
         # A cursor only makes sense for the filters and order it was issued for.
-        parts = [self.functions, self.statuses, self.q, self.started_from, self.started_to, self.error_type,
-                 self.sort, self.order]
+        parts = [
+            self.functions,
+            self.statuses,
+            self.q,
+            self.started_from,
+            self.started_to,
+            self.error_type,
+            self.sort,
+            self.order,
+        ]
         return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:12]
 
     def make_cursor(self, key: int, execution_id: str) -> str:
@@ -98,27 +115,42 @@ class ListFilters:
             if not -(2**63) <= key < 2**63:
                 raise ValueError
         except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-            raise ViewError("Invalid cursor: it is damaged or belongs to other filters; start from the first page") \
-                from None
+            raise ViewError(
+                "Invalid cursor: it is damaged or belongs to other filters; start from the first page"
+            ) from None
         return key, ident
 
     def args(self, **changes: Any) -> dict[str, Any]:
         """Query-string parameters for a link to this list with ``changes`` applied
         (changing a filter drops the cursor: pages of another query do not exist)."""
-        base: dict[str, Any] = {"function": list(self.functions), "status": list(self.statuses), "q": self.q,
-                                "from": self.started_from, "to": self.started_to, "error": self.error_type,
-                                "sort": self.sort, "order": self.order, "limit": self.limit}
+        base: dict[str, Any] = {
+            "function": list(self.functions),
+            "status": list(self.statuses),
+            "q": self.q,
+            "from": self.started_from,
+            "to": self.started_to,
+            "error": self.error_type,
+            "sort": self.sort,
+            "order": self.order,
+            "limit": self.limit,
+        }
         if "cursor" not in changes:
             changes["cursor"] = ""
         base.update(changes)
-        return {k: v for k, v in base.items()
-                if v not in ("", None, [], ()) and not (k == "sort" and v == "start")
-                and not (k == "order" and v == "desc") and not (k == "limit" and v == 50)}
+        return {
+            k: v
+            for k, v in base.items()
+            if v not in ("", None, [], ())
+            and not (k == "sort" and v == "start")
+            and not (k == "order" and v == "desc")
+            and not (k == "limit" and v == 50)
+        }
 
     @property
     def active(self) -> bool:
-        return bool(self.functions or self.statuses or self.q or self.started_from or self.started_to
-                    or self.error_type)
+        return bool(
+            self.functions or self.statuses or self.q or self.started_from or self.started_to or self.error_type
+        )
 
     @property
     def newest_first_page(self) -> bool:
@@ -172,9 +204,23 @@ def build_execution_list(ds: Durascope, f: ListFilters) -> ExecutionList:
     counts = execution_status_counts(ds.db, query)
     functions, errors = execution_facets(ds.db)
     now = now_ms()
-    items = tuple(ExecutionRow(r.arn, r.name, r.function_name, r.function_version, r.status, r.start_ms, r.end_ms,
-                               (r.end_ms or now) - r.start_ms, r.error_type, _row_error(r.status, r.error_json),
-                               r.invocation_count, bool(r.imported)) for r in rows)
+    items = tuple(
+        ExecutionRow(
+            r.arn,
+            r.name,
+            r.function_name,
+            r.function_version,
+            r.status,
+            r.start_ms,
+            r.end_ms,
+            (r.end_ms or now) - r.start_ms,
+            r.error_type,
+            _row_error(r.status, r.error_json),
+            r.invocation_count,
+            bool(r.imported),
+        )
+        for r in rows
+    )
     cursor = f.make_cursor(execution_sort_value(rows[-1], f.sort), rows[-1].execution_id) if more and rows else None
     ordered = tuple((s, counts.get(s, 0)) for s in STATUS_ORDER if counts.get(s) or s in f.statuses)
     total = sum(n for s, n in counts.items() if not f.statuses or s in f.statuses)

@@ -79,8 +79,9 @@ def build_feed(ds: Durascope, args: Any) -> FeedPage:
     with ds.db.read() as s:
         head = head_position(s)
         changes, _ = read_filtered(s, max(head - FEED_LOOKBACK, 0), FEED_LOOKBACK, flt, ds.settings)
-    rows = tuple(FeedRow(c.position, c.ts_ms, c.status, c.function_name, c.name, c.arn)
-                 for c in reversed(changes[-limit:]))
+    rows = tuple(
+        FeedRow(c.position, c.ts_ms, c.status, c.function_name, c.name, c.arn) for c in reversed(changes[-limit:])
+    )
     return FeedPage(flt.function or "", tuple(sorted(flt.statuses or ())), flt.name_prefix or "", rows, head)
 
 
@@ -103,8 +104,15 @@ class Delivery:
     execution: ExecutionRef
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.record, "execution": {"executionId": self.execution.execution_id, "arn": self.execution.arn,
-                                             "name": self.execution.name, "function": self.execution.function}}
+        return {
+            **self.record,
+            "execution": {
+                "executionId": self.execution.execution_id,
+                "arn": self.execution.arn,
+                "name": self.execution.name,
+                "function": self.execution.function,
+            },
+        }
 
 
 @dataclass(frozen=True)
@@ -131,27 +139,36 @@ class WebhookPage:
         return {**self.webhook, "deliveryLog": [d.to_json() for d in self.deliveries]}
 
 
-def build_webhook_list(ds: Durascope, created: dict[str, Any] | None = None, form_error: str | None = None,
-                       form: dict[str, Any] | None = None) -> WebhookList:
-    return WebhookList(tuple(wh.list_subscriptions(ds.db)), created=created, form_error=form_error,
-                       form=form or {})
+def build_webhook_list(
+    ds: Durascope,
+    created: dict[str, Any] | None = None,
+    form_error: str | None = None,
+    form: dict[str, Any] | None = None,
+) -> WebhookList:
+    return WebhookList(tuple(wh.list_subscriptions(ds.db)), created=created, form_error=form_error, form=form or {})
 
 
-def build_webhook(ds: Durascope, sub_id: str, form_error: str | None = None,
-                  limit: int = DELIVERY_ROWS) -> WebhookPage:
+def build_webhook(ds: Durascope, sub_id: str, form_error: str | None = None, limit: int = DELIVERY_ROWS) -> WebhookPage:
     subscription = wh.get_subscription(ds.db, sub_id)
     records = wh.list_deliveries(ds.db, sub_id, limit)
     refs = execution_refs(ds.db, [r["executionId"] for r in records])
-    deliveries = tuple(Delivery(r, ExecutionRef(r["executionId"], *refs.get(r["executionId"], (None, None, None))))
-                       for r in records)
+    deliveries = tuple(
+        Delivery(r, ExecutionRef(r["executionId"], *refs.get(r["executionId"], (None, None, None)))) for r in records
+    )
     return WebhookPage(subscription, deliveries, form_error)
 
 
 def create_from_form(ds: Durascope, form: Any) -> dict[str, Any]:
     """A subscription from the page's form; ServiceError (400) says what is wrong."""
-    spec = wh.validate_spec(form.get("url"), arg_list(form)("status") or None, form.get("function") or None,
-                            form.get("name_prefix") or None, form.get("on_change_only") == "1", None,
-                            form.get("description") or None)
+    spec = wh.validate_spec(
+        form.get("url"),
+        arg_list(form)("status") or None,
+        form.get("function") or None,
+        form.get("name_prefix") or None,
+        form.get("on_change_only") == "1",
+        None,
+        form.get("description") or None,
+    )
     return wh.create_subscription(ds.db, spec)
 
 
@@ -165,4 +182,3 @@ def apply_action(ds: Durascope, sub_id: str, action: str) -> None:
         wh.delete_subscription(ds.db, sub_id)
     else:
         wh.set_enabled(ds.db, sub_id, action == "enable")
-

@@ -82,11 +82,22 @@ def _event_summary(e: dict[str, Any]) -> str:
 
 def build_event_page(ds: Durascope, arn: str, f: EventFilters, window: int = EVENT_WINDOW) -> EventPage:
     # Raw JSON in the AWS shape (epoch seconds), as GetDurableExecutionHistory returns it.
-    events, matching, more = history_window(ds.db, arn, f.types, f.op or None, f.q or None, f.start, window,
-                                            ts=lambda ms: ms / 1000)
-    rows = tuple(EventRow(e["EventId"], e["EventType"], e.get("SubType"), e.get("Id"), e.get("Name"),
-                          int(round(e["EventTimestamp"] * 1000)), _event_summary(e),
-                          json.dumps(e, indent=2, ensure_ascii=False)) for e in events)
+    events, matching, more = history_window(
+        ds.db, arn, f.types, f.op or None, f.q or None, f.start, window, ts=lambda ms: ms / 1000
+    )
+    rows = tuple(
+        EventRow(
+            e["EventId"],
+            e["EventType"],
+            e.get("SubType"),
+            e.get("Id"),
+            e.get("Name"),
+            int(round(e["EventTimestamp"] * 1000)),
+            _event_summary(e),
+            json.dumps(e, indent=2, ensure_ascii=False),
+        )
+        for e in events
+    )
     next_start = rows[-1].event_id + 1 if more and rows else None
     return EventPage(arn, f, rows, matching, next_start, tuple(history_event_types(ds.db, arn)))
 
@@ -141,8 +152,14 @@ class LogPage:
     @property
     def args(self) -> dict[str, Any]:
         """The filters as query parameters."""
-        out = {"level": self.level, "invocation": self.invocation, "op": self.op, "attempt": self.attempt,
-               "replay": "show" if self.show_replay else "", "group": "operation" if self.group else ""}
+        out = {
+            "level": self.level,
+            "invocation": self.invocation,
+            "op": self.op,
+            "attempt": self.attempt,
+            "replay": "show" if self.show_replay else "",
+            "group": "operation" if self.group else "",
+        }
         return {k: v for k, v in out.items() if v}
 
     def with_args(self, **changes: Any) -> dict[str, Any]:
@@ -214,8 +231,29 @@ def build_logs(ds: Durascope, arn: str, args: Any) -> LogPage:
     rows = []
     for x in lines:
         op_id = x.op_id or named_operation(x)
-        rows.append(LogRow(x.line_id, x.ts_ms, x.level, x.logger, x.text, by_request.get(x.request_id), op_id,
-                           names.get(op_id or ""), x.replay, x.attempt))
-    return LogPage(arn, level, inv_filter, op, tuple(rows), tuple(invocations), attempt=attempt,
-                   show_replay=show_replay, hidden_replays=hidden, group=group)
-
+        rows.append(
+            LogRow(
+                x.line_id,
+                x.ts_ms,
+                x.level,
+                x.logger,
+                x.text,
+                by_request.get(x.request_id),
+                op_id,
+                names.get(op_id or ""),
+                x.replay,
+                x.attempt,
+            )
+        )
+    return LogPage(
+        arn,
+        level,
+        inv_filter,
+        op,
+        tuple(rows),
+        tuple(invocations),
+        attempt=attempt,
+        show_replay=show_replay,
+        hidden_replays=hidden,
+        group=group,
+    )

@@ -11,14 +11,30 @@ from viewer.operation_logs import LoggedTrace
 from viewer.view_models.common import ErrorInfo
 
 # The event types whose name and details the walk reads; the store sends only their bodies.
-WALK_DETAILS = ("InvocationCompleted", "WaitStarted", "CallbackStarted", "ChainedInvokeStarted", "StepSucceeded",
-                "StepFailed")
+WALK_DETAILS = (
+    "InvocationCompleted",
+    "WaitStarted",
+    "CallbackStarted",
+    "ChainedInvokeStarted",
+    "StepSucceeded",
+    "StepFailed",
+)
 
-_CLOSES = frozenset({
-    "WaitSucceeded", "WaitCancelled", "CallbackSucceeded", "CallbackFailed", "CallbackTimedOut",
-    "StepSucceeded", "StepStarted", "ChainedInvokeSucceeded", "ChainedInvokeFailed", "ChainedInvokeTimedOut",
-    "ChainedInvokeStopped",
-})
+_CLOSES = frozenset(
+    {
+        "WaitSucceeded",
+        "WaitCancelled",
+        "CallbackSucceeded",
+        "CallbackFailed",
+        "CallbackTimedOut",
+        "StepSucceeded",
+        "StepStarted",
+        "ChainedInvokeSucceeded",
+        "ChainedInvokeFailed",
+        "ChainedInvokeTimedOut",
+        "ChainedInvokeStopped",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -83,8 +99,15 @@ def walk_history(events: list[TimelineEvent], names: dict[str, str]) -> Walk:
         name, d = e.read()
         if kind == "InvocationCompleted":
             index = len(w.invocations) + 1
-            w.invocations.append(Invocation(index, int(d.get("StartTimestamp") or ts),
-                                            int(d.get("EndTimestamp") or ts), d.get("RequestId"), e.event_id))
+            w.invocations.append(
+                Invocation(
+                    index,
+                    int(d.get("StartTimestamp") or ts),
+                    int(d.get("EndTimestamp") or ts),
+                    d.get("RequestId"),
+                    e.event_id,
+                )
+            )
             w.after_each.append(tuple(w.pending.values()))
             continue
         if op and kind in _CLOSES:
@@ -99,14 +122,18 @@ def walk_history(events: list[TimelineEvent], names: dict[str, str]) -> Walk:
             delay = retry.get("NextAttemptDelaySeconds")
             outcome = "succeeded" if kind == "StepSucceeded" else ("retrying" if delay is not None else "failed")
             # An attempt is checkpointed by the invocation running it: the next to complete.
-            w.attempts.setdefault(op, []).append(Attempt(number, start, ts, outcome, ErrorInfo.of(d.get("Error")),
-                                                         delay, e.event_id, len(w.invocations) + 1))
+            w.attempts.setdefault(op, []).append(
+                Attempt(
+                    number, start, ts, outcome, ErrorInfo.of(d.get("Error")), delay, e.event_id, len(w.invocations) + 1
+                )
+            )
             if delay is not None:
                 w.pending[op] = f"retry of step '{_label(name, op, names)}' after {delay}s"
         elif kind == "WaitStarted":
             due = d.get("ScheduledEndTimestamp")
-            w.pending[op or ""] = f"wait '{_label(name, op, names)}'" + (f" until {_fmt_instant(int(due))}"
-                                                                          if due else "")
+            w.pending[op or ""] = f"wait '{_label(name, op, names)}'" + (
+                f" until {_fmt_instant(int(due))}" if due else ""
+            )
         elif kind == "CallbackStarted":
             w.pending[op or ""] = f"callback '{_label(name, op, names)}'"
         elif kind == "ChainedInvokeStarted":

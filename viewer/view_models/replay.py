@@ -29,13 +29,21 @@ def build_replay_check(ds: Durascope, arn: str) -> ReplayCheckView:
     summary = ds.describe(arn)  # 404 for an unknown execution, before any work
     spec = ds.control.get_function(summary.function)
     if spec is None:
-        report = replay.could_not_run(summary.arn, f"function {summary.function} is not registered here, "
-                                                   "so there is no handler to replay it with")
+        report = replay.could_not_run(
+            summary.arn, f"function {summary.function} is not registered here, so there is no handler to replay it with"
+        )
     else:
         try:
             report = replay.check(from_store(ds.db, summary.arn), spec.handler, spec.code_dir)
         except SourceError as exc:
             report = replay.could_not_run(summary.arn, str(exc))
     lines = report.lines()
-    return ReplayCheckView(summary.arn, summary.function, spec.handler if spec else None, report.result,
-                           lines[0], tuple(line.strip() for line in lines[1:]), report.to_json())
+    return ReplayCheckView(
+        summary.arn,
+        summary.function,
+        spec.handler if spec else None,
+        report.result,
+        lines[0],
+        tuple(line.strip() for line in lines[1:]),
+        report.to_json(),
+    )

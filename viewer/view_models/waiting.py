@@ -17,8 +17,14 @@ from viewer.view_models.common import ViewError, arg_list, int_arg, now_ms
 from viewer.view_models.errors import iso
 
 KINDS = ("wait", "callback", "retry", "condition", "chained-invoke", "stuck-retrying")
-KIND_LABELS = {"wait": "waits", "callback": "callbacks", "retry": "step retries", "condition": "condition checks",
-               "chained-invoke": "chained invokes", "stuck-retrying": "stuck retrying (3rd retry or later)"}
+KIND_LABELS = {
+    "wait": "waits",
+    "callback": "callbacks",
+    "retry": "step retries",
+    "condition": "condition checks",
+    "chained-invoke": "chained invokes",
+    "stuck-retrying": "stuck retrying (3rd retry or later)",
+}
 STUCK_RETRY = 3  # the retry number from which a step counts as stuck
 SOON_MS = 60_000  # a callback timing out within this is about to time out
 DEFAULT_THRESHOLD_MIN = 60
@@ -34,9 +40,13 @@ class WaitingItem:
     def label(self) -> str:
         w = self.item
         name = f"'{w.name or w.operation_id[:12]}'"
-        return {"wait": f"wait {name}", "callback": f"callback {name}",
-                "retry": f"retry {w.attempt} of step {name}", "condition": f"check {w.attempt + 1} of condition {name}",
-                "chained-invoke": f"chained execution {name}"}[w.kind]
+        return {
+            "wait": f"wait {name}",
+            "callback": f"callback {name}",
+            "retry": f"retry {w.attempt} of step {name}",
+            "condition": f"check {w.attempt + 1} of condition {name}",
+            "chained-invoke": f"chained execution {name}",
+        }[w.kind]
 
     def to_json(self) -> dict[str, Any]:
         w = self.item
@@ -65,8 +75,14 @@ class BoardRow:
 
     def to_json(self) -> dict[str, Any]:
         e = self.execution
-        return {"executionArn": e.arn, "name": e.name, "function": e.function, "suspendedSince": iso(e.suspended_since_ms),
-                "waitingOn": [i.to_json() for i in self.items], "highlights": list(self.flags)}
+        return {
+            "executionArn": e.arn,
+            "name": e.name,
+            "function": e.function,
+            "suspendedSince": iso(e.suspended_since_ms),
+            "waitingOn": [i.to_json() for i in self.items],
+            "highlights": list(self.flags),
+        }
 
 
 @dataclass(frozen=True)

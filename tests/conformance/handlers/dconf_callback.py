@@ -30,17 +30,13 @@ def h_4_3(event, context: DurableContext):
 
 @durable_execution
 def h_4_4(event, context: DurableContext):
-    callback = context.create_callback(
-        name=event, config=CallbackConfig(heartbeat_timeout=Duration.from_seconds(5))
-    )
+    callback = context.create_callback(name=event, config=CallbackConfig(heartbeat_timeout=Duration.from_seconds(5)))
     return callback.result()
 
 
 @durable_execution
 def h_4_5(event, context: DurableContext):
-    callback = context.create_callback(
-        name=event, config=CallbackConfig(heartbeat_timeout=Duration.from_seconds(10))
-    )
+    callback = context.create_callback(name=event, config=CallbackConfig(heartbeat_timeout=Duration.from_seconds(10)))
     return callback.result()
 
 

@@ -8,7 +8,6 @@ from aws_durable_execution_sdk_python import ChildContextError, DurableContext, 
 from aws_durable_execution_sdk_python.config import ChildConfig, Duration, StepConfig
 from aws_durable_execution_sdk_python.retries import RetryPresets
 from aws_durable_execution_sdk_python.serdes import SerDes
-
 from dconf_common import arn_of, crash, emit, first_time, fixed_retry
 
 NO_RETRY = StepConfig(retry_strategy=RetryPresets.none())

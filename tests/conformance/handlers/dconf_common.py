@@ -26,7 +26,7 @@ _write_lock = threading.Lock()
 
 
 def log_path(log_dir: str | os.PathLike[str], execution_arn: str) -> Path:
-    digest = hashlib.sha1(execution_arn.encode("utf-8")).hexdigest()  # noqa: S324 - file name only
+    digest = hashlib.sha1(execution_arn.encode("utf-8")).hexdigest()
     return Path(log_dir) / f"{digest}.jsonl"
 
 
@@ -57,7 +57,7 @@ def read_records(log_dir: str | os.PathLike[str], execution_arn: str) -> list[di
 class _SinkHandler(logging.Handler):
     """Routes SDK context-logger records (they carry ``executionArn``) to :func:`emit`."""
 
-    def emit(self, record: logging.LogRecord) -> None:  # noqa: D102
+    def emit(self, record: logging.LogRecord) -> None:
         arn = getattr(record, "executionArn", None)
         rec: dict[str, Any] = {"message": record.getMessage(), "level": record.levelname}
         for key in ("operationId", "operationName", "attempt", "parentId"):
@@ -96,8 +96,8 @@ def fixed_retry(max_attempts: int, delay: int = 1):
 
 def first_time(execution_arn: str, tag: str) -> bool:
     """True the first time it is called for (execution, tag), durable across processes."""
-    log_dir = os.environ.get(LOG_DIR_ENV) or "/tmp"  # noqa: S108
-    digest = hashlib.sha1(f"{execution_arn}|{tag}".encode()).hexdigest()  # noqa: S324
+    log_dir = os.environ.get(LOG_DIR_ENV) or "/tmp"
+    digest = hashlib.sha1(f"{execution_arn}|{tag}".encode()).hexdigest()
     marker = Path(log_dir) / f"marker-{digest}"
     try:
         fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)

@@ -23,7 +23,7 @@ TARGETS = {
     SIZE: "dconf_invoke:target_size",
 }
 
-# Near the chained-invoke input limit (1 MiB, spec 5.8): ~900 KiB of JSON.
+# Near the chained-invoke input limit (1 MiB, docs/protocol.md#checkpoints): ~900 KiB of JSON.
 LARGE_PAYLOAD_CHARS = 900 * 1024
 
 

@@ -53,7 +53,9 @@ def h_9_2(event, context: DurableContext):
 
 @durable_execution
 def h_9_3(event, context: DurableContext):
-    result = context.map(event, lambda ctx, item, i, items: item + i, name="indexed", config=MapConfig(max_concurrency=1))
+    result = context.map(
+        event, lambda ctx, item, i, items: item + i, name="indexed", config=MapConfig(max_concurrency=1)
+    )
     return result.get_results()
 
 
@@ -64,7 +66,9 @@ def h_9_4(event, context: DurableContext):
 
 @durable_execution
 def h_9_5(event, context: DurableContext):
-    result = context.map(["ok", "fail", "never"], ok_or_fail, name="failfast", config=sequential(tolerated_failure_count=0))
+    result = context.map(
+        ["ok", "fail", "never"], ok_or_fail, name="failfast", config=sequential(tolerated_failure_count=0)
+    )
     return projection(result)
 
 
@@ -186,7 +190,9 @@ def h_9_17(event, context: DurableContext):
 
 @durable_execution
 def h_9_18(event, context: DurableContext):
-    result = context.map(["ok", "fail"], ok_or_fail, name="fail-then-wait", config=sequential(tolerated_failure_count=1))
+    result = context.map(
+        ["ok", "fail"], ok_or_fail, name="fail-then-wait", config=sequential(tolerated_failure_count=1)
+    )
     context.wait(Duration.from_seconds(1))
     return projection(result)
 

@@ -10,7 +10,6 @@ from aws_durable_execution_sdk_python import DurableContext, StepContext, durabl
 from aws_durable_execution_sdk_python.config import Duration, StepConfig
 from aws_durable_execution_sdk_python.plugin import DurableInstrumentationPlugin, OperationType
 from aws_durable_execution_sdk_python.retries import RetryPresets
-
 from dconf_common import emit, fixed_retry, sink_logger
 
 

@@ -19,7 +19,6 @@ from aws_durable_execution_sdk_python.retries import (
     create_retry_strategy,
 )
 from aws_durable_execution_sdk_python.serdes import SerDes
-
 from dconf_common import crash, fixed_retry, sink_logger
 
 NO_RETRY = StepConfig(retry_strategy=RetryPresets.none())
@@ -224,9 +223,7 @@ def h_1_17(event, context: DurableContext):
     return context.step(
         flaky,
         name="at_most_once_flaky_step",
-        config=StepConfig(
-            retry_strategy=RetryPresets.none(), step_semantics=StepSemantics.AT_MOST_ONCE_PER_RETRY
-        ),
+        config=StepConfig(retry_strategy=RetryPresets.none(), step_semantics=StepSemantics.AT_MOST_ONCE_PER_RETRY),
     )
 
 
@@ -265,4 +262,3 @@ def h_1_20(event, context: DurableContext):
     except StepError:
         value = "fallback_result"
     return context.step(lambda _: value, name="use_value")
-

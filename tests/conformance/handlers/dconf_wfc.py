@@ -7,7 +7,6 @@ import json
 from aws_durable_execution_sdk_python import CallbackError, DurableContext, durable_execution
 from aws_durable_execution_sdk_python.config import Duration, WaitForCallbackConfig
 from aws_durable_execution_sdk_python.serdes import SerDes
-
 from dconf_common import fixed_retry
 
 
