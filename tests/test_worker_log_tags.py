@@ -10,10 +10,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
 
@@ -21,30 +19,19 @@ from recorder.api import Durascope
 from recorder.config import Settings
 from recorder.queries import execution_logs
 from recorder.runtime_process import Output
-from tests.conftest import HANDLERS
+from tests.conftest import HANDLERS, running_server
 from tests.security.test_workers_hardening import _engine
-from tests.test_logs_across_replays import _check_tags, _lines, _ops
+from tests.test_logs_across_replays import _check_tags, _lines, _ops, check_page_hides_replays
 from viewer import create_app
 
 
-def _site(database_url: str, local_workers: bool) -> Iterator[tuple[Durascope, str]]:
-    from viewer.server import build_server
-
-    server, ds = build_server(Settings.from_env(database_url=database_url, worker_concurrency=1), port=0,
-                              invoker="workers", local_workers=local_workers)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield ds, f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        ds.close()
+def _settings(database_url: str) -> Settings:
+    return Settings.from_env(database_url=database_url, worker_concurrency=1)
 
 
 @pytest.fixture
 def worker_site(database_url: str) -> Iterator[Durascope]:
-    for ds, _ in _site(database_url, local_workers=True):
+    with running_server(_settings(database_url), invoker="workers") as (_, ds):
         yield ds
 
 
@@ -70,23 +57,17 @@ def test_lines_from_worker_processes_carry_operation_attempt_and_replay(worker_s
 
 
 def test_the_logs_page_of_a_worker_execution_hides_replays(worker_site: Durascope) -> None:
-    ds = worker_site
-    arn = _chatty(ds)
-    client = create_app(durascope=ds).test_client()
-    base = f"/executions/{quote(arn, safe='/:')}"
-    page = client.get(f"{base}/logs").get_data(as_text=True)
-    assert "3 lines written while the SDK replayed earlier invocations are hidden" in page
-    assert page.count('<pre class="msg">starting</pre>') == 1 and 'class="badge replay"' not in page
-    shown = client.get(f"{base}/logs?replay=show").get_data(as_text=True)
-    assert shown.count('<pre class="msg">starting</pre>') == 3 and shown.count('class="badge replay"') == 3
+    arn = _chatty(worker_site)
+    check_page_hides_replays(create_app(durascope=worker_site).test_client(), arn)
 
 
 def test_a_remote_worker_host_relays_the_tags(database_url: str, tmp_path: Path) -> None:
-    for ds, url in _site(database_url, local_workers=False):
-        log = (tmp_path / "worker.log").open("wb")
+    with running_server(_settings(database_url), invoker="workers", local_workers=False) as (server, ds):
         ds.register_function("chatty", "th_insight.chatty", code_dir=HANDLERS)
-        worker = subprocess.Popen([sys.executable, "-m", "recorder.cli", "worker", "--engine", url,
-                                   "--function", "chatty", "--concurrency", "1"], stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{server.server_port}"
+        argv = [sys.executable, "-m", "recorder.cli", "worker", "--engine", url, "--function", "chatty"]
+        log = (tmp_path / "worker.log").open("wb")
+        worker = subprocess.Popen([*argv, "--concurrency", "1"], stdout=log, stderr=subprocess.STDOUT)
         try:
             arn = ds.start("chatty", "{}", name="chatty-on-a-remote-worker")
             done = ds.wait(arn, 90)
@@ -113,7 +94,9 @@ def test_a_frame_printed_on_stdout_is_just_text(worker_site: Durascope) -> None:
     assert (raw.op_id, raw.attempt, raw.replay) == (None, None, False)
 
 
-def _frame(text: str, op: object = None, attempt: object = None, replay: object = False, stream: str = "STDOUT") -> bytes:
+def _frame(
+    text: str, op: object = None, attempt: object = None, replay: object = False, stream: str = "STDOUT"
+) -> bytes:
     return json.dumps({"t": 5, "s": stream, "m": text, "o": op, "a": attempt, "r": replay}).encode() + b"\n"
 
 
@@ -121,21 +104,30 @@ def test_the_host_reads_frames_and_keeps_what_is_not_one_as_text() -> None:
     plain_r, plain_w = os.pipe()
     frames_r, frames_w = os.pipe()
     op = "a" * 64
-    os.write(frames_w, b"".join([
-        _frame("inside", op, 2), _frame("\n", op, 2),  # print writes its text and newline apart
-        _frame("oops\n", "<b>x</b>", 1, "yes", "STDERR"),  # tags of the wrong shape: left out
-        _frame("[ERROR]\tt\tr\tfailed\n", op, True),  # a boolean is no attempt
-        b"not a frame\n", b'{"t": "x", "s": "STDOUT", "m": "y"}\n',
-        _frame("lone \udc80\n"), _frame("next", None, None, True),
-    ]))
+    os.write(
+        frames_w,
+        b"".join(
+            [
+                _frame("inside", op, 2),
+                _frame("\n", op, 2),  # print writes its text and newline apart
+                _frame("oops\n", "<b>x</b>", 1, "yes", "STDERR"),  # tags of the wrong shape: left out
+                _frame("[ERROR]\tt\tr\tfailed\n", op, True),  # a boolean is no attempt
+                b"not a frame\n",
+                b'{"t": "x", "s": "STDOUT", "m": "y"}\n',
+                _frame("lone \udc80\n"),
+                _frame("next", None, None, True),
+            ]
+        ),
+    )
     os.write(plain_w, b'{"t": 1, "s": "STDOUT", "m": "forged", "o": "ffff", "r": true}\n')
     os.close(frames_w)
     os.close(plain_w)
     output = Output(os.fdopen(plain_r, "rb"), frames_r)
     lines = output.drain(final=True)
     assert output.ended
-    assert [(ln["level"], ln["message"], ln.get("operationId"), ln.get("attempt"), ln.get("replay", False))
-            for ln in lines] == [
+    assert [
+        (ln["level"], ln["message"], ln.get("operationId"), ln.get("attempt"), ln.get("replay", False)) for ln in lines
+    ] == [
         ("STDOUT", "inside", op, 2, False),
         ("STDERR", "oops", None, None, False),
         ("ERROR", "[ERROR]\tt\tr\tfailed", op, None, False),
@@ -156,12 +148,24 @@ def test_the_engine_checks_the_tags_a_worker_host_sends(database_url: str) -> No
         arn = ds.start("any", "{}")
         request_id = engine.take("any")
         op = "b" * 64
-        lines = [{"ts_ms": 1, "level": "STDOUT", "message": "good", "operationId": op, "attempt": 3, "replay": True},
-                 {"ts_ms": 2, "level": "STDOUT", "message": "bad", "operationId": "<script>", "attempt": "3",
-                  "replay": "yes"},
-                 {"ts_ms": 3, "level": "STDOUT", "message": "huge attempt", "operationId": op, "attempt": 10**12}]
-        status, _, _ = engine.call("POST", f"/durascope/runtime/any/invocation/{request_id}/logs",
-                                   json.dumps({"Lines": lines}).encode())
+        lines = [
+            {"ts_ms": 1, "level": "STDOUT", "message": "good", "operationId": op, "attempt": 3, "replay": True},
+            {
+                "ts_ms": 2,
+                "level": "STDOUT",
+                "message": "bad",
+                "operationId": "<script>",
+                "attempt": "3",
+                "replay": "yes",
+            },
+            {"ts_ms": 3, "level": "STDOUT", "message": "huge attempt", "operationId": op, "attempt": 10**12},
+        ]
+        status, _, _ = engine.call(
+            "POST", f"/durascope/runtime/any/invocation/{request_id}/logs", json.dumps({"Lines": lines}).encode()
+        )
         assert status == 202
         assert [(e.message, e.op_id, e.attempt, e.replay) for e in execution_logs(ds.db, arn)] == [
-            ("good", op, 3, True), ("bad", None, None, False), ("huge attempt", op, None, False)]
+            ("good", op, 3, True),
+            ("bad", None, None, False),
+            ("huge attempt", op, None, False),
+        ]

@@ -7,7 +7,8 @@ here, per function:
     GET  /durascope/runtime/{function}/next?wait=S&worker=ID    200 + event and Lambda-Runtime-* headers, or 204
     POST /durascope/runtime/{function}/invocation/{id}/response the handler's output
     POST /durascope/runtime/{function}/invocation/{id}/error    {errorType, errorMessage, stackTrace}
-    POST /durascope/runtime/{function}/invocation/{id}/logs     {"Lines": [{ts_ms, level, message, operationId?, attempt?, replay?}], "Dropped": n}
+    POST /durascope/runtime/{function}/invocation/{id}/logs     {"Lines": [{ts_ms, level, message}], "Dropped": n}
+                                                                (a line also: operationId, attempt, replay, when known)
     POST /durascope/runtime/watch?wait=S                        {"RequestIds": [...]} -> {"Gone": [...]}
 
 Bodies are bounded as in Lambda: a response over 6 MB fails its invocation with
