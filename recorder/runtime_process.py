@@ -57,18 +57,39 @@ from typing import Any
 # (https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime).
 # Reserved: the function cannot set these.
 LAMBDA_RESERVED = (
-    "_HANDLER", "_X_AMZN_TRACE_ID", "AWS_DEFAULT_REGION", "AWS_REGION", "AWS_EXECUTION_ENV",
-    "AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "AWS_LAMBDA_FUNCTION_VERSION",
-    "AWS_LAMBDA_INITIALIZATION_TYPE", "AWS_LAMBDA_LOG_GROUP_NAME", "AWS_LAMBDA_LOG_STREAM_NAME",
-    "AWS_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-    "AWS_LAMBDA_RUNTIME_API", "LAMBDA_TASK_ROOT", "LAMBDA_RUNTIME_DIR",
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
 )
 # Unreserved: Lambda sets them, the function may override them. Lambda's values name its
 # own file system (PATH=/usr/local/bin:/usr/bin/:/bin:/opt/bin, LANG=en_US.UTF-8, ...);
 # here the ones a process needs to start take this host's values (``HOST_VALUED``).
 LAMBDA_UNRESERVED = (
-    "LANG", "PATH", "LD_LIBRARY_PATH", "NODE_PATH", "PYTHONPATH", "GEM_PATH",
-    "AWS_XRAY_CONTEXT_MISSING", "AWS_XRAY_DAEMON_ADDRESS", "AWS_LAMBDA_DOTNET_PREJIT", "TZ",
+    "LANG",
+    "PATH",
+    "LD_LIBRARY_PATH",
+    "NODE_PATH",
+    "PYTHONPATH",
+    "GEM_PATH",
+    "AWS_XRAY_CONTEXT_MISSING",
+    "AWS_XRAY_DAEMON_ADDRESS",
+    "AWS_LAMBDA_DOTNET_PREJIT",
+    "TZ",
 )
 HOST_VALUED = ("LANG", "PATH", "LD_LIBRARY_PATH", "PYTHONPATH")
 # Ours, beyond Lambda's: where the SDK checkpoints (the engine), and unbuffered output so
@@ -122,27 +143,29 @@ def lambda_environment(spec: RuntimeSpec, host_env: dict[str, str] | None = None
     env["TZ"] = ":UTC"
     env.update({k: v for k, v in spec.function_env.items() if k not in LAMBDA_RESERVED})
     env["PYTHONPATH"] = os.pathsep.join(p for p in (spec.code_dir, env.get("PYTHONPATH", "")) if p)
-    env.update({
-        "_HANDLER": spec.handler,
-        "AWS_REGION": spec.region,
-        "AWS_DEFAULT_REGION": spec.region,
-        "AWS_EXECUTION_ENV": f"AWS_Lambda_python{sys.version_info.major}.{sys.version_info.minor}",
-        "AWS_LAMBDA_FUNCTION_NAME": spec.function_name,
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.function_name}",
-        "AWS_LAMBDA_LOG_STREAM_NAME": "durascope",
-        "AWS_ACCESS_KEY_ID": spec.credentials[0],
-        "AWS_ACCESS_KEY": spec.credentials[0],
-        "AWS_SECRET_ACCESS_KEY": spec.credentials[1],
-        "AWS_LAMBDA_RUNTIME_API": spec.runtime_api,
-        "LAMBDA_TASK_ROOT": spec.code_dir,
-        "LAMBDA_RUNTIME_DIR": os.path.dirname(os.path.dirname(os.__file__)),
-        "AWS_ENDPOINT_URL_LAMBDA": spec.engine_url,
-        "AWS_LAMBDA_FUNCTION_TIMEOUT": str(spec.timeout),
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "_HANDLER": spec.handler,
+            "AWS_REGION": spec.region,
+            "AWS_DEFAULT_REGION": spec.region,
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_python{sys.version_info.major}.{sys.version_info.minor}",
+            "AWS_LAMBDA_FUNCTION_NAME": spec.function_name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.function_name}",
+            "AWS_LAMBDA_LOG_STREAM_NAME": "durascope",
+            "AWS_ACCESS_KEY_ID": spec.credentials[0],
+            "AWS_ACCESS_KEY": spec.credentials[0],
+            "AWS_SECRET_ACCESS_KEY": spec.credentials[1],
+            "AWS_LAMBDA_RUNTIME_API": spec.runtime_api,
+            "LAMBDA_TASK_ROOT": spec.code_dir,
+            "LAMBDA_RUNTIME_DIR": os.path.dirname(os.path.dirname(os.__file__)),
+            "AWS_ENDPOINT_URL_LAMBDA": spec.engine_url,
+            "AWS_LAMBDA_FUNCTION_TIMEOUT": str(spec.timeout),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -211,12 +234,25 @@ class RuntimeProcess:
         passed = (lifeline_read, frames_write) if spec.tagger else (lifeline_read,)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", _BOOTSTRAP, str(os.getpid()), str(lifeline_read), str(frames_write),
-                 spec.tagger or "", spec.handler],
-                env=lambda_environment(spec), cwd=spec.code_dir, stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, pass_fds=passed,
+                [
+                    sys.executable,
+                    "-c",
+                    _BOOTSTRAP,
+                    str(os.getpid()),
+                    str(lifeline_read),
+                    str(frames_write),
+                    spec.tagger or "",
+                    spec.handler,
+                ],
+                env=lambda_environment(spec),
+                cwd=spec.code_dir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                pass_fds=passed,
                 # Its own process group, so a timeout kills what the handler started too.
-                start_new_session=True)
+                start_new_session=True,
+            )
         except BaseException:
             os.close(self._lifeline)
             if frames_read >= 0:
@@ -361,8 +397,11 @@ class Output:
                 ts_ms, stream, text, tags = frame
                 lines += [_line(t, ts, stream, tg) for ts, t, tg in self._streams[stream].feed(ts_ms, text, tags)]
             if final or self._frames.ended:
-                lines += [_line(t, ts, stream, tg) for stream, assembly in self._streams.items()
-                          for ts, t, tg in assembly.rest()]
+                lines += [
+                    _line(t, ts, stream, tg)
+                    for stream, assembly in self._streams.items()
+                    for ts, t, tg in assembly.rest()
+                ]
         return sorted(lines, key=lambda ln: ln["ts_ms"])
 
 
@@ -386,9 +425,11 @@ def parse_tags(op: Any, attempt: Any, replay: Any) -> Tags:
     """A line's (operation id, attempt, replay) from untrusted input: what is not of the
     right shape is left out."""
     op_id = op if isinstance(op, str) and _OPERATION_ID.fullmatch(op) else None
-    return (op_id,
-            attempt if op_id is not None and type(attempt) is int and 1 <= attempt <= MAX_ATTEMPT else None,
-            replay is True)
+    return (
+        op_id,
+        attempt if op_id is not None and type(attempt) is int and 1 <= attempt <= MAX_ATTEMPT else None,
+        replay is True,
+    )
 
 
 def _line(text: str, ts_ms: int, stream: str = "STDOUT", tags: Tags = UNTAGGED) -> dict[str, Any]:

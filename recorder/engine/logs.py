@@ -55,8 +55,15 @@ class InvocationLog:
     # The invocation's root DurableContext (whose replay status applies outside any operation).
     root_context: object | None = None
 
-    def add(self, level: str, message: str, logger: str | None = None, op_id: str | None = None,
-            ts: float | None = None, tags: tuple[str | None, int | None, bool] | None = None) -> None:
+    def add(
+        self,
+        level: str,
+        message: str,
+        logger: str | None = None,
+        op_id: str | None = None,
+        ts: float | None = None,
+        tags: tuple[str | None, int | None, bool] | None = None,
+    ) -> None:
         """``tags``: (operation, attempt, replay) as found where the line was written, for
         lines relayed from another process (a worker's runtime); otherwise they are read here."""
         running, attempt, replay = tags if tags is not None else self._where()
@@ -65,8 +72,17 @@ class InvocationLog:
                 self.dropped += 1
                 return
             self.size += len(message)
-            self.lines.append(CapturedLine(int((ts or time.time()) * 1000), level, logger, message,
-                                           op_id or running, replay, attempt if op_id in (None, running) else None))
+            self.lines.append(
+                CapturedLine(
+                    int((ts or time.time()) * 1000),
+                    level,
+                    logger,
+                    message,
+                    op_id or running,
+                    replay,
+                    attempt if op_id in (None, running) else None,
+                )
+            )
 
     def _where(self) -> tuple[str | None, int | None, bool]:
         """The operation running in the writing thread, its attempt, and whether the SDK is
@@ -97,8 +113,15 @@ class InvocationLog:
                 self.add(stream, rest)
         self._partial.clear()
         if self.dropped:
-            self.lines.append(CapturedLine(int(time.time() * 1000), "WARNING", "durascope",
-                                           f"{self.dropped} more log lines were dropped (limit {MAX_LINES} lines, {MAX_BYTES} bytes)", None))
+            self.lines.append(
+                CapturedLine(
+                    int(time.time() * 1000),
+                    "WARNING",
+                    "durascope",
+                    f"{self.dropped} more log lines were dropped (limit {MAX_LINES} lines, {MAX_BYTES} bytes)",
+                    None,
+                )
+            )
             self.dropped = 0
         return self.lines
 
