@@ -116,9 +116,10 @@ def estimate(usage: Usage, memory_mb: int, table: PriceTable, scale: float = 1.0
 
 def _usage(raw: Raw, selected: str, params: dict[str, Any]) -> Usage:
     """``selected``: a SQL condition on ``e`` (executions) picking the executions to count."""
-    executions, invocations = raw.one(
-        f"SELECT COUNT(*), SUM(e.invocation_count) FROM executions e WHERE {selected}", params
-    ) or (0, 0)
+    # active_ms: the InvocationCompleted durations, summed by the projector.
+    executions, invocations, active = raw.one(
+        f"SELECT COUNT(*), SUM(e.invocation_count), SUM(e.active_ms) FROM executions e WHERE {selected}", params
+    ) or (0, 0, 0)
     ops, retries, transitions = raw.one(
         "SELECT COUNT(*), SUM(CASE WHEN o.type = 'STEP' AND o.attempt > 1 THEN o.attempt - 1 ELSE 0 END), "
         "SUM(CASE WHEN o.type IN ('STEP', 'WAIT', 'CALLBACK', 'CHAINED_INVOKE') "
@@ -133,26 +134,12 @@ def _usage(raw: Raw, selected: str, params: dict[str, Any]) -> Usage:
         f"JOIN events ev ON ev.execution_id = e.execution_id WHERE {selected} AND ev.event_id IS NOT NULL",
         params,
     ) or (0, 0)
-    if raw.postgres:
-        start, end = (
-            f"CAST(CAST(ev.body AS json) -> 'InvocationCompletedDetails' ->> '{f}' AS BIGINT)"
-            for f in ("StartTimestamp", "EndTimestamp")
-        )
-    else:
-        start, end = (
-            f"json_extract(ev.body, '$.InvocationCompletedDetails.{f}')" for f in ("StartTimestamp", "EndTimestamp")
-        )
-    active = raw.one(
-        f"SELECT SUM({end} - {start}) FROM executions e JOIN events ev ON ev.execution_id = "
-        f"e.execution_id WHERE {selected} AND ev.event_type = 'InvocationCompleted'",
-        params,
-    )
     executions = int(executions or 0)
     retries = int(retries or 0)
     return Usage(
         executions,
         int(invocations or 0),
-        int((active or [0])[0] or 0),
+        int(active or 0),
         executions + int(ops or 0) + retries,
         int(transitions or 0) + retries,
         int(written or 0),

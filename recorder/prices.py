@@ -22,12 +22,18 @@ class Price:
 
 
 # us-east-1, x86, on-demand, read on the date above. The free tiers are not applied.
+# The durable-function prices could not be read on AWS's page itself (only the start of an
+# archived copy of it was readable here, 2026-12-05); they match two independent
+# transcriptions of that page (one dated 2026-09-20, whose example is 1M executions x 4
+# durable operations = $32), so each says so in its source.
+_LAMBDA = "https://aws.amazon.com/lambda/pricing/"
+_UNCONFIRMED = " (not read on that page: as transcribed from it by third parties, 2026-09; check before relying on it)"
 PRICES: dict[str, Price] = {
-    "lambdaRequest": Price(0.20 / 1_000_000, "request", "https://aws.amazon.com/lambda/pricing/"),
-    "lambdaGbSecond": Price(0.0000166667, "GB-second (x86)", "https://aws.amazon.com/lambda/pricing/"),
-    "durableOperation": Price(8.00 / 1_000_000, "durable operation", "https://aws.amazon.com/lambda/pricing/"),
-    "durableDataWrittenGb": Price(0.25, "GB written", "https://aws.amazon.com/lambda/pricing/"),
-    "durableDataRetainedGbMonth": Price(0.15, "GB-month retained", "https://aws.amazon.com/lambda/pricing/"),
+    "lambdaRequest": Price(0.20 / 1_000_000, "request", _LAMBDA),
+    "lambdaGbSecond": Price(0.0000166667, "GB-second (x86)", _LAMBDA),
+    "durableOperation": Price(8.00 / 1_000_000, "durable operation", _LAMBDA + _UNCONFIRMED),
+    "durableDataWrittenGb": Price(0.25, "GB written", _LAMBDA + _UNCONFIRMED),
+    "durableDataRetainedGbMonth": Price(0.15, "GB-month retained", _LAMBDA + _UNCONFIRMED),
     "stepFunctionsStateTransition": Price(
         0.025 / 1_000, "state transition (Standard)", "https://aws.amazon.com/step-functions/pricing/"
     ),

@@ -1,11 +1,11 @@
 """Per-function statistics over a time window, computed by the database.
 
-Everything here is an SQL aggregate over the projections (``executions``, ``operations``,
-``callbacks``) and, for the time an execution spent invoked, the ``InvocationCompleted``
-events: no Python loop over events or rows. Percentiles are ``percentile_cont`` on
-PostgreSQL and the same interpolation written with window functions on SQLite
-(``row_number`` over each group, the two neighbouring ranks of ``p * (n - 1)``), so both
-databases give the same numbers.
+Everything here is an SQL aggregate over the projections (``executions``, whose
+``active_ms`` sums the invocations' durations; ``step_runs``, the narrow copy of the STEP
+operations; ``callbacks``): no Python loop over events or rows, and no event JSON read.
+Percentiles are ``percentile_cont`` on PostgreSQL and the same interpolation written with
+window functions on SQLite (a running total over each group's distinct values, the two
+neighbouring ranks of ``p * (n - 1)``), so both databases give the same numbers.
 
 The window selects executions by their start time: ``since <= start_ms < until``.
 """
@@ -25,8 +25,15 @@ DAY_MS = 86_400_000
 PERCENTILES = (0.5, 0.95, 0.99)
 MAX_STEP_NAMES = 200
 # Callback wait buckets: upper bounds in ms (the last one open-ended).
-WAIT_BUCKETS = ((1_000, "< 1 s"), (10_000, "1-10 s"), (60_000, "10 s-1 min"), (600_000, "1-10 min"),
-                (3_600_000, "10 min-1 h"), (DAY_MS, "1 h-1 d"), (None, "> 1 d"))
+WAIT_BUCKETS = (
+    (1_000, "< 1 s"),
+    (10_000, "1-10 s"),
+    (60_000, "10 s-1 min"),
+    (600_000, "1-10 min"),
+    (3_600_000, "10 min-1 h"),
+    (DAY_MS, "1 h-1 d"),
+    (None, "> 1 d"),
+)
 _NICE_BUCKETS = (60_000, 300_000, 900_000, 3_600_000, 3 * 3_600_000, 6 * 3_600_000, DAY_MS, 7 * DAY_MS)
 
 
@@ -96,20 +103,39 @@ class FunctionStats:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "function": self.function, "since": self.window.since_ms, "until": self.window.until_ms,
+            "function": self.function,
+            "since": self.window.since_ms,
+            "until": self.window.until_ms,
             "executions": self.executions,
-            "steps": [{"name": s.name, "count": s.count, "p50Ms": s.p50_ms, "p95Ms": s.p95_ms, "p99Ms": s.p99_ms,
-                       "retryRate": s.retry_rate, "failureRate": s.failure_rate} for s in self.steps],
-            "executionsOverTime": {"bucketMs": self.bucket_ms,
-                                   "buckets": [{"startMs": b.start_ms, "counts": b.counts} for b in self.over_time]},
+            "steps": [
+                {
+                    "name": s.name,
+                    "count": s.count,
+                    "p50Ms": s.p50_ms,
+                    "p95Ms": s.p95_ms,
+                    "p99Ms": s.p99_ms,
+                    "retryRate": s.retry_rate,
+                    "failureRate": s.failure_rate,
+                }
+                for s in self.steps
+            ],
+            "executionsOverTime": {
+                "bucketMs": self.bucket_ms,
+                "buckets": [{"startMs": b.start_ms, "counts": b.counts} for b in self.over_time],
+            },
             "time": {"activeMs": self.active_ms, "suspendedMs": self.suspended_ms},
-            "invocations": {"total": self.invocations,
-                            "perExecution": round(self.invocations / self.total, 3) if self.total else None,
-                            "histogram": [{"invocations": k, "executions": n}
-                                          for k, n in self.invocations_per_execution]},
-            "callbackWaits": {"count": self.callback_waits.count, "p50Ms": self.callback_waits.p50_ms,
-                              "p95Ms": self.callback_waits.p95_ms, "p99Ms": self.callback_waits.p99_ms,
-                              "histogram": [{"bucket": b, "count": n} for b, n in self.callback_waits.histogram]},
+            "invocations": {
+                "total": self.invocations,
+                "perExecution": round(self.invocations / self.total, 3) if self.total else None,
+                "histogram": [{"invocations": k, "executions": n} for k, n in self.invocations_per_execution],
+            },
+            "callbackWaits": {
+                "count": self.callback_waits.count,
+                "p50Ms": self.callback_waits.p50_ms,
+                "p95Ms": self.callback_waits.p95_ms,
+                "p99Ms": self.callback_waits.p99_ms,
+                "histogram": [{"bucket": b, "count": n} for b, n in self.callback_waits.histogram],
+            },
         }
 
 
@@ -123,8 +149,9 @@ class _Group:
     percentiles: tuple[float | None, ...]  # of the group's non-NULL values, one per PERCENTILES
 
 
-def _grouped(raw: Raw, group: str, value: str, sums: tuple[str, ...], source: str,
-             params: dict[str, Any]) -> dict[Any, _Group]:
+def _grouped(
+    raw: Raw, group: str, value: str, sums: tuple[str, ...], source: str, params: dict[str, Any]
+) -> dict[Any, _Group]:
     """One pass over ``source`` (FROM ... WHERE ...) per ``group``: the row count, each of
     ``sums`` summed, and the percentiles of ``value`` (NULLs left out, as percentile_cont does)."""
     sum_cols = "".join(f", SUM({x})" for x in sums)
@@ -133,25 +160,31 @@ def _grouped(raw: Raw, group: str, value: str, sums: tuple[str, ...], source: st
         cols = ", ".join(f"percentile_cont({p}) WITHIN GROUP (ORDER BY {value})" for p in PERCENTILES)
         for row in raw.all(f"SELECT {group}, COUNT(*){sum_cols}, {cols} {source} GROUP BY {group}", params):
             k = len(sums)
-            out[row[0]] = _Group(int(row[1]), tuple(int(x or 0) for x in row[2:2 + k]),
-                                 tuple(None if v is None else round(float(v), 1) for v in row[2 + k:]))
+            out[row[0]] = _Group(
+                int(row[1]),
+                tuple(int(x or 0) for x in row[2 : 2 + k]),
+                tuple(None if v is None else round(float(v), 1) for v in row[2 + k :]),
+            )
         return out
     # SQLite has no percentile_cont. Its equivalent: count each distinct value per group
     # (durations in ms repeat a lot, so this is far smaller than the rows), a running total
     # over them (a window), and keep the values holding the two ranks around p * (n - 1).
     inputs = "".join(f", SUM({x}) AS s{i}" for i, x in enumerate(sums))
     summed = "".join(f", SUM(s{i})" for i in range(len(sums)))
-    covers = " OR ".join(f"(cum.upto - cum.c < {r} AND {r} <= cum.upto)"
-                         for p in PERCENTILES
-                         for r in (f"(1 + CAST({p} * (agg.n - 1) AS INTEGER))",
-                                   f"MIN(agg.n, 2 + CAST({p} * (agg.n - 1) AS INTEGER))"))
+    covers = " OR ".join(
+        f"(cum.upto - cum.c < {r} AND {r} <= cum.upto)"
+        for p in PERCENTILES
+        for r in (f"(1 + CAST({p} * (agg.n - 1) AS INTEGER))", f"MIN(agg.n, 2 + CAST({p} * (agg.n - 1) AS INTEGER))")
+    )
     rows = raw.all(
         f"WITH h AS MATERIALIZED (SELECT {group} AS g, {value} AS d, COUNT(*) AS c{inputs} {source} "
         f"GROUP BY {group}, {value}), "
         f"agg AS (SELECT g, SUM(c) AS n_all, SUM(CASE WHEN d IS NULL THEN 0 ELSE c END) AS n{summed} "
         "FROM h GROUP BY g), "
         "cum AS (SELECT g, d, c, SUM(c) OVER (PARTITION BY g ORDER BY d) AS upto FROM h WHERE d IS NOT NULL) "
-        f"SELECT agg.*, cum.d, cum.upto, cum.c FROM agg LEFT JOIN cum ON cum.g = agg.g AND ({covers})", params)
+        f"SELECT agg.*, cum.d, cum.upto, cum.c FROM agg LEFT JOIN cum ON cum.g = agg.g AND ({covers})",
+        params,
+    )
     spans: dict[Any, list[tuple[int, int, float]]] = {}
     heads: dict[Any, Sequence[Any]] = {}
     for row in rows:
@@ -173,85 +206,126 @@ def _grouped(raw: Raw, group: str, value: str, sums: tuple[str, ...], source: st
             lo = int(rank) + 1
             lo_v, hi_v = at(g, lo), at(g, min(lo + 1, n))
             pcts.append(round(lo_v + (rank - int(rank)) * (hi_v - lo_v), 1))
-        out[g] = _Group(int(row[1]), tuple(int(x or 0) for x in row[3:3 + len(sums)]), tuple(pcts))
+        out[g] = _Group(int(row[1]), tuple(int(x or 0) for x in row[3 : 3 + len(sums)]), tuple(pcts))
     return out
 
 
 def function_stats(db: Database, function: str, window: Window, now_ms: int | None = None) -> FunctionStats:
     now = now_ms if now_ms is not None else int(time.time() * 1000)
     params = {"f": function, "since": window.since_ms, "until": window.until_ms, "w": window.bucket_ms, "now": now}
-    # Three independent reads, each in its own transaction on its own connection: the steps
-    # and the invocations' times are the two heavy ones, and the database runs them at once.
+    # Three independent reads, each in its own transaction on its own connection: the
+    # database runs the steps (the heavy one) beside the others.
     with ThreadPoolExecutor(3, thread_name_prefix="durascope-stats") as pool:
         runs = pool.submit(_executions_part, db, window, params)
         steps = pool.submit(_steps_part, db, params)
-        times = pool.submit(_times_part, db, params)
-        executions, over_time, wall_ms, invocations, per_execution = runs.result()
+        times = pool.submit(_callback_waits, db, params)
+        executions, over_time, wall_ms, active_ms, invocations, per_execution = runs.result()
         step_stats = steps.result()
-        active_ms, waits = times.result()
+        waits = times.result()
     return FunctionStats(
-        function, window, executions, over_time, window.bucket_ms, step_stats, min(active_ms, wall_ms),
-        max(0, wall_ms - active_ms), invocations, per_execution, waits)
+        function,
+        window,
+        executions,
+        over_time,
+        window.bucket_ms,
+        step_stats,
+        min(active_ms, wall_ms),
+        max(0, wall_ms - active_ms),
+        invocations,
+        per_execution,
+        waits,
+    )
 
 
-def _executions_part(db: Database, window: Window, params: dict[str, Any]) -> tuple[
-        dict[str, int], tuple[Bucket, ...], int, int, tuple[tuple[int, int], ...]]:
+def _executions_part(
+    db: Database, window: Window, params: dict[str, Any]
+) -> tuple[dict[str, int], tuple[Bucket, ...], int, int, int, tuple[tuple[int, int], ...]]:
     with db.read_raw() as raw:
-        executions = {str(st): int(n) for st, n in raw.all(
-            f"SELECT e.status, COUNT(*) FROM executions e WHERE {_IN_WINDOW} GROUP BY e.status", params)}
+        executions = {
+            str(st): int(n)
+            for st, n in raw.all(
+                f"SELECT e.status, COUNT(*) FROM executions e WHERE {_IN_WINDOW} GROUP BY e.status", params
+            )
+        }
         by_bucket: dict[int, dict[str, int]] = {}
         for b, st, n in raw.all(
-                f"SELECT (e.start_ms - :since) / :w AS b, e.status, COUNT(*) FROM executions e WHERE {_IN_WINDOW} "
-                "GROUP BY (e.start_ms - :since) / :w, e.status", params):
+            f"SELECT (e.start_ms - :since) / :w AS b, e.status, COUNT(*) FROM executions e WHERE {_IN_WINDOW} "
+            "GROUP BY (e.start_ms - :since) / :w, e.status",
+            params,
+        ):
             by_bucket.setdefault(int(b), {})[str(st)] = int(n)
-        wall, invocations = raw.one(
-            f"SELECT SUM(COALESCE(e.end_ms, :now) - e.start_ms), SUM(e.invocation_count) FROM executions e "
-            f"WHERE {_IN_WINDOW}", params) or (0, 0)
-        per_execution = tuple((int(k), int(n)) for k, n in raw.all(
-            f"SELECT e.invocation_count, COUNT(*) FROM executions e WHERE {_IN_WINDOW} "
-            "GROUP BY e.invocation_count ORDER BY e.invocation_count", params))
+        wall, active, invocations = raw.one(
+            f"SELECT SUM(COALESCE(e.end_ms, :now) - e.start_ms), SUM(e.active_ms), SUM(e.invocation_count) "
+            f"FROM executions e WHERE {_IN_WINDOW}",
+            params,
+        ) or (0, 0, 0)
+        per_execution = tuple(
+            (int(k), int(n))
+            for k, n in raw.all(
+                f"SELECT e.invocation_count, COUNT(*) FROM executions e WHERE {_IN_WINDOW} "
+                "GROUP BY e.invocation_count ORDER BY e.invocation_count",
+                params,
+            )
+        )
     bucket = window.bucket_ms
     n_buckets = -(-(window.until_ms - window.since_ms) // bucket)
     over_time = tuple(Bucket(window.since_ms + i * bucket, by_bucket.get(i, {})) for i in range(n_buckets))
-    return dict(sorted(executions.items())), over_time, int(wall or 0), int(invocations or 0), per_execution
+    return (
+        dict(sorted(executions.items())),
+        over_time,
+        int(wall or 0),
+        int(active or 0),
+        int(invocations or 0),
+        per_execution,
+    )
 
 
 def _steps_part(db: Database, params: dict[str, Any]) -> tuple[StepStats, ...]:
     with db.read_raw() as raw:
-        by_step = _grouped(raw, "o.name", "(o.end_ms - o.start_ms)",
-                           ("CASE WHEN o.attempt > 1 THEN o.attempt - 1 ELSE 0 END",
-                            "CASE WHEN o.status = 'FAILED' THEN 1 ELSE 0 END"),
-                           f"FROM executions e JOIN operations o ON o.execution_id = e.execution_id "
-                           f"WHERE {_IN_WINDOW} AND o.type = 'STEP'", params)
+        by_step = _grouped(
+            raw,
+            "r.name",
+            "r.duration_ms",
+            ("r.retries", "r.failed"),
+            "FROM step_runs r WHERE r.function_name = :f AND r.exec_start_ms >= :since AND r.exec_start_ms < :until",
+            params,
+        )
     busiest = sorted(by_step.items(), key=lambda kv: (-kv[1].count, str(kv[0] or "")))[:MAX_STEP_NAMES]
-    return tuple(StepStats(str(name or ""), g.count, g.percentiles[0], g.percentiles[1], g.percentiles[2],
-                           round(g.sums[0] / g.count, 4), round(g.sums[1] / g.count, 4)) for name, g in busiest)
+    return tuple(
+        StepStats(
+            str(name or ""),
+            g.count,
+            g.percentiles[0],
+            g.percentiles[1],
+            g.percentiles[2],
+            round(g.sums[0] / g.count, 4),
+            round(g.sums[1] / g.count, 4),
+        )
+        for name, g in busiest
+    )
 
 
-def _times_part(db: Database, params: dict[str, Any]) -> tuple[int, Distribution]:
-    """The invocations' summed durations, and how long answered callbacks waited."""
+def _callback_waits(db: Database, params: dict[str, Any]) -> Distribution:
+    """How long answered callbacks waited."""
     with db.read_raw() as raw:
-        active = raw.one(
-            f"SELECT SUM({_json_ms(raw, 'EndTimestamp')} - {_json_ms(raw, 'StartTimestamp')}) FROM executions e "
-            f"JOIN events ev ON ev.execution_id = e.execution_id WHERE {_IN_WINDOW} "
-            "AND ev.event_type = 'InvocationCompleted'", params)
-        cb_source = (f"FROM executions e JOIN callbacks c ON c.execution_id = e.execution_id "
-                     f"WHERE {_IN_WINDOW} AND c.end_ms IS NOT NULL")
+        cb_source = (
+            f"FROM executions e JOIN callbacks c ON c.execution_id = e.execution_id "
+            f"WHERE {_IN_WINDOW} AND c.end_ms IS NOT NULL"
+        )
         waits = _grouped(raw, "1", "(c.end_ms - c.started_ms)", (), cb_source, params).get(1)
-        cases = " ".join(f"WHEN c.end_ms - c.started_ms < {upper} THEN {i}"
-                         for i, (upper, _) in enumerate(WAIT_BUCKETS) if upper is not None)
+        cases = " ".join(
+            f"WHEN c.end_ms - c.started_ms < {upper} THEN {i}"
+            for i, (upper, _) in enumerate(WAIT_BUCKETS)
+            if upper is not None
+        )
         bucket_of = f"CASE {cases} ELSE {len(WAIT_BUCKETS) - 1} END"
-        counts = {int(b): int(n) for b, n in raw.all(
-            f"SELECT {bucket_of} AS b, COUNT(*) {cb_source} GROUP BY {bucket_of}", params)}
+        counts = {
+            int(b): int(n)
+            for b, n in raw.all(f"SELECT {bucket_of} AS b, COUNT(*) {cb_source} GROUP BY {bucket_of}", params)
+        }
     p50, p95, p99 = waits.percentiles if waits else (None, None, None)
     histogram = tuple((label, counts.get(i, 0)) for i, (_, label) in enumerate(WAIT_BUCKETS))
-    return int((active or [0])[0] or 0), Distribution(sum(n for _, n in histogram), p50, p95, p99, histogram)
-
-
-def _json_ms(raw: Raw, field: str) -> str:
-    if raw.postgres:
-        return f"CAST(CAST(ev.body AS json) -> 'InvocationCompletedDetails' ->> '{field}' AS BIGINT)"
-    return f"json_extract(ev.body, '$.InvocationCompletedDetails.{field}')"
+    return Distribution(sum(n for _, n in histogram), p50, p95, p99, histogram)
 
 
 @dataclass(frozen=True)
@@ -282,11 +356,22 @@ def functions_glance(db: Database, registered: dict[str, str], window: Window) -
     with db.read() as s:
         raw = Raw(s.connection())
         counts: dict[str, dict[str, int]] = {}
-        for fn, st, n in raw.all(f"SELECT e.function_name, e.status, COUNT(*) FROM executions e WHERE {where} "
-                                 "GROUP BY e.function_name, e.status", params):
+        for fn, st, n in raw.all(
+            f"SELECT e.function_name, e.status, COUNT(*) FROM executions e WHERE {where} "
+            "GROUP BY e.function_name, e.status",
+            params,
+        ):
             counts.setdefault(str(fn), {})[str(st)] = int(n)
-        durations = _grouped(raw, "e.function_name", "(e.end_ms - e.start_ms)", (),
-                             f"FROM executions e WHERE {where}", params)
+        durations = _grouped(
+            raw, "e.function_name", "(e.end_ms - e.start_ms)", (), f"FROM executions e WHERE {where}", params
+        )
     names = sorted(set(registered) | set(counts))
-    return [FunctionGlance(n, registered.get(n), dict(sorted(counts.get(n, {}).items())),
-                           *(durations[n].percentiles[:2] if n in durations else (None, None))) for n in names]
+    return [
+        FunctionGlance(
+            n,
+            registered.get(n),
+            dict(sorted(counts.get(n, {}).items())),
+            *(durations[n].percentiles[:2] if n in durations else (None, None)),
+        )
+        for n in names
+    ]

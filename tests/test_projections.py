@@ -17,13 +17,15 @@ TABLES = {
     "operations": "execution_id, op_id",
     "callbacks": "callback_id",
     "timers": "execution_id, kind, op_id",
+    "step_runs": "execution_id, op_id",
 }
 
 
 def snapshot(ds: Durascope) -> dict[str, list[tuple[Any, ...]]]:
     with ds.db.read() as s:
-        return {t: [tuple(r) for r in s.execute(text(f"SELECT * FROM {t} ORDER BY {order}"))]
-                for t, order in TABLES.items()}
+        return {
+            t: [tuple(r) for r in s.execute(text(f"SELECT * FROM {t} ORDER BY {order}"))] for t, order in TABLES.items()
+        }
 
 
 def test_rebuild_gives_identical_rows(ds: Durascope) -> None:
@@ -50,7 +52,8 @@ def test_rebuild_gives_identical_rows(ds: Durascope) -> None:
     assert all(before[t] for t in TABLES), "every projection must have rows for the comparison to mean something"
     with ds.db.write() as conn:
         conn.execute(text("DELETE FROM operations"))
-        conn.execute(text("UPDATE executions SET status = 'BROKEN'"))
+        conn.execute(text("DELETE FROM step_runs"))
+        conn.execute(text("UPDATE executions SET status = 'BROKEN', active_ms = 0"))
         count = rebuild(conn)
     assert count > 30
     assert snapshot(ds) == before
@@ -62,7 +65,9 @@ def test_retention_purge_runs_from_its_timer(ds: Durascope) -> None:
     ds.wait(arn, 30)
     eid = arn.rsplit("/", 1)[1]
     with ds.db.read() as s:
-        due = s.execute(text("SELECT due_ms FROM timers WHERE execution_id = :e AND kind = 'purge'"), {"e": eid}).scalar()
+        due = s.execute(
+            text("SELECT due_ms FROM timers WHERE execution_id = :e AND kind = 'purge'"), {"e": eid}
+        ).scalar()
         end = s.execute(text("SELECT end_ms FROM executions WHERE execution_id = :e"), {"e": eid}).scalar()
     assert due == end + 86_400_000
     with ds.db.write() as conn:  # a day passes

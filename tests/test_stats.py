@@ -33,9 +33,16 @@ def _percentile(values: list[float], p: float) -> float:
 
 def _run_pipeline(ds: Durascope) -> dict[str, str]:
     register(ds, "pipeline", "th_stats:pipeline")
-    arns = {kind: ds.start("pipeline", json.dumps(event), name=kind) for kind, event in (
-        ("plain", {}), ("retry", {"retry": True}), ("fail", {"fail": True}), ("answered", {"callback": True}),
-        ("waiting", {"callback": True}))}
+    arns = {
+        kind: ds.start("pipeline", json.dumps(event), name=kind)
+        for kind, event in (
+            ("plain", {}),
+            ("retry", {"retry": True}),
+            ("fail", {"fail": True}),
+            ("answered", {"callback": True}),
+            ("waiting", {"callback": True}),
+        )
+    }
     for kind in ("plain", "retry", "fail"):
         ds.wait(arns[kind], 60)
 
@@ -56,8 +63,13 @@ def _step_rows(ds: Durascope) -> list[Any]:
 
         from recorder.store.models import Operation
 
-        return list(s.execute(select(Operation.name, Operation.start_ms, Operation.end_ms, Operation.attempt,
-                                     Operation.status).where(Operation.type == "STEP")))
+        return list(
+            s.execute(
+                select(Operation.name, Operation.start_ms, Operation.end_ms, Operation.attempt, Operation.status).where(
+                    Operation.type == "STEP"
+                )
+            )
+        )
 
 
 def test_statistics_of_real_runs(ds: Durascope) -> None:
@@ -78,8 +90,12 @@ def test_statistics_of_real_runs(ds: Durascope) -> None:
     assert by_name["parse"].p95_ms is not None and by_name["parse"].p95_ms >= 1000  # the retry waited 1 s
 
     # Active time: the InvocationCompleted durations; invocations: every one of them.
-    invocations = [e["InvocationCompletedDetails"] for arn in arns.values() for e in ds.history(arn)
-                   if e["EventType"] == "InvocationCompleted"]
+    invocations = [
+        e["InvocationCompletedDetails"]
+        for arn in arns.values()
+        for e in ds.history(arn)
+        if e["EventType"] == "InvocationCompleted"
+    ]
     active = sum(round((d["EndTimestamp"] - d["StartTimestamp"]) * 1000) for d in invocations)
     assert abs(st.active_ms - active) <= len(invocations)  # the history renders seconds; rounding only
     assert st.invocations == len(invocations)
@@ -100,21 +116,60 @@ def _timed_history(function: str, i: int, step_ms: list[int]) -> dict[str, Any]:
     eid = f"e{i:08d}"
     arn = f"arn:aws:lambda:us-east-1:123456789012:function:{function}:$LATEST/durable-execution/{eid}/{eid}"
     t = T0 + i
-    events: list[dict[str, Any]] = [{"EventType": "ExecutionStarted", "EventId": 1, "Id": eid, "EventTimestamp": t,
-                                     "ExecutionStartedDetails": {"Input": {"Payload": "{}", "Truncated": False},
-                                                                                 "ExecutionTimeout": 3600}}]
+    events: list[dict[str, Any]] = [
+        {
+            "EventType": "ExecutionStarted",
+            "EventId": 1,
+            "Id": eid,
+            "EventTimestamp": t,
+            "ExecutionStartedDetails": {"Input": {"Payload": "{}", "Truncated": False}, "ExecutionTimeout": 3600},
+        }
+    ]
     for n, ms in enumerate(step_ms):
         op = f"{n:064x}"
-        events.append({"EventType": "StepStarted", "SubType": "Step", "EventId": len(events) + 1, "Id": op,
-                       "Name": "work", "EventTimestamp": t, "StepStartedDetails": {}})
+        events.append(
+            {
+                "EventType": "StepStarted",
+                "SubType": "Step",
+                "EventId": len(events) + 1,
+                "Id": op,
+                "Name": "work",
+                "EventTimestamp": t,
+                "StepStartedDetails": {},
+            }
+        )
         t += ms / 1000
-        events.append({"EventType": "StepSucceeded", "SubType": "Step", "EventId": len(events) + 1, "Id": op,
-                       "Name": "work", "EventTimestamp": t, "StepSucceededDetails": {
-                           "Result": {"Payload": "1", "Truncated": False}, "RetryDetails": {"CurrentAttempt": 1}}})
-    events.append({"EventType": "InvocationCompleted", "EventId": len(events) + 1, "EventTimestamp": t,
-                   "InvocationCompletedDetails": {"StartTimestamp": T0 + i, "EndTimestamp": t, "RequestId": "r"}})
-    events.append({"EventType": "ExecutionSucceeded", "EventId": len(events) + 1, "Id": eid, "EventTimestamp": t,
-                   "ExecutionSucceededDetails": {"Result": {"Payload": "1", "Truncated": False}}})
+        events.append(
+            {
+                "EventType": "StepSucceeded",
+                "SubType": "Step",
+                "EventId": len(events) + 1,
+                "Id": op,
+                "Name": "work",
+                "EventTimestamp": t,
+                "StepSucceededDetails": {
+                    "Result": {"Payload": "1", "Truncated": False},
+                    "RetryDetails": {"CurrentAttempt": 1},
+                },
+            }
+        )
+    events.append(
+        {
+            "EventType": "InvocationCompleted",
+            "EventId": len(events) + 1,
+            "EventTimestamp": t,
+            "InvocationCompletedDetails": {"StartTimestamp": T0 + i, "EndTimestamp": t, "RequestId": "r"},
+        }
+    )
+    events.append(
+        {
+            "EventType": "ExecutionSucceeded",
+            "EventId": len(events) + 1,
+            "Id": eid,
+            "EventTimestamp": t,
+            "ExecutionSucceededDetails": {"Result": {"Payload": "1", "Truncated": False}},
+        }
+    )
     return {"DurableExecutionArn": arn, "Events": events}
 
 
@@ -181,6 +236,64 @@ def test_step_names_are_escaped(ds: Durascope) -> None:
             e["Name"] = name
     import_histories(ds.db, [parse_history(doc, "t")])
     client = create_app(durascope=ds).test_client()
-    page = client.get(f"/functions/escapes?since={int(T0 * 1000) - 1}&until={int(T0 * 1000) + 60_000}",
-                      headers={"Accept": "text/html"}).get_data(as_text=True)
+    page = client.get(
+        f"/functions/escapes?since={int(T0 * 1000) - 1}&until={int(T0 * 1000) + 60_000}",
+        headers={"Accept": "text/html"},
+    ).get_data(as_text=True)
     assert name not in page and "&lt;img src=x" in page
+
+
+# --- the statistics' projections ------------------------------------------------------------------
+
+
+def _stats_rows(ds: Durascope) -> tuple[list[Any], list[Any]]:
+    from sqlalchemy import text
+
+    with ds.db.read() as s:
+        return (
+            [tuple(r) for r in s.execute(text("SELECT * FROM step_runs ORDER BY execution_id, op_id"))],
+            [tuple(r) for r in s.execute(text("SELECT execution_id, active_ms FROM executions ORDER BY execution_id"))],
+        )
+
+
+def test_step_runs_and_active_time_come_back_from_the_log(ds: Durascope) -> None:
+    """``step_runs`` and ``executions.active_ms`` are projections: the projector keeps them as
+    runs happen, ``durascope db rebuild-projections`` and the migration's backfill give the
+    same rows, and the statistics read the same figures from any of them."""
+    from alembic import command
+    from click.testing import CliRunner
+    from sqlalchemy import text
+
+    from recorder.cli import main as cli
+
+    _run_pipeline(ds)
+    ds.engine.stop()  # type: ignore[union-attr]
+    window = Window.last()
+    live = function_stats(ds.db, "pipeline", window)
+    steps, active = _stats_rows(ds)
+    # One row per STEP operation, as the operations say, and every execution invoked for a while.
+    assert sorted((r[0], r[1]) for r in steps) == sorted((r.execution_id, r.op_id) for r in _step_keys(ds))
+    assert {"fetch", "parse"} <= {r[4] for r in steps} and all(ms > 0 for _, ms in active)
+
+    with ds.db.write() as conn:
+        conn.execute(text("DELETE FROM step_runs"))
+        conn.execute(text("UPDATE executions SET active_ms = 0"))
+    assert function_stats(ds.db, "pipeline", window).steps == ()  # the page reads them: the test means something
+    result = CliRunner().invoke(cli, ["--database-url", ds.db.url, "db", "rebuild-projections"])
+    assert result.exit_code == 0, result.output
+    assert _stats_rows(ds) == (steps, active)
+
+    command.downgrade(ds.db.alembic_config(), "0008")
+    command.upgrade(ds.db.alembic_config(), "head")
+    assert _stats_rows(ds) == (steps, active)
+    again = function_stats(ds.db, "pipeline", window)
+    assert (again.steps, again.active_ms, again.invocations) == (live.steps, live.active_ms, live.invocations)
+
+
+def _step_keys(ds: Durascope) -> list[Any]:
+    from sqlalchemy import select
+
+    from recorder.store.models import Operation
+
+    with ds.db.read() as s:
+        return list(s.execute(select(Operation.execution_id, Operation.op_id).where(Operation.type == "STEP")))

@@ -20,13 +20,14 @@ from sqlalchemy import Connection, delete, insert, select
 from recorder.store.events import NewEvent, StoredEvent, compact_json
 from recorder.store.models import (
     Callback,
-    ErrorOccurrence,
     EngineState,
+    ErrorOccurrence,
     Event,
     Execution,
     LogLine,
     Operation,
     PurgeGrant,
+    StepRun,
     Timer,
     table_of,
 )
@@ -110,8 +111,9 @@ def _insert_returning_positions(raw: Raw, rows: list[dict[str, Any]]) -> list[in
     for i, r in enumerate(rows):
         values.append("(" + ", ".join(f":{c}{i}" for c in _EVENT_COLS) + ")")
         params.update({f"{c}{i}": r[c] for c in _EVENT_COLS})
-    returned = raw.all(f"INSERT INTO events ({', '.join(_EVENT_COLS)}) VALUES {', '.join(values)} RETURNING position",
-                       params)
+    returned = raw.all(
+        f"INSERT INTO events ({', '.join(_EVENT_COLS)}) VALUES {', '.join(values)} RETURNING position", params
+    )
     # Rows of one INSERT take consecutive positions in VALUES order (appends are
     # serialized), so the sorted positions line up with the rows.
     return sorted(r[0] for r in returned)
@@ -143,7 +145,7 @@ def purge_execution(conn: Connection, execution_id: str) -> int:
         raise ValueError(f"execution {execution_id} is not closed; only closed executions are purged")
     conn.execute(insert(PurgeGrant), {"execution_id": execution_id})
     deleted = conn.execute(delete(Event).where(Event.execution_id == execution_id)).rowcount
-    for model in (Operation, Callback, Timer, EngineState, LogLine, ErrorOccurrence):
+    for model in (Operation, StepRun, Callback, Timer, EngineState, LogLine, ErrorOccurrence):
         conn.execute(delete(model).where(model.execution_id == execution_id))
     conn.execute(delete(Execution).where(Execution.execution_id == execution_id))
     conn.execute(delete(PurgeGrant).where(PurgeGrant.execution_id == execution_id))

@@ -88,7 +88,15 @@ class Execution(Base):
         Index("ix_executions_start", "start_ms", "execution_id"),
         Index("ix_executions_status_start", "status", "start_ms"),
         Index("ix_executions_function_start", "function_name", "start_ms"),
-        Index("ix_executions_function_stats", "function_name", "start_ms", "status", "end_ms", "invocation_count"),
+        Index(
+            "ix_executions_function_stats",
+            "function_name",
+            "start_ms",
+            "status",
+            "end_ms",
+            "invocation_count",
+            "active_ms",
+        ),
     )
 
     execution_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -112,6 +120,9 @@ class Execution(Base):
     parent_arn: Mapped[str | None] = mapped_column(String(1024))
     parent_op_id: Mapped[str | None] = mapped_column(String(64))
     imported: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Invoked time: the InvocationCompleted durations summed (ms), so statistics and cost
+    # never read the events' JSON.
+    active_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class Operation(Base):
@@ -139,6 +150,27 @@ class Operation(Base):
     replay_children: Mapped[bool | None] = mapped_column(Boolean)
     # Type-specific details (ScheduledEnd, CallbackId, chained-invoke target...) as JSON.
     details_json: Mapped[str | None] = mapped_column(Text)
+
+
+class StepRun(Base):
+    """One STEP operation as the per-function statistics read it (a projection kept by
+    ``recorder.store.workset`` beside ``operations``): narrow, and keyed for a function's
+    window by its execution's start, so the statistics scan one covering index instead of
+    joining executions to the wide operations rows."""
+
+    __tablename__ = "step_runs"
+    __table_args__ = (
+        Index("ix_step_runs_stats", "function_name", "exec_start_ms", "name", "duration_ms", "retries", "failed"),
+    )
+
+    execution_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    op_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    function_name: Mapped[str] = mapped_column(String(64))
+    exec_start_ms: Mapped[int] = mapped_column(BigInteger)  # the execution's start: the window's key
+    name: Mapped[str | None] = mapped_column(String(256))
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)  # first start to end; NULL while open
+    retries: Mapped[int] = mapped_column(Integer)  # attempts beyond the first
+    failed: Mapped[int] = mapped_column(Integer)  # 1 if the step ended FAILED
 
 
 class Callback(Base):

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, delete, select
 
-from recorder.store.events import StoredEvent
 from recorder.store.error_index import KINDS, occurrence
+from recorder.store.events import StoredEvent
 from recorder.store.models import ErrorOccurrence, Event, table_of
 from recorder.store.projections import HANDLERS, execution_started
-from recorder.store.workset import CALLBACKS, EXECUTIONS, OPERATIONS, TIMERS, Workset
+from recorder.store.workset import CALLBACKS, EXECUTIONS, OPERATIONS, STEP_RUNS, TIMERS, Workset
 
 __all__ = ["Projector", "rebuild"]
 
@@ -51,11 +51,11 @@ class Projector:
 
 
 def rebuild(conn: Connection, execution_ids: list[str] | None = None) -> int:
-    """Drop and recompute the projections (error occurrences included) from the log.
+    """Drop and recompute the projections (error occurrences and step runs included) from the log.
     Returns events replayed."""
     from recorder.store.log import row_to_stored
 
-    for table in (CALLBACKS, TIMERS, OPERATIONS, EXECUTIONS, table_of(ErrorOccurrence)):
+    for table in (CALLBACKS, TIMERS, STEP_RUNS, OPERATIONS, EXECUTIONS, table_of(ErrorOccurrence)):
         stmt = delete(table)
         if execution_ids is not None:
             stmt = stmt.where(table.c.execution_id.in_(execution_ids))

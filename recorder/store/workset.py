@@ -16,13 +16,14 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from recorder.store.models import Callback, Execution, Operation, Timer, table_of
+from recorder.store.models import Callback, Execution, Operation, StepRun, Timer, table_of
 from recorder.store.sql import Raw, placeholders
 
 EXECUTIONS = table_of(Execution)
 OPERATIONS = table_of(Operation)
 CALLBACKS = table_of(Callback)
 TIMERS = table_of(Timer)
+STEP_RUNS = table_of(StepRun)
 
 
 @dataclass(slots=True)
@@ -48,6 +49,7 @@ class ExecRow:
     parent_arn: str | None
     parent_op_id: str | None
     imported: bool
+    active_ms: int
 
 
 @dataclass(slots=True)
@@ -179,6 +181,28 @@ _UPSERT_TIMER = (
 )
 _DELETE_TIMER = "DELETE FROM timers WHERE execution_id = :execution_id AND kind = :kind AND op_id = :op_id"
 _DELETE_TIMERS_OF = "DELETE FROM timers WHERE execution_id = :execution_id"
+# The statistics' narrow copy of each STEP operation (recorder.store.models.StepRun),
+# written with the operation so the two never disagree.
+_UPSERT_STEP_RUN = (
+    "INSERT INTO step_runs (execution_id, op_id, function_name, exec_start_ms, name, duration_ms, retries, failed) "
+    "VALUES (:execution_id, :op_id, :function_name, :exec_start_ms, :name, :duration_ms, :retries, :failed) "
+    "ON CONFLICT (execution_id, op_id) DO UPDATE SET name = excluded.name, duration_ms = excluded.duration_ms, "
+    "retries = excluded.retries, failed = excluded.failed"
+)
+
+
+def step_run(op: OpRow, execution: ExecRow) -> dict[str, Any]:
+    """The ``step_runs`` row of a STEP operation (the migration's backfill computes the same in SQL)."""
+    return {
+        "execution_id": op.execution_id,
+        "op_id": op.op_id,
+        "function_name": execution.function_name,
+        "exec_start_ms": execution.start_ms,
+        "name": op.name,
+        "duration_ms": None if op.end_ms is None else op.end_ms - op.start_ms,
+        "retries": max(0, op.attempt - 1),
+        "failed": 1 if op.status == "FAILED" else 0,
+    }
 
 
 class Workset:
@@ -218,7 +242,7 @@ class Workset:
             return None
         n = len(EXEC_COLS)
         ex = self._loaded("exec", ExecRow, row[:n])
-        st = self._loaded("state", StateRow, row[n:n + len(STATE_COLS)])
+        st = self._loaded("state", StateRow, row[n : n + len(STATE_COLS)])
         self._execs[execution_id] = ex
         self._states[execution_id] = st
         self._locked[execution_id] = (ex, st, row[-1])
@@ -244,8 +268,9 @@ class Workset:
         if missing:
             params: dict[str, Any] = {"eid": execution_id}
             in_list = placeholders("i", missing, params)
-            for row in self.raw.all(f"SELECT {_OP_SELECT} FROM operations WHERE execution_id = :eid "
-                                    f"AND op_id IN ({in_list})", params):
+            for row in self.raw.all(
+                f"SELECT {_OP_SELECT} FROM operations WHERE execution_id = :eid AND op_id IN ({in_list})", params
+            ):
                 op = self._loaded("op", OpRow, row)
                 self._ops[(execution_id, op.op_id)] = op
             for i in missing:
@@ -264,7 +289,6 @@ class Workset:
             row = self.raw.one(_SELECT_CB, {"cb": callback_id})
             self._cbs[callback_id] = self._loaded("cb", CallbackRow, row) if row else None
         return self._cbs[callback_id]
-
 
     # --- changes ----------------------------------------------------------------------
 
@@ -332,30 +356,40 @@ class Workset:
             changed = tuple(c for i, c in enumerate(cols) if c not in pk and (before is None or before[i] != now[i]))
             self._stored[key] = now
             if changed:
-                groups.setdefault(changed, []).append(dict(zip(cols, now)))
+                groups.setdefault(changed, []).append(dict(zip(cols, now, strict=True)))
         for changed, params in groups.items():
             self.raw.many(_update_for(kind, changed), params)
 
     @property
     def dirty(self) -> bool:
         """Whether ``flush`` has anything to write."""
-        return (any(self._new.values()) or any(self._dirty.values()) or bool(self._timers)
-                or bool(self._clear_timers))
+        return any(self._new.values()) or any(self._dirty.values()) or bool(self._timers) or bool(self._clear_timers)
 
     def flush(self) -> None:
         """Write every change of this transaction (nothing here reads a result back, so on
         PostgreSQL the statements go in one pipeline)."""
+        steps = self._step_runs()  # may read an execution row: before the pipeline
         with self.raw.batch():
-            self._flush()
+            self._flush(steps)
 
-    def _flush(self) -> None:
+    def _step_runs(self) -> list[dict[str, Any]]:
+        out = []
+        for kind in ("_new", "_dirty"):
+            for op in getattr(self, kind)["op"].values():
+                if op.type == "STEP":
+                    execution = self.execution(op.execution_id)
+                    if execution is not None:
+                        out.append(step_run(op, execution))
+        return out
+
+    def _flush(self, steps: list[dict[str, Any]]) -> None:
         raw = self.raw
         for kind in ("exec", "state", "op", "cb"):
             rows = self._new[kind]
             if rows:
                 params = [_values(r, _COLS[kind]) for r in rows.values()]
                 raw.many(_INSERT[kind], params)
-                for r, p in zip(rows.values(), params):
+                for r, p in zip(rows.values(), params, strict=True):
                     self._stored[(kind, _key(kind, r))] = tuple(p.values())
         for kind in ("exec", "op", "cb", "state"):
             rows = self._dirty[kind]
@@ -364,10 +398,14 @@ class Workset:
         for execution_id in self._clear_timers:
             raw.run(_DELETE_TIMERS_OF, {"execution_id": execution_id})
         deletes = [{"execution_id": k[0], "kind": k[1], "op_id": k[2]} for k, v in self._timers.items() if v is None]
-        upserts = [{"execution_id": k[0], "kind": k[1], "op_id": k[2], "due_ms": v}
-                   for k, v in self._timers.items() if v is not None]
+        upserts = [
+            {"execution_id": k[0], "kind": k[1], "op_id": k[2], "due_ms": v}
+            for k, v in self._timers.items()
+            if v is not None
+        ]
         raw.many(_DELETE_TIMER, deletes)
         raw.many(_UPSERT_TIMER, upserts)
+        raw.many(_UPSERT_STEP_RUN, steps)
         if self._occurrences:
             from recorder.store.error_index import insert_many
 

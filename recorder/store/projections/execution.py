@@ -46,6 +46,7 @@ def started(ws: Workset, ev: StoredEvent) -> None:
         parent_arn=x.get("ParentArn"),
         parent_op_id=x.get("ParentOpId"),
         imported=bool(x.get("Imported", False)),
+        active_ms=0,
     )
     ws.add_execution(execution)
     op = new_op(ws, ev, execution, OperationType.EXECUTION, OperationStatus.STARTED)
@@ -77,6 +78,15 @@ def _closed(ws: Workset, ev: StoredEvent, execution: ExecRow) -> None:
 
 def _invocation_completed(ws: Workset, ev: StoredEvent, execution: ExecRow) -> None:
     execution.invocation_count += 1
+    execution.active_ms += invocation_ms(ev.details)
+
+
+def invocation_ms(d: dict[str, Any]) -> int:
+    """An invocation's duration from its InvocationCompleted details (epoch ms)."""
+    start, end = d.get("StartTimestamp"), d.get("EndTimestamp")
+    if isinstance(start, (int, float)) and isinstance(end, (int, float)):
+        return int(end) - int(start)
+    return 0
 
 
 def _invocation_started(ws: Workset, ev: StoredEvent, execution: ExecRow) -> None:
