@@ -41,9 +41,10 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from recorder.engine import logs as engine_logs
 from recorder.engine.boundary import RESPONSE_LIMIT, RESPONSE_TOO_LARGE, FunctionSpec
 from recorder.engine.invoker import runtime_exited
-from recorder.engine.logs import InvocationLog
+from recorder.engine.logs import CapturedLine, InvocationLog
 from recorder.runtime_process import RuntimeProcess, RuntimeSpec
 from recorder.worker_backend import (
     Backend,
@@ -72,8 +73,12 @@ REPORT_GRACE_SECONDS = 5.0
 # How long one question to the engine about the invocations running here may wait.
 WATCH_SECONDS = 10.0
 # What Lambda's Runtime API answers a runtime whose response is too large.
-_TOO_LARGE_REPLY = json.dumps({"errorMessage": f"Exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes).",
-                               "errorType": "RequestEntityTooLarge"}).encode()
+_TOO_LARGE_REPLY = json.dumps(
+    {
+        "errorMessage": f"Exceeded maximum allowed payload size ({RESPONSE_LIMIT} bytes).",
+        "errorType": "RequestEntityTooLarge",
+    }
+).encode()
 
 
 @dataclass
@@ -92,9 +97,15 @@ class _Current:
 class RuntimeSlot:
     """One runtime process and its Runtime API endpoint, supervised."""
 
-    def __init__(self, backend: Backend, config: FunctionSpec, engine_url: str, region: str,
-                 credentials: tuple[str, str] = ("durascope", "durascope"),
-                 on_task: Any = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        config: FunctionSpec,
+        engine_url: str,
+        region: str,
+        credentials: tuple[str, str] = ("durascope", "durascope"),
+        on_task: Any = None,
+    ) -> None:
         self.backend = backend
         self.config = config
         self.engine_url = engine_url
@@ -144,11 +155,21 @@ class RuntimeSlot:
 
     def _spawn(self) -> RuntimeProcess:
         cfg = self.config
-        runtime = RuntimeProcess(RuntimeSpec(
-            handler=cfg.lambda_handler, function_name=cfg.name, code_dir=cfg.code_dir or os.getcwd(),
-            memory_mb=cfg.memory_mb, timeout=cfg.timeout, function_env=cfg.env,
-            runtime_api=f"127.0.0.1:{self.port}", region=self.region, credentials=self.credentials,
-            engine_url=self.engine_url))
+        runtime = RuntimeProcess(
+            RuntimeSpec(
+                handler=cfg.lambda_handler,
+                function_name=cfg.name,
+                code_dir=cfg.code_dir or os.getcwd(),
+                memory_mb=cfg.memory_mb,
+                timeout=cfg.timeout,
+                function_env=cfg.env,
+                runtime_api=f"127.0.0.1:{self.port}",
+                region=self.region,
+                credentials=self.credentials,
+                engine_url=self.engine_url,
+                tagger=engine_logs.__file__,
+            )
+        )
         with self._lock:
             self._runtime = runtime
         threading.Thread(target=self._read_output, args=(runtime,), daemon=True).start()
@@ -183,8 +204,7 @@ class RuntimeSlot:
             if runtime is not None:
                 _keep(current.output, runtime.output.drain(final=True))
             sink = current.output
-            return RuntimeOutput([{"ts_ms": ln.ts_ms, "level": ln.level, "message": ln.message} for ln in sink.lines],
-                                 sink.dropped)
+            return RuntimeOutput([_relayed(ln) for ln in sink.lines], sink.dropped)
 
     def _supervise(self) -> None:
         # The runtime is started from this thread, which lives as long as the slot: the
@@ -196,35 +216,49 @@ class RuntimeSlot:
             # polls (waitpid and a sleep, ~7 times a call): with a 50 ms timeout here each
             # runtime woke the engine ~140 times a second.
             exited = threading.Event()
-            threading.Thread(target=lambda: (proc.wait(), runtime.reaped(), exited.set()), daemon=True,
-                             name=f"durascope-runtime-wait-{proc.pid}").start()
+            threading.Thread(
+                target=lambda proc=proc, runtime=runtime, exited=exited: (proc.wait(), runtime.reaped(), exited.set()),
+                daemon=True,
+                name=f"durascope-runtime-wait-{proc.pid}",
+            ).start()
             reason: dict[str, Any] | None = None
             while not self._stopping.is_set():
                 with self._lock:
                     current = self._current
                 # Look again at least every DEADLINE_CHECK_SECONDS: an invocation taken
                 # meanwhile brings a deadline.
-                wait = DEADLINE_CHECK_SECONDS if current is None else \
-                    min(DEADLINE_CHECK_SECONDS, max(0.0, current.task.deadline_ms / 1000 - time.time()))
+                wait = (
+                    DEADLINE_CHECK_SECONDS
+                    if current is None
+                    else min(DEADLINE_CHECK_SECONDS, max(0.0, current.task.deadline_ms / 1000 - time.time()))
+                )
                 code = proc.returncode if exited.wait(wait) else None
                 if code is not None:
-                    reason = {"errorType": "Runtime.ExitError",
-                              "errorMessage": f"RequestId: {current.task.request_id if current else '-'} "
-                                              f"Error: {runtime_exited(code)}"}
+                    reason = {
+                        "errorType": "Runtime.ExitError",
+                        "errorMessage": f"RequestId: {current.task.request_id if current else '-'} "
+                        f"Error: {runtime_exited(code)}",
+                    }
                     break
                 if current is not None and time.time() * 1000 > current.task.deadline_ms:
                     runtime.kill_group()
                     exited.wait()
-                    reason = {"errorType": "Sandbox.Timedout",
-                              "errorMessage": f"Task timed out after {self.config.timeout:.2f} seconds"}
+                    reason = {
+                        "errorType": "Sandbox.Timedout",
+                        "errorMessage": f"Task timed out after {self.config.timeout:.2f} seconds",
+                    }
                     break
             if self._stopping.is_set():
                 return
             with self._lock:
                 current, self._current = self._current, None
             if current is not None and reason is not None:
-                failed = current
-                self._finish(failed, lambda: self.backend.fail(self.config.name, failed.task.request_id, reason))
+                self._finish(
+                    current,
+                    lambda failed=current, reason=reason: self.backend.fail(
+                        self.config.name, failed.task.request_id, reason
+                    ),
+                )
             if self._init_error is not None:
                 self._fail_next_with_init_error()
             # A runtime that keeps dying must not spin: back off a little.
@@ -259,8 +293,12 @@ class RuntimeSlot:
                 return
             except Exception as exc:  # noqa: BLE001
                 if time.time() > give_up or self._stopping.wait(delay):
-                    log.warning("could not report invocation %s of %s to the engine: %s",
-                                current.task.request_id, self.config.name, exc)
+                    log.warning(
+                        "could not report invocation %s of %s to the engine: %s",
+                        current.task.request_id,
+                        self.config.name,
+                        exc,
+                    )
                     return
             delay = min(delay * 2, 1.0)
 
@@ -332,12 +370,32 @@ class RuntimeSlot:
         try:
             self._init_error = json.loads(body) if body else {"errorType": "Runtime.Unknown"}
         except ValueError:
-            self._init_error = {"errorType": "Runtime.InitError", "errorMessage": body[:1000].decode("utf-8", "replace")}
+            self._init_error = {
+                "errorType": "Runtime.InitError",
+                "errorMessage": body[:1000].decode("utf-8", "replace"),
+            }
 
 
 def _keep(sink: InvocationLog, lines: list[dict[str, Any]]) -> None:
     for line in lines:
-        sink.add(line["level"], line["message"], ts=line["ts_ms"] / 1000)
+        sink.add(
+            line["level"],
+            line["message"],
+            ts=line["ts_ms"] / 1000,
+            tags=(line.get("operationId"), line.get("attempt"), bool(line.get("replay"))),
+        )
+
+
+def _relayed(ln: CapturedLine) -> dict[str, Any]:
+    """A line as the engine's logs endpoint takes it: tags only when there are some."""
+    line: dict[str, Any] = {"ts_ms": ln.ts_ms, "level": ln.level, "message": ln.message}
+    if ln.op_id is not None:
+        line["operationId"] = ln.op_id
+    if ln.attempt is not None:
+        line["attempt"] = ln.attempt
+    if ln.replay:
+        line["replay"] = True
+    return line
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -389,13 +447,17 @@ def _handler_for(slot: RuntimeSlot) -> type[BaseHTTPRequestHandler]:
             if task is None:
                 self._reply(500, b'{"errorType": "Runtime.Stopping"}')
                 return
-            self._reply(200, task.event, {
-                "Content-Type": "application/json",
-                "Lambda-Runtime-Aws-Request-Id": task.request_id,
-                "Lambda-Runtime-Deadline-Ms": str(task.deadline_ms),
-                "Lambda-Runtime-Invoked-Function-Arn": task.function_arn,
-                "Lambda-Runtime-Trace-Id": f"Root=1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]}",
-            })
+            self._reply(
+                200,
+                task.event,
+                {
+                    "Content-Type": "application/json",
+                    "Lambda-Runtime-Aws-Request-Id": task.request_id,
+                    "Lambda-Runtime-Deadline-Ms": str(task.deadline_ms),
+                    "Lambda-Runtime-Invoked-Function-Arn": task.function_arn,
+                    "Lambda-Runtime-Trace-Id": f"Root=1-{uuid.uuid4().hex[:8]}-{uuid.uuid4().hex[:24]}",
+                },
+            )
 
         def do_POST(self) -> None:
             body = self._body()
@@ -403,7 +465,11 @@ def _handler_for(slot: RuntimeSlot) -> type[BaseHTTPRequestHandler]:
             if self.path == f"{RUNTIME_PREFIX}/init/error":
                 slot.runtime_init_error(body)
                 self._reply(202, b"{}")
-            elif len(parts) == 6 and self.path.startswith(f"{RUNTIME_PREFIX}/invocation/") and parts[5] in ("response", "error"):
+            elif (
+                len(parts) == 6
+                and self.path.startswith(f"{RUNTIME_PREFIX}/invocation/")
+                and parts[5] in ("response", "error")
+            ):
                 known = slot.runtime_done(parts[4], body, error=parts[5] == "error")
                 if not known:
                     self._reply(400, b'{"errorType": "InvalidRequestID"}')
@@ -420,8 +486,14 @@ def _handler_for(slot: RuntimeSlot) -> type[BaseHTTPRequestHandler]:
 class WorkerHost:
     """Several runtime slots per function (the function's concurrency)."""
 
-    def __init__(self, backend: Backend, engine_url: str, region: str, concurrency: int = 2,
-                 credentials: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        engine_url: str,
+        region: str,
+        concurrency: int = 2,
+        credentials: tuple[str, str] | None = None,
+    ) -> None:
         self.backend = backend
         self.engine_url = engine_url
         self.region = region
@@ -441,10 +513,17 @@ class WorkerHost:
             slots = self.slots.get(config.name)
             if slots:
                 return slots
-            slots = [RuntimeSlot(self.backend, config, self.engine_url, self.region,
-                                 config.runtime_credentials or self.credentials,
-                                 on_task=self._work.set)
-                     for _ in range(self.concurrency)]
+            slots = [
+                RuntimeSlot(
+                    self.backend,
+                    config,
+                    self.engine_url,
+                    self.region,
+                    config.runtime_credentials or self.credentials,
+                    on_task=self._work.set,
+                )
+                for _ in range(self.concurrency)
+            ]
             for slot in slots:
                 slot.start()
             self.slots[config.name] = slots
@@ -504,8 +583,9 @@ class WorkerHost:
                     slot.abandon(request_id, why)
 
 
-def run_worker(engine_url: str, functions: list[str] | None, concurrency: int, region: str,
-               insecure: bool = False) -> None:
+def run_worker(
+    engine_url: str, functions: list[str] | None, concurrency: int, region: str, insecure: bool = False
+) -> None:
     """``durascope worker``: serve the named functions (or all registered) until SIGTERM.
     Credentials come from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, as for any AWS client."""
     require_secure_engine(engine_url, insecure)
@@ -523,6 +603,10 @@ def run_worker(engine_url: str, functions: list[str] | None, concurrency: int, r
         signal.signal(sig, lambda *_: stopped.set())
     for name in wanted:
         host.ensure(known[name])
-    print(f"worker serving {', '.join(wanted)} for {engine_url} ({concurrency} runtime(s) each)", file=sys.stderr, flush=True)
+    print(
+        f"worker serving {', '.join(wanted)} for {engine_url} ({concurrency} runtime(s) each)",
+        file=sys.stderr,
+        flush=True,
+    )
     stopped.wait()
     host.stop()

@@ -18,11 +18,13 @@ from typing import Any, Protocol
 from recorder.engine.boundary import FunctionSpec
 from recorder.engine.logs import MAX_BYTES, MAX_LINES, CapturedLine, InvocationLog
 from recorder.httpclient import EngineConnections
+from recorder.runtime_process import parse_tags
 from recorder.sigv4 import sign_headers
 
 # The largest body of one invocation's output an honest worker host sends: MAX_BYTES
-# characters (each up to 6 bytes once JSON-escaped) and MAX_LINES lines of framing.
-LOGS_BODY_LIMIT = 6 * MAX_BYTES + 128 * MAX_LINES
+# characters (each up to 6 bytes once JSON-escaped) and MAX_LINES lines of framing (time,
+# level and tags: an operation id is 64 characters).
+LOGS_BODY_LIMIT = 6 * MAX_BYTES + 256 * MAX_LINES
 
 
 class InsecureEngineURL(ValueError):
@@ -59,6 +61,7 @@ class Backend(Protocol):
     def next(self, function: str, worker: str, wait_seconds: float) -> Task | None: ...
     def respond(self, function: str, request_id: str, body: bytes) -> None: ...
     def fail(self, function: str, request_id: str, error: dict[str, Any]) -> None: ...
+    # Lines: {ts_ms, level, message} and, when known, operationId, attempt, replay.
     def logs(self, function: str, request_id: str, output: RuntimeOutput) -> None: ...
     def gone(self, request_ids: list[str], wait_seconds: float) -> list[str]: ...
 
@@ -72,7 +75,8 @@ def require_secure_engine(engine_url: str, insecure: bool) -> None:
         return
     raise InsecureEngineURL(
         f"refusing plain http to {parts.hostname}, which is not this host: use https:// (a TLS reverse proxy "
-        "in front of durascope serve), or pass --insecure on a network you trust")
+        "in front of durascope serve), or pass --insecure on a network you trust"
+    )
 
 
 def _is_loopback(host: str) -> bool:
@@ -99,11 +103,14 @@ class HttpBackend:
         self.region = region
         self._connections = EngineConnections(self.base)
 
-    def _call(self, method: str, path: str, body: bytes | None = None, timeout: float = 30.0) -> tuple[int, dict[str, str], bytes]:
+    def _call(
+        self, method: str, path: str, body: bytes | None = None, timeout: float = 30.0
+    ) -> tuple[int, dict[str, str], bytes]:
         headers = {"Content-Type": "application/json"} if body is not None else {}
         if self.credentials is not None:
-            headers = sign_headers(method, self.base + path, body, self.credentials[0], self.credentials[1],
-                                   self.region, headers)
+            headers = sign_headers(
+                method, self.base + path, body, self.credentials[0], self.credentials[1], self.region, headers
+            )
         return self._connections.request(method, path, body, headers, timeout)
 
     def functions(self) -> list[FunctionSpec]:
@@ -114,13 +121,19 @@ class HttpBackend:
 
     def next(self, function: str, worker: str, wait_seconds: float) -> Task | None:
         q = urllib.parse.urlencode({"wait": wait_seconds, "worker": worker})
-        status, headers, body = self._call("GET", f"/{urllib.parse.quote(function)}/next?{q}", timeout=wait_seconds + 30)
+        status, headers, body = self._call(
+            "GET", f"/{urllib.parse.quote(function)}/next?{q}", timeout=wait_seconds + 30
+        )
         if status == 204:
             return None
         if status != 200:
             raise RuntimeError(f"engine answered {status}: {body[:200]!r}")
-        return Task(headers["Lambda-Runtime-Aws-Request-Id"], body, int(headers["Lambda-Runtime-Deadline-Ms"]),
-                    headers["Lambda-Runtime-Invoked-Function-Arn"])
+        return Task(
+            headers["Lambda-Runtime-Aws-Request-Id"],
+            body,
+            int(headers["Lambda-Runtime-Deadline-Ms"]),
+            headers["Lambda-Runtime-Invoked-Function-Arn"],
+        )
 
     def respond(self, function: str, request_id: str, body: bytes) -> None:
         self._call("POST", f"/{urllib.parse.quote(function)}/invocation/{request_id}/response", body)
@@ -181,8 +194,12 @@ def store_worker_logs(pool: Any, request_id: str, output: RuntimeOutput) -> bool
     now = time.time()
     for ln in output.lines:
         ts_ms = ln.get("ts_ms")
-        sink.add(str(ln.get("level") or "STDOUT")[:16], str(ln.get("message") or ""),
-                 ts=ts_ms / 1000 if isinstance(ts_ms, (int, float)) and math.isfinite(ts_ms) else now)
+        sink.add(
+            str(ln.get("level") or "STDOUT")[:16],
+            str(ln.get("message") or ""),
+            ts=ts_ms / 1000 if isinstance(ts_ms, (int, float)) and math.isfinite(ts_ms) else now,
+            tags=parse_tags(ln.get("operationId"), ln.get("attempt"), ln.get("replay")),
+        )
     sink.dropped += max(0, output.dropped)
     captured: list[CapturedLine] = sink.finish()
     pool.control.store_logs(execution_id, request_id, captured)

@@ -92,14 +92,20 @@ def test_tags_travel_from_child_interpreters(database_url: str) -> None:
         d.close()
 
 
-def test_the_logs_page_hides_replays_groups_and_links_attempts(ds: Durascope, client) -> None:
-    arn = _chatty(ds)
+def check_page_hides_replays(client, arn: str) -> None:
+    """The logs page of a ``th_insight.chatty`` execution: its replayed lines hidden, then shown."""
     base = f"/executions/{quote(arn, safe='/:')}"
     page = client.get(f"{base}/logs").get_data(as_text=True)
     assert "3 lines written while the SDK replayed earlier invocations are hidden" in page
     assert page.count('<pre class="msg">starting</pre>') == 1 and 'class="badge replay"' not in page
     shown = client.get(f"{base}/logs?replay=show").get_data(as_text=True)
     assert shown.count('<pre class="msg">starting</pre>') == 3 and shown.count('class="badge replay"') == 3
+
+
+def test_the_logs_page_hides_replays_groups_and_links_attempts(ds: Durascope, client) -> None:
+    arn = _chatty(ds)
+    check_page_hides_replays(client, arn)
+    base = f"/executions/{quote(arn, safe='/:')}"
     grouped = client.get(f"{base}/logs?group=operation").get_data(as_text=True)
     # The handler's own code, then each step where its first line is.
     assert grouped.count('<h2 class="log-group"') == 3 and 'id="group-handler"' in grouped

@@ -8,6 +8,7 @@ here, per function:
     POST /durascope/runtime/{function}/invocation/{id}/response the handler's output
     POST /durascope/runtime/{function}/invocation/{id}/error    {errorType, errorMessage, stackTrace}
     POST /durascope/runtime/{function}/invocation/{id}/logs     {"Lines": [{ts_ms, level, message}], "Dropped": n}
+                                                                (a line also: operationId, attempt, replay, when known)
     POST /durascope/runtime/watch?wait=S                        {"RequestIds": [...]} -> {"Gone": [...]}
 
 Bodies are bounded as in Lambda: a response over 6 MB fails its invocation with
@@ -39,8 +40,10 @@ bp = Blueprint("runtime_api", __name__, url_prefix="/durascope/runtime")
 def _pool() -> Any:
     pool = getattr(get_durascope(current_app), "workers", None)
     if pool is None:
-        raise ResourceConflictException("This engine runs handlers in-process; start it with worker processes "
-                                        "(durascope serve --invoker workers) to attach workers")
+        raise ResourceConflictException(
+            "This engine runs handlers in-process; start it with worker processes "
+            "(durascope serve --invoker workers) to attach workers"
+        )
     return pool
 
 
@@ -99,11 +102,13 @@ def next_invocation(function: str) -> Response:
     if task is None:
         return Response(status=204)
     resp = _json(task.event)
-    resp.headers.update({
-        "Lambda-Runtime-Aws-Request-Id": task.request_id,
-        "Lambda-Runtime-Deadline-Ms": str(task.deadline_ms),
-        "Lambda-Runtime-Invoked-Function-Arn": task.function_arn,
-    })
+    resp.headers.update(
+        {
+            "Lambda-Runtime-Aws-Request-Id": task.request_id,
+            "Lambda-Runtime-Deadline-Ms": str(task.deadline_ms),
+            "Lambda-Runtime-Invoked-Function-Arn": task.function_arn,
+        }
+    )
     return resp
 
 
@@ -144,7 +149,7 @@ def logs(function: str, request_id: str) -> Response:
         body = json.loads(data or b"{}")
         lines, dropped = body.get("Lines", []), body.get("Dropped", 0)
     except (ValueError, AttributeError):
-        raise InvalidParameterValueException("logs must be {\"Lines\": [...], \"Dropped\": n}") from None
+        raise InvalidParameterValueException('logs must be {"Lines": [...], "Dropped": n}') from None
     if not isinstance(lines, list) or not isinstance(dropped, int):
         raise InvalidParameterValueException("Lines must be a list and Dropped a whole number")
     output = RuntimeOutput([ln for ln in lines if isinstance(ln, dict)], dropped)
@@ -158,7 +163,7 @@ def watch() -> Response:
     try:
         ids = json.loads(_body(64 * 1024) or b"{}").get("RequestIds")
     except (ValueError, AttributeError):
-        raise InvalidParameterValueException("watch takes {\"RequestIds\": [...]}") from None
+        raise InvalidParameterValueException('watch takes {"RequestIds": [...]}') from None
     if not isinstance(ids, list) or not ids or len(ids) > 1000 or not all(isinstance(r, str) for r in ids):
         raise InvalidParameterValueException("RequestIds must be a list of 1 to 1000 request ids")
     return _json({"Gone": _pool().gone(ids, wait)})

@@ -11,7 +11,8 @@ own bookkeeping (``tag_with_sdk_state``): the operation whose user function was 
 (a step's id and attempt inside a step; a child context's id inside one), and whether the
 SDK was replaying completed operations or making progress. The handler runs from the start
 after every suspension, so plain ``print`` and ``logging`` lines repeat in each invocation;
-the replay tag is what lets the viewer hide those repeats.
+the replay tag is what lets the viewer hide those repeats. A worker's runtime process tags
+its output with the same hooks (``relay``, installed by ``recorder.runtime_process``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -54,21 +55,39 @@ class InvocationLog:
     # The invocation's root DurableContext (whose replay status applies outside any operation).
     root_context: object | None = None
 
-    def add(self, level: str, message: str, logger: str | None = None, op_id: str | None = None,
-            ts: float | None = None) -> None:
-        running, attempt, replay = self._where()
+    def add(
+        self,
+        level: str,
+        message: str,
+        logger: str | None = None,
+        op_id: str | None = None,
+        ts: float | None = None,
+        tags: tuple[str | None, int | None, bool] | None = None,
+    ) -> None:
+        """``tags``: (operation, attempt, replay) as found where the line was written, for
+        lines relayed from another process (a worker's runtime); otherwise they are read here."""
+        running, attempt, replay = tags if tags is not None else self._where()
         with self._lock:
             if len(self.lines) >= MAX_LINES or self.size + len(message) > MAX_BYTES:
                 self.dropped += 1
                 return
             self.size += len(message)
-            self.lines.append(CapturedLine(int((ts or time.time()) * 1000), level, logger, message,
-                                           op_id or running, replay, attempt if op_id in (None, running) else None))
+            self.lines.append(
+                CapturedLine(
+                    int((ts or time.time()) * 1000),
+                    level,
+                    logger,
+                    message,
+                    op_id or running,
+                    replay,
+                    attempt if op_id in (None, running) else None,
+                )
+            )
 
     def _where(self) -> tuple[str | None, int | None, bool]:
         """The operation running in the writing thread, its attempt, and whether the SDK is
-        replaying there. Lines added outside a handler's threads (a worker's relayed output)
-        carry no tags."""
+        replaying there. Lines added outside a handler's threads carry no tags (a worker's
+        relayed output brings its own, found in the runtime by ``relay``)."""
         if _current.get() is not self:
             return None, None, False
         op = _operation.get()
@@ -94,8 +113,15 @@ class InvocationLog:
                 self.add(stream, rest)
         self._partial.clear()
         if self.dropped:
-            self.lines.append(CapturedLine(int(time.time() * 1000), "WARNING", "durascope",
-                                           f"{self.dropped} more log lines were dropped (limit {MAX_LINES} lines, {MAX_BYTES} bytes)", None))
+            self.lines.append(
+                CapturedLine(
+                    int(time.time() * 1000),
+                    "WARNING",
+                    "durascope",
+                    f"{self.dropped} more log lines were dropped (limit {MAX_LINES} lines, {MAX_BYTES} bytes)",
+                    None,
+                )
+            )
             self.dropped = 0
         return self.lines
 
@@ -237,6 +263,34 @@ def tag_with_sdk_state() -> None:
     wrap_user_function._durascope = True  # type: ignore[attr-defined]
     DurableContext.from_lambda_context = staticmethod(from_lambda_context)  # type: ignore[method-assign]
     ExecutionState.wrap_user_function = wrap_user_function  # type: ignore[method-assign]
+
+
+class _RelayedOutput(InvocationLog):
+    """A runtime process's whole output, handed on chunk by chunk with its tags, as it is
+    written (nothing is held back: a runtime may die mid-invocation)."""
+
+    def __init__(self, emit: Callable[[str, str, str | None, int | None, bool], None]) -> None:
+        super().__init__("", "")
+        self._emit = emit
+
+    def write_stream(self, stream: str, text: str) -> None:
+        op, attempt, replay = self._where()
+        self._emit(stream, text, op, attempt, replay)
+
+
+def relay(emit: Callable[[str, str, str | None, int | None, bool], None]) -> None:
+    """In a worker's runtime process (``recorder.runtime_process``): everything Python code
+    writes to stdout or stderr, in this thread and the threads it starts, goes to
+    ``emit(stream, text, operation id, attempt, replay)`` instead, tagged from the SDK's state
+    as in-process lines are. Logging is left to the runtime (``awslambdaric`` writes its
+    records to stdout, so they pass here too)."""
+    sink = _RelayedOutput(emit)
+    threading.Thread.start = _inheriting_start  # type: ignore[method-assign]
+    with contextlib.suppress(Exception):  # no SDK (or another one): lines go untagged
+        tag_with_sdk_state()
+    _current.set(sink)
+    sys.stdout = _StreamProxy("STDOUT", sys.stdout)  # type: ignore[assignment]
+    sys.stderr = _StreamProxy("STDERR", sys.stderr)  # type: ignore[assignment]
 
 
 @contextlib.contextmanager
