@@ -291,7 +291,7 @@ class RuntimeSlot:
                     logged = True
                 send()
                 return
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - any failure to report is retried until the deadline
                 if time.time() > give_up or self._stopping.wait(delay):
                     log.warning(
                         "could not report invocation %s of %s to the engine: %s",
@@ -324,7 +324,7 @@ class RuntimeSlot:
         while not self._stopping.is_set():
             try:
                 task = self.backend.next(self.config.name, self.worker_id, POLL_SECONDS)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - the engine unreachable, whatever the cause: ask again
                 if not delay:
                     log.warning("%s: cannot reach the engine (%s); retrying", self.config.name, exc)
                 delay = min(max(delay * 2, 0.25), 5.0)

@@ -27,6 +27,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:  # the SDK is imported when capture starts, not with this module
+    from aws_durable_execution_sdk_python.context import DurableContext
 
 MAX_LINES = 5000
 MAX_BYTES = 1024 * 1024
@@ -53,7 +57,7 @@ class InvocationLog:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _partial: dict[str, str] = field(default_factory=dict)
     # The invocation's root DurableContext (whose replay status applies outside any operation).
-    root_context: object | None = None
+    root_context: DurableContext | None = None
 
     def add(
         self,
@@ -93,7 +97,7 @@ class InvocationLog:
         op = _operation.get()
         ctx = _durable_context.get() or self.root_context
         try:
-            replay = bool(ctx.is_replaying()) if ctx is not None else False  # type: ignore[attr-defined]
+            replay = bool(ctx.is_replaying()) if ctx is not None else False
         except Exception:  # noqa: BLE001 - a tag must never break a handler's logging
             replay = False
         return (op[0], op[1], replay) if op else (None, None, replay)
@@ -129,7 +133,7 @@ class InvocationLog:
 _current: ContextVar[InvocationLog | None] = ContextVar("durascope_invocation_log", default=None)
 # (operation id, attempt) of the user function running now, and the DurableContext it runs in.
 _operation: ContextVar[tuple[str, int | None] | None] = ContextVar("durascope_operation", default=None)
-_durable_context: ContextVar[object | None] = ContextVar("durascope_durable_context", default=None)
+_durable_context: ContextVar[DurableContext | None] = ContextVar("durascope_durable_context", default=None)
 _installed = False
 _install_lock = threading.Lock()
 
@@ -156,11 +160,11 @@ class _RoutingHandler(logging.Handler):
 
 
 class _StreamProxy(io.TextIOBase):
-    def __init__(self, name: str, original: io.TextIOBase) -> None:
+    def __init__(self, name: str, original: TextIO) -> None:
         self._name = name
         self._original = original
 
-    def write(self, text: str) -> int:  # type: ignore[override]
+    def write(self, text: str) -> int:
         sink = _current.get()
         if sink is None:
             return self._original.write(text)
@@ -171,7 +175,7 @@ class _StreamProxy(io.TextIOBase):
         if _current.get() is None:
             self._original.flush()
 
-    def __getattr__(self, item: str):  # type: ignore[no-untyped-def]
+    def __getattr__(self, item: str) -> Any:
         return getattr(self._original, item)
 
 
@@ -184,14 +188,14 @@ def _inheriting_start(self: threading.Thread) -> None:
     # started while an invocation is being captured carries that capture along.
     sink = _current.get()
     if sink is not None and not getattr(self, "_durascope_sink", None):
-        self._durascope_sink = sink  # type: ignore[attr-defined]
+        self._durascope_sink = sink  # type: ignore[attr-defined]  # a mark on the thread: carried once
         run = self.run
 
         def run_with_sink() -> None:
             _current.set(sink)
             run()
 
-        self.run = run_with_sink  # type: ignore[method-assign]
+        self.run = run_with_sink  # type: ignore[method-assign]  # this thread only runs inside the capture
     _original_start(self)
 
 
@@ -205,14 +209,14 @@ def install() -> None:
             # Lambda's default application log level is INFO.
             if root.level in (logging.NOTSET, logging.WARNING):
                 root.setLevel(logging.INFO)
-            threading.Thread.start = _inheriting_start  # type: ignore[method-assign]
+            threading.Thread.start = _inheriting_start  # type: ignore[method-assign]  # deliberate: see the function
             tag_with_sdk_state()
             _installed = True
         # Checked every time: test runners and other tools swap the streams back.
         if not isinstance(sys.stdout, _StreamProxy):
-            sys.stdout = _StreamProxy("STDOUT", sys.stdout)  # type: ignore[assignment]
+            sys.stdout = _StreamProxy("STDOUT", sys.stdout)
         if not isinstance(sys.stderr, _StreamProxy):
-            sys.stderr = _StreamProxy("STDERR", sys.stderr)  # type: ignore[assignment]
+            sys.stderr = _StreamProxy("STDERR", sys.stderr)
 
 
 def tag_with_sdk_state() -> None:
@@ -234,20 +238,22 @@ def tag_with_sdk_state() -> None:
     make_root = DurableContext.from_lambda_context
     wrap = ExecutionState.wrap_user_function
 
-    def from_lambda_context(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def from_lambda_context(*args: Any, **kwargs: Any) -> Any:
         ctx = make_root(*args, **kwargs)
         sink = _current.get()
         if sink is not None:
             sink.root_context = ctx
         return ctx
 
-    def wrap_user_function(self, user_function, operation_identifier, *rest, **kw):  # type: ignore[no-untyped-def]
+    def wrap_user_function(
+        self: Any, user_function: Callable[..., Any], operation_identifier: Any, *rest: Any, **kw: Any
+    ) -> Callable[..., Any]:
         wrapped = wrap(self, user_function, operation_identifier, *rest, **kw)
         attempt = rest[1] if len(rest) > 1 else kw.get("attempt")
         op_id = operation_identifier.operation_id
 
         @functools.wraps(user_function)
-        def tagged(*args, **kwargs):  # type: ignore[no-untyped-def]
+        def tagged(*args: Any, **kwargs: Any) -> Any:
             op_token = _operation.set((op_id, attempt))
             child = args[0] if args and isinstance(args[0], DurableContext) else None
             ctx_token = _durable_context.set(child) if child is not None else None
@@ -260,6 +266,8 @@ def tag_with_sdk_state() -> None:
 
         return tagged
 
+    # The SDK's two methods are wrapped in place, on purpose (the docstring says why); mypy
+    # refuses assignments to methods and attributes it did not declare.
     wrap_user_function._durascope = True  # type: ignore[attr-defined]
     DurableContext.from_lambda_context = staticmethod(from_lambda_context)  # type: ignore[method-assign]
     ExecutionState.wrap_user_function = wrap_user_function  # type: ignore[method-assign]
@@ -285,12 +293,12 @@ def relay(emit: Callable[[str, str, str | None, int | None, bool], None]) -> Non
     as in-process lines are. Logging is left to the runtime (``awslambdaric`` writes its
     records to stdout, so they pass here too)."""
     sink = _RelayedOutput(emit)
-    threading.Thread.start = _inheriting_start  # type: ignore[method-assign]
+    threading.Thread.start = _inheriting_start  # type: ignore[method-assign]  # deliberate, as in install
     with contextlib.suppress(Exception):  # no SDK (or another one): lines go untagged
         tag_with_sdk_state()
     _current.set(sink)
-    sys.stdout = _StreamProxy("STDOUT", sys.stdout)  # type: ignore[assignment]
-    sys.stderr = _StreamProxy("STDERR", sys.stderr)  # type: ignore[assignment]
+    sys.stdout = _StreamProxy("STDOUT", sys.stdout)
+    sys.stderr = _StreamProxy("STDERR", sys.stderr)
 
 
 @contextlib.contextmanager

@@ -94,7 +94,9 @@ def append(
             last = raw.insert(_INSERT_ONE, rows[0])
         else:
             raw.many(_INSERT_ONE, rows)
-            last = raw.one("SELECT last_insert_rowid()")[0]  # type: ignore[index]
+            row = raw.one("SELECT last_insert_rowid()")
+            assert row is not None  # the function always answers one row
+            last = row[0]
         positions = list(range(last - len(rows) + 1, last + 1))
     return [
         StoredEvent(pos, execution_id, event_id, ev.event_type, ev.op_id, ts, body, ev.extra)
