@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 import uuid
+from dataclasses import astuple
 from pathlib import Path
 
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from pagetiming import timed  # bench/ is on sys.path when a bench script runs
 
 from recorder.api import Durascope
 from recorder.synthetic import synthetic
@@ -34,17 +36,6 @@ from viewer import create_app
 
 PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 FUNCTION = "busy"
-
-
-def timed(client, url: str, runs: int = 5) -> tuple[float, float, int, int]:
-    client.get(url)  # warm: the first request also loads templates
-    samples, size, status = [], 0, 0
-    for _ in range(runs):
-        t = time.perf_counter()
-        r = client.get(url)
-        samples.append((time.perf_counter() - t) * 1000)
-        size, status = len(r.data), r.status_code
-    return statistics.median(samples), max(samples), size, status
 
 
 def _import(ds: Durascope, batch: list) -> None:
@@ -133,7 +124,7 @@ def run(db: str, executions: int, functions: int, keep_url: str | None = None) -
             ("functions index", "/functions"),
             ("index twin", "/api/v1/functions"),
         ):
-            median, worst, size, status = timed(client, url_path)
+            median, worst, size, status = astuple(timed(client, url_path))
             verdict = "under 1 s" if worst < 1000 else "OVER 1 s"
             print(
                 f"[{db}] {label:20} {url_path:46} median {median:7.1f} ms  worst {worst:7.1f} ms  "

@@ -15,16 +15,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 import uuid
+from dataclasses import astuple
 from pathlib import Path
 
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from pagetiming import timed  # bench/ is on sys.path when a bench script runs
 
 from recorder.api import Durascope
 from recorder.store.availability import DatabaseUnavailable
@@ -41,17 +43,6 @@ MESSAGES = (
     ("ConnectionError", "connection to 10.0.{n}.7:5432 refused at 2026-12-05T17:{n}:00Z", "save"),
     ("ValueError", "quantity {n} is over the limit of {n}", "validate"),
 )
-
-
-def timed(client, url: str, runs: int = 5) -> tuple[float, int, int]:
-    client.get(url)
-    samples, size, status = [], 0, 0
-    for _ in range(runs):
-        t = time.perf_counter()
-        r = client.get(url)
-        samples.append((time.perf_counter() - t) * 1000)
-        size, status = len(r.data), r.status_code
-    return statistics.median(samples), size, status
 
 
 def _failure(i: int, t0: float) -> dict:
@@ -123,7 +114,7 @@ def run(db: str, executions: int, failures: int) -> None:
             ("/search?q=declined (errors and log lines)", "/search?q=declined"),
             ("/api/v1/search?q=bank+answer", "/api/v1/search?q=bank+answer"),
         ):
-            ms, size, status = timed(client, url_)
+            ms, _, size, status = astuple(timed(client, url_))
             goal = f"{'PASS' if ms < 1000 else 'MISS'} (< 1 s)" if "errors" in label.split("?")[0] else ""
             print(f"{label:<52} {ms:>24.1f} {size:>10,}  {goal} [{status}]")
     finally:

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 import uuid
+from dataclasses import astuple
 from pathlib import Path
 from urllib.parse import quote
 
@@ -27,23 +27,14 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from pagetiming import timed  # bench/ is on sys.path when a bench script runs
+
 from recorder.api import Durascope
 from recorder.synthetic import T0, synthetic
 from recorder.transfer import import_histories, parse_history
 from viewer import create_app
 
 PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def timed(client, url: str, runs: int = 5) -> tuple[float, int, int]:
-    client.get(url)
-    samples, size, status = [], 0, 0
-    for _ in range(runs):
-        t = time.perf_counter()
-        r = client.get(url)
-        samples.append((time.perf_counter() - t) * 1000)
-        size, status = len(r.data), r.status_code
-    return statistics.median(samples), size, status
 
 
 def _load_average() -> str:
@@ -83,17 +74,17 @@ def run(db: str, executions: int) -> None:
         print(f"\n{db}: loaded {executions} executions in {load:.0f} s; {_load_average()}")
         print(f"{'page':<44} {'server ms (median of 5)':>24} {'bytes':>10}  goal")
         for n, arn in big.items():
-            ms, size, status = timed(client, f"/executions/{quote(arn, safe='/:')}")
+            ms, _, size, status = astuple(timed(client, f"/executions/{quote(arn, safe='/:')}"))
             goal = f"{'PASS' if ms < 1000 and size < 2_000_000 else 'MISS'} (< 1 s, < 2 MB)" if n == 10_000 else ""
             print(f"{'execution page, ' + format(n, ',') + ' events':<44} {ms:>24.1f} {size:>10,}  {goal} [{status}]")
-            ms, size, status = timed(client, f"/executions/{quote(arn, safe='/:')}/events")
+            ms, _, size, status = astuple(timed(client, f"/executions/{quote(arn, safe='/:')}/events"))
             print(f"{'  its event table (first window)':<44} {ms:>24.1f} {size:>10,}  [{status}]")
-        ms, size, status = timed(client, "/")
+        ms, _, size, status = astuple(timed(client, "/"))
         print(
             f"{'list, first page, ' + format(executions, ',') + ' executions':<44} {ms:>24.1f} {size:>10,}  "
             f"{'PASS' if ms < 150 else 'MISS'} (< 150 ms) [{status}]"
         )
-        ms, size, status = timed(client, "/?status=SUCCEEDED&function=fn-7&sort=duration")
+        ms, _, size, status = astuple(timed(client, "/?status=SUCCEEDED&function=fn-7&sort=duration"))
         print(f"{'list, filtered + sorted by duration':<44} {ms:>24.1f} {size:>10,}  [{status}]")
         print(f"done; {_load_average()}")
     finally:
