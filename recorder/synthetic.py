@@ -98,24 +98,7 @@ def synthetic(function: str, n_events: int, t0: float) -> dict:
             )
             t += 0.5
             inv_start = t
-    events.append(
-        {
-            "EventType": "InvocationCompleted",
-            "EventId": len(events) + 1,
-            "EventTimestamp": t,
-            "InvocationCompletedDetails": {"StartTimestamp": inv_start, "EndTimestamp": t, "RequestId": "last"},
-        }
-    )
-    events.append(
-        {
-            "EventType": "ExecutionSucceeded",
-            "EventId": len(events) + 1,
-            "Id": eid,
-            "Name": eid,
-            "EventTimestamp": t,
-            "ExecutionSucceededDetails": {"Result": {"Payload": str(step), "Truncated": False}},
-        }
-    )
+    _close(events, eid, inv_start, t, "ExecutionSucceeded", {"Result": {"Payload": str(step), "Truncated": False}})
     return {"DurableExecutionArn": arn, "Events": events}
 
 
@@ -175,22 +158,27 @@ def synthetic_failure(
             }
         )
         t += 1.0 if attempt < attempts else 0.0
+    _close(events, eid, t0, t, "ExecutionFailed", {"Error": error})
+    return {"DurableExecutionArn": arn, "Events": events}
+
+
+def _close(events: list[dict], eid: str, inv_start: float, t: float, terminal: str, details: dict) -> None:
+    """The last invocation's end, then the execution's terminal event, both at ``t``."""
     events.append(
         {
             "EventType": "InvocationCompleted",
             "EventId": len(events) + 1,
             "EventTimestamp": t,
-            "InvocationCompletedDetails": {"StartTimestamp": t0, "EndTimestamp": t, "RequestId": "last"},
+            "InvocationCompletedDetails": {"StartTimestamp": inv_start, "EndTimestamp": t, "RequestId": "last"},
         }
     )
     events.append(
         {
-            "EventType": "ExecutionFailed",
+            "EventType": terminal,
             "EventId": len(events) + 1,
             "Id": eid,
             "Name": eid,
             "EventTimestamp": t,
-            "ExecutionFailedDetails": {"Error": error},
+            f"{terminal}Details": details,
         }
     )
-    return {"DurableExecutionArn": arn, "Events": events}
