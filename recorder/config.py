@@ -82,10 +82,16 @@ class Settings:
     # Server-Sent Event streams (/api/v1/feed) open at once, in total and per client address.
     max_streams: int = 64
     max_streams_per_client: int = 8
+    # Cost estimates (recorder.cost): DURASCOPE_COST_PRICES overrides prices of its table
+    # (JSON), DURASCOPE_COST_MEMORY_MB the memory each function is billed at (fn=MB,*=MB).
+    cost_prices: dict[str, float] = field(default_factory=dict)
+    cost_memory_mb: dict[str, int] = field(default_factory=dict)
     extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        from recorder import prices
+
         env = dict(os.environ if env is None else env)
         values: dict[str, object] = {
             "database_url": env.get("DURASCOPE_DATABASE_URL") or DEFAULT_DATABASE_URL,
@@ -107,6 +113,8 @@ class Settings:
             "head_timeout_seconds": _float(env, "DURASCOPE_HEAD_TIMEOUT_SECONDS", 10.0),
             "max_streams": _int(env, "DURASCOPE_MAX_STREAMS", 64),
             "max_streams_per_client": _int(env, "DURASCOPE_MAX_STREAMS_PER_CLIENT", 8),
+            "cost_prices": prices.parse_price_overrides(env.get("DURASCOPE_COST_PRICES")),
+            "cost_memory_mb": prices.parse_memory_sizes(env.get("DURASCOPE_COST_MEMORY_MB")),
         }
         values.update(overrides)
         settings = cls(**values)  # type: ignore[arg-type]

@@ -10,6 +10,10 @@ A kept-alive connection can have been closed by the server while idle (its idle 
 a restart). Sending on it then fails before the server saw the request, so such a
 failure on a *reused* connection is retried once on a fresh one; a failure on a fresh
 connection is the caller's.
+
+urllib3 (an ``HTTPConnectionPool`` with ``Retry(total=1, read=0)``) was measured in its place
+with ``bench/httpclient_bench.py``: 1.77x the CPU per request and 0.73x the throughput
+(2026-12-05, medians of three rounds), so these 70 lines stay.
 """
 
 from __future__ import annotations

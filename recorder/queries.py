@@ -20,7 +20,7 @@ from recorder.errors import InvalidParameterValueException, ResourceNotFoundExce
 from recorder.store.db import Database
 from recorder.store.events import strip_execution_data
 from recorder.store.log import row_to_stored
-from recorder.store.models import Event, Execution, LogLine
+from recorder.store.models import Event, Execution, LogLine, Operation
 from recorder.store.vocabulary import TERMINAL_EXECUTION, EventType, ExecutionStatus
 from recorder.store.workset import OP_COLS, OpRow
 from recorder.wire import ts_seconds
@@ -171,14 +171,17 @@ class LogEntry:
     request_id: str | None
     op_id: str | None
     id: int = 0  # the stored line's id: the logs page's anchor
+    replay: bool = False  # written while the SDK replayed completed operations
+    attempt: int | None = None  # the step attempt it was written in
 
 
 def execution_logs(db: Database, arn: str, min_level: str | None = None, request_id: str | None = None,
                    op_id: str | None = None, limit: int = 10_000,
-                   request_ids: tuple[str, ...] | None = None) -> list[LogEntry]:
+                   request_ids: tuple[str, ...] | None = None, replay: bool = True) -> list[LogEntry]:
     """Captured handler output of one execution, oldest first. ``min_level`` keeps
     records at or above it (stdout/stderr lines count as INFO/ERROR); ``request_ids``
-    keeps the lines of those invocations."""
+    keeps the lines of those invocations; ``replay=False`` drops the lines written while
+    the SDK replayed (the repeats of earlier invocations' lines)."""
     if min_level is not None and min_level.upper() not in LEVELS:
         raise InvalidParameterValueException(f"level must be one of {', '.join(LEVELS)}")
     with db.read() as s:
@@ -190,12 +193,26 @@ def execution_logs(db: Database, arn: str, min_level: str | None = None, request
             q = q.where(LogLine.request_id.in_(request_ids))
         if op_id:
             q = q.where(LogLine.op_id == op_id)
+        if not replay:
+            q = q.where(LogLine.replay.is_(False))
         rows = s.scalars(q.order_by(LogLine.id).limit(limit)).all()
-    entries = [LogEntry(r.ts_ms, r.level, r.logger, r.message, r.request_id, r.op_id, r.id) for r in rows]
+    entries = [LogEntry(r.ts_ms, r.level, r.logger, r.message, r.request_id, r.op_id, r.id, r.replay, r.attempt)
+               for r in rows]
     if min_level is not None:
         floor = LEVELS.index(min_level.upper())
         entries = [e for e in entries if level_rank(e.level) >= floor]
     return entries
+
+
+def operation_ids(db: Database, arn: str, id_or_name: str) -> dict[str, str | None]:
+    """The operations of an execution with this id, or else this name: {id: name}."""
+    with db.read() as s:
+        execution = find_execution(s, arn)
+        rows = s.execute(select(Operation.op_id, Operation.name).where(
+            Operation.execution_id == execution.execution_id,
+            (Operation.op_id == id_or_name) | (Operation.name == id_or_name))).all()
+    by_id = {r.op_id: r.name for r in rows if r.op_id == id_or_name}
+    return by_id or {r.op_id: r.name for r in rows}
 
 
 def level_rank(level: str) -> int:

@@ -19,7 +19,7 @@ from sqlalchemy import text
 from recorder import transfer
 from recorder.api import Durascope
 from recorder.config import Settings
-from tests.conftest import HANDLERS, register
+from tests.conftest import register
 from tests.test_engine import callback_id
 from viewer.server import build_server
 

@@ -14,8 +14,10 @@ and is guarded as the runtime relay.
   POSTs that boto3 signs within one second look alike too; the second is retried by boto3
   after its back-off, signed anew. Reads are not checked (a polling loop repeats itself).
 * ``VIEWER``: everything else, including any path no route matched (default deny): pages,
-  ``/api/v1``, the feed and the webhooks admin. With keys set, a logged-in session, or a
-  SigV4 signature for scripts.
+  ``/api/v1``, the feed, the webhooks admin, errors, search, compare and the waiting board
+  (its bulk actions are CSRF-checked form posts), the replay check (``viewer.replay_pages``)
+  and function statistics (``viewer.functions_pages``; its plotly.js is a static asset, OPEN).
+  With keys set, a logged-in session, or a SigV4 signature for scripts.
 
 Whatever the keys, every request also passes these, in this order, before any body is read:
 
@@ -54,7 +56,7 @@ from recorder import sigv4
 from recorder.arns import ExecutionArn
 from recorder.store import sessions
 from recorder.errors import RequestTooLargeException, ServiceError, TooManyRequestsException
-from viewer import lambda_api
+from viewer import get_durascope, lambda_api
 from viewer.rawpath import raw_path
 
 
@@ -65,7 +67,7 @@ class Guard(enum.Enum):
 
 
 # Endpoints anyone may fetch: what the login page itself needs.
-OPEN_ENDPOINTS = frozenset({"login.login", "static", "pages.favicon"})
+OPEN_ENDPOINTS = frozenset({"login.login", "static", "pages.favicon", "pages.functions_pages.plotly_js"})
 SIGNED_BLUEPRINTS = frozenset({"runtime_api"})
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
@@ -237,7 +239,7 @@ def current_user() -> str | None:
     record, so a logged-out or expired session is refused even with a valid cookie)."""
     if "durascope_user" not in g:
         token = session.get(SESSION_TOKEN)
-        g.durascope_user = (sessions.session_key_id(current_app.extensions["durascope"].db, token)
+        g.durascope_user = (sessions.session_key_id(get_durascope(current_app).db, token)
                             if isinstance(token, str) else None)
     return g.durascope_user
 

@@ -82,7 +82,8 @@ def events(arn: str) -> Any:
 
 @bp.get("/executions/<path:arn>/logs")
 def logs(arn: str) -> Any:
-    return jsonify(to_dict(build_logs(get_durascope(current_app), arn, request.args)))
+    # Each line carries operationId and replay (whether the SDK was replaying when it was written).
+    return jsonify(build_logs(get_durascope(current_app), arn, request.args).to_json())
 
 
 @bp.get("/executions/<path:arn>/timeline")

@@ -45,6 +45,7 @@ from recorder.errors import (
 from recorder.queries import history_page, list_executions
 from recorder.store.availability import DatabaseUnavailable
 from recorder.wire import ErrorObject, ts_seconds
+from viewer import get_durascope
 from viewer.rawpath import raw_path
 
 log = logging.getLogger("durascope.api")
@@ -341,10 +342,6 @@ def _client_token(body: dict[str, Any]) -> str | None:
     return value
 
 
-def _ds() -> Durascope:
-    return current_app.extensions["durascope"]
-
-
 # --- dispatch -------------------------------------------------------------------------------
 
 
@@ -407,7 +404,7 @@ def _dispatch(path: str) -> Response:
 
 
 def invoke(function: str) -> Response:
-    ds = _ds()
+    ds = get_durascope(current_app)
     itype = request.headers.get("X-Amz-Invocation-Type") or "RequestResponse"
     if itype not in INVOCATION_TYPES:
         raise InvalidParameterValueException("X-Amz-Invocation-Type must be RequestResponse, Event or DryRun")
@@ -472,7 +469,7 @@ def _wait_terminal(ds: Durascope, arn: str, timeout: float) -> Any:
 
 
 def get_execution(arn: str) -> Response:
-    return _json(_ds().get_execution(arn, _bool_arg("IncludeExecutionData", True)))
+    return _json(get_durascope(current_app).get_execution(arn, _bool_arg("IncludeExecutionData", True)))
 
 
 def _history_marker() -> str | None:
@@ -485,7 +482,7 @@ def _history_marker() -> str | None:
 
 
 def get_history(arn: str) -> Response:
-    page = history_page(_ds().db, arn, include_data=_bool_arg("IncludeExecutionData", True),
+    page = history_page(get_durascope(current_app).db, arn, include_data=_bool_arg("IncludeExecutionData", True),
                         marker=_history_marker(), max_items=_max_items_arg(),
                         reverse=_bool_arg("ReverseOrder", False), ts=ts_seconds)
     out: dict[str, Any] = {"Events": page.events}
@@ -496,23 +493,23 @@ def get_history(arn: str) -> Response:
 
 def get_state(arn: str) -> Response:
     token = _arg("CheckpointToken")
-    return _json(_ds().control.get_state(arn, token, _marker_arg(), _max_items_arg(), ts=ts_seconds))
+    return _json(get_durascope(current_app).control.get_state(arn, token, _marker_arg(), _max_items_arg(), ts=ts_seconds))
 
 
 def checkpoint(arn: str) -> Response:
     body = _json_body(CHECKPOINT_BODY_LIMIT) or {}
-    response = _ds().control.checkpoint(arn, body.get("CheckpointToken"), body.get("Updates"),
+    response = get_durascope(current_app).control.checkpoint(arn, body.get("CheckpointToken"), body.get("Updates"),
                                         _client_token(body), ts=ts_seconds)
     return _json(response)
 
 
 def stop(arn: str) -> Response:
-    end_ms = _ds().control.stop_execution(arn, _error_body())
+    end_ms = get_durascope(current_app).control.stop_execution(arn, _error_body())
     return _json({"StopTimestamp": ts_seconds(end_ms)})
 
 
 def _control_method(name: str, operation: str) -> Any:
-    method = getattr(_ds().control, name, None)
+    method = getattr(get_durascope(current_app).control, name, None)
     if method is None:
         raise NotSupportedYet(f"{operation} is not supported by this server yet")
     return method
@@ -568,7 +565,7 @@ _EXECUTION_ROUTES = {
 
 
 def list_by_function(function: str) -> Response:
-    ds = _ds()
+    ds = get_durascope(current_app)
     ref = parse_function_name(function)
     qualifier = _arg("Qualifier") or ref.qualifier
     if qualifier not in (None, "$LATEST") or ds.control.get_function(ref.name) is None:
@@ -597,18 +594,18 @@ def callback_succeed(callback_id: str) -> Response:
     # Raw body bytes are the result, stored verbatim (spec pitfall 21); the control
     # plane enforces the 1 MiB limit and refuses NUL characters.
     data = _body(BODY_LIMIT)
-    _ds().control.callback_complete(callback_id, True, result=data or None)
+    get_durascope(current_app).control.callback_complete(callback_id, True, result=data or None)
     return _json({})
 
 
 def callback_fail(callback_id: str) -> Response:
-    _ds().control.callback_complete(callback_id, False, error=_error_body() or ErrorObject())
+    get_durascope(current_app).control.callback_complete(callback_id, False, error=_error_body() or ErrorObject())
     return _json({})
 
 
 def callback_heartbeat(callback_id: str) -> Response:
     _body(BODY_LIMIT)  # read (and ignore) whatever was sent
-    _ds().control.callback_heartbeat(callback_id)
+    get_durascope(current_app).control.callback_heartbeat(callback_id)
     return _json({})
 
 

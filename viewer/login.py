@@ -28,6 +28,7 @@ from flask.sessions import SecureCookieSessionInterface
 from markupsafe import escape
 
 from recorder.store import sessions
+from viewer import get_durascope
 from viewer.access import SESSION_TOKEN, csrf_token
 
 bp = Blueprint("login", __name__)
@@ -100,7 +101,7 @@ def login() -> Any:
         expected = keys.get(key_id)
         if expected is not None and hmac.compare_digest(expected.encode(), secret.encode()):
             lifetime = current_app.permanent_session_lifetime.total_seconds()
-            token = sessions.open_session(current_app.extensions["durascope"].db, key_id, lifetime)
+            token = sessions.open_session(get_durascope(current_app).db, key_id, lifetime)
             session.clear()
             session[SESSION_TOKEN] = token
             session.permanent = True
@@ -115,7 +116,7 @@ def login() -> Any:
 def logout() -> Any:
     token = session.get(SESSION_TOKEN)
     if token:
-        sessions.revoke_session(current_app.extensions["durascope"].db, token)
+        sessions.revoke_session(get_durascope(current_app).db, token)
     session.clear()
     return redirect(url_for("login.login"))
 

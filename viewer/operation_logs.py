@@ -51,6 +51,8 @@ class Line:
     logger: str | None
     op_id: str | None
     text: str
+    replay: bool = False  # written while the SDK replayed (recorder.engine.logs)
+    attempt: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def split_records(entries: Iterable[LogEntry]) -> list[Line]:
             if header:
                 level = piece[1:piece.index("]")]
                 piece = piece[header.end():]
-            out.append(Line(e.id, e.ts_ms, e.request_id, level, e.logger, e.op_id, piece))
+            out.append(Line(e.id, e.ts_ms, e.request_id, level, e.logger, e.op_id, piece, e.replay, e.attempt))
     return out
 
 
@@ -93,6 +95,15 @@ def named_operation(line: Line) -> str | None:
 def belongs(line: Line, op_id: str) -> bool:
     """Whether a line is the operation's own: tagged with it, or the SDK naming it."""
     return line.op_id == op_id or named_operation(line) == op_id
+
+
+def attempt_lines(lines: Sequence[Line], op_id: str, attempt: int) -> list[Line]:
+    """The lines of one attempt of an operation: those written inside it, and the SDK's
+    lines naming the operation in the invocation the attempt ran in."""
+    own = [ln for ln in lines if ln.op_id == op_id and ln.attempt == attempt]
+    requests = {ln.request_id for ln in own}
+    return [ln for ln in lines if (ln.op_id == op_id and ln.attempt == attempt)
+            or (ln.request_id in requests and ln.op_id is None and named_operation(ln) == op_id)]
 
 
 def trace_after(lines: Sequence[Line], index: int) -> str | None:

@@ -35,10 +35,12 @@ from werkzeug.exceptions import HTTPException
 
 from recorder.errors import ServiceError
 from recorder.queries import iter_history
-from viewer import api_v1, feed_pages, get_durascope, lambda_api
+from viewer import (api_v1, cost_pages, diff_pages, errors_pages, feed_pages, functions_pages, get_durascope, lambda_api,
+                    replay_pages, waiting_pages)
 from viewer.timeline import build_timeline
 from viewer.view_models.common import ViewError, format_duration, plural, validate_callback_payload
 from viewer.graph import build_graph
+from viewer.view_models.cost import build_execution_cost
 from viewer.view_models.execution import build_execution, build_operation, detail_of, full_payload
 from viewer.view_models.executions import ListFilters, build_execution_list, filtered_arns
 from viewer.view_models.history import EventFilters, build_event_page, build_logs
@@ -54,8 +56,20 @@ def _compact_templates(state: Any) -> None:
 
 bp.register_blueprint(api_v1.bp)
 bp.register_blueprint(feed_pages.bp)
+bp.register_blueprint(errors_pages.bp)
+bp.register_blueprint(errors_pages.api)
+for _pages in (diff_pages, waiting_pages):
+    bp.register_blueprint(_pages.bp)
+    bp.register_blueprint(_pages.api)
 
-VIEWER_PREFIXES = ("/executions/", "/api/v1/", "/feed", "/webhooks")
+bp.register_blueprint(replay_pages.bp)
+bp.register_blueprint(replay_pages.api_bp)
+bp.register_blueprint(functions_pages.bp)
+bp.register_blueprint(functions_pages.api_bp)
+bp.register_blueprint(cost_pages.api_bp)
+
+VIEWER_PREFIXES = ("/executions/", "/api/v1/", "/feed", "/webhooks", "/errors", "/search", "/diff", "/waiting",
+                   "/functions")
 # The Lambda REST API (and the Runtime API of worker hosts): their clients get the AWS
 # error shape whatever they accept.
 AWS_PREFIXES = ("/2015-03-31/", "/2025-12-01/", "/2018-06-01/")
@@ -206,7 +220,7 @@ def export_zip() -> Response:
 
 
 @bp.get("/executions/<path:arn>")
-def execution(arn: str, form_error: dict[str, str] | None = None, status: int = 200) -> Any:
+def execution(arn: str, form_error: dict[str, str] | None = None, status: int = 200, replay: Any = None) -> Any:
     view = build_execution(get_durascope(current_app), arn)
     timeline = build_timeline(view)
     # The graph's panel opens on the failing operation: one red box, its error already shown.
@@ -214,8 +228,9 @@ def execution(arn: str, form_error: dict[str, str] | None = None, status: int = 
     failing = view.operation(f.op_id) if f and f.op_id else None
     panel = detail_of(view, failing, f.lines, f.more_lines) if f and failing else None
     notice = NOTICES.get(request.args.get("notice", ""))
+    cost = build_execution_cost(get_durascope(current_app), arn)
     return render_template("execution.html", v=view, t=timeline, g=build_graph(view), panel=panel, notice=notice,
-                           form_error=form_error or {}), status
+                           form_error=form_error or {}, replay=replay, cost=cost), status
 
 
 @bp.get("/executions/<path:arn>/operations/<op_id>")

@@ -31,12 +31,13 @@ from recorder.errors import (
     ServiceError,
 )
 from recorder.worker_backend import LOGS_BODY_LIMIT, RuntimeOutput, store_worker_logs
+from viewer import get_durascope
 
 bp = Blueprint("runtime_api", __name__, url_prefix="/durascope/runtime")
 
 
 def _pool() -> Any:
-    pool = getattr(current_app.extensions["durascope"], "workers", None)
+    pool = getattr(get_durascope(current_app), "workers", None)
     if pool is None:
         raise ResourceConflictException("This engine runs handlers in-process; start it with worker processes "
                                         "(durascope serve --invoker workers) to attach workers")
@@ -86,7 +87,7 @@ def _answered(known: bool) -> Response:
 
 @bp.get("/functions")
 def functions() -> Response:
-    ds = current_app.extensions["durascope"]
+    ds = get_durascope(current_app)
     return _json({"Functions": [ds.worker_config(f).to_dict() for f in ds.control.list_functions()]})
 
 

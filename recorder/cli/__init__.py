@@ -4,7 +4,7 @@
 the commands of one concern to it.
 """
 
-from recorder.cli import callbacks, db, executions, functions, running, transfer, webhooks  # noqa: F401 - commands
+from recorder.cli import callbacks, db, executions, functions, replay, running, transfer, webhooks  # noqa: F401 - commands
 from recorder.cli.app import main
 
 __all__ = ["main"]

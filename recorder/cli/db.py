@@ -32,7 +32,7 @@ def db_current(ctx: click.Context) -> None:
 @db.command("rebuild-projections")
 @click.pass_context
 def db_rebuild(ctx: click.Context) -> None:
-    """Recompute executions, operations, callbacks and timers from the event log."""
+    """Recompute executions, operations, callbacks, timers and error occurrences from the event log."""
     from recorder.store.projector import rebuild
 
     with durascope(ctx) as ds:

@@ -181,25 +181,45 @@ def executions(ctx: click.Context, function_name: str | None, status: str | None
 @click.argument("arn")
 @click.option("--level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
               default=None, help="Only lines at or above this level.")
+@click.option("--operation", "operation", default=None, metavar="NAME|ID",
+              help="Only the lines written inside this operation (its id, or every operation of this name).")
+@click.option("--no-replay", is_flag=True,
+              help="Leave out the lines written while the SDK replayed (the repeats of earlier invocations).")
 @output_option()
 @click.pass_context
-def logs_cmd(ctx: click.Context, arn: str, level: str | None, output: str, as_json: bool) -> None:
-    """Print what the handler of ARN wrote (logging, print, the SDK's context logger);
+def logs_cmd(ctx: click.Context, arn: str, level: str | None, operation: str | None, no_replay: bool, output: str,
+             as_json: bool) -> None:
+    """Print what the handler of ARN wrote (logging, print, the SDK's context logger), each
+    line with the operation it was written in and whether the SDK was replaying;
     ``--output json`` writes one JSON object per line."""
-    from recorder.queries import execution_logs
+    from recorder.queries import execution_logs, operation_ids
 
     with durascope(ctx) as ds, friendly_errors():
-        entries = execution_logs(ds.db, arn, level)
+        names: dict[str, str | None] = {}
+        if operation is not None:
+            names = operation_ids(ds.db, arn, operation)
+            if not names:
+                raise click.ClickException(f"no operation {operation!r} in this execution (give its id or name)")
+            entries = sorted((e for op_id in names for e in execution_logs(ds.db, arn, level, op_id=op_id,
+                                                                            replay=not no_replay)),
+                             key=lambda e: e.id)
+        else:
+            entries = execution_logs(ds.db, arn, level, replay=not no_replay)
     if not entries:
-        click.echo(f"no log lines at {level.upper()} or above" if level else "this execution has logged nothing",
-                   err=True)
+        click.echo(f"no log lines at {level.upper()} or above" if level else
+                   "no log lines match" if operation or no_replay else "this execution has logged nothing", err=True)
         return
     for e in entries:
         if wants_json(output, as_json):
             click.echo(json.dumps({"Timestamp": e.ts_ms / 1000, "Level": e.level, "Logger": e.logger,
-                                   "Message": e.message, "RequestId": e.request_id, "OperationId": e.op_id}))
+                                   "Message": e.message, "RequestId": e.request_id, "OperationId": e.op_id,
+                                   "Attempt": e.attempt, "Replay": e.replay}))
         else:
-            click.echo(f"{iso(e.ts_ms)} {e.level:<8} {(e.request_id or '')[:8]} {e.message}")
+            where = (names.get(e.op_id) or e.op_id[:12]) if e.op_id else ""
+            if e.op_id and e.attempt:
+                where += f"#{e.attempt}"
+            click.echo(f"{iso(e.ts_ms)} {e.level:<8} {(e.request_id or '')[:8]} {'replay ' if e.replay else ''}"
+                       f"{where + ' ' if where else ''}{e.message}")
 
 
 @main.command("stop")

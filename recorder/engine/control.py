@@ -182,18 +182,9 @@ class ControlPlane:
     # --- captured logs -----------------------------------------------------------------
 
     def store_logs(self, execution_id: str, request_id: str, lines: Iterable[Any]) -> None:
-        rows = [
-            {
-                "execution_id": execution_id,
-                "request_id": request_id,
-                "op_id": ln.op_id,
-                "ts_ms": ln.ts_ms,
-                "level": ln.level,
-                "logger": ln.logger,
-                "message": ln.message,
-            }
-            for ln in lines
-        ]
+        rows = [{"execution_id": execution_id, "request_id": request_id, "op_id": ln.op_id, "ts_ms": ln.ts_ms,
+                 "level": ln.level, "logger": ln.logger, "message": ln.message,
+                 "replay": getattr(ln, "replay", False), "attempt": getattr(ln, "attempt", None)} for ln in lines]
         if rows:
             with self.db.write() as conn:
                 conn.execute(insert(LogLine), rows)

@@ -5,11 +5,19 @@ context variable: the SDK copies the context into its step and branch threads, s
 everything a handler's threads write lands in its own invocation's buffer. The SDK's
 context logger tags records with ``operationId``; those lines are attributed to the
 operation too. Lines are stored once the invocation has returned.
+
+Every line is also tagged with where the handler was when it was written, from the SDK's
+own bookkeeping (``tag_with_sdk_state``): the operation whose user function was running
+(a step's id and attempt inside a step; a child context's id inside one), and whether the
+SDK was replaying completed operations or making progress. The handler runs from the start
+after every suspension, so plain ``print`` and ``logging`` lines repeat in each invocation;
+the replay tag is what lets the viewer hide those repeats.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import sys
@@ -30,6 +38,8 @@ class CapturedLine:
     logger: str | None
     message: str
     op_id: str | None
+    replay: bool = False  # written while the SDK was replaying completed operations
+    attempt: int | None = None  # the step's attempt, when written inside a step
 
 
 @dataclass
@@ -41,15 +51,33 @@ class InvocationLog:
     dropped: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _partial: dict[str, str] = field(default_factory=dict)
+    # The invocation's root DurableContext (whose replay status applies outside any operation).
+    root_context: object | None = None
 
     def add(self, level: str, message: str, logger: str | None = None, op_id: str | None = None,
             ts: float | None = None) -> None:
+        running, attempt, replay = self._where()
         with self._lock:
             if len(self.lines) >= MAX_LINES or self.size + len(message) > MAX_BYTES:
                 self.dropped += 1
                 return
             self.size += len(message)
-            self.lines.append(CapturedLine(int((ts or time.time()) * 1000), level, logger, message, op_id))
+            self.lines.append(CapturedLine(int((ts or time.time()) * 1000), level, logger, message,
+                                           op_id or running, replay, attempt if op_id in (None, running) else None))
+
+    def _where(self) -> tuple[str | None, int | None, bool]:
+        """The operation running in the writing thread, its attempt, and whether the SDK is
+        replaying there. Lines added outside a handler's threads (a worker's relayed output)
+        carry no tags."""
+        if _current.get() is not self:
+            return None, None, False
+        op = _operation.get()
+        ctx = _durable_context.get() or self.root_context
+        try:
+            replay = bool(ctx.is_replaying()) if ctx is not None else False  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - a tag must never break a handler's logging
+            replay = False
+        return (op[0], op[1], replay) if op else (None, None, replay)
 
     def write_stream(self, stream: str, text: str) -> None:
         # print() writes the text and the newline separately; keep whole lines.
@@ -73,6 +101,9 @@ class InvocationLog:
 
 
 _current: ContextVar[InvocationLog | None] = ContextVar("durascope_invocation_log", default=None)
+# (operation id, attempt) of the user function running now, and the DurableContext it runs in.
+_operation: ContextVar[tuple[str, int | None] | None] = ContextVar("durascope_operation", default=None)
+_durable_context: ContextVar[object | None] = ContextVar("durascope_durable_context", default=None)
 _installed = False
 _install_lock = threading.Lock()
 
@@ -149,12 +180,63 @@ def install() -> None:
             if root.level in (logging.NOTSET, logging.WARNING):
                 root.setLevel(logging.INFO)
             threading.Thread.start = _inheriting_start  # type: ignore[method-assign]
+            tag_with_sdk_state()
             _installed = True
         # Checked every time: test runners and other tools swap the streams back.
         if not isinstance(sys.stdout, _StreamProxy):
             sys.stdout = _StreamProxy("STDOUT", sys.stdout)  # type: ignore[assignment]
         if not isinstance(sys.stderr, _StreamProxy):
             sys.stderr = _StreamProxy("STDERR", sys.stderr)  # type: ignore[assignment]
+
+
+def tag_with_sdk_state() -> None:
+    """Follow the SDK's state from the two places every invocation passes through:
+
+    * ``DurableContext.from_lambda_context`` makes an invocation's root context; its
+      ``is_replaying()`` is the SDK's replay status outside any operation.
+    * ``ExecutionState.wrap_user_function`` wraps every user function the SDK runs inside an
+      operation (a step's body, a child context's function, a wait_for_condition check),
+      with the operation's identifier and attempt; a child context is the function's first
+      argument, and its own ``is_replaying()`` applies inside it.
+
+    Both are wrapped, not replaced: the SDK's behaviour is unchanged."""
+    from aws_durable_execution_sdk_python.context import DurableContext
+    from aws_durable_execution_sdk_python.state import ExecutionState
+
+    if getattr(ExecutionState.wrap_user_function, "_durascope", False):
+        return
+    make_root = DurableContext.from_lambda_context
+    wrap = ExecutionState.wrap_user_function
+
+    def from_lambda_context(*args, **kwargs):  # type: ignore[no-untyped-def]
+        ctx = make_root(*args, **kwargs)
+        sink = _current.get()
+        if sink is not None:
+            sink.root_context = ctx
+        return ctx
+
+    def wrap_user_function(self, user_function, operation_identifier, *rest, **kw):  # type: ignore[no-untyped-def]
+        wrapped = wrap(self, user_function, operation_identifier, *rest, **kw)
+        attempt = rest[1] if len(rest) > 1 else kw.get("attempt")
+        op_id = operation_identifier.operation_id
+
+        @functools.wraps(user_function)
+        def tagged(*args, **kwargs):  # type: ignore[no-untyped-def]
+            op_token = _operation.set((op_id, attempt))
+            child = args[0] if args and isinstance(args[0], DurableContext) else None
+            ctx_token = _durable_context.set(child) if child is not None else None
+            try:
+                return wrapped(*args, **kwargs)
+            finally:
+                if ctx_token is not None:
+                    _durable_context.reset(ctx_token)
+                _operation.reset(op_token)
+
+        return tagged
+
+    wrap_user_function._durascope = True  # type: ignore[attr-defined]
+    DurableContext.from_lambda_context = staticmethod(from_lambda_context)  # type: ignore[method-assign]
+    ExecutionState.wrap_user_function = wrap_user_function  # type: ignore[method-assign]
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from recorder.store.events import NewEvent, StoredEvent, compact_json
 from recorder.store.models import (
     Callback,
     EngineState,
+    ErrorOccurrence,
     Event,
     Execution,
     LogLine,
@@ -142,7 +143,7 @@ def purge_execution(conn: Connection, execution_id: str) -> int:
         raise ValueError(f"execution {execution_id} is not closed; only closed executions are purged")
     conn.execute(insert(PurgeGrant), {"execution_id": execution_id})
     deleted = conn.execute(delete(Event).where(Event.execution_id == execution_id)).rowcount
-    for model in (Operation, Callback, Timer, EngineState, LogLine):
+    for model in (Operation, Callback, Timer, EngineState, LogLine, ErrorOccurrence):
         conn.execute(delete(model).where(model.execution_id == execution_id))
     conn.execute(delete(Execution).where(Execution.execution_id == execution_id))
     conn.execute(delete(PurgeGrant).where(PurgeGrant.execution_id == execution_id))

@@ -16,7 +16,7 @@ All instants are integer epoch milliseconds (``*_ms``).
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Identity, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Identity, Index, Integer, String, Table, Text, UniqueConstraint, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # SQLite only auto-numbers a column declared exactly INTEGER PRIMARY KEY.
@@ -54,6 +54,7 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("execution_id", "event_id", name="uq_events_execution_event_id"),
         Index("ix_events_execution_position", "execution_id", "position"),
+        Index("ix_events_execution_type", "execution_id", "event_type"),
         # SQLite would otherwise hand the positions of a purged newest execution out again.
         {"sqlite_autoincrement": True},
     )
@@ -87,6 +88,7 @@ class Execution(Base):
         Index("ix_executions_start", "start_ms", "execution_id"),
         Index("ix_executions_status_start", "status", "start_ms"),
         Index("ix_executions_function_start", "function_name", "start_ms"),
+        Index("ix_executions_function_start_status", "function_name", "start_ms", "status"),
     )
 
     execution_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -114,7 +116,10 @@ class Execution(Base):
 
 class Operation(Base):
     __tablename__ = "operations"
-    __table_args__ = (Index("ix_operations_seq", "execution_id", "seq"),)
+    __table_args__ = (
+        Index("ix_operations_seq", "execution_id", "seq"),
+        Index("ix_operations_step_stats", "execution_id", "type", "name", "status", "attempt", "start_ms", "end_ms"),
+    )
 
     execution_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     op_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -205,3 +210,36 @@ class LogLine(Base):
     level: Mapped[str] = mapped_column(String(16))
     logger: Mapped[str | None] = mapped_column(String(256))
     message: Mapped[str] = mapped_column(Text)
+    # Written while the SDK replayed completed operations (recorder.engine.logs), and in which attempt.
+    replay: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    attempt: Mapped[int | None] = mapped_column(Integer)
+
+
+class ErrorOccurrence(Base):
+    """One failure found in the log (a projection, ``recorder.store.error_index``): a failed
+    step attempt, a failed or timed-out callback, a failed, timed-out or stopped execution.
+    Keyed by the position of the event that recorded it, so a rebuild gives the same rows.
+    ``fingerprint`` is the message with numbers, UUIDs, ARNs, hex ids and timestamps masked:
+    error groups are (function, error type, fingerprint), aggregated in SQL. The migration adds
+    the full-text index (FTS5 on SQLite, a GIN tsvector index on PostgreSQL)."""
+
+    __tablename__ = "error_occurrences"
+    __table_args__ = (
+        Index("ix_error_occurrences_ts", "ts_ms"),
+        Index("ix_error_occurrences_function_ts", "function_name", "ts_ms"),
+        Index("ix_error_occurrences_execution", "execution_id"),
+        Index("ix_error_occurrences_group", "function_name", "error_type", "fingerprint", "ts_ms"),
+    )
+
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    execution_id: Mapped[str] = mapped_column(String(64))
+    function_name: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    op_id: Mapped[str | None] = mapped_column(String(64))
+    op_name: Mapped[str | None] = mapped_column(String(256))
+    error_type: Mapped[str] = mapped_column(String(256))
+    fingerprint: Mapped[str] = mapped_column(String(512))
+    message: Mapped[str] = mapped_column(Text)
+    error_data: Mapped[str | None] = mapped_column(Text)
+    stack_trace: Mapped[str | None] = mapped_column(Text)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)

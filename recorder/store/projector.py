@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, delete, select
 
+from recorder.store.error_index import KINDS, occurrence
 from recorder.store.events import StoredEvent
-from recorder.store.models import Event, table_of
+from recorder.store.models import ErrorOccurrence, Event, table_of
 from recorder.store.projections import HANDLERS, execution_started
 from recorder.store.workset import CALLBACKS, EXECUTIONS, OPERATIONS, TIMERS, Workset
 
@@ -37,6 +38,10 @@ class Projector:
             execution.last_event_id = ev.event_id
         execution.last_ts_ms = max(execution.last_ts_ms, ev.ts_ms)
         ws.touch_execution(execution)
+        if t in KINDS:
+            found = occurrence(ev, execution.function_name)
+            if found is not None:
+                ws.add_occurrence(found)
         handler = HANDLERS.get(t)
         if handler is None:
             raise ValueError(f"projector does not know event type {t!r}")
@@ -46,10 +51,11 @@ class Projector:
 
 
 def rebuild(conn: Connection, execution_ids: list[str] | None = None) -> int:
-    """Drop and recompute the projections from the log. Returns events replayed."""
+    """Drop and recompute the projections (error occurrences included) from the log.
+    Returns events replayed."""
     from recorder.store.log import row_to_stored
 
-    for table in (CALLBACKS, TIMERS, OPERATIONS, EXECUTIONS):
+    for table in (CALLBACKS, TIMERS, OPERATIONS, EXECUTIONS, table_of(ErrorOccurrence)):
         stmt = delete(table)
         if execution_ids is not None:
             stmt = stmt.where(table.c.execution_id.in_(execution_ids))

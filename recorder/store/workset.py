@@ -198,6 +198,7 @@ class Workset:
         self._stored: dict[tuple[str, tuple[Any, ...]], tuple[Any, ...]] = {}
         self._timers: dict[tuple[str, str, str], int | None] = {}
         self._clear_timers: set[str] = set()
+        self._occurrences: list[Any] = []  # recorder.store.error_index rows, insert-only
         # Due times of timers set in this transaction, so the engine can wake for them.
         self.timer_dues: list[int] = []
 
@@ -316,6 +317,9 @@ class Workset:
         for key in [k for k in self._timers if k[0] == execution_id]:
             del self._timers[key]
 
+    def add_occurrence(self, row: Any) -> None:
+        self._occurrences.append(row)
+
     # --- writing ----------------------------------------------------------------------
 
     def _update(self, kind: str, rows: Any) -> None:
@@ -364,6 +368,11 @@ class Workset:
                    for k, v in self._timers.items() if v is not None]
         raw.many(_DELETE_TIMER, deletes)
         raw.many(_UPSERT_TIMER, upserts)
+        if self._occurrences:
+            from recorder.store.error_index import insert_many
+
+            insert_many(raw, self._occurrences)
+            self._occurrences.clear()
         for d in self._new.values():
             d.clear()
         for d in self._dirty.values():

@@ -81,12 +81,27 @@ def _routes(s: Served) -> list[tuple[str, str]]:
         ("GET", f"/executions/{arn}/events"),
         ("GET", f"/executions/{arn}/logs"),
         ("POST", f"/executions/{arn}/stop"),
+        ("POST", f"/executions/{arn}/replay-check"),
+        ("POST", f"/api/v1/executions/{arn}/replay-check"),
+        ("GET", "/functions"),
+        ("GET", "/functions/add-one"),
+        ("GET", "/api/v1/functions"),
+        ("GET", "/api/v1/functions/add-one/stats"),
         ("GET", "/api/v1/executions"),
         ("GET", f"/api/v1/executions/{arn}"),
         ("GET", "/api/v1/status-changes"),
         ("GET", "/api/v1/webhooks"),
         ("POST", "/api/v1/webhooks"),
         ("GET", "/feed"),
+        ("GET", "/errors"),
+        ("GET", "/search?q=input"),
+        ("GET", "/api/v1/errors"),
+        ("GET", "/api/v1/search?q=input"),
+        ("GET", f"/diff?a={arn}&b={arn}"),
+        ("GET", f"/api/v1/diff?a={arn}&b={arn}"),
+        ("GET", "/waiting"),
+        ("POST", "/waiting"),
+        ("GET", "/api/v1/waiting"),
         ("GET", "/webhooks"),
         ("POST", "/webhooks"),
     ]
@@ -132,6 +147,8 @@ def test_the_login_page_and_static_assets_stay_open(served: Served) -> None:
     assert status == 200 and headers["content-type"].startswith("text/css")
     assert _send(served, "GET", "/favicon.ico")[0] == 200
     assert _send(served, "GET", "/static/execution.js")[0] == 200
+    status, headers, _ = _send(served, "GET", "/assets/plotly.min.js")
+    assert status == 200 and headers["content-type"].startswith("text/javascript")
 
 
 def test_an_unknown_path_is_denied_not_described(served: Served) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ from typing import Any
 
 from recorder.api import Durascope
 from recorder.queries import LEVELS, execution_detail, execution_logs, history_event_types, history_window, level_rank
-from viewer.operation_logs import belongs, fold, named_operation, split_records
+from viewer.operation_logs import attempt_lines, belongs, fold, named_operation, split_records
 from viewer.view_models.common import ErrorInfo, ViewError, int_arg, split_values
 from viewer.view_models.history_walk import Invocation, walk_history
 
@@ -103,6 +104,20 @@ class LogRow:
     invocation: int | None
     op_id: str | None
     op_name: str | None
+    replay: bool = False  # written while the SDK replayed completed operations
+    attempt: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "operationId": self.op_id}
+
+
+@dataclass(frozen=True)
+class LogGroup:
+    """The lines of one operation (or of the handler's own code, ``op_id`` None), in order."""
+
+    op_id: str | None
+    op_name: str | None
+    rows: tuple[LogRow, ...]
 
 
 @dataclass(frozen=True)
@@ -114,27 +129,63 @@ class LogPage:
     rows: tuple[LogRow, ...]
     invocations: tuple[Invocation, ...]
     levels: tuple[str, ...] = field(default=LEVELS)
+    attempt: int | None = None
+    show_replay: bool = False
+    hidden_replays: int = 0  # lines written while replaying, left out (show_replay shows them)
+    group: bool = False  # grouped by operation
 
     @property
     def filtered(self) -> bool:
-        return bool(self.level or self.invocation or self.op)
+        return bool(self.level or self.invocation or self.op or self.attempt)
 
     @property
     def args(self) -> dict[str, Any]:
         """The filters as query parameters."""
-        out = {"level": self.level, "invocation": self.invocation, "op": self.op}
+        out = {"level": self.level, "invocation": self.invocation, "op": self.op, "attempt": self.attempt,
+               "replay": "show" if self.show_replay else "", "group": "operation" if self.group else ""}
         return {k: v for k, v in out.items() if v}
+
+    def with_args(self, **changes: Any) -> dict[str, Any]:
+        out = {**self.args, **changes}
+        return {k: v for k, v in out.items() if v}
+
+    @property
+    def groups(self) -> tuple[LogGroup, ...]:
+        """Rows by operation, each operation where its first line is."""
+        order: dict[str | None, list[LogRow]] = {}
+        for r in self.rows:
+            order.setdefault(r.op_id, []).append(r)
+        return tuple(LogGroup(op_id, rows[0].op_name, tuple(rows)) for op_id, rows in order.items())
+
+    def to_json(self) -> dict[str, Any]:
+        out = {k: v for k, v in dataclasses.asdict(self).items() if k != "rows"}
+        out["rows"] = [r.to_json() for r in self.rows]
+        return out
+
+
+def _operation_ids(wanted: str, names: dict[str, str | None]) -> set[str]:
+    """An operation given by its id or by its name (every operation of that name)."""
+    if wanted in names:
+        return {wanted}
+    by_name = {op_id for op_id, name in names.items() if name == wanted}
+    return by_name or {wanted}
 
 
 def build_logs(ds: Durascope, arn: str, args: Any) -> LogPage:
     """The lines a handler wrote, one row per record (a worker's traceback lines folded into
-    their record). ``op`` keeps an operation's own lines: the ones tagged with it and the
-    SDK's lines naming it, with their tracebacks."""
+    their record). ``op`` keeps an operation's own lines (by id or name): the ones tagged
+    with it and the SDK's lines naming it, with their tracebacks; ``attempt`` one attempt's.
+    Lines written while the SDK replayed are left out unless ``replay=show``."""
     level = (args.get("level") or "").upper()
     if level and level not in LEVELS:
         raise ViewError(f"level must be one of {', '.join(LEVELS)}")
     inv_filter = int_arg(args, "invocation", None, 1, 2**31)
-    op = (args.get("op") or "").strip()[:64]
+    op = (args.get("op") or "").strip()[:256]
+    attempt = int_arg(args, "attempt", None, 1, 2**31)
+    if attempt is not None and not op:
+        raise ViewError("attempt needs op: the attempt of which operation")
+    show_replay = (args.get("replay") or "").lower() in ("show", "1", "true", "yes")
+    group = (args.get("group") or "") == "operation"
     # Invocations are all the logs need from the history.
     d = execution_detail(ds.db, arn, ("InvocationCompleted",), only_types=("InvocationCompleted",))
     names = {o.op_id: o.name for o in d.operations}
@@ -147,14 +198,24 @@ def build_logs(ds: Durascope, arn: str, args: Any) -> LogPage:
             raise ViewError(f"No invocation {inv_filter} in this execution")
     lines = fold(split_records(execution_logs(ds.db, arn, request_id=request_id)))
     if op:
-        lines = [ln for ln in lines if belongs(ln, op)]
+        wanted = _operation_ids(op, names)
+        if attempt is not None:
+            lines = [ln for op_id in wanted for ln in attempt_lines(lines, op_id, attempt)]
+            lines.sort(key=lambda ln: ln.line_id)
+        else:
+            lines = [ln for ln in lines if any(belongs(ln, op_id) for op_id in wanted)]
     if level:
         floor = LEVELS.index(level)
         lines = [ln for ln in lines if level_rank(ln.level) >= floor]
+    hidden = 0
+    if not show_replay:
+        hidden = sum(1 for ln in lines if ln.replay)
+        lines = [ln for ln in lines if not ln.replay]
     rows = []
     for x in lines:
         op_id = x.op_id or named_operation(x)
         rows.append(LogRow(x.line_id, x.ts_ms, x.level, x.logger, x.text, by_request.get(x.request_id), op_id,
-                           names.get(op_id or "")))
-    return LogPage(arn, level, inv_filter, op, tuple(rows), tuple(invocations))
+                           names.get(op_id or ""), x.replay, x.attempt))
+    return LogPage(arn, level, inv_filter, op, tuple(rows), tuple(invocations), attempt=attempt,
+                   show_replay=show_replay, hidden_replays=hidden, group=group)
 
