@@ -22,6 +22,7 @@ from recorder.errors import ServiceError
 from recorder.queries import iter_history
 from recorder.store.db import Database
 from recorder.store.events import StoredEvent
+from recorder.store.vocabulary import TERMINAL_OPERATION
 from recorder.transfer import (
     ImportedHistory,
     ImportRefused,
@@ -30,7 +31,7 @@ from recorder.transfer import (
 )
 
 STAND_IN_REGION, STAND_IN_ACCOUNT = "us-east-1", "000000000000"
-TERMINAL = frozenset({"SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "STOPPED"})
+TERMINAL = TERMINAL_OPERATION
 _CLOSED_BY = {
     "ContextSucceeded": ("CONTEXT", "SUCCEEDED"),
     "ContextFailed": ("CONTEXT", "FAILED"),

@@ -20,6 +20,7 @@ from typing import Any
 
 from recorder.store.db import Database
 from recorder.store.sql import Raw
+from recorder.store.vocabulary import UNSUCCESSFUL_EXECUTION
 
 DAY_MS = 86_400_000
 PERCENTILES = (0.5, 0.95, 0.99)
@@ -345,7 +346,7 @@ class FunctionGlance:
     @property
     def failure_rate(self) -> float | None:
         ended = sum(n for st, n in self.executions.items() if st != "RUNNING")
-        bad = sum(n for st, n in self.executions.items() if st in ("FAILED", "TIMED_OUT", "STOPPED"))
+        bad = sum(n for st, n in self.executions.items() if st in UNSUCCESSFUL_EXECUTION)
         return round(bad / ended, 4) if ended else None
 
 

@@ -21,9 +21,10 @@ import click
 from recorder.config import Settings
 from recorder.errors import ServiceError
 from recorder.store.db import SchemaOutdated
+from recorder.store.vocabulary import LISTED_EXECUTION
 
 F = TypeVar("F", bound=Callable[..., Any])
-STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED")
+STATUSES = tuple(str(s) for s in LISTED_EXECUTION)
 
 
 @click.group()

@@ -27,11 +27,12 @@ from recorder.arns import function_arn
 from recorder.config import Settings
 from recorder.store.events import TERMINAL_EXECUTION_EVENTS
 from recorder.store.models import Event, Execution
+from recorder.store.vocabulary import LISTED_EXECUTION
 
 DETAIL_TYPE = "Durable Execution Status Change"
 SOURCE = "aws.lambda"
 STATUS_OF_EVENT = {"ExecutionStarted": "RUNNING", **TERMINAL_EXECUTION_EVENTS}
-STATUSES = ("RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED")
+STATUSES = tuple(str(s) for s in LISTED_EXECUTION)
 TERMINAL_STATUSES = frozenset(TERMINAL_EXECUTION_EVENTS.values())
 # Fixed namespace: ids are stable across processes, restarts and replays.
 _ID_NAMESPACE = uuid.UUID("6f1c7d0e-5a43-4b8e-9a43-64757261736e")

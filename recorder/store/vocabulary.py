@@ -44,6 +44,17 @@ OPEN_EXECUTION = frozenset({ExecutionStatus.RUNNING, ExecutionStatus.PAUSING, Ex
 TERMINAL_EXECUTION = frozenset(
     {ExecutionStatus.SUCCEEDED, ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.STOPPED}
 )
+# Ended without success: counted as failures by the statistics, explained on the page.
+UNSUCCESSFUL_EXECUTION = frozenset({ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT, ExecutionStatus.STOPPED})
+# The statuses Lambda's API lists and filters on, and notifies changes to (PAUSING and
+# PAUSED are this engine's own), in the order users read them.
+LISTED_EXECUTION = (
+    ExecutionStatus.RUNNING,
+    ExecutionStatus.SUCCEEDED,
+    ExecutionStatus.FAILED,
+    ExecutionStatus.TIMED_OUT,
+    ExecutionStatus.STOPPED,
+)
 
 
 class OperationType(StrEnum):

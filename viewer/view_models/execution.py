@@ -11,7 +11,7 @@ from typing import Any
 
 from recorder.api import Durascope
 from recorder.queries import TERMINAL, execution_detail, execution_logs, execution_origin, find_execution
-from recorder.store.vocabulary import OPEN_OPERATION
+from recorder.store.vocabulary import OPEN_OPERATION, UNSUCCESSFUL_EXECUTION
 from viewer.operation_logs import Line, LoggedTrace, execution_trace, operation_traces, own_lines, split_records
 from viewer.values import Value, decode_full
 from viewer.view_models.common import ErrorInfo, ViewError, now_ms
@@ -391,7 +391,7 @@ def _path(ops: list[OperationView], op: OperationView) -> tuple[tuple[str, str],
 
 
 def _failure(e: Any, error: ErrorInfo | None, ops: list[OperationView], walk: Walk, logs: _Logs) -> Failure | None:
-    if e.status not in ("FAILED", "TIMED_OUT", "STOPPED"):
+    if e.status not in UNSUCCESSFUL_EXECUTION:
         return None
     open_ops = tuple(o.id for o in ops if o.closed_by)
     op = _failing_op(ops) if e.status == "FAILED" else None
