@@ -135,3 +135,17 @@ def test_cost_twins_and_pages(ds: Durascope) -> None:
         "/api/v1/executions/arn:aws:lambda:us-east-1:123456789012:function:pipeline:$LATEST/durable-execution/x/y/cost"
     )
     assert missing.status_code == 404 and missing.get_json()["error"]["status"] == 404
+
+
+def test_dollar_amounts_read_as_money() -> None:
+    from viewer.view_models.cost import usd
+
+    assert [usd(v) for v in (0.1, 0.5, 12.3, 0.0496, 0.044, 0.000048, 0.0)] == [
+        "$0.10",
+        "$0.50",
+        "$12.30",
+        "$0.0496",
+        "$0.044",
+        "$0.000048",
+        "$0",
+    ]

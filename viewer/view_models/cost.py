@@ -44,13 +44,17 @@ class CostView:
 
 
 def usd(value: float) -> str:
-    """Dollars with two significant digits below a cent: $0.0000004, $0.000048, $0.044, $12.30."""
+    """Dollars with two significant digits below a cent: $0.0000004, $0.000048, $0.044, $0.10, $12.30."""
     if value <= 0:
         return "$0"
     if value < 0.01:
         decimals = min(12, 1 - math.floor(math.log10(value)))
         return f"${value:.{decimals}f}".rstrip("0").rstrip(".")
-    return f"${value:,.4f}".rstrip("0").rstrip(".") if value < 1 else f"${value:,.2f}"
+    if value < 1:
+        # Up to four decimals, never fewer than cents: $0.0496, $0.10.
+        text = f"{value:.4f}".rstrip("0")
+        return "$" + (text if len(text.split(".")[1]) >= 2 else f"{value:.2f}")
+    return f"${value:,.2f}"
 
 
 def _quantity(value: float, unit: str) -> str:
