@@ -17,9 +17,17 @@ import pytest
 from botocore.exceptions import ClientError
 
 from recorder.api import Durascope, wait_until
-from tests.reliability.checks import assert_recovered, completed_steps, ledger_count
+from tests.reliability.checks import (
+    WEBHOOK_RETRY_ENV,
+    assert_recovered,
+    assert_webhooks_delivered,
+    completed_steps,
+    ledger_count,
+    subscribe,
+)
 from tests.reliability.conftest import Served, fill, postgresql_stopped, small_tmpfs, wait_for_no_process
 from tests.reliability.held import STEPS, lambda_client, register, release_and_wait, start_held
+from tests.webhook_receiver import Receiver
 
 UNAVAILABLE = "the database is unavailable"
 DISK_FULL = "the database's disk is full"
@@ -61,11 +69,17 @@ def _await_the_end_line(served: Served) -> None:
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_postgresql_restart_mid_run(
-    database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path
+    database_url: str, control_only: Durascope, process_tag: str, receiver: Receiver, tmp_path: Path
 ) -> None:
     register(control_only, process_tag)
+    subscribe(control_only, receiver, "/restart")
     served = Served(
-        database_url, process_tag, tmp_path / "serve.log", DURASCOPE_WORKER_CONCURRENCY="3", DURASCOPE_LEASE_SECONDS="2"
+        database_url,
+        process_tag,
+        tmp_path / "serve.log",
+        **WEBHOOK_RETRY_ENV,
+        DURASCOPE_WORKER_CONCURRENCY="3",
+        DURASCOPE_LEASE_SECONDS="2",
     )
     try:
         arns = start_held(served.url, tmp_path, ["a", "b", "c"])
@@ -85,6 +99,7 @@ def test_a_postgresql_restart_mid_run(
         control_only.db.dispose()
         release_and_wait(control_only, tmp_path, arns)
         assert client.get_durable_execution(DurableExecutionArn=arns["a"])["Status"] == "SUCCEEDED"
+        assert_webhooks_delivered(receiver, "/restart", list(arns.values()))
         _await_the_end_line(served)
     finally:
         served.stop()
@@ -100,17 +115,19 @@ OUTAGE_SECONDS = float(os.environ.get("DURASCOPE_TEST_OUTAGE_SECONDS", "2"))
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_invocations_that_end_during_an_outage_go_on_at_once_and_count_no_crash(
-    database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path
+    database_url: str, control_only: Durascope, process_tag: str, receiver: Receiver, tmp_path: Path
 ) -> None:
     """Three invocations end while PostgreSQL is down: their checkpoints and the record of
     their end fail. The engine keeps each outcome and records it once the database is
     back; the executions go on at once (not after the 60 s lease), and the failures,
     the engine's own, use up none of the single attempt each execution is allowed."""
     register(control_only, process_tag)
+    subscribe(control_only, receiver, "/outage")
     served = Served(
         database_url,
         process_tag,
         tmp_path / "serve.log",
+        **WEBHOOK_RETRY_ENV,
         DURASCOPE_WORKER_CONCURRENCY="3",
         DURASCOPE_LEASE_SECONDS="60",
         DURASCOPE_MAX_INVOCATION_ATTEMPTS="1",
@@ -140,6 +157,7 @@ def test_invocations_that_end_during_an_outage_go_on_at_once_and_count_no_crash(
             f"outage {OUTAGE_SECONDS:g} s after the last step ended; first event after the database accepted "
             f"connections: {', '.join(f'{r / 1000:.2f} s' for r in resumed)}"
         )
+        assert_webhooks_delivered(receiver, "/outage", list(arns.values()))
         _await_the_end_line(served)
     finally:
         served.stop()

@@ -133,13 +133,14 @@ def test_two_engines_on_postgresql_one_sigkilled(
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_engines_claim_only_what_they_can_start(
-    database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path
+    database_url: str, control_only: Durascope, process_tag: str, receiver: Receiver, tmp_path: Path
 ) -> None:
     """Two engines with one runtime each; three executions invoked through A. A runs one, B
     runs another, the third waits unclaimed for the first free runtime. Killing A strands
     only the one it was running."""
     register(control_only, process_tag)
-    env = {"DURASCOPE_LEASE_SECONDS": "2", "DURASCOPE_WORKER_CONCURRENCY": "1"}
+    subscribe(control_only, receiver, "/claims")
+    env = {**WEBHOOK_RETRY_ENV, "DURASCOPE_LEASE_SECONDS": "2", "DURASCOPE_WORKER_CONCURRENCY": "1"}
     a = Served(database_url, process_tag, tmp_path / "a.log", **env)
     b = Served(database_url, process_tag, tmp_path / "b.log", **env)
     try:
@@ -158,6 +159,7 @@ def test_engines_claim_only_what_they_can_start(
         for name in held:
             (tmp_path / f"{name}.holding").unlink()
         release_and_wait(control_only, tmp_path, arns)
+        assert_webhooks_delivered(receiver, "/claims", list(arns.values()))
     finally:
         a.stop()
         b.stop()
@@ -168,12 +170,13 @@ def test_engines_claim_only_what_they_can_start(
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_restarted_serve_takes_back_its_own_invocations_at_once(
-    database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path
+    database_url: str, control_only: Durascope, process_tag: str, receiver: Receiver, tmp_path: Path
 ) -> None:
     """The killed serve's leases last two minutes; its successor on the same host knows the
     owner is dead and does not wait them out (the test would time out first)."""
     register(control_only, process_tag)
-    env = {"DURASCOPE_LEASE_SECONDS": "120", "DURASCOPE_WORKER_CONCURRENCY": "2"}
+    subscribe(control_only, receiver, "/restarted")
+    env = {**WEBHOOK_RETRY_ENV, "DURASCOPE_LEASE_SECONDS": "120", "DURASCOPE_WORKER_CONCURRENCY": "2"}
     first = Served(database_url, process_tag, tmp_path / "serve.log", **env)
     try:
         arns = start_held(first.url, tmp_path, ["a", "b"])
@@ -188,6 +191,7 @@ def test_a_restarted_serve_takes_back_its_own_invocations_at_once(
         (tmp_path / "release").touch()
         for arn in arns.values():
             control_only.wait(arn, 20)
+        assert_webhooks_delivered(receiver, "/restarted", list(arns.values()))
     finally:
         second.stop()
     assert_recovered(control_only, arns, tmp_path, STEPS, before)

@@ -35,10 +35,13 @@ ORPHAN_SECONDS = 5.0
 
 
 def test_a_runtime_sigkilled_mid_step_is_retried_and_nothing_ran_twice(
-    database_url: str, control_only: Durascope, process_tag: str, tmp_path: Path
+    database_url: str, control_only: Durascope, process_tag: str, receiver: Receiver, tmp_path: Path
 ) -> None:
     register(control_only, process_tag)
-    served = Served(database_url, process_tag, tmp_path / "serve.log", DURASCOPE_WORKER_CONCURRENCY="2")
+    subscribe(control_only, receiver, "/runtime")
+    served = Served(
+        database_url, process_tag, tmp_path / "serve.log", **WEBHOOK_RETRY_ENV, DURASCOPE_WORKER_CONCURRENCY="2"
+    )
     try:
         arns = start_held(served.url, tmp_path, ["a", "b"])
         before = completed_steps(control_only, arns)
@@ -46,6 +49,7 @@ def test_a_runtime_sigkilled_mid_step_is_retried_and_nothing_ran_twice(
         assert victim in tagged_processes(process_tag)
         os.kill(victim, signal.SIGKILL)
         release_and_wait(control_only, tmp_path, arns)
+        assert_webhooks_delivered(receiver, "/runtime", list(arns.values()))
     finally:
         served.stop()
     assert_recovered(control_only, arns, tmp_path, STEPS, before)
