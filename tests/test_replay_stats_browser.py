@@ -107,4 +107,4 @@ def test_cost_on_the_execution_and_function_pages(site, page) -> None:
     shot(page, "execution-cost")
     page.goto(base + "/functions/orders")
     expect(page.locator("#cost")).to_contain_text("per 1,000 executions")
-    expect(page.locator("#cost [data-cost=sfn]")).to_have_text("$0.1")
+    expect(page.locator("#cost [data-cost=sfn]")).to_have_text("$0.10")
