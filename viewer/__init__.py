@@ -61,6 +61,7 @@ def create_app(
 
     access.install(app, access.AccessPolicy.build(settings.access_keys, settings.allowed_hosts, bind_host))
     app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax")
+    app.session_interface = login.SessionCookies()
     if settings.access_keys:
         login.install(app, settings.access_keys, settings.session_hours)
     else:

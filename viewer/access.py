@@ -45,6 +45,7 @@ import secrets
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from ipaddress import ip_address
 from typing import Any
 from urllib.parse import urlsplit
@@ -114,6 +115,7 @@ def _hostname(host_header: str) -> str | None:
     return text.rsplit(":", 1)[0] if text.count(":") == 1 else text
 
 
+@lru_cache(maxsize=1024)
 def _is_ip(host: str) -> bool:
     try:
         ip_address(host)

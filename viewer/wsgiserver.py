@@ -27,6 +27,7 @@ the body is read, and passes the request target as sent in ``REQUEST_URI`` (ARNs
 
 from __future__ import annotations
 
+import io
 import logging
 import queue
 import socket
@@ -197,12 +198,70 @@ class _Request(cheroot_server.HTTPRequest):
                 pass  # the client stopped sending or went away: the connection closes either way
 
 
+class _SocketReader(io.BufferedReader):
+    """cheroot's socket reader on the C buffered reader. cheroot's own (``cheroot.makefile``)
+    subclasses the pure-Python ``_pyio`` one: reading a request head line by line through it
+    was ~0.15 ms of CPU per request."""
+
+    def __init__(self, sock: socket.socket, mode: str = "rb", bufsize: int = io.DEFAULT_BUFFER_SIZE) -> None:
+        super().__init__(socket.SocketIO(sock, "rb"), bufsize)
+        self._sock = sock
+        self.bytes_read = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        data = super().read(size)
+        self.bytes_read += len(data)
+        return data
+
+    def readline(self, size: int | None = -1) -> bytes:
+        line = super().readline(size)
+        self.bytes_read += len(line)
+        return line
+
+    def has_data(self) -> bool:
+        """Whether a next request is already here (pipelined, or arrived meanwhile), so the
+        kept-alive connection is served again at once instead of going back to the
+        selector. Peeks without blocking: a socket with no timeout answers "nothing yet"
+        where one with a timeout would wait for it."""
+        timeout = self._sock.gettimeout()
+        try:
+            self._sock.settimeout(0)
+            return bool(self.peek(1))
+        except OSError:
+            return False
+        finally:
+            try:
+                self._sock.settimeout(timeout)
+            except OSError:
+                pass
+
+
+class _SocketWriter(io.BufferedWriter):
+    """cheroot's socket writer on the C buffered writer; like cheroot's, every write is
+    sent at once (cheroot writes the head and then the body, and flushes neither)."""
+
+    def __init__(self, sock: socket.socket, mode: str = "wb", bufsize: int = io.DEFAULT_BUFFER_SIZE) -> None:
+        super().__init__(socket.SocketIO(sock, "wb"), bufsize)
+        self.bytes_written = 0
+
+    def write(self, data: Any) -> int:
+        written = super().write(data)
+        self.flush()
+        self.bytes_written += written
+        return written
+
+
+def _socket_file(sock: socket.socket, mode: str = "r", bufsize: int = io.DEFAULT_BUFFER_SIZE) -> Any:
+    return _SocketReader(sock, mode, bufsize) if "r" in mode else _SocketWriter(sock, mode, bufsize)
+
+
 class _Connection(cheroot_server.HTTPConnection):
     RequestHandlerClass = _Request
     server: _Server
 
     def __init__(self, server: _Server, sock: socket.socket, makefile: Any = cheroot_server.MakeFile) -> None:
-        super().__init__(server, sock, makefile)
+        # This server has no TLS adapter, so cheroot always hands its plain-socket files.
+        super().__init__(server, sock, _socket_file if makefile is cheroot_server.MakeFile else makefile)
         self.admitted = server.connections.admit()
         self._counted = self.admitted
 

@@ -154,6 +154,8 @@ class Engine:
                 if not sweep:
                     self._again.add(execution_id)
                 return
+            if self._no_runtime_for(execution_id):
+                return
             self._inflight.add(execution_id)
         try:
             self._pool.submit(self._run, execution_id)
@@ -172,8 +174,10 @@ class Engine:
                 or len(self._inflight) >= self.control.settings.max_concurrent_invocations
             ):
                 return None
-            if self._capacity is not None and not self._take_slot(function):
-                return None  # left unclaimed: this engine or another claims it when a runtime is free
+            if self._capacity is not None:
+                self._remember_function(execution_id, function)
+                if not self._take_slot(function):
+                    return None  # left unclaimed: this engine or another claims it when a runtime is free
             self._inflight.add(execution_id)
             return self.owner
 
@@ -197,6 +201,24 @@ class Engine:
             return False
         self._claimed[function] += 1
         return True
+
+    def _no_runtime_for(self, execution_id: str) -> bool:
+        """Under ``self._lock``: whether the execution's function is known here and has no
+        runtime free; then it waits for one without a trip through the invocation pool
+        (in W4's burst most starts find every runtime busy: each was a thread hand-off and
+        a transaction that claimed nothing)."""
+        capacity = self._capacity
+        function = self._functions.get(execution_id)
+        if capacity is None or function is None or self._claimed[function] < capacity(function):
+            return False
+        self._waiting.setdefault(function, {})[execution_id] = None
+        return True
+
+    def _remember_function(self, execution_id: str, function: str) -> None:
+        """Under ``self._lock``."""
+        self._functions[execution_id] = function
+        if len(self._functions) > FUNCTIONS_REMEMBERED:
+            self._functions.popitem(last=False)
 
     def _free_slot(self, function: str) -> None:
         with self._lock:
@@ -251,9 +273,7 @@ class Engine:
                 ).scalar_one_or_none()
             if function is not None:
                 with self._lock:
-                    self._functions[execution_id] = function
-                    if len(self._functions) > FUNCTIONS_REMEMBERED:
-                        self._functions.popitem(last=False)
+                    self._remember_function(execution_id, function)
         return function
 
     def _run(self, execution_id: str, claimed: InvocationInput | None = None) -> None:

@@ -367,8 +367,8 @@ class Workset:
 
     def flush(self) -> None:
         """Write every change of this transaction (nothing here reads a result back, so on
-        PostgreSQL the statements go in one pipeline)."""
-        steps = self._step_runs()  # may read an execution row: before the pipeline
+        PostgreSQL the statements go in one round trip)."""
+        steps = self._step_runs()  # may read an execution row: before the batch
         with self.raw.batch():
             self._flush(steps)
 
