@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recorder.config import Settings
-from viewer.server import build_server
+from viewer.server import build_server, freeze_startup_heap
 from viewer.wsgiserver import WSGIServer
 
 BENCH_DIR = str(ROOT / "bench")
@@ -79,6 +79,7 @@ class Served:
             max_concurrent_invocations=max(64, concurrency * 2),
         )
         self.server, self.ds = build_server(settings, port=0, invoker="workers")
+        freeze_startup_heap()  # as ``durascope serve`` does once it is up
         threading.Thread(target=self.server.serve_forever, name="durascope-http-selector", daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         for name, handler in (("w1", "workloads:sequential"), ("w4", "workloads:three_steps")):

@@ -95,7 +95,7 @@ class Tx:
     def append(self, execution_id: str, events: list[NewEvent], now: int) -> list[StoredEvent]:
         ws = self.ws
         stored = append(
-            ws.conn,
+            ws,
             execution_id,
             ws.execution(execution_id) if events[0].event_type != EventType.EXECUTION_STARTED else None,
             events,

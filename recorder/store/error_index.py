@@ -62,7 +62,9 @@ def fingerprint(message: str) -> str:
 
 @dataclass(frozen=True)
 class Occurrence:
-    position: int
+    # None while its event's position is not drawn yet (``recorder.store.log``): the
+    # insert then takes it from the event's row, found by ``event_id``.
+    position: int | None
     execution_id: str
     function_name: str
     kind: str
@@ -74,6 +76,7 @@ class Occurrence:
     error_data: str | None
     stack_trace: str | None
     ts_ms: int
+    event_id: int | None = None
 
 
 def _text(value: Any, limit: int) -> str | None:
@@ -110,15 +113,29 @@ def occurrence(ev: StoredEvent, function_name: str) -> Occurrence | None:
         error_data=_text(err.get("ErrorData"), TEXT_CHARS),
         stack_trace=_text(stack, TEXT_CHARS),
         ts_ms=ev.ts_ms,
+        event_id=ev.event_id,
     )
 
 
-COLUMNS = tuple(Occurrence.__dataclass_fields__)
+COLUMNS = tuple(f for f in Occurrence.__dataclass_fields__ if f != "event_id")
 INSERT_SQL = f"INSERT INTO error_occurrences ({', '.join(COLUMNS)}) VALUES ({', '.join(':' + c for c in COLUMNS)})"
+# An occurrence whose event was inserted in the same flush, just before (PostgreSQL).
+INSERT_HELD_SQL = (
+    f"INSERT INTO error_occurrences ({', '.join(COLUMNS)}) "
+    f"SELECT e.position, {', '.join(':' + c for c in COLUMNS[1:])} FROM events e "
+    "WHERE e.execution_id = :execution_id AND e.event_id = :event_id"
+)
 
 
 def insert_many(raw: Raw, rows: list[Occurrence]) -> None:
-    raw.many(INSERT_SQL, [asdict(r) for r in rows])
+    raw.many(INSERT_SQL, [_columns(r) for r in rows if r.position is not None])
+    raw.many(INSERT_HELD_SQL, [asdict(r) for r in rows if r.position is None])
+
+
+def _columns(row: Occurrence) -> dict[str, Any]:
+    values = asdict(row)
+    del values["event_id"]
+    return values
 
 
 def backfill(conn: Connection) -> int:

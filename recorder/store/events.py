@@ -84,7 +84,9 @@ class NewEvent:
 
 @dataclass(frozen=True)
 class StoredEvent:
-    position: int
+    # None for an event appended in a PostgreSQL write transaction still open: its position
+    # is drawn when the transaction's writes are flushed (``recorder.store.log``).
+    position: int | None
     execution_id: str
     event_id: int | None
     event_type: str

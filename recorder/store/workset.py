@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from recorder.store.log import insert_held
 from recorder.store.models import Callback, Execution, Operation, StepRun, Timer, table_of
 from recorder.store.sql import Raw, placeholders
 
@@ -223,6 +224,8 @@ class Workset:
         self._timers: dict[tuple[str, str, str], int | None] = {}
         self._clear_timers: set[str] = set()
         self._occurrences: list[Any] = []  # recorder.store.error_index rows, insert-only
+        # PostgreSQL: event rows appended in this transaction, inserted by the flush.
+        self._held_events: list[dict[str, Any]] = []
         # Due times of timers set in this transaction, so the engine can wake for them.
         self.timer_dues: list[int] = []
 
@@ -341,6 +344,10 @@ class Workset:
         for key in [k for k in self._timers if k[0] == execution_id]:
             del self._timers[key]
 
+    def hold_events(self, rows: list[dict[str, Any]]) -> None:
+        """PostgreSQL: event rows to insert with the flush (``recorder.store.log.append``)."""
+        self._held_events.extend(rows)
+
     def add_occurrence(self, row: Any) -> None:
         self._occurrences.append(row)
 
@@ -363,7 +370,13 @@ class Workset:
     @property
     def dirty(self) -> bool:
         """Whether ``flush`` has anything to write."""
-        return any(self._new.values()) or any(self._dirty.values()) or bool(self._timers) or bool(self._clear_timers)
+        return (
+            any(self._new.values())
+            or any(self._dirty.values())
+            or bool(self._timers)
+            or bool(self._clear_timers)
+            or bool(self._held_events)
+        )
 
     def flush(self) -> None:
         """Write every change of this transaction (nothing here reads a result back, so on
@@ -384,6 +397,10 @@ class Workset:
 
     def _flush(self, steps: list[dict[str, Any]]) -> None:
         raw = self.raw
+        if self._held_events:
+            # First: the error occurrences below take their positions from these rows.
+            insert_held(raw, self._held_events)
+            self._held_events = []
         for kind in ("exec", "state", "op", "cb"):
             rows = self._new[kind]
             if rows:
