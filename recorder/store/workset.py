@@ -11,7 +11,9 @@ the schema's definition and serve the read side.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Connection
@@ -113,10 +115,6 @@ def _names(cls: type) -> list[str]:
     return [f.name for f in fields(cls)]
 
 
-def _values(row: Any, names: list[str]) -> dict[str, Any]:
-    return {n: getattr(row, n) for n in names}
-
-
 EXEC_COLS = _names(ExecRow)
 OP_COLS = _names(OpRow)
 CB_COLS = _names(CallbackRow)
@@ -161,6 +159,10 @@ _INSERT = {
 _TABLES = {"exec": "executions", "op": "operations", "cb": "callbacks", "state": "engine_state"}
 _PK = {"exec": ("execution_id",), "op": ("execution_id", "op_id"), "cb": ("callback_id",), "state": ("execution_id",)}
 _COLS = {"exec": EXEC_COLS, "op": OP_COLS, "cb": CB_COLS, "state": STATE_COLS}
+# A row's values in column order (one C call: the generator it replaced was ~40 us of a
+# checkpoint), and the positions of the columns an UPDATE may set (all but the key).
+_VALUES_OF: dict[str, Callable[[Any], tuple[Any, ...]]] = {kind: attrgetter(*cols) for kind, cols in _COLS.items()}
+_DATA_COLUMNS = {kind: tuple(i for i, c in enumerate(cols) if c not in _PK[kind]) for kind, cols in _COLS.items()}
 # UPDATE statements by (kind, the columns that changed), made on first use.
 _UPDATES: dict[tuple[str, tuple[str, ...]], str] = {}
 
@@ -354,13 +356,16 @@ class Workset:
     # --- writing ----------------------------------------------------------------------
 
     def _update(self, kind: str, rows: Any) -> None:
-        cols, pk = _COLS[kind], _PK[kind]
+        cols, values_of, data_columns = _COLS[kind], _VALUES_OF[kind], _DATA_COLUMNS[kind]
         groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
         for r in rows:
             key = (kind, _key(kind, r))
-            now = tuple(getattr(r, c) for c in cols)
+            now = values_of(r)
             before = self._stored.get(key)
-            changed = tuple(c for i, c in enumerate(cols) if c not in pk and (before is None or before[i] != now[i]))
+            if before is None:
+                changed = tuple(cols[i] for i in data_columns)
+            else:
+                changed = tuple(cols[i] for i in data_columns if before[i] != now[i])
             self._stored[key] = now
             if changed:
                 groups.setdefault(changed, []).append(dict(zip(cols, now, strict=True)))
@@ -404,7 +409,8 @@ class Workset:
         for kind in ("exec", "state", "op", "cb"):
             rows = self._new[kind]
             if rows:
-                params = [_values(r, _COLS[kind]) for r in rows.values()]
+                cols, values_of = _COLS[kind], _VALUES_OF[kind]
+                params = [dict(zip(cols, values_of(r), strict=True)) for r in rows.values()]
                 raw.many(_INSERT[kind], params)
                 for r, p in zip(rows.values(), params, strict=True):
                     self._stored[(kind, _key(kind, r))] = tuple(p.values())
