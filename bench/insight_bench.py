@@ -18,7 +18,6 @@ import argparse
 import os
 import sys
 import time
-import uuid
 from dataclasses import astuple
 from pathlib import Path
 
@@ -28,13 +27,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pagetiming import timed  # bench/ is on sys.path when a bench script runs
+from scratch import create_pg, drop_pg, remove_sqlite, sqlite_url
 
 from recorder.api import Durascope
 from recorder.synthetic import synthetic
 from recorder.transfer import import_histories, parse_history
 from viewer import create_app
 
-PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 FUNCTION = "busy"
 
 
@@ -93,16 +92,9 @@ def run(db: str, executions: int, functions: int, keep_url: str | None = None) -
         url = keep_url
         db = "postgresql" if keep_url.startswith("postgresql") else "sqlite"
     elif db == "sqlite":
-        url = f"sqlite:////tmp/insight-bench-{uuid.uuid4().hex[:6]}.db"
+        url = sqlite_url("insight-bench")
     else:
-        name = f"ibench_{uuid.uuid4().hex[:8]}"
-
-        def create() -> None:
-            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-                c.execute(f'CREATE DATABASE "{name}"')
-
-        _retrying(create)
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+        name, url = _retrying(lambda: create_pg("ibench"))
     ds = _retrying(lambda: Durascope.open(url, run_engine=False))
     try:
         have = max(0, _seeded(ds) - 200) if keep_url else 0
@@ -138,11 +130,9 @@ def run(db: str, executions: int, functions: int, keep_url: str | None = None) -
         if keep_url:
             pass
         elif name:
-            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_pg(name)
         else:
-            for suffix in ("", "-wal", "-shm"):
-                Path(url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
+            remove_sqlite(url)
 
 
 def main() -> None:

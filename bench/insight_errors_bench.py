@@ -21,12 +21,11 @@ import uuid
 from dataclasses import astuple
 from pathlib import Path
 
-import psycopg
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pagetiming import timed  # bench/ is on sys.path when a bench script runs
+from scratch import scratch_url
 
 from recorder.api import Durascope
 from recorder.store.availability import DatabaseUnavailable
@@ -34,7 +33,6 @@ from recorder.synthetic import T0, synthetic, synthetic_failure
 from recorder.transfer import import_histories, parse_history
 from viewer import create_app
 
-PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 FUNCTIONS = 20
 MESSAGES = (
     ("CardDeclined", "payment {n} declined for order {hex}", "charge"),
@@ -83,14 +81,11 @@ def _import(ds: Durascope, batch: list) -> None:
 
 
 def run(db: str, executions: int, failures: int) -> None:
-    name = None
-    if db == "sqlite":
-        url = f"sqlite:////tmp/insight-bench-{uuid.uuid4().hex[:6]}.db"
-    else:
-        name = f"ibench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{name}"')
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with scratch_url(db, "ibench") as url:
+        _run(db, url, executions, failures)
+
+
+def _run(db: str, url: str, executions: int, failures: int) -> None:
     ds = Durascope.open(url, run_engine=False)
     try:
         t = time.perf_counter()
@@ -119,9 +114,6 @@ def run(db: str, executions: int, failures: int) -> None:
             print(f"{label:<52} {ms:>24.1f} {size:>10,}  {goal} [{status}]")
     finally:
         ds.close()
-        if name:
-            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

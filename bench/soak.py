@@ -38,20 +38,20 @@ import sys
 import threading
 import time
 import urllib.request
-import uuid
 from collections import Counter, defaultdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import boto3
-import psycopg
 from botocore.config import Config
 from sqlalchemy import text
 from standardwebhooks import Webhook
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from scratch import create_pg, drop_pg  # bench/ is on sys.path when a bench script runs
+
 from recorder.api import Durascope
 from recorder.demo import SCENARIOS, Scenario, register_samples
 from recorder.engine.boundary import InvocationOutcome
@@ -59,7 +59,6 @@ from recorder.followers import webhooks as wh
 from recorder.store.availability import DatabaseUnavailable
 from recorder.store.projector import rebuild
 
-PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 PROJECTIONS = {
     "executions": "execution_id",
     "operations": "execution_id, op_id",
@@ -377,10 +376,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
     args = ap.parse_args()
 
-    name = f"soak_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    name, url = create_pg("soak")
     logs = Path(f"/tmp/{name}")
     logs.mkdir()
     ds = Durascope.open(url, run_engine=False)
@@ -427,8 +423,7 @@ def main() -> int:
             e.stop()
         ds.close()
         if not args.keep:
-            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            drop_pg(name)
 
     samples = sorted(probe.samples)
     statuses = Counter(finals.values())

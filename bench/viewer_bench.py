@@ -17,24 +17,20 @@ import argparse
 import os
 import sys
 import time
-import uuid
 from dataclasses import astuple
 from pathlib import Path
 from urllib.parse import quote
-
-import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pagetiming import timed  # bench/ is on sys.path when a bench script runs
+from scratch import scratch_url
 
 from recorder.api import Durascope
 from recorder.synthetic import T0, synthetic
 from recorder.transfer import import_histories, parse_history
 from viewer import create_app
-
-PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
 def _load_average() -> str:
@@ -44,14 +40,11 @@ def _load_average() -> str:
 
 
 def run(db: str, executions: int) -> None:
-    name = None
-    if db == "sqlite":
-        url = f"sqlite:////tmp/viewer-bench-{uuid.uuid4().hex[:6]}.db"
-    else:
-        name = f"vbench_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{name}"')
-        url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with scratch_url(db, "vbench") as url:
+        _run(db, url, executions)
+
+
+def _run(db: str, url: str, executions: int) -> None:
     ds = Durascope.open(url, run_engine=False)
     try:
         big = {}
@@ -89,9 +82,6 @@ def run(db: str, executions: int) -> None:
         print(f"done; {_load_average()}")
     finally:
         ds.close()
-        if name:
-            with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 if __name__ == "__main__":

@@ -35,13 +35,12 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import psycopg
+from scratch import create_pg, drop_pg
 from standardwebhooks import Webhook
 
 from recorder.api import Durascope
@@ -49,25 +48,6 @@ from recorder.followers import webhooks as wh
 from recorder.followers.dispatcher import Dispatcher
 from recorder.followers.sender import Sender
 from recorder.followers.webhooks import WebhookSettings
-
-PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _fresh_pg() -> tuple[str, str]:
-    name = f"bench_wh_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    admin = psycopg.conninfo.conninfo_to_dict(PG_ADMIN)
-    return (
-        name,
-        f"postgresql+psycopg://{admin.get('user', 'postgres')}@{admin.get('host', '127.0.0.1')}:"
-        f"{admin.get('port', 5432)}/{name}",
-    )
-
-
-def _drop_pg(name: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _load() -> str:
@@ -151,14 +131,14 @@ def main() -> None:
     if args.database_url:
         url = args.database_url
     elif args.db == "postgresql":
-        pg_name, url = _fresh_pg()
+        pg_name, url = create_pg("bench_wh")
     else:
         url = f"sqlite:///{tmp}/bench.db"
     try:
         _run(args, url)
     finally:
         if pg_name:
-            _drop_pg(pg_name)
+            drop_pg(pg_name)
         if os.environ.get("KEEP_BENCH_DB") is None:
             import shutil
 

@@ -39,36 +39,28 @@ import uuid
 from pathlib import Path
 
 import boto3
-import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from scratch import create_pg, drop_pg
 
 from recorder.config import Settings
 from viewer.server import build_server, freeze_startup_heap
 from viewer.wsgiserver import WSGIServer
 
 BENCH_DIR = str(ROOT / "bench")
-PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _pg_db() -> tuple[str, str]:
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-        c.execute(f'CREATE DATABASE "{name}"')
-    return name, f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-
-
-def _drop(name: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
-        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _url_for(db: str, tmp: Path) -> tuple[str, str | None]:
+    """A fresh store's URL, and the PostgreSQL database to drop afterwards (``_drop``)."""
     if db == "sqlite":
         return f"sqlite:///{tmp}/workers-{uuid.uuid4().hex[:6]}.db", None
-    name, url = _pg_db()
+    name, url = create_pg("bench")
     return url, name
+
+
+_drop = drop_pg
 
 
 class Served:
@@ -194,7 +186,7 @@ def _wait_http(url: str) -> None:
 
 
 def bench_engines(engines: int, tmp: Path, concurrency: int, n: int = 200) -> dict[str, float]:
-    name, url = _pg_db()
+    name, url = create_pg("bench")
     from recorder.api import Durascope
 
     ds = Durascope.open(url, run_engine=False)

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from recorder.api import Durascope
 from recorder.cli import main
 from recorder.store.error_index import fingerprint
+from recorder.store.projector import rebuild
 from recorder.synthetic import T0, synthetic, synthetic_failure
 from recorder.transfer import import_histories, parse_history
 from tests.conftest import register
@@ -143,6 +144,15 @@ def test_live_failures_are_grouped_and_searchable(ds: Durascope, client) -> None
     found = client.get("/api/v1/search?q=never+works").get_json()
     assert {h["executionArn"] for h in found["errors"]} == set(arns)
     assert any(h["operationName"] == "doomed" and h["operationId"] for h in found["errors"])
+    # Recorded live (on PostgreSQL before their events' positions were drawn), the
+    # occurrences point at their events exactly as a rebuild from the log does.
+    live = _occurrences(ds)
+    with ds.db.write() as conn:
+        rebuild(conn)
+    assert _occurrences(ds) == live
+    with ds.db.read() as conn:
+        types = dict(conn.execute(text("SELECT position, event_type FROM events")).all())
+    assert {types[row[0]] for row in live} == {"StepFailed", "ExecutionFailed"}
 
 
 def test_failed_and_timed_out_callbacks_are_grouped(ds: Durascope, client) -> None:

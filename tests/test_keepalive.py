@@ -17,6 +17,7 @@ import pytest
 from recorder.api import Durascope, wait_until
 from recorder.httpclient import EngineConnections
 from tests.test_lambda_api import register_all, serving
+from viewer import wsgiserver
 from viewer.wsgiserver import MAX_DRAIN, ServerLimits, WSGIServer
 
 parked = threading.Event()
@@ -84,13 +85,34 @@ def read_all(sock: socket.socket) -> bytes:
     return data
 
 
-def test_one_connection_serves_many_requests(server: WSGIServer) -> None:
+@pytest.mark.parametrize("linger", [0.0, wsgiserver.LINGER_SECONDS], ids=["via-selector", "lingering"])
+def test_one_connection_serves_many_requests(server: WSGIServer, monkeypatch, linger: float) -> None:
+    """Each next request is served whether it comes while the thread that answered the last
+    one still waits for it, or after the connection went back to the selector."""
+    monkeypatch.setattr(wsgiserver, "LINGER_SECONDS", linger)
     conn = connect(server)
     for i in range(5):
         status, body, resp = get(conn, "GET", f"/r{i}")
         assert (status, body) == (200, f"GET /r{i}".encode())
         assert not resp.will_close
     assert server.accepted == 1
+
+
+@pytest.mark.parametrize("linger", [0.0, wsgiserver.LINGER_SECONDS], ids=["via-selector", "lingering"])
+def test_pipelined_requests_are_all_answered_in_order(server: WSGIServer, monkeypatch, linger: float) -> None:
+    """Requests sent together arrive in one read: those already buffered are served without
+    waiting for more bytes from the socket."""
+    monkeypatch.setattr(wsgiserver, "LINGER_SECONDS", linger)
+    with socket.create_connection(("127.0.0.1", server.server_port), timeout=10) as sock:
+        sock.sendall(b"".join(b"GET /p%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(3)))
+        answers = b""
+        while answers.count(b"HTTP/1.1 200") < 3 or not answers.endswith(b"GET /p2"):
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {answers!r}"
+            answers += chunk
+    assert answers.count(b"HTTP/1.1 200 OK") == 3
+    bodies = [part.rsplit(b"\r\n\r\n", 1)[-1][:7] for part in answers.split(b"HTTP/1.1 ")[1:]]
+    assert bodies == [b"GET /p0", b"GET /p1", b"GET /p2"]
 
 
 def test_a_body_read_by_the_application_keeps_the_connection(server: WSGIServer) -> None:

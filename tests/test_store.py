@@ -192,8 +192,9 @@ def test_concurrent_writers_never_commit_below_a_seen_position(control_only: Dur
 
 
 def test_a_batch_of_writes_lands_together_or_not_at_all(control_only: Durascope) -> None:
-    """``Raw.batch`` (PostgreSQL's pipeline mode) writes what it holds, and a failure inside
-    it fails the transaction with nothing of it written, as statements run one by one do."""
+    """``Raw.batch`` (on PostgreSQL one text sent at the end) writes what it holds, and a
+    failure inside it fails the transaction with nothing of it written, as statements run
+    one by one do."""
     from recorder.store.sql import Raw
 
     db = control_only.db
@@ -212,6 +213,42 @@ def test_a_batch_of_writes_lands_together_or_not_at_all(control_only: Durascope)
                 raw.run("INSERT INTO scratch (id) VALUES (:id)", {"id": 1})
     with db.write() as conn:
         assert sorted(r[0] for r in conn.execute(text("SELECT id FROM scratch"))) == [1, 2, 3]
+
+
+HOSTILE_VALUES = [
+    "it's",
+    "'); DROP TABLE scratch2; --",
+    "back\\slash \\' and a quote",
+    "$$ dollar $$ quoting $tag$",
+    "%(id)s and %s and :id",
+    "line\nbreak\ttab\r",
+    "ünïcødé ✓ 😀",
+    "E'\\x41'",
+]
+
+
+def test_batched_values_are_quoted_as_values(control_only: Durascope) -> None:
+    """Inside a batch PostgreSQL gets the statements as one text with the values bound in by
+    psycopg's client-side quoting: a value that looks like SQL, a placeholder or an escape
+    is stored as it was given and runs nothing. A read inside the batch sees the writes
+    held before it."""
+    from recorder.store.sql import Raw
+
+    db = control_only.db
+    with db.write() as conn:
+        conn.execute(text("CREATE TABLE scratch2 (id INTEGER PRIMARY KEY, body TEXT, n BIGINT, flag BOOLEAN)"))
+    rows = [{"id": i, "body": v, "n": 2**62 - i, "flag": i % 2 == 0} for i, v in enumerate(HOSTILE_VALUES)]
+    with db.write() as conn:
+        raw = Raw(conn)
+        with raw.batch():
+            raw.many("INSERT INTO scratch2 (id, body, n, flag) VALUES (:id, :body, :n, :flag)", rows)
+            raw.run("UPDATE scratch2 SET body = :body WHERE id = :id", {"id": 0, "body": None})
+            seen = raw.one("SELECT count(*), count(body) FROM scratch2")
+            assert tuple(seen or ()) == (len(rows), len(rows) - 1)
+    with db.read() as s:
+        stored = s.execute(text("SELECT id, body, n, flag FROM scratch2 ORDER BY id")).all()
+    expected = [(r["id"], None if r["id"] == 0 else r["body"], r["n"], r["flag"]) for r in rows]
+    assert [tuple(r) for r in stored] == expected
 
 
 def test_unsupported_database_url_is_refused() -> None:
