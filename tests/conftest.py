@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -135,3 +137,36 @@ def running_server(settings: Settings, **kw: Any) -> Iterator[tuple[Any, Durasco
         server.shutdown()
         server.server_close()
         d.close()
+
+
+def worker_argv(engine_url: str, function: str, *options: str) -> list[str]:
+    """``durascope worker`` serving one function with one runtime, as a remote host runs it."""
+    return [
+        sys.executable,
+        "-m",
+        "recorder.cli",
+        "worker",
+        "--engine",
+        engine_url,
+        *options,
+        "--function",
+        function,
+        "--concurrency",
+        "1",
+    ]
+
+
+@contextmanager
+def remote_worker(
+    engine_url: str, function: str, *options: str, log: Path | None = None, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A ``durascope worker`` process (``worker_argv``), its output in ``log``; stopped after."""
+    with open(log if log is not None else os.devnull, "wb") as out:
+        worker = subprocess.Popen(
+            worker_argv(engine_url, function, *options), env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            yield worker
+        finally:
+            worker.terminate()
+            worker.wait(30)

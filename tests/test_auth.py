@@ -23,7 +23,7 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from recorder.config import Settings
-from tests.conftest import HANDLERS
+from tests.conftest import HANDLERS, remote_worker
 from viewer.server import build_server
 
 KEY, SECRET = "AKIDDURASCOPE", "s3cr3t-key"
@@ -212,31 +212,12 @@ def test_a_remote_worker_signs_its_requests(database_url: str, tmp_path: Path) -
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"
     env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
-    log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "recorder.cli",
-            "worker",
-            "--engine",
-            url,
-            "--function",
-            "add-one",
-            "--concurrency",
-            "1",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
     try:
-        for a in (1, 2, 3):  # several invocations over the worker's connections
-            done = ds.wait(ds.start("add-one", json.dumps({"a": a})), 60)
-            assert (done.status, done.result) == ("SUCCEEDED", str(a + 1))
+        with remote_worker(url, "add-one", log=tmp_path / "worker.log", env=env):
+            for a in (1, 2, 3):  # several invocations over the worker's connections
+                done = ds.wait(ds.start("add-one", json.dumps({"a": a})), 60)
+                assert (done.status, done.result) == ("SUCCEEDED", str(a + 1))
     finally:
-        worker.terminate()
-        worker.wait(15)
         server.shutdown()
         server.server_close()
         ds.close()

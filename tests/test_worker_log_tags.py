@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from recorder.api import Durascope
 from recorder.config import Settings
 from recorder.queries import execution_logs
 from recorder.runtime_process import Output
-from tests.conftest import HANDLERS, running_server
+from tests.conftest import HANDLERS, remote_worker, running_server
 from tests.security.test_workers_hardening import _engine
 from tests.test_logs_across_replays import _check_tags, _lines, _ops, check_page_hides_replays
 from viewer import create_app
@@ -65,17 +63,11 @@ def test_a_remote_worker_host_relays_the_tags(database_url: str, tmp_path: Path)
     with running_server(_settings(database_url), invoker="workers", local_workers=False) as (server, ds):
         ds.register_function("chatty", "th_insight.chatty", code_dir=HANDLERS)
         url = f"http://127.0.0.1:{server.server_port}"
-        argv = [sys.executable, "-m", "recorder.cli", "worker", "--engine", url, "--function", "chatty"]
-        log = (tmp_path / "worker.log").open("wb")
-        worker = subprocess.Popen([*argv, "--concurrency", "1"], stdout=log, stderr=subprocess.STDOUT)
-        try:
+        with remote_worker(url, "chatty", log=tmp_path / "worker.log"):
             arn = ds.start("chatty", "{}", name="chatty-on-a-remote-worker")
             done = ds.wait(arn, 90)
             assert done.status == "SUCCEEDED", (done.error, (tmp_path / "worker.log").read_text())
             _check_tags(ds, create_app(durascope=ds).test_client(), arn)
-        finally:
-            worker.terminate()
-            worker.wait(15)
 
 
 def test_a_frame_printed_on_stdout_is_just_text(worker_site: Durascope) -> None:

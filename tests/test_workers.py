@@ -16,7 +16,7 @@ import pytest
 from recorder.api import Durascope
 from recorder.config import Settings
 from recorder.queries import execution_logs
-from tests.conftest import HANDLERS
+from tests.conftest import HANDLERS, remote_worker
 from viewer.server import build_server
 
 
@@ -123,29 +123,9 @@ def test_a_remote_worker_over_http(database_url: str, tmp_path: Path) -> None:
     for served in _serve(database_url, local_workers=False):
         ds = served.ds
         _register(ds, "whoami", "th_workers.whoami", env={"MODE": "remote"})
-        log = (tmp_path / "worker.log").open("wb")
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "recorder.cli",
-                "worker",
-                "--engine",
-                served.url,
-                "--function",
-                "whoami",
-                "--concurrency",
-                "1",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
+        with remote_worker(served.url, "whoami", log=tmp_path / "worker.log") as worker:
             done = ds.wait(ds.start("whoami", "{}"), 60)
             assert done.status == "SUCCEEDED" and '"mode": "remote"' in (done.result or "")
-        finally:
-            worker.terminate()
-            worker.wait(15)
         assert worker.returncode is not None
 
 

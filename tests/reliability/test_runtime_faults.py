@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from recorder.api import Durascope, wait_until
-from tests.conftest import HANDLERS
+from tests.conftest import HANDLERS, worker_argv
 from tests.reliability.checks import (
     WEBHOOK_RETRY_ENV,
     assert_projections_match_rebuild,
@@ -150,23 +150,7 @@ def test_a_remote_workers_runtimes_stop_when_its_engine_dies(
     worker: subprocess.Popen[bytes] | None = None
     try:
         wait_until(lambda: _answers(url), 60, "the engine did not start")
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "recorder.cli",
-                "worker",
-                "--engine",
-                url,
-                "--function",
-                "ledgered",
-                "--concurrency",
-                "1",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        worker = subprocess.Popen(worker_argv(url, "ledgered"), env=env, stdout=log, stderr=subprocess.STDOUT)
         arns = start_held(url, tmp_path, ["a"])
         runtime = holder(tmp_path, "a")
         engine.send_signal(signal.SIGKILL)

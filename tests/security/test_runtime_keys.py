@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,7 @@ from botocore.exceptions import ClientError
 from recorder.api import Durascope
 from recorder.config import Settings
 from recorder.sigv4 import KeyRing, sign_headers
-from tests.conftest import HANDLERS, running_server
+from tests.conftest import HANDLERS, remote_worker, running_server
 from viewer import create_app
 
 KEY, SECRET = "AKIDADMIN", "admin-secret"
@@ -150,26 +148,6 @@ def test_a_remote_workers_runtimes_get_the_narrow_key_not_the_hosts(database_url
     with running_server(settings, invoker="workers", local_workers=False) as (server, ds):
         ds.register_function("whose-key", "th_workers:whose_key", code_dir=HANDLERS)
         url = f"http://127.0.0.1:{server.server_port}"
-        log = (tmp_path / "worker.log").open("wb")
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "recorder.cli",
-                "worker",
-                "--engine",
-                url,
-                "--function",
-                "whose-key",
-                "--concurrency",
-                "1",
-            ],
-            env={**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY, "AWS_SECRET_ACCESS_KEY": SECRET}
+        with remote_worker(url, "whose-key", log=tmp_path / "worker.log", env=env):
             assert _whose_key(ds, url) == {"key_id": "DSRT.whose-key", "secret_is_admins": False}
-        finally:
-            worker.terminate()
-            worker.wait(15)

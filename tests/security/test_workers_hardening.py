@@ -25,7 +25,7 @@ from recorder.engine.logs import MAX_BYTES, MAX_LINES
 from recorder.queries import execution_logs
 from recorder.runtime_process import DURASCOPE_ADDED, LAMBDA_RESERVED, LAMBDA_UNRESERVED
 from recorder.worker_backend import LOGS_BODY_LIMIT, InsecureEngineURL, require_secure_engine
-from tests.conftest import HANDLERS
+from tests.conftest import HANDLERS, remote_worker
 from viewer.server import build_server
 
 
@@ -233,25 +233,5 @@ def test_insecure_lets_a_remote_worker_use_plain_http_across_the_network(tmp_pat
         url = f"http://{address}:{engine.port}"
         refused = _worker("--engine", url, "--function", "whoami")
         assert refused.returncode != 0 and "--insecure" in refused.stderr
-        worker = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "recorder.cli",
-                "worker",
-                "--engine",
-                url,
-                "--insecure",
-                "--function",
-                "whoami",
-                "--concurrency",
-                "1",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
+        with remote_worker(url, "whoami", "--insecure"):
             assert engine.ds.wait(engine.ds.start("whoami", "{}"), 60).status == "SUCCEEDED"
-        finally:
-            worker.terminate()
-            worker.wait(30)
