@@ -39,18 +39,17 @@ import threading
 import time
 import urllib.request
 from collections import Counter, defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from sqlalchemy import text
-from standardwebhooks import Webhook
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from scratch import create_pg, drop_pg  # bench/ is on sys.path when a bench script runs
+from receiver import Receiver  # bench/ is on sys.path when a bench script runs
+from scratch import create_pg, drop_pg
 
 from recorder.api import Durascope
 from recorder.demo import SCENARIOS, Scenario, register_samples
@@ -77,50 +76,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class Receiver:
-    """Webhook receiver: every delivery verified, kept as (webhook-id, event id, ARN, status)."""
-
-    def __init__(self) -> None:
-        self.secret = ""
-        self.lock = threading.Lock()
-        self.deliveries: list[tuple[str, str, str, str]] = []
-        self.bad = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                try:
-                    event = Webhook(receiver.secret).verify(body, dict(self.headers))
-                    row = (
-                        self.headers["webhook-id"],
-                        event["id"],
-                        event["detail"]["durableExecutionArn"],
-                        event["detail"]["status"],
-                    )
-                    with receiver.lock:
-                        receiver.deliveries.append(row)
-                except Exception:  # noqa: BLE001 - counted, and reported as lost
-                    with receiver.lock:
-                        receiver.bad += 1
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/soak"
 
 
 class Engine:
@@ -351,13 +306,11 @@ def _invocations_per_engine(ds: Durascope) -> Counter[str]:
 
 def _undelivered(receiver: Receiver, final: dict[str, str]) -> list[str]:
     """ARNs whose status changes did not all arrive in order (RUNNING, then the final one)."""
-    with receiver.lock:
-        deliveries = list(receiver.deliveries)
     per_arn: dict[str, list[str]] = defaultdict(list)
     ids: dict[str, set[str]] = defaultdict(set)
-    for webhook_id, event_id, arn, status in deliveries:
-        per_arn[arn].append(status)
-        ids[event_id].add(webhook_id)
+    for d in receiver.received():
+        per_arn[d.arn].append(d.status)
+        ids[d.event_id].add(d.webhook_id)
     bad = [
         arn
         for arn, status in final.items()
@@ -383,7 +336,7 @@ def main() -> int:
     engines: list[Engine] = []
     try:
         register_samples(ds)
-        receiver = Receiver()
+        receiver = Receiver("/soak")
         receiver.secret = wh.create_subscription(ds.db, wh.validate_spec(receiver.url))["secret"]
         probe = Probe(ds, engines)
         engines.extend(Engine(url, logs / f"engine-{i}.log", args.concurrency) for i in range(2))

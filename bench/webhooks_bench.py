@@ -35,13 +35,12 @@ import sys
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from receiver import Receiver
 from scratch import create_pg, drop_pg
-from standardwebhooks import Webhook
 
 from recorder.api import Durascope
 from recorder.followers import webhooks as wh
@@ -54,47 +53,6 @@ def _load() -> str:
     return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-class Receiver:
-    def __init__(self) -> None:
-        self.arrivals: dict[str, float] = {}  # durableExecutionArn -> first arrival
-        self.ids: list[str] = []
-        self.bad = 0
-        self.secret = ""
-        self.lock = threading.Lock()
-        recv = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                now = time.time()
-                try:
-                    event = Webhook(recv.secret).verify(body, dict(self.headers))
-                    arn = event["detail"]["durableExecutionArn"]
-                except Exception:  # noqa: BLE001 - a bad signature is counted
-                    recv.bad += 1
-                    arn = None
-                with recv.lock:
-                    recv.ids.append(self.headers["webhook-id"])
-                    if arn is not None:
-                        recv.arrivals.setdefault(arn, now)
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *_: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}/hook"
-
-
 def _pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
@@ -103,11 +61,12 @@ def _pct(values: list[float], p: float) -> float:
 def _wait_all(recv: Receiver, expected: set[str], timeout: float) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with recv.lock:
-            if expected <= recv.arrivals.keys():
-                return max(recv.arrivals[a] for a in expected)
+        arrivals = recv.first_arrivals()
+        if expected <= arrivals.keys():
+            return max(arrivals[a] for a in expected)
         time.sleep(0.01)
-    raise SystemExit(f"LOST: {len(expected - recv.arrivals.keys())} of {len(expected)} status changes never arrived")
+    missing = expected - recv.first_arrivals().keys()
+    raise SystemExit(f"LOST: {len(missing)} of {len(expected)} status changes never arrived")
 
 
 def main() -> None:
@@ -233,7 +192,8 @@ def _run(args: argparse.Namespace, url: str) -> None:
             time.sleep(delay)
     _wait_all(recv, set(commits), 120)
     disp.stop()
-    lat = [(recv.arrivals[a] - t) * 1000 for a, t in commits.items()]
+    arrivals = recv.first_arrivals()
+    lat = [(arrivals[a] - t) * 1000 for a, t in commits.items()]
     print(
         f"live     {args.live:>6} status changes at {args.rate:.0f}/s: latency commit->arrival "
         f"p50 {statistics.median(lat):.1f} ms, p99 {_pct(lat, 99):.1f} ms, max {max(lat):.1f} ms"
@@ -258,7 +218,7 @@ def _run(args: argparse.Namespace, url: str) -> None:
 
     expected = args.live + args.backlog
     unique = len(set(recv.ids))
-    lost = expected - len(set(recv.arrivals) & (backlog | set(commits)))
+    lost = expected - len(set(recv.first_arrivals()) & (backlog | set(commits)))
     print(
         f"check    expected {expected}, delivered {unique} distinct webhook-ids ({len(recv.ids) - unique} duplicates), "
         f"lost {lost}, bad signatures {recv.bad}"
@@ -266,7 +226,7 @@ def _run(args: argparse.Namespace, url: str) -> None:
     ok = statistics.median(lat) < 50 and args.backlog / took >= 1000 and lost == 0 and recv.bad == 0
     print("goals    p50 < 50 ms, >= 1000 deliveries/s, nothing lost:", "MET" if ok else "NOT MET")
     print(f"end      {_load()}")
-    recv.server.shutdown()
+    recv.close()
     ds.close()
 
 
