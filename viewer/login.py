@@ -83,7 +83,7 @@ class LoginThrottle:
 class SessionCookies(SecureCookieSessionInterface):
     """The viewer's cookie session. ``Secure`` on a cookie sent over https, directly or
     through a proxy that says so. Lambda API requests (signed, never a browser's) get no
-    session: verifying the cookie's signature was ~0.1 ms of every checkpoint."""
+    session: opening one (its signing serializer) was ~0.08 ms of every checkpoint."""
 
     def open_session(self, app: Flask, request: Request) -> SessionMixin | None:
         if lambda_api.claims(raw_path(request.environ)):
