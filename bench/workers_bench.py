@@ -53,14 +53,11 @@ BENCH_DIR = str(ROOT / "bench")
 
 
 def _url_for(db: str, tmp: Path) -> tuple[str, str | None]:
-    """A fresh store's URL, and the PostgreSQL database to drop afterwards (``_drop``)."""
+    """A fresh store's URL, and the PostgreSQL database to drop afterwards (``drop_pg``)."""
     if db == "sqlite":
         return f"sqlite:///{tmp}/workers-{uuid.uuid4().hex[:6]}.db", None
     name, url = create_pg("bench")
     return url, name
-
-
-_drop = drop_pg
 
 
 class Served:
@@ -107,7 +104,7 @@ def bench_w1(db: str, tmp: Path) -> dict[str, float]:
     finally:
         s.close()
         if name:
-            _drop(name)
+            drop_pg(name)
 
 
 def _cpu_seconds(pid: int, task: int | None = None) -> float:
@@ -160,7 +157,7 @@ def bench_w4(db: str, tmp: Path, concurrency: int, n: int = 100) -> dict[str, fl
     finally:
         s.close()
         if name:
-            _drop(name)
+            drop_pg(name)
 
 
 def _serve_process(database_url: str, port: int, concurrency: int, log: Path) -> subprocess.Popen[bytes]:
@@ -233,7 +230,7 @@ def bench_engines(engines: int, tmp: Path, concurrency: int, n: int = 200) -> di
             except subprocess.TimeoutExpired:
                 p.kill()
         ds.close()
-        _drop(name)
+        drop_pg(name)
 
 
 def bench_latency(db: str, tmp: Path, n: int = 500) -> dict[str, float]:
@@ -277,7 +274,7 @@ def bench_latency(db: str, tmp: Path, n: int = 500) -> dict[str, float]:
         server.server_close()
         ds.close()
         if name:
-            _drop(name)
+            drop_pg(name)
 
 
 def bench_http(connections: int = 16, n: int = 8000) -> dict[str, float]:
