@@ -9,7 +9,8 @@ Systems:
     durascope-sqlite  Durascope on a fresh SQLite file (a new file per repeat)
     durascope-pg      Durascope on a fresh PostgreSQL database (created per repeat from the
                       `test` database with psycopg autocommit, dropped afterwards);
-                      server from --pg-server / DURASCOPE_BENCH_PG (default postgres@127.0.0.1:5432)
+                      server from --pg-server, else that of DURASCOPE_BENCH_PG (a libpq URL,
+                      as for every script here; default postgres@127.0.0.1:5432)
     peer-memory       aws-durable-execution-sdk-python-testing DurableFunctionTestRunner,
                       its default InMemoryExecutionStore
     peer-sqlite       the same runner with SQLiteExecutionStore (a new file per repeat)
@@ -51,6 +52,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
+import scratch
 import workloads
 
 SYSTEMS = ["durascope-sqlite", "durascope-pg", "peer-memory", "peer-sqlite", "sdk-alone", "invoker-alone"]
@@ -133,12 +135,8 @@ class DurascopeSystem(System):
         if self.name == "durascope-sqlite":
             self._tmp = tempfile.mkdtemp(prefix="durascope-bench-")
             return f"sqlite:///{self._tmp}/bench.db"
-        import psycopg
-
-        self._pg_db = f"dsbench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-        with psycopg.connect(f"postgresql://{self.pg_server}/test", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{self._pg_db}"')
-        return f"postgresql+psycopg://{self.pg_server}/{self._pg_db}"
+        self._pg_db, url = scratch.create_pg(f"dsbench_{os.getpid()}", scratch.admin_of(self.pg_server))
+        return url
 
     def setup(self) -> None:
         from recorder.api import Durascope
@@ -172,10 +170,7 @@ class DurascopeSystem(System):
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
         if self._pg_db:
-            import psycopg
-
-            with psycopg.connect(f"postgresql://{self.pg_server}/test", autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{self._pg_db}" WITH (FORCE)')
+            scratch.drop_pg(self._pg_db, scratch.admin_of(self.pg_server))
             self._pg_db = None
 
 
@@ -652,8 +647,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cell", nargs=2, metavar=("SYSTEM", "WORKLOAD"), help=argparse.SUPPRESS)
     parser.add_argument(
         "--pg-server",
-        default=os.environ.get("DURASCOPE_BENCH_PG", "postgres@127.0.0.1:5432"),
-        help="user@host:port of the PostgreSQL server (trust auth)",
+        default=scratch.server_of(),
+        help="user@host:port of the PostgreSQL server (trust auth; default: that of DURASCOPE_BENCH_PG)",
     )
     parser.add_argument(
         "--ds-setting",

@@ -17,18 +17,31 @@ from sqlalchemy.engine import make_url
 PG_ADMIN = os.environ.get("DURASCOPE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def create_pg(prefix: str) -> tuple[str, str]:
-    """A new empty database on the bench server: its name and its SQLAlchemy URL."""
+def create_pg(prefix: str, admin: str = PG_ADMIN) -> tuple[str, str]:
+    """A new empty database on the server of ``admin`` (a libpq URL of a database there):
+    its name and its SQLAlchemy URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+    with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f'CREATE DATABASE "{name}"')
-    url = make_url(PG_ADMIN).set(drivername="postgresql+psycopg", database=name)
+    url = make_url(admin).set(drivername="postgresql+psycopg", database=name)
     return name, url.render_as_string(hide_password=False)
 
 
-def drop_pg(name: str) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as c:
+def drop_pg(name: str, admin: str = PG_ADMIN) -> None:
+    with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def server_of(admin: str = PG_ADMIN) -> str:
+    """``user@host:port`` of the server of ``admin`` (the form of ``run.py --pg-server``)."""
+    url = make_url(admin)
+    password = f":{url.password}" if url.password else ""
+    return f"{url.username}{password}@{url.host or '127.0.0.1'}:{url.port or 5432}"
+
+
+def admin_of(server: str) -> str:
+    """The libpq URL of the ``test`` database on ``user@host:port``."""
+    return f"postgresql://{server}/test"
 
 
 def sqlite_url(prefix: str) -> str:
