@@ -194,24 +194,31 @@ class Engine:
 
     # --- capacity per function (invokers with a bounded number of runtimes) ---------------
 
+    def _runtime_free(self, function: str) -> bool:
+        """Under ``self._lock``: whether a runtime of ``function`` can take one more claim."""
+        return self._capacity is not None and self._claimed[function] < self._capacity(function)
+
     def _take_slot(self, function: str) -> bool:
         """Under ``self._lock``: hold one of the function's runtimes for a claim."""
         assert self._capacity is not None
-        if self._claimed[function] >= self._capacity(function):
+        if not self._runtime_free(function):
             return False
         self._claimed[function] += 1
         return True
+
+    def _wait_for_runtime(self, function: str, execution_id: str) -> None:
+        """Under ``self._lock``: submitted again when a runtime of ``function`` is free."""
+        self._waiting.setdefault(function, {})[execution_id] = None
 
     def _no_runtime_for(self, execution_id: str) -> bool:
         """Under ``self._lock``: whether the execution's function is known here and has no
         runtime free; then it waits for one without a trip through the invocation pool
         (in W4's burst most starts find every runtime busy: each was a thread hand-off and
         a transaction that claimed nothing)."""
-        capacity = self._capacity
         function = self._functions.get(execution_id)
-        if capacity is None or function is None or self._claimed[function] < capacity(function):
+        if self._capacity is None or function is None or self._runtime_free(function):
             return False
-        self._waiting.setdefault(function, {})[execution_id] = None
+        self._wait_for_runtime(function, execution_id)
         return True
 
     def _remember_function(self, execution_id: str, function: str) -> None:
@@ -232,7 +239,7 @@ class Engine:
         executions that wanted one meanwhile (another engine may have run them since)."""
         with self._lock:
             waiting = self._waiting.get(function)
-            if not waiting or self._claimed[function] >= (self._capacity(function) if self._capacity else 0):
+            if not waiting or not self._runtime_free(function):
                 return
             execution_id = next(iter(waiting))
             del waiting[execution_id]
@@ -250,7 +257,7 @@ class Engine:
             return None
         with self._lock:
             if not self._take_slot(function):
-                self._waiting.setdefault(function, {})[execution_id] = None
+                self._wait_for_runtime(function, execution_id)
                 return None
         try:
             inv = self.control.begin_invocation(execution_id, self.owner)
