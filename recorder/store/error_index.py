@@ -122,7 +122,7 @@ INSERT_SQL = f"INSERT INTO error_occurrences ({', '.join(COLUMNS)}) VALUES ({', 
 # An occurrence whose event was inserted in the same flush, just before (PostgreSQL).
 INSERT_HELD_SQL = (
     f"INSERT INTO error_occurrences ({', '.join(COLUMNS)}) "
-    f"SELECT e.position, {', '.join(':' + c for c in COLUMNS[1:])} FROM events e "
+    f"SELECT {', '.join('e.position' if c == 'position' else ':' + c for c in COLUMNS)} FROM events e "
     "WHERE e.execution_id = :execution_id AND e.event_id = :event_id"
 )
 
